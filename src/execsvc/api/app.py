@@ -1,0 +1,67 @@
+"""The FastAPI application. It serves the contract file itself: the spec is the source of truth, not the code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from execsvc import __version__
+from execsvc.api import errors
+from execsvc.api.middleware import RequestGuard
+from execsvc.api.routes import ledger, operations, orders
+from execsvc.api.services import Services
+
+SPEC_PATH = Path(__file__).resolve().parents[3] / "openapi" / "execsvc.yaml"
+
+
+@cache
+def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
+    """The OpenAPI document, parsed once."""
+    with path.open(encoding="utf-8") as fh:
+        spec: dict[str, Any] = yaml.safe_load(fh)
+    return spec
+
+
+def create_app(
+    services: Services,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    """Build the app around its services."""
+    app = FastAPI(
+        title="execsvc",
+        version=__version__,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    errors.install(app)
+    app.include_router(orders.router)
+    app.include_router(ledger.router)
+    app.include_router(operations.router)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> Response:
+        return _json(load_spec(services.spec_path))
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="execsvc API")
+
+    app.add_middleware(RequestGuard, metrics=services.metrics, max_body_bytes=services.max_body_bytes)
+    return app
+
+
+def _json(document: dict[str, Any]) -> Response:
+    return Response(json.dumps(document), media_type="application/json")

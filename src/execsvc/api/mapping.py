@@ -1,0 +1,140 @@
+"""Mapping between the contract models (the wire) and the domain's types."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from execsvc.api.errors import ApiProblem
+from execsvc.contract import models as api
+from execsvc.core.commands import SubmitOrder
+from execsvc.core.markets import MarketRules, Quote
+from execsvc.core.money import parse_amount, to_str
+from execsvc.core.orders import Order
+from execsvc.core.values import OrderType, Side, TimeInForce
+from execsvc.db.queries import FillView
+
+
+def _opt(value: Decimal | None) -> str | None:
+    return None if value is None else to_str(value)
+
+
+def order_out(order: Order) -> api.Order:
+    """The wire form of an order."""
+    return api.Order(
+        id=order.id,
+        client_order_id=order.client_order_id,
+        account_id=order.account_id,
+        symbol=order.symbol,
+        side=order.side.value,
+        type=order.type.value,
+        time_in_force=order.time_in_force.value,
+        qty=to_str(order.qty),
+        limit_price=_opt(order.limit_price),
+        status=order.status.value,
+        filled_qty=to_str(order.filled_qty),
+        avg_fill_price=_opt(order.avg_fill_price),
+        fees=to_str(order.fees),
+        fee_asset=order.fee_asset,
+        reject_code=order.reject_code,
+        reject_reason=order.reject_reason,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+    )
+
+
+def fill_out(fill: FillView) -> api.Fill:
+    """The wire form of a fill."""
+    return api.Fill(
+        id=fill.id,
+        order_id=fill.order_id,
+        symbol=fill.symbol,
+        side=fill.side,
+        qty=to_str(fill.qty),
+        price=to_str(fill.price),
+        fee=to_str(fill.fee),
+        fee_asset=fill.fee_asset,
+        trade_id=fill.trade_id,
+        created_at=fill.created_at,
+    )
+
+
+def market_out(rules: MarketRules, quote: Quote | None) -> api.Market:
+    """The wire form of a market."""
+    return api.Market(
+        symbol=rules.symbol,
+        base=rules.base,
+        quote=rules.quote,
+        tick_size=to_str(rules.tick_size),
+        qty_step=to_str(rules.qty_step),
+        min_qty=to_str(rules.min_qty),
+        min_notional=to_str(rules.min_notional),
+        mark_price=None if quote is None else to_str(quote.price),
+        mark_time=None if quote is None else quote.at,
+    )
+
+
+def _amount(text: str, field: str) -> Decimal:
+    try:
+        return parse_amount(text)
+    except ValueError as exc:
+        raise ApiProblem(
+            422, "validation_failed", str(exc), errors=[{"field": f"body.{field}", "message": str(exc)}]
+        ) from exc
+
+
+def fingerprint(request: api.OrderRequest) -> str:
+    """A digest of the request's meaning (key order, whitespace and defaults do not change it)."""
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def submit_command(request: api.OrderRequest, account_id: str, idempotency_key: str | None) -> SubmitOrder:
+    """The pipeline command for an order request."""
+    return SubmitOrder(
+        account_id=account_id,
+        symbol=request.symbol,
+        side=Side(request.side),
+        type=OrderType(request.type),
+        qty=_amount(request.qty, "qty"),
+        limit_price=None if request.limit_price is None else _amount(request.limit_price, "limit_price"),
+        time_in_force=TimeInForce(request.time_in_force),
+        client_order_id=request.client_order_id,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint(request) if idempotency_key is not None else None,
+    )
+
+
+def encode_cursor(last_id: UUID | None) -> str | None:
+    """An opaque cursor for the page after ``last_id``."""
+    return None if last_id is None else base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> UUID | None:
+    """The id a cursor points after; a 400 when it is not one of ours."""
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        if len(raw) != 16:
+            raise ValueError("wrong length")
+        return UUID(bytes=raw)
+    except (ValueError, binascii.Error) as exc:
+        raise ApiProblem(400, "invalid_cursor", "the cursor is not valid; use a next_cursor we returned") from exc
+
+
+def aware(value: datetime | None, field: str) -> datetime | None:
+    """Require a time zone on time filters."""
+    if value is not None and value.tzinfo is None:
+        raise ApiProblem(
+            422,
+            "validation_failed",
+            f"{field} needs a time zone",
+            errors=[{"field": f"query.{field}", "message": "a time zone (e.g. Z) is required"}],
+        )
+    return value

@@ -1,0 +1,104 @@
+"""The ASGI middleware around every request: request id, body size cap, access log, metrics, last-resort errors."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from execsvc.api.errors import problem_response, unexpected
+from execsvc.observability.context import request_id
+from execsvc.observability.metrics import Metrics
+
+log = structlog.get_logger("execsvc.http")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class BodyTooLarge(Exception):
+    """The body passed the configured cap while being read."""
+
+
+class RequestGuard:
+    """Wraps the app: binds the request id, caps the body, records metrics and turns stray errors into problems."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        incoming = Request(scope).headers.get("x-request-id", "")
+        rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        token = request_id.set(rid)
+        structlog.contextvars.bind_contextvars(request_id=rid)
+        status = 500
+        started_response = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, started_response
+            if message["type"] == "http.response.start":
+                started_response = True
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        received = 0
+
+        async def receive_capped() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            length = Request(scope).headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+                await self._respond(scope, receive, send_wrapper, self._too_large())
+            else:
+                await self.app(scope, receive_capped, send_wrapper)
+        except BodyTooLarge:
+            if not started_response:
+                await self._respond(scope, receive, send_wrapper, self._too_large())
+        except Exception as exc:
+            if started_response:
+                raise
+            await self._respond(scope, receive, send_wrapper, unexpected(exc))
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route_template(scope)
+            method = scope["method"]
+            self.metrics.http_requests_total.labels(method, route, str(status)).inc()
+            self.metrics.http_request_duration.labels(method, route).observe(elapsed)
+            log.info("request", method=method, path=scope["path"], status=status, ms=round(elapsed * 1000, 2))
+            structlog.contextvars.unbind_contextvars("request_id")
+            request_id.reset(token)
+
+    def _too_large(self) -> Response:
+        return problem_response(
+            413, "payload_too_large", f"the request body is larger than {self.max_body_bytes} bytes"
+        )
+
+    @staticmethod
+    async def _respond(scope: Scope, receive: Receive, send: Send, response: Response) -> None:
+        await response(scope, receive, send)
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's path template (bounded label cardinality), or a fixed label when none matched."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"

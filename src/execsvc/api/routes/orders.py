@@ -1,0 +1,144 @@
+"""/v1/orders: submit, list, get, cancel."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from execsvc.api.auth import Principal, can_read, can_write
+from execsvc.api.errors import PROBLEM, ApiProblem, problem_body, validation_problem
+from execsvc.api.mapping import decode_cursor, encode_cursor, order_out, submit_command
+from execsvc.api.services import Services
+from execsvc.contract import models as api
+from execsvc.core.commands import CancelOrder
+from execsvc.core.errors import OrderNotFound
+from execsvc.pipeline.cancel import cancel_order
+from execsvc.pipeline.submit import complete_request, submit_order
+from execsvc.risk import Denied
+
+router = APIRouter()
+
+JSON = "application/json"
+_KEY = re.compile(r"^[\x21-\x7E]{1,255}$")
+Status = Literal[
+    "pending_new",
+    "open",
+    "partially_filled",
+    "filled",
+    "pending_cancel",
+    "canceled",
+    "rejected",
+    "expired",
+    "unknown",
+]
+SymbolQuery = Annotated[str | None, Query(pattern=r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$")]
+LimitQuery = Annotated[int, Query(ge=1, le=500)]
+CursorQuery = Annotated[str | None, Query(min_length=1, max_length=200)]
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == JSON or (media.startswith("application/") and media.endswith("+json"))
+
+
+@router.post("/v1/orders")
+async def post_order(request: Request, who: Annotated[Principal, Depends(can_write)]) -> Response:
+    """Submit an order."""
+    if not _is_json(request.headers.get("content-type", "")):
+        raise ApiProblem(415, "unsupported_media_type", "send the order as application/json")
+    key = request.headers.get("idempotency-key")
+    if key is not None and not _KEY.match(key):
+        raise ApiProblem(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 printable ASCII characters")
+    try:
+        body = api.OrderRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise validation_problem(exc) from exc
+    services = _services(request)
+    result = await submit_order(services.pipeline, submit_command(body, who.account_id, key))
+    if result.replay is not None:
+        replay = result.replay
+        assert replay.response_status is not None
+        assert replay.response_body is not None
+        headers = {"Idempotent-Replayed": "true"}
+        if replay.response_status == 201 and replay.order_id is not None:
+            headers["Location"] = f"/v1/orders/{replay.order_id}"
+        media = JSON if replay.response_status < 400 else PROBLEM
+        return Response(replay.response_body, replay.response_status, headers=headers, media_type=media)
+    order = result.order
+    assert order is not None
+    if isinstance(result.decision, Denied):
+        status, media, headers = 422, PROBLEM, {}
+        content = problem_body(
+            422,
+            "risk_rejected",
+            "the risk engine rejected the order",
+            violations=[
+                {"rule": v.rule, "limit": v.limit, "value": v.value, "message": v.message}
+                for v in result.decision.violations
+            ],
+            order_id=str(order.id),
+            order_status=order.status.value,
+        )
+    else:
+        status, media, headers = 201, JSON, {"Location": f"/v1/orders/{order.id}"}
+        content = order_out(order).model_dump_json().encode()
+    if key is not None:
+        await complete_request(services.pipeline, who.account_id, key, status, content)
+    return Response(content, status, headers=headers, media_type=media)
+
+
+@router.get("/v1/orders")
+async def list_orders(
+    request: Request,
+    who: Annotated[Principal, Depends(can_read)],
+    status: Annotated[Status | None, Query()] = None,
+    symbol: SymbolQuery = None,
+    side: Annotated[Literal["buy", "sell"] | None, Query()] = None,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+) -> Response:
+    """List the account's orders, newest first."""
+    page = await _services(request).reads.orders(
+        who.account_id, status=status, symbol=symbol, side=side, limit=limit, before=decode_cursor(cursor)
+    )
+    body = api.OrderPage(items=[order_out(o) for o in page.items], next_cursor=encode_cursor(page.last_id))
+    return Response(body.model_dump_json(), media_type=JSON)
+
+
+@router.get("/v1/orders/by-client-id/{client_order_id}")
+async def get_order_by_client_id(
+    request: Request,
+    who: Annotated[Principal, Depends(can_read)],
+    client_order_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")],
+) -> Response:
+    """One order by client order id."""
+    order = await _services(request).reads.order_by_client_id(who.account_id, client_order_id)
+    if order is None:
+        raise OrderNotFound(f"no order with client_order_id {client_order_id!r}")
+    return Response(order_out(order).model_dump_json(), media_type=JSON)
+
+
+@router.get("/v1/orders/{order_id}")
+async def get_order(request: Request, who: Annotated[Principal, Depends(can_read)], order_id: UUID) -> Response:
+    """One order."""
+    order = await _services(request).reads.order(who.account_id, order_id)
+    if order is None:
+        raise OrderNotFound(f"order {order_id} does not exist")
+    return Response(order_out(order).model_dump_json(), media_type=JSON)
+
+
+@router.delete("/v1/orders/{order_id}")
+async def delete_order(request: Request, who: Annotated[Principal, Depends(can_write)], order_id: UUID) -> Response:
+    """Cancel an order."""
+    order = await cancel_order(_services(request).pipeline, CancelOrder(who.account_id, order_id))
+    return Response(order_out(order).model_dump_json(), media_type=JSON)

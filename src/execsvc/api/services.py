@@ -1,0 +1,28 @@
+"""What the routes need, handed to ``create_app`` by bootstrap (the API never builds adapters itself)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from execsvc.db.queries import ReadModel
+from execsvc.observability.metrics import Metrics
+from execsvc.pipeline.deps import Pipeline
+
+
+@dataclass(slots=True)
+class Services:
+    """The API's dependencies."""
+
+    pipeline: Pipeline
+    engine: AsyncEngine
+    reads: ReadModel
+    metrics: Metrics
+    valuation_asset: str
+    max_body_bytes: int
+    spec_path: Path
+    # Checks run by /readyz, by name; each raises when its dependency is unreachable. None: not configured.
+    readiness: dict[str, Callable[[], Awaitable[None]] | None]

@@ -1,0 +1,172 @@
+"""The one composition root: builds real (or injected fake) adapters and wires them together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from execsvc.api.app import SPEC_PATH, create_app
+from execsvc.api.services import Services
+from execsvc.brokers.paper import PaperBroker
+from execsvc.config import Settings
+from execsvc.core.clock import Clock, SystemClock
+from execsvc.core.ports import Broker
+from execsvc.db.engine import make_engine, ping
+from execsvc.db.queries import ReadModel
+from execsvc.db.uow import SqlUnitOfWorkFactory
+from execsvc.marketdata.book import MarketBook
+from execsvc.marketdata.simulated import SimulatedFeed
+from execsvc.observability.metrics import Metrics
+from execsvc.pipeline.deps import Pipeline
+from execsvc.pipeline.paper_session import PaperMatcher, restore_paper_book, run_market_loop
+from execsvc.risk import RiskLimits
+from execsvc.routing.router import OrderRouter
+
+log = structlog.get_logger(__name__)
+PURGE_INTERVAL_SECONDS = 600
+
+
+@dataclass(slots=True)
+class Container:
+    """Everything one service instance is made of, and the background tasks it runs."""
+
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    market_data: MarketBook
+    paper: PaperBroker
+    pipeline: Pipeline
+    matcher: PaperMatcher
+    metrics: Metrics
+    reads: ReadModel
+    redis: Redis | None
+    services: Services
+    run_feed: bool
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        """Restore the paper book and start the feed and housekeeping loops."""
+        await restore_paper_book(self.pipeline, self.paper)
+        if self.run_feed and isinstance(self.market_data, SimulatedFeed):
+            self.tasks.append(
+                asyncio.create_task(
+                    run_market_loop(self.matcher, self.market_data.step, self.settings.feed_interval_seconds),
+                    name="market-loop",
+                )
+            )
+        self.tasks.append(asyncio.create_task(self._purge_loop(), name="idempotency-purge"))
+
+    async def stop(self) -> None:
+        """Stop the loops and close connections."""
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks.clear()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()
+
+    async def purge_expired_idempotency_keys(self) -> int:
+        """Forget idempotency keys past their retention."""
+        async with self.pipeline.uow() as uow:
+            removed = await uow.idempotency.delete_expired(self.clock.now())
+            await uow.commit()
+        return removed
+
+    async def _purge_loop(self) -> None:
+        while True:
+            try:
+                removed = await self.purge_expired_idempotency_keys()
+                if removed:
+                    log.info("idempotency_keys_purged", count=removed)
+            except Exception:
+                log.exception("idempotency_purge_failed")
+            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+    def app(self) -> FastAPI:
+        """The ASGI app, whose lifespan starts and stops this container."""
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        return create_app(self.services, lifespan=lifespan)
+
+
+def build(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    market_data: MarketBook | None = None,
+    brokers: Mapping[str, Broker] | None = None,
+    run_feed: bool = True,
+    spec_path: Path = SPEC_PATH,
+) -> Container:
+    """Wire a service instance. Tests pass a fake clock, a hand-driven market book or fake brokers."""
+    clock = clock or SystemClock()
+    engine = make_engine(settings.sqlalchemy_url, settings.db_pool_size)
+    if market_data is None:
+        market_data = SimulatedFeed(settings.listed_markets(), clock, settings.feed_seed, settings.feed_volatility_bps)
+    paper = PaperBroker(market_data, settings.paper_fee_bps, settings.paper_slippage_bps, settings.paper_max_fill_qty)
+    router = OrderRouter({"paper": paper, **(brokers or {})})
+    metrics = Metrics()
+    pipeline = Pipeline(
+        uow=SqlUnitOfWorkFactory(engine),
+        market_data=market_data,
+        router=router,
+        clock=clock,
+        limits=RiskLimits(
+            fee_bps=settings.paper_fee_bps,
+            market_buffer_bps=settings.market_buffer_bps,
+            max_mark_age_seconds=settings.max_mark_age_seconds,
+        ),
+        fee_bps=settings.paper_fee_bps,
+        observer=metrics,
+        idempotency_retention=timedelta(hours=settings.idempotency_retention_hours),
+    )
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    reads = ReadModel(engine)
+
+    async def redis_ping() -> None:
+        assert redis is not None
+        await redis.ping()
+
+    services = Services(
+        pipeline=pipeline,
+        engine=engine,
+        reads=reads,
+        metrics=metrics,
+        valuation_asset=settings.valuation_asset,
+        max_body_bytes=settings.max_body_bytes,
+        spec_path=spec_path,
+        readiness={"database": lambda: ping(engine), "redis": redis_ping if redis is not None else None},
+    )
+    return Container(
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        market_data=market_data,
+        paper=paper,
+        pipeline=pipeline,
+        matcher=PaperMatcher(pipeline, paper),
+        metrics=metrics,
+        reads=reads,
+        redis=redis,
+        services=services,
+        run_feed=run_feed,
+    )

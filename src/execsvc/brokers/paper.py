@@ -1,0 +1,174 @@
+"""The paper broker: fills against the mark price of a market data source, with fees and slippage.
+
+It is its own adapter, not a flag inside a live one. Market orders fill at the mark plus (buy) or minus (sell) the
+slippage; limit orders that cross the mark fill at once at the better of the limit and the slipped mark, the rest
+rests and fills at its limit when the mark reaches it (``on_mark``). ``max_fill_qty`` caps what one match can fill,
+to simulate a thin book: ``ioc`` fills what it can and cancels the rest, ``fok`` fills fully or is canceled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from uuid import UUID
+
+from execsvc.core.errors import CapabilityMissing
+from execsvc.core.ledger import fee_for
+from execsvc.core.markets import MarketRules, Quote
+from execsvc.core.money import BPS, ONE, ZERO, exact, to_str
+from execsvc.core.orders import Order
+from execsvc.core.ports import BrokerCapabilities, MarketData
+from execsvc.core.reports import Accepted, BrokerReport, Canceled, Filled, Rejected
+from execsvc.core.values import OrderType, Side, TimeInForce
+
+
+@dataclass(slots=True)
+class _Resting:
+    order_id: UUID
+    symbol: str
+    side: Side
+    limit_price: Decimal
+    qty: Decimal
+    filled_qty: Decimal
+    quote_asset: str
+
+
+class PaperBroker:
+    """A simulated venue in process memory."""
+
+    name = "paper"
+    capabilities = BrokerCapabilities(
+        order_types=frozenset({"market", "limit"}),
+        time_in_force=frozenset({"gtc", "ioc", "fok"}),
+        fetch_balances=False,
+        fetch_status=True,
+    )
+
+    def __init__(
+        self,
+        market_data: MarketData,
+        fee_bps: Decimal = Decimal(10),
+        slippage_bps: Decimal = Decimal(5),
+        max_fill_qty: Decimal | None = None,
+    ) -> None:
+        self._market_data = market_data
+        self._fee_bps = fee_bps
+        self._slippage_bps = slippage_bps
+        self._max_fill_qty = max_fill_qty
+        self._resting: dict[UUID, _Resting] = {}
+
+    # -- the Broker port ---------------------------------------------------------------------------------------
+
+    async def submit(self, order: Order) -> Sequence[BrokerReport]:
+        """Match a new order against the mark; rest what a gtc limit order leaves."""
+        rules = self._market_data.rules(order.symbol)
+        if rules is None:
+            return [Rejected("unknown_symbol", f"{order.symbol} is not traded here")]
+        quote = self._market_data.mark(order.symbol)
+        if order.type is OrderType.MARKET and quote is None:
+            return [Rejected("no_market_price", f"no price for {order.symbol}")]
+        reports: list[BrokerReport] = [Accepted(venue_order_id=f"paper-{order.id}")]
+        price = self._execution_price(order, rules, quote)
+        fillable = ZERO if price is None else self._fillable(order.qty)
+        if order.time_in_force is TimeInForce.FOK and fillable < order.qty:
+            return [*reports, Canceled("fok: the order could not be filled completely at once")]
+        if fillable > 0 and price is not None:
+            reports.append(self._fill(order.id, rules.quote, fillable, price, order.qty - fillable))
+        remaining = order.qty - fillable
+        if remaining > 0:
+            if order.type is OrderType.MARKET or order.time_in_force is not TimeInForce.GTC:
+                reports.append(Canceled(f"{order.time_in_force}: {to_str(remaining)} left unfilled was canceled"))
+            else:
+                assert order.limit_price is not None
+                self._resting[order.id] = _Resting(
+                    order.id, order.symbol, order.side, order.limit_price, order.qty, fillable, rules.quote
+                )
+        return reports
+
+    async def cancel(self, order: Order) -> Sequence[BrokerReport]:
+        """Remove a resting order; an order no longer resting (it filled meanwhile) yields no report."""
+        if self._resting.pop(order.id, None) is None:
+            return []
+        return [Canceled("canceled by request")]
+
+    async def fetch_status(self, order: Order) -> Sequence[BrokerReport]:
+        """A resting order is acknowledged; anything else is unknown to this venue."""
+        if order.id in self._resting:
+            return [Accepted(venue_order_id=f"paper-{order.id}")]
+        return [Rejected("not_found", "the paper venue does not know this order")]
+
+    async def fetch_balances(self, account_id: str) -> Mapping[str, Decimal]:
+        """The paper venue keeps no wallet: the service's ledger is the account's only balance sheet."""
+        raise CapabilityMissing("the paper broker keeps no balances of its own; read the account ledger")
+
+    # -- simulation --------------------------------------------------------------------------------------------
+
+    def restore(self, orders: Iterable[Order]) -> None:
+        """Put working limit orders back on the book after a restart."""
+        for order in orders:
+            rules = self._market_data.rules(order.symbol)
+            if order.limit_price is None or rules is None:
+                continue
+            self._resting[order.id] = _Resting(
+                order.id,
+                order.symbol,
+                order.side,
+                order.limit_price,
+                order.qty,
+                order.filled_qty,
+                rules.quote,
+            )
+
+    def on_mark(self, symbol: str, quote: Quote) -> list[tuple[UUID, list[BrokerReport]]]:
+        """Fill resting orders the new mark crosses, at their limit price."""
+        results: list[tuple[UUID, list[BrokerReport]]] = []
+        for resting in list(self._resting.values()):
+            if resting.symbol != symbol:
+                continue
+            crossed = (resting.side is Side.BUY and quote.price <= resting.limit_price) or (
+                resting.side is Side.SELL and quote.price >= resting.limit_price
+            )
+            if not crossed:
+                continue
+            remaining = resting.qty - resting.filled_qty
+            qty = self._fillable(remaining)
+            resting.filled_qty += qty
+            if resting.filled_qty == resting.qty:
+                del self._resting[resting.order_id]
+            fill = self._fill(resting.order_id, resting.quote_asset, qty, resting.limit_price, remaining - qty)
+            results.append((resting.order_id, [fill]))
+        return results
+
+    def resting_count(self) -> int:
+        """How many orders rest on the paper book."""
+        return len(self._resting)
+
+    # -- pricing -----------------------------------------------------------------------------------------------
+
+    def _fillable(self, qty: Decimal) -> Decimal:
+        return qty if self._max_fill_qty is None else min(qty, self._max_fill_qty)
+
+    def _execution_price(self, order: Order, rules: MarketRules, quote: Quote | None) -> Decimal | None:
+        """The price a new order trades at now, or None when a limit order does not cross."""
+        if quote is None:
+            return None
+        with exact():
+            if order.side is Side.BUY:
+                slipped = quote.price * (ONE + self._slippage_bps / BPS)
+                price = (slipped / rules.tick_size).to_integral_value(rounding=ROUND_CEILING) * rules.tick_size
+            else:
+                slipped = quote.price * (ONE - self._slippage_bps / BPS)
+                price = (slipped / rules.tick_size).to_integral_value(rounding=ROUND_FLOOR) * rules.tick_size
+                price = max(price, rules.tick_size)
+        if order.limit_price is None:
+            return price
+        if order.side is Side.BUY:
+            return min(price, order.limit_price) if quote.price <= order.limit_price else None
+        return max(price, order.limit_price) if quote.price >= order.limit_price else None
+
+    def _fill(self, order_id: UUID, quote_asset: str, qty: Decimal, price: Decimal, left: Decimal) -> Filled:
+        # The trade id is derived from what is left after the fill, which strictly falls with every fill of the
+        # order: deterministic, so a replayed fill is recognised as a duplicate.
+        trade_id = f"paper-{order_id}-{to_str(left)}"
+        return Filled(trade_id, qty, price, fee_for(qty, price, self._fee_bps), quote_asset)

@@ -1,0 +1,133 @@
+"""The ``execsvc`` command: serve, db upgrade, tokens create|list|revoke."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from execsvc import admin
+from execsvc.config import Settings
+from execsvc.db import migrate
+from execsvc.db.engine import make_engine
+from execsvc.observability.logging import configure_logging
+
+FIRST_RUN_ACCOUNT = "main"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="execsvc", description="Self-hosted order-execution service.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API and the background loops")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="apply migrations")
+    up.add_argument("--revision", default="head")
+
+    tokens = sub.add_parser("tokens", help="API tokens")
+    tok_sub = tokens.add_subparsers(dest="tokens_command", required=True)
+    create = tok_sub.add_parser("create", help="create a token (printed once, as the last line)")
+    create.add_argument("--account", required=True)
+    create.add_argument("--scopes", required=True, help="comma-separated: orders:read,orders:write,admin")
+    create.add_argument("--name")
+    listing = tok_sub.add_parser("list", help="list tokens (never their secrets)")
+    listing.add_argument("--account")
+    revoke = tok_sub.add_parser("revoke", help="revoke a token at once")
+    revoke.add_argument("token_id")
+    return parser
+
+
+async def _prepare_schema(settings: Settings) -> None:
+    """On the embedded default the schema is created (and kept current) automatically."""
+    url = settings.sqlalchemy_url
+    if settings.embedded:
+        await migrate.upgrade(url)
+    elif not await migrate.is_up_to_date(url):
+        raise SystemExit("the database schema is not current: run `execsvc db upgrade` first")
+
+
+async def _tokens(args: argparse.Namespace, settings: Settings) -> int:
+    await _prepare_schema(settings)
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        if args.tokens_command == "create":
+            try:
+                token = await admin.issue_token(engine, settings, args.account, args.scopes, args.name)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            print(f"token id: {token.token_id}  account: {args.account}  scopes: {args.scopes}")
+            print("store this token now; it is not shown again:")
+            print(token.plaintext)
+        elif args.tokens_command == "list":
+            for rec in await admin.list_tokens(engine, args.account):
+                state = "revoked" if rec.revoked_at else "active"
+                scopes = ",".join(sorted(rec.scopes))
+                print(f"{rec.id}\t{rec.account_id}\t{scopes}\t{state}\t{rec.created_at.isoformat()}\t{rec.name}")
+        elif not await admin.revoke_token(engine, args.token_id):
+            print(f"error: no active token {args.token_id}", file=sys.stderr)
+            return 1
+        else:
+            print(f"revoked {args.token_id}")
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def _first_run_token(settings: Settings) -> None:
+    """On the embedded default, with no token yet, make one admin token and print it once."""
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        if await admin.has_tokens(engine):
+            return
+        token = await admin.issue_token(engine, settings, FIRST_RUN_ACCOUNT, "admin", "first-run admin token")
+    finally:
+        await engine.dispose()
+    print(
+        f"created account {FIRST_RUN_ACCOUNT!r} and an admin token (shown only now):\n{token.plaintext}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from execsvc.bootstrap import build
+
+    asyncio.run(_prepare_schema(settings))
+    if settings.embedded:
+        asyncio.run(_first_run_token(settings))
+    container = build(settings)
+    uvicorn.run(
+        container.app(),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    if args.command == "serve":
+        return _serve(args, settings)
+    if args.command == "db":
+        asyncio.run(migrate.upgrade(settings.sqlalchemy_url, args.revision))
+        print(f"database at {args.revision}")
+        return 0
+    return asyncio.run(_tokens(args, settings))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Settings, read from ``EXECSVC_*`` environment variables (see the table in the README)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from execsvc.marketdata.book import MarketConfig
+
+
+class MarketSettings(BaseModel):
+    """One market's rules and the simulated feed's start price."""
+
+    symbol: str = Field(pattern=r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$")
+    tick_size: Decimal = Field(gt=0)
+    qty_step: Decimal = Field(gt=0)
+    min_qty: Decimal = Field(gt=0)
+    min_notional: Decimal = Field(ge=0)
+    start_price: Decimal = Field(gt=0)
+
+    def to_config(self) -> MarketConfig:
+        """The market data layer's view of these settings."""
+        return MarketConfig(
+            self.symbol, self.tick_size, self.qty_step, self.min_qty, self.min_notional, self.start_price
+        )
+
+
+DEFAULT_MARKETS = [
+    MarketSettings(
+        symbol="BTC/USDT",
+        tick_size=Decimal("0.01"),
+        qty_step=Decimal("0.00001"),
+        min_qty=Decimal("0.00001"),
+        min_notional=Decimal("5"),
+        start_price=Decimal("65000"),
+    ),
+    MarketSettings(
+        symbol="ETH/USDT",
+        tick_size=Decimal("0.01"),
+        qty_step=Decimal("0.0001"),
+        min_qty=Decimal("0.0001"),
+        min_notional=Decimal("5"),
+        start_price=Decimal("3200"),
+    ),
+    MarketSettings(
+        symbol="SOL/USDT",
+        tick_size=Decimal("0.001"),
+        qty_step=Decimal("0.001"),
+        min_qty=Decimal("0.001"),
+        min_notional=Decimal("5"),
+        start_price=Decimal("150"),
+    ),
+]
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Unset values take the embedded, offline defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="EXECSVC_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="postgresql+asyncpg://... ; unset: the embedded SQLite file"
+    )
+    sqlite_path: Path = Path("execsvc.db")
+    redis_url: str | None = None
+    db_pool_size: int = Field(default=10, ge=1)
+    symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
+    markets: list[MarketSettings] = Field(default_factory=lambda: list(DEFAULT_MARKETS))
+    default_broker: Literal["paper"] = "paper"
+    starting_balances: dict[str, Decimal] = Field(default_factory=lambda: {"USDT": Decimal(100_000)})
+    valuation_asset: str = "USDT"
+    paper_fee_bps: Decimal = Field(default=Decimal(10), ge=0)
+    paper_slippage_bps: Decimal = Field(default=Decimal(5), ge=0)
+    paper_max_fill_qty: Decimal | None = Field(default=None, gt=0)
+    feed_seed: int = 42
+    feed_interval_seconds: float = Field(default=1.0, gt=0)
+    feed_volatility_bps: int = Field(default=5, ge=0)
+    max_mark_age_seconds: float = Field(default=60.0, gt=0)
+    market_buffer_bps: Decimal = Field(default=Decimal(50), ge=0)
+    idempotency_retention_hours: float = Field(default=24.0, ge=24.0)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    log_level: str = "info"
+    log_json: bool = True
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split_symbols(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when running on the embedded SQLite default."""
+        return self.database_url is None
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL SQLAlchemy connects to."""
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{self.sqlite_path}"
+        url = self.database_url
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+        return url
+
+    def listed_markets(self) -> list[MarketConfig]:
+        """The configured markets that are on the symbol whitelist."""
+        allowed = set(self.symbols)
+        return [m.to_config() for m in self.markets if m.symbol in allowed]

@@ -1,0 +1,1 @@
+"""Pydantic models generated from openapi/execsvc.yaml (never edited by hand)."""

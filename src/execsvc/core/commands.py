@@ -1,0 +1,36 @@
+"""Commands: what a client (REST or an internal strategy) asks the pipeline to do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from uuid import UUID
+
+from execsvc.core.values import OrderType, Side, TimeInForce
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOrder:
+    """Place a new order for an account.
+
+    ``idempotency_key`` with ``fingerprint`` (a digest of the request) makes a retry replay the first answer.
+    """
+
+    account_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    qty: Decimal
+    limit_price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    client_order_id: str | None = None
+    idempotency_key: str | None = None
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    """Cancel a working order of an account."""
+
+    account_id: str
+    order_id: UUID

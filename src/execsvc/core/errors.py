@@ -1,0 +1,116 @@
+"""The domain's error hierarchy. The API maps these to problem+json in one place; nothing here knows HTTP."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+
+class ExecsvcError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    code = "error"
+
+
+class InvalidOrder(ExecsvcError):
+    """The order request is malformed in a way the schema cannot express."""
+
+    code = "invalid_order"
+
+    def __init__(self, message: str, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        if code:
+            self.code = code
+
+
+class OrderNotFound(ExecsvcError):
+    """No such order in this account."""
+
+    code = "order_not_found"
+
+
+class DuplicateClientOrderId(ExecsvcError):
+    """The client order id was used before in this account."""
+
+    code = "duplicate_client_order_id"
+
+    def __init__(self, client_order_id: str, existing_order_id: UUID) -> None:
+        super().__init__(f"client_order_id {client_order_id!r} is already used by order {existing_order_id}")
+        self.existing_order_id = existing_order_id
+
+
+class OrderNotCancelable(ExecsvcError):
+    """The order is in a terminal state."""
+
+    code = "order_not_cancelable"
+
+    def __init__(self, order_id: UUID, status: str) -> None:
+        super().__init__(f"order {order_id} is {status} and cannot be canceled")
+        self.order_id = order_id
+        self.status = status
+
+
+class IdempotencyKeyReused(ExecsvcError):
+    """The idempotency key was used with another request body."""
+
+    code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInFlight(ExecsvcError):
+    """The first request with this idempotency key has not finished yet."""
+
+    code = "idempotency_key_in_flight"
+
+
+class IllegalTransition(ExecsvcError):
+    """A report would move an order along an edge the state machine does not have."""
+
+    code = "illegal_transition"
+
+
+class InvalidFill(ExecsvcError):
+    """A fill that cannot belong to its order (overfill, wrong quantity)."""
+
+    code = "invalid_fill"
+
+
+class AccountNotFound(ExecsvcError):
+    """No such account."""
+
+    code = "account_not_found"
+
+
+class BrokerError(ExecsvcError):
+    """Base of the errors broker adapters raise; vendor errors are translated into these at the adapter edge."""
+
+    code = "broker_error"
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker could not be reached and the request certainly did not arrive."""
+
+    code = "broker_unavailable"
+
+
+class BrokerRejected(BrokerError):
+    """The broker refused the request."""
+
+    code = "broker_rejected"
+
+
+class OutcomeUnknown(BrokerError):
+    """The request may or may not have reached the venue; reconciliation must resolve it. Never resend blindly."""
+
+    code = "broker_outcome_unknown"
+
+
+class CapabilityMissing(BrokerError):
+    """The adapter does not support this operation."""
+
+    code = "broker_capability_missing"
+
+
+class DependencyUnavailable(ExecsvcError):
+    """A dependency the service needs (the database) is unreachable."""
+
+    code = "dependency_unavailable"

@@ -1,0 +1,117 @@
+"""Average-cost position accounting and balance changes of a spot-style paper account.
+
+Positions are signed (negative is short). Every amount returned here is quantized to the storage scale, so the
+values in memory equal the values the database stores. Realized PnL is gross of fees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_05UP, Decimal, localcontext
+
+from execsvc.core.money import BPS, MONEY_CONTEXT, ZERO, quantize
+from execsvc.core.values import Side, Symbol
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A signed position in one market with its average entry price and realized PnL."""
+
+    qty: Decimal = ZERO
+    avg_entry_price: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
+
+    @classmethod
+    def flat(cls) -> Position:
+        """A position with nothing open and nothing realized."""
+        return cls()
+
+
+def _require_positive(name: str, value: Decimal) -> None:
+    if not value.is_finite() or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number: {value!r}")
+    if quantize(value) != value:
+        raise ValueError(f"{name} has more decimal places than the storage scale: {value!r}")
+
+
+def _require_non_negative(name: str, value: Decimal) -> None:
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"{name} must be a non-negative finite number: {value!r}")
+
+
+def _quantized_quotient(numerator: Decimal, denominator: Decimal) -> Decimal:
+    # Rounding the 80-digit quotient with ROUND_05UP first keeps the final half-even rounding to 18 places
+    # identical to rounding the exact quotient once (no double-rounding error on ties).
+    with localcontext(MONEY_CONTEXT) as ctx:
+        ctx.rounding = ROUND_05UP
+        quotient = numerator / denominator
+    return quantize(quotient)
+
+
+def apply_fill(position: Position, side: Side, qty: Decimal, price: Decimal) -> Position:
+    """The position after a fill of ``qty`` at ``price`` on ``side`` (average-cost accounting)."""
+    _require_positive("qty", qty)
+    _require_positive("price", price)
+    with localcontext(MONEY_CONTEXT):
+        old_qty = position.qty
+        new_qty = old_qty + side.sign * qty
+        if old_qty == 0 or (old_qty > 0) == (side is Side.BUY):
+            cost = abs(old_qty) * position.avg_entry_price + qty * price
+            return Position(new_qty, _quantized_quotient(cost, abs(new_qty)), position.realized_pnl)
+        direction = 1 if old_qty > 0 else -1
+        closed = min(qty, abs(old_qty))
+        realized = position.realized_pnl + quantize((price - position.avg_entry_price) * closed * direction)
+        if new_qty == 0:
+            avg = ZERO
+        elif qty > closed:
+            avg = price
+        else:
+            avg = position.avg_entry_price
+        return Position(new_qty, avg, realized)
+
+
+def unrealized_pnl(position: Position, mark: Decimal) -> Decimal:
+    """The PnL of closing the open position at ``mark``, gross of fees."""
+    with localcontext(MONEY_CONTEXT):
+        return quantize((mark - position.avg_entry_price) * position.qty)
+
+
+def notional(position: Position, mark: Decimal) -> Decimal:
+    """The signed value of the open position at ``mark``."""
+    with localcontext(MONEY_CONTEXT):
+        return quantize(position.qty * mark)
+
+
+def fee_for(qty: Decimal, price: Decimal, fee_bps: Decimal) -> Decimal:
+    """The fee of a fill of ``qty`` at ``price`` at a rate of ``fee_bps`` basis points of its notional."""
+    _require_positive("qty", qty)
+    _require_positive("price", price)
+    _require_non_negative("fee_bps", fee_bps)
+    with localcontext(MONEY_CONTEXT):
+        return quantize(qty * price * fee_bps / BPS)
+
+
+def balance_changes(
+    symbol: Symbol, side: Side, qty: Decimal, price: Decimal, fee: Decimal, fee_asset: str
+) -> dict[str, Decimal]:
+    """The signed change of each asset balance caused by one fill and its fee."""
+    _require_positive("qty", qty)
+    _require_positive("price", price)
+    _require_non_negative("fee", fee)
+    with localcontext(MONEY_CONTEXT):
+        changes = {symbol.base: ZERO, symbol.quote: ZERO}
+        changes[symbol.base] += side.sign * qty
+        changes[symbol.quote] -= side.sign * quantize(qty * price)
+        if fee or fee_asset in changes:
+            changes[fee_asset] = changes.get(fee_asset, ZERO) - quantize(fee)
+        return {asset: quantize(amount) for asset, amount in changes.items()}
+
+
+def apply_balance_changes(balances: Mapping[str, Decimal], changes: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    """New balances after adding ``changes``; assets missing from ``balances`` start at zero."""
+    with localcontext(MONEY_CONTEXT):
+        result = dict(balances)
+        for asset, amount in changes.items():
+            result[asset] = quantize(result.get(asset, ZERO) + amount)
+        return result

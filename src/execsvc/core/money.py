@@ -1,0 +1,84 @@
+"""Exact decimal arithmetic for quantities, prices, fees and PnL.
+
+Every amount the service stores has at most ``SCALE`` fractional digits (the NUMERIC scale of the database), so
+every computed amount is quantized to that scale here, in the core, and the value in memory equals the value stored.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from decimal import (
+    ROUND_DOWN,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
+from typing import Final
+
+SCALE: Final = 18
+MAX_INTEGER_DIGITS: Final = 22
+QUANTUM: Final = Decimal(1).scaleb(-SCALE)
+ZERO: Final = Decimal(0)
+ONE: Final = Decimal(1)
+BPS: Final = Decimal(10_000)
+
+# Wide enough that no sum or product of two stored amounts is ever rounded before we quantize it ourselves.
+MONEY_CONTEXT: Final = Context(prec=80, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow])
+
+
+def exact() -> AbstractContextManager[Context]:
+    """A context manager that makes decimal arithmetic exact for our magnitudes."""
+    return localcontext(MONEY_CONTEXT)
+
+
+def quantize(value: Decimal) -> Decimal:
+    """Round to the storage scale (banker's rounding)."""
+    with localcontext(MONEY_CONTEXT):
+        return value.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+def floor_to_step(value: Decimal, step: Decimal) -> Decimal:
+    """The largest multiple of ``step`` not above ``value`` (for non-negative values)."""
+    with localcontext(MONEY_CONTEXT):
+        return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
+
+
+def is_multiple(value: Decimal, step: Decimal) -> bool:
+    """True when ``value`` is a whole number of ``step``."""
+    with localcontext(MONEY_CONTEXT):
+        return (value % step) == 0
+
+
+def normalize(value: Decimal) -> Decimal:
+    """Strip trailing zeros without switching to exponent notation."""
+    if value == 0:
+        return ZERO
+    exponent = value.normalize(MONEY_CONTEXT).as_tuple().exponent
+    if isinstance(exponent, int) and exponent > 0:
+        return value.quantize(ONE, context=MONEY_CONTEXT)
+    return value.normalize(MONEY_CONTEXT)
+
+
+def to_str(value: Decimal) -> str:
+    """The canonical JSON form of an amount: plain notation, no trailing zeros, no exponent."""
+    return format(normalize(value), "f")
+
+
+def parse_amount(text: str) -> Decimal:
+    """Parse a decimal string; raises ``ValueError`` on anything but a finite number within our scale."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation as exc:
+        raise ValueError(f"not a decimal number: {text!r}") from exc
+    if not value.is_finite():
+        raise ValueError(f"not a finite number: {text!r}")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -SCALE and value != value.quantize(QUANTUM, context=MONEY_CONTEXT):
+        raise ValueError(f"more than {SCALE} decimal places: {text!r}")
+    if abs(value) >= Decimal(10) ** MAX_INTEGER_DIGITS:
+        raise ValueError(f"more than {MAX_INTEGER_DIGITS} integer digits: {text!r}")
+    return value

@@ -1,0 +1,130 @@
+"""The unit-of-work port: one transaction, with the repositories the pipeline needs.
+
+The SQL implementation lives in ``execsvc.db``; unit tests use an in-memory fake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Protocol, Self
+from uuid import UUID
+
+from execsvc.core.ledger import Position
+from execsvc.core.orders import Order, Transition
+from execsvc.core.reports import Filled
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    """An account's identity and configuration."""
+
+    id: str
+    broker: str
+    valuation_asset: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """A remembered request: its fingerprint, the order it made, and once finished the answer it got."""
+
+    account_id: str
+    key: str
+    fingerprint: str
+    order_id: UUID | None
+    response_status: int | None
+    response_body: bytes | None
+    created_at: datetime
+    expires_at: datetime
+
+    @property
+    def completed(self) -> bool:
+        """The first request finished and its answer is stored."""
+        return self.response_status is not None
+
+
+class AccountRepository(Protocol):
+    async def lock(self, account_id: str) -> AccountInfo | None:
+        """Read the account and hold its lock until the unit of work ends (serialises risk per account)."""
+        ...
+
+
+class OrderRepository(Protocol):
+    async def add(self, order: Order) -> None: ...
+    async def update(self, order: Order) -> None: ...
+    async def get(self, order_id: UUID, account_id: str | None = None) -> Order | None: ...
+    async def by_client_id(self, account_id: str, client_order_id: str) -> Order | None: ...
+    async def working(self, account_id: str) -> Sequence[Order]: ...
+    async def working_for_broker(self, broker: str) -> Sequence[Order]: ...
+
+
+class EventRepository(Protocol):
+    async def add(self, account_id: str, transition: Transition) -> None: ...
+
+
+class FillRepository(Protocol):
+    async def add(self, order: Order, fill: Filled, broker: str, at: datetime) -> bool:
+        """Record a fill; False when the broker's trade id is already recorded (the fill is then ignored)."""
+        ...
+
+
+class PositionRepository(Protocol):
+    async def get(self, account_id: str, symbol: str) -> Position: ...
+    async def save(self, account_id: str, symbol: str, position: Position, at: datetime) -> None: ...
+
+
+class BalanceRepository(Protocol):
+    async def get(self, account_id: str) -> dict[str, Decimal]: ...
+    async def save(self, account_id: str, totals: Mapping[str, Decimal], at: datetime) -> None:
+        """Write the given assets' totals (others are left alone)."""
+        ...
+
+
+class IdempotencyRepository(Protocol):
+    async def get(self, account_id: str, key: str) -> IdempotencyRecord | None: ...
+    async def add(self, record: IdempotencyRecord) -> None: ...
+    async def delete(self, account_id: str, key: str) -> None: ...
+    async def complete(self, account_id: str, key: str, status: int, body: bytes) -> None: ...
+    async def delete_expired(self, now: datetime) -> int: ...
+
+
+class Outbox(Protocol):
+    async def add(self, topic: str, account_id: str, payload: Mapping[str, Any], at: datetime) -> None:
+        """Queue an event for delivery; it commits or rolls back with the state change it describes."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Leaving the block without ``commit()`` rolls back."""
+
+    @property
+    def accounts(self) -> AccountRepository: ...
+    @property
+    def orders(self) -> OrderRepository: ...
+    @property
+    def events(self) -> EventRepository: ...
+    @property
+    def fills(self) -> FillRepository: ...
+    @property
+    def positions(self) -> PositionRepository: ...
+    @property
+    def balances(self) -> BalanceRepository: ...
+    @property
+    def idempotency(self) -> IdempotencyRepository: ...
+    @property
+    def outbox(self) -> Outbox: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...

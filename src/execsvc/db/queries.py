@@ -1,0 +1,189 @@
+"""The read side: paginated order and fill listings and the ledger views the API shows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from execsvc.core.ledger import Position
+from execsvc.core.orders import Order
+from execsvc.db import tables as t
+from execsvc.db.repositories import WORKING, order_from_row
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class FillView:
+    """A recorded fill."""
+
+    id: UUID
+    order_id: UUID
+    symbol: str
+    side: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_asset: str
+    trade_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing, newest first; ``last_id`` is set when more may follow."""
+
+    items: list[T]
+    last_id: UUID | None
+
+
+class ReadModel:
+    """Queries for the API; each opens its own short connection and takes no locks."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def order(self, account_id: str, order_id: UUID) -> Order | None:
+        """One order of the account."""
+        stmt = select(t.orders).where(t.orders.c.id == order_id, t.orders.c.account_id == account_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else order_from_row(row)
+
+    async def order_by_client_id(self, account_id: str, client_order_id: str) -> Order | None:
+        """One order of the account by its client order id."""
+        o = t.orders.c
+        stmt = select(t.orders).where(o.account_id == account_id, o.client_order_id == client_order_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else order_from_row(row)
+
+    async def orders(
+        self,
+        account_id: str,
+        *,
+        status: str | None,
+        symbol: str | None,
+        side: str | None,
+        limit: int,
+        before: UUID | None,
+    ) -> Page[Order]:
+        """The account's orders, newest first, ids below ``before``."""
+        o = t.orders.c
+        stmt = select(t.orders).where(o.account_id == account_id)
+        if status is not None:
+            stmt = stmt.where(o.status == status)
+        if symbol is not None:
+            stmt = stmt.where(o.symbol == symbol)
+        if side is not None:
+            stmt = stmt.where(o.side == side)
+        if before is not None:
+            stmt = stmt.where(o.id < before)
+        stmt = stmt.order_by(o.id.desc()).limit(limit + 1)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        items = [order_from_row(r) for r in rows[:limit]]
+        return Page(items, items[-1].id if len(rows) > limit else None)
+
+    async def fills(
+        self,
+        account_id: str,
+        *,
+        order_id: UUID | None,
+        symbol: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+        before: UUID | None,
+    ) -> Page[FillView]:
+        """The account's fills, newest first."""
+        f = t.fills.c
+        stmt = select(t.fills).where(f.account_id == account_id)
+        if order_id is not None:
+            stmt = stmt.where(f.order_id == order_id)
+        if symbol is not None:
+            stmt = stmt.where(f.symbol == symbol)
+        if since is not None:
+            stmt = stmt.where(f.created_at >= since)
+        if until is not None:
+            stmt = stmt.where(f.created_at < until)
+        if before is not None:
+            stmt = stmt.where(f.id < before)
+        stmt = stmt.order_by(f.id.desc()).limit(limit + 1)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        items = [_fill(r._mapping) for r in rows[:limit]]
+        return Page(items, items[-1].id if len(rows) > limit else None)
+
+    async def positions(self, account_id: str) -> list[tuple[str, Position]]:
+        """Every position the account has had, by symbol."""
+        p = t.positions.c
+        stmt = (
+            select(p.symbol, p.qty, p.avg_entry_price, p.realized_pnl)
+            .where(p.account_id == account_id)
+            .order_by(p.symbol)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [(r.symbol, Position(r.qty, r.avg_entry_price, r.realized_pnl)) for r in rows]
+
+    async def account_ledger(
+        self, account_id: str
+    ) -> tuple[str, dict[str, Decimal], Sequence[Order], list[tuple[str, Position]], list[tuple[str, Decimal]]]:
+        """The broker, balances, working orders, positions and fees paid per asset, read in one snapshot."""
+        b, o, p, f = t.balances.c, t.orders.c, t.positions.c, t.fills.c
+        async with self.engine.connect() as conn, conn.begin():
+            broker = (await conn.execute(select(t.accounts.c.broker).where(t.accounts.c.id == account_id))).scalar_one()
+            balances = {
+                r.asset: r.total for r in await conn.execute(select(b.asset, b.total).where(b.account_id == account_id))
+            }
+            working = [
+                order_from_row(r)
+                for r in await conn.execute(select(t.orders).where(o.account_id == account_id, o.status.in_(WORKING)))
+            ]
+            positions = [
+                (r.symbol, Position(r.qty, r.avg_entry_price, r.realized_pnl))
+                for r in await conn.execute(
+                    select(p.symbol, p.qty, p.avg_entry_price, p.realized_pnl).where(p.account_id == account_id)
+                )
+            ]
+            fee_rows = await conn.execute(select(f.fee_asset, f.fee).where(f.account_id == account_id))
+            fees = [(r.fee_asset, r.fee) for r in fee_rows]
+        return broker, balances, working, positions, fees
+
+    async def net_positions(self) -> list[tuple[str, list[Decimal]]]:
+        """Every account's position quantities grouped by symbol (for the exposure gauge)."""
+        p = t.positions.c
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(p.symbol, p.qty).order_by(p.symbol))).all()
+        grouped: dict[str, list[Decimal]] = {}
+        for r in rows:
+            grouped.setdefault(r.symbol, []).append(r.qty)
+        return list(grouped.items())
+
+    async def token_count(self) -> int:
+        """How many tokens exist."""
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(t.api_tokens))).scalar_one())
+
+
+def _fill(m: Any) -> FillView:
+    return FillView(
+        m["id"],
+        m["order_id"],
+        m["symbol"],
+        m["side"],
+        m["qty"],
+        m["price"],
+        m["fee"],
+        m["fee_asset"],
+        m["trade_id"],
+        m["created_at"],
+    )

@@ -1,0 +1,155 @@
+"""The schema. Alembic migrations in ``alembic/versions`` create it; a test checks they agree."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+
+from execsvc.db.types import Amount, UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("broker", String(32), nullable=False),
+    Column("valuation_asset", String(20), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", String(64), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("scopes", String(500), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("account_id", String(64), ForeignKey("accounts.id"), nullable=False),
+    Column("client_order_id", String(64), nullable=False),
+    Column("symbol", String(41), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("type", String(6), nullable=False),
+    Column("time_in_force", String(3), nullable=False),
+    Column("qty", Amount, nullable=False),
+    Column("limit_price", Amount, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("filled_qty", Amount, nullable=False),
+    Column("avg_fill_price", Amount, nullable=True),
+    Column("fees", Amount, nullable=False),
+    Column("fee_asset", String(20), nullable=False),
+    Column("reject_code", String(64), nullable=True),
+    Column("reject_reason", Text, nullable=True),
+    Column("venue_order_id", String(128), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("account_id", "client_order_id"),
+    Index(None, "account_id", "id"),
+    Index(None, "status"),
+)
+
+order_events = Table(
+    "order_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("order_id", Uuid, ForeignKey("orders.id"), nullable=False, index=True),
+    Column("account_id", String(64), nullable=False),
+    Column("from_status", String(16), nullable=True),
+    Column("to_status", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+fills = Table(
+    "fills",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("order_id", Uuid, ForeignKey("orders.id"), nullable=False, index=True),
+    Column("account_id", String(64), nullable=False),
+    Column("symbol", String(41), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("qty", Amount, nullable=False),
+    Column("price", Amount, nullable=False),
+    Column("fee", Amount, nullable=False),
+    Column("fee_asset", String(20), nullable=False),
+    Column("broker", String(32), nullable=False),
+    Column("trade_id", String(160), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("broker", "trade_id"),
+    Index(None, "account_id", "id"),
+)
+
+positions = Table(
+    "positions",
+    metadata,
+    Column("account_id", String(64), ForeignKey("accounts.id"), primary_key=True),
+    Column("symbol", String(41), primary_key=True),
+    Column("qty", Amount, nullable=False),
+    Column("avg_entry_price", Amount, nullable=False),
+    Column("realized_pnl", Amount, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+balances = Table(
+    "balances",
+    metadata,
+    Column("account_id", String(64), ForeignKey("accounts.id"), primary_key=True),
+    Column("asset", String(20), primary_key=True),
+    Column("total", Amount, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", String(64), ForeignKey("accounts.id"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("order_id", Uuid, nullable=True),
+    Column("response_status", Integer, nullable=True),
+    Column("response_body", LargeBinary, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("topic", String(64), nullable=False),
+    Column("account_id", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("published_at", UtcDateTime, nullable=True, index=True),
+)

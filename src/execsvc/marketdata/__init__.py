@@ -1,0 +1,1 @@
+"""Market data sources: market rules and mark prices."""

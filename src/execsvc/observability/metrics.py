@@ -1,0 +1,64 @@
+"""Prometheus metrics. One registry per service instance (no module-level globals), exposed at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from execsvc.core.orders import Order
+from execsvc.risk import Violation
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """The service's metrics; also the pipeline's observer."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.orders_total = Counter("orders_total", "Orders reaching each status.", ["status"], registry=self.registry)
+        self.order_latency = Histogram(
+            "order_latency_seconds",
+            "From an order request arriving to the broker's first answer.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.risk_blocks_total = Counter(
+            "risk_blocks_total",
+            "Orders denied by the risk engine, by rule.",
+            ["rule"],
+            registry=self.registry,
+        )
+        self.positions_value = Gauge(
+            "positions_value_usd",
+            "Net position value at the mark, over all accounts, in the valuation asset.",
+            ["symbol"],
+            registry=self.registry,
+        )
+        self.http_requests_total = Counter(
+            "http_requests_total", "HTTP requests.", ["method", "route", "status"], registry=self.registry
+        )
+        self.http_request_duration = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request duration.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    # PipelineObserver
+    def order_recorded(self, order: Order) -> None:
+        """Count the status the order reached."""
+        self.orders_total.labels(order.status.value).inc()
+
+    def risk_denied(self, violations: tuple[Violation, ...]) -> None:
+        """Count a denial under every rule it broke."""
+        for violation in violations:
+            self.risk_blocks_total.labels(violation.rule).inc()
+
+    def broker_acknowledged(self, seconds: float) -> None:
+        """Observe the request-to-acknowledgement latency."""
+        self.order_latency.observe(seconds)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,45 @@
+"""The CancelOrder handler."""
+
+from __future__ import annotations
+
+from execsvc.core.commands import CancelOrder
+from execsvc.core.errors import (
+    AccountNotFound,
+    BrokerRejected,
+    BrokerUnavailable,
+    OrderNotCancelable,
+    OrderNotFound,
+    OutcomeUnknown,
+)
+from execsvc.core.orders import Order, OrderStatus, apply
+from execsvc.core.reports import BrokerReport, CancelRejected, CancelRequested, OutcomeWasUnknown
+from execsvc.pipeline.deps import Pipeline
+from execsvc.pipeline.reports import apply_reports, record_transition
+
+
+async def cancel_order(pipeline: Pipeline, cmd: CancelOrder) -> Order:
+    """Mark the order pending_cancel, ask the broker, apply its answer; returns the order afterwards."""
+    async with pipeline.uow() as uow:
+        account = await uow.accounts.lock(cmd.account_id)
+        if account is None:
+            raise AccountNotFound(f"account {cmd.account_id!r} does not exist")
+        order = await uow.orders.get(cmd.order_id, account.id)
+        if order is None:
+            raise OrderNotFound(f"order {cmd.order_id} does not exist")
+        if order.status.is_terminal:
+            raise OrderNotCancelable(order.id, order.status.value)
+        if order.status is OrderStatus.PENDING_CANCEL:
+            return order
+        applied = apply(order, CancelRequested(), pipeline.clock.now())
+        await uow.orders.update(applied.order)
+        await record_transition(uow, pipeline, applied)
+        await uow.commit()
+    broker = pipeline.router.broker_for(account)
+    reports: list[BrokerReport]
+    try:
+        reports = list(await broker.cancel(applied.order))
+    except OutcomeUnknown as exc:
+        reports = [OutcomeWasUnknown(str(exc))]
+    except (BrokerUnavailable, BrokerRejected) as exc:
+        reports = [CancelRejected(str(exc))]
+    return await apply_reports(pipeline, order.id, reports, broker.name)

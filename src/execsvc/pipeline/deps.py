@@ -1,0 +1,60 @@
+"""What the pipeline handlers need, wired once by bootstrap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Protocol
+
+from execsvc.core.clock import Clock
+from execsvc.core.orders import Order
+from execsvc.core.ports import MarketData
+from execsvc.core.uow import UnitOfWorkFactory
+from execsvc.risk import RiskLimits, Violation
+from execsvc.routing.router import OrderRouter
+
+
+class PipelineObserver(Protocol):
+    """Hears what the pipeline did; the metrics adapter implements it."""
+
+    def order_recorded(self, order: Order) -> None:
+        """An order was created or changed status."""
+        ...
+
+    def risk_denied(self, violations: tuple[Violation, ...]) -> None:
+        """The risk engine denied an order."""
+        ...
+
+    def broker_acknowledged(self, seconds: float) -> None:
+        """Time from a submit request to the broker's first answer."""
+        ...
+
+
+class NullObserver:
+    """Hears nothing."""
+
+    def order_recorded(self, order: Order) -> None:
+        """Ignore."""
+
+    def risk_denied(self, violations: tuple[Violation, ...]) -> None:
+        """Ignore."""
+
+    def broker_acknowledged(self, seconds: float) -> None:
+        """Ignore."""
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """The dependencies of every handler."""
+
+    uow: UnitOfWorkFactory
+    market_data: MarketData
+    router: OrderRouter
+    clock: Clock
+    limits: RiskLimits = field(default_factory=RiskLimits)
+    fee_bps: Decimal = Decimal(10)
+    observer: PipelineObserver = field(default_factory=NullObserver)
+    idempotency_retention: timedelta = timedelta(hours=24)
+    # An idempotent request still unfinished after this long is taken as crashed: a retry gets the order as it is.
+    idempotency_stale_after: timedelta = timedelta(seconds=30)

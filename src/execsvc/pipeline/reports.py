@@ -1,0 +1,87 @@
+"""Apply broker reports to an order in one unit of work: state machine, fills, position, balances, events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from uuid import UUID
+
+import structlog
+
+from execsvc.core import ledger
+from execsvc.core.errors import IllegalTransition, InvalidFill, OrderNotFound
+from execsvc.core.orders import Applied, Order, apply
+from execsvc.core.reports import BrokerReport, Filled
+from execsvc.core.uow import UnitOfWork
+from execsvc.core.values import Symbol
+from execsvc.pipeline.deps import Pipeline
+from execsvc.pipeline.payloads import fill_payload, order_event_payload
+
+log = structlog.get_logger(__name__)
+
+
+async def record_transition(uow: UnitOfWork, pipeline: Pipeline, applied: Applied) -> None:
+    """Write the audit row and the outbox event of one transition."""
+    if applied.transition is None:
+        return
+    order = applied.order
+    await uow.events.add(order.account_id, applied.transition)
+    await uow.outbox.add(
+        "order.updated",
+        order.account_id,
+        order_event_payload(order, applied.transition),
+        applied.transition.at,
+    )
+    pipeline.observer.order_recorded(order)
+
+
+async def apply_reports(pipeline: Pipeline, order_id: UUID, reports: Sequence[BrokerReport], broker: str) -> Order:
+    """Apply reports about one order, in order, and return the order afterwards.
+
+    A report the state machine refuses (a contradiction from the venue) is logged and skipped, never half-applied;
+    a fill whose trade id is already recorded is ignored.
+    """
+    async with pipeline.uow() as uow:
+        found = await uow.orders.get(order_id)
+        if found is None:
+            raise OrderNotFound(f"order {order_id} does not exist")
+        if not reports:
+            return found
+        await uow.accounts.lock(found.account_id)
+        order = await uow.orders.get(order_id)  # again, now that we hold the account lock
+        assert order is not None
+        symbol = Symbol.parse(order.symbol)
+        balances: dict[str, Decimal] | None = None
+        touched: set[str] = set()
+        now = pipeline.clock.now()
+        changed = False
+        for report in reports:
+            try:
+                applied = apply(order, report, now)
+            except (IllegalTransition, InvalidFill) as exc:
+                log.warning("report_refused", order_id=str(order.id), report=repr(report), error=str(exc))
+                continue
+            if isinstance(report, Filled):
+                if not await uow.fills.add(order, report, broker, now):
+                    log.info("duplicate_fill_ignored", order_id=str(order.id), trade_id=report.trade_id)
+                    continue
+                position = await uow.positions.get(order.account_id, order.symbol)
+                position = ledger.apply_fill(position, order.side, report.qty, report.price)
+                await uow.positions.save(order.account_id, order.symbol, position, now)
+                if balances is None:
+                    balances = await uow.balances.get(order.account_id)
+                changes = ledger.balance_changes(
+                    symbol, order.side, report.qty, report.price, report.fee, report.fee_asset
+                )
+                balances = ledger.apply_balance_changes(balances, changes)
+                touched.update(changes)
+                await uow.outbox.add("fill.created", order.account_id, fill_payload(order, report), now)
+            await record_transition(uow, pipeline, applied)
+            changed = changed or applied.order is not order
+            order = applied.order
+        if balances is not None and touched:
+            await uow.balances.save(order.account_id, {a: balances[a] for a in touched}, now)
+        if changed:
+            await uow.orders.update(order)
+        await uow.commit()
+    return order

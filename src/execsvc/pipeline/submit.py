@@ -1,0 +1,164 @@
+"""The SubmitOrder handler: idempotency, account lock, risk, persist, commit; then the broker, outside the lock."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from execsvc.core.commands import SubmitOrder
+from execsvc.core.errors import (
+    AccountNotFound,
+    BrokerRejected,
+    BrokerUnavailable,
+    DuplicateClientOrderId,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    InvalidOrder,
+    OutcomeUnknown,
+)
+from execsvc.core.ids import new_client_order_id, new_id
+from execsvc.core.money import ZERO
+from execsvc.core.orders import Applied, Order, OrderStatus, Transition, apply
+from execsvc.core.reports import BrokerReport, OutcomeWasUnknown, Rejected
+from execsvc.core.uow import IdempotencyRecord
+from execsvc.core.values import OrderType, Symbol
+from execsvc.pipeline.deps import Pipeline
+from execsvc.pipeline.reports import apply_reports, record_transition
+from execsvc.risk import (
+    AccountSnapshot,
+    Denied,
+    MarketSnapshot,
+    OrderIntent,
+    RiskDecision,
+    evaluate,
+    reserved_funds,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """What became of a submission: the order and the risk decision, or an earlier answer to replay."""
+
+    order: Order | None = None
+    decision: RiskDecision | None = None
+    replay: IdempotencyRecord | None = None
+
+
+def validate_shape(cmd: SubmitOrder) -> None:
+    """Rules about the request itself that hold whatever the market or account."""
+    if cmd.qty <= 0:
+        raise InvalidOrder("qty must be greater than zero", field="qty", code="invalid_qty")
+    if cmd.type is OrderType.LIMIT:
+        if cmd.limit_price is None:
+            raise InvalidOrder("limit orders need a limit_price", field="limit_price", code="limit_price_required")
+        if cmd.limit_price <= 0:
+            raise InvalidOrder("limit_price must be greater than zero", field="limit_price", code="invalid_price")
+    elif cmd.limit_price is not None:
+        raise InvalidOrder("market orders take no limit_price", field="limit_price", code="limit_price_not_allowed")
+    try:
+        Symbol.parse(cmd.symbol)
+    except ValueError as exc:
+        raise InvalidOrder(str(exc), field="symbol", code="invalid_symbol") from exc
+
+
+async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
+    """Run one order through the pipeline. Returns once the broker's first answer is recorded."""
+    started = time.perf_counter()
+    validate_shape(cmd)
+    now = pipeline.clock.now()
+    async with pipeline.uow() as uow:
+        account = await uow.accounts.lock(cmd.account_id)
+        if account is None:
+            raise AccountNotFound(f"account {cmd.account_id!r} does not exist")
+        if cmd.idempotency_key is not None:
+            record = await uow.idempotency.get(account.id, cmd.idempotency_key)
+            if record is not None and record.expires_at <= now:
+                await uow.idempotency.delete(account.id, cmd.idempotency_key)
+                record = None
+            if record is not None:
+                if record.fingerprint != cmd.fingerprint:
+                    raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
+                if record.completed:
+                    return SubmitResult(replay=record)
+                if now - record.created_at < pipeline.idempotency_stale_after or record.order_id is None:
+                    raise IdempotencyKeyInFlight("the first request with this Idempotency-Key is still in flight")
+                # The first request died after committing: answer with the order as it stands.
+                return SubmitResult(order=await uow.orders.get(record.order_id, account.id))
+        if cmd.client_order_id is not None:
+            existing = await uow.orders.by_client_id(account.id, cmd.client_order_id)
+            if existing is not None:
+                raise DuplicateClientOrderId(cmd.client_order_id, existing.id)
+
+        market = MarketSnapshot(pipeline.market_data.rules(cmd.symbol), pipeline.market_data.mark(cmd.symbol))
+        working = await uow.orders.working(account.id)
+        snapshot = AccountSnapshot(await uow.balances.get(account.id), reserved_funds(working, pipeline.fee_bps))
+        intent = OrderIntent(cmd.symbol, cmd.side, cmd.type, cmd.qty, cmd.limit_price)
+        decision = evaluate(intent, snapshot, market, pipeline.limits, now)
+
+        order = Order(
+            id=new_id(),
+            client_order_id=cmd.client_order_id or new_client_order_id(),
+            account_id=account.id,
+            symbol=cmd.symbol,
+            side=cmd.side,
+            type=cmd.type,
+            time_in_force=cmd.time_in_force,
+            qty=cmd.qty,
+            limit_price=cmd.limit_price,
+            status=OrderStatus.PENDING_NEW,
+            filled_qty=ZERO,
+            avg_fill_price=None,
+            fees=ZERO,
+            fee_asset=Symbol.parse(cmd.symbol).quote,
+            reject_code=None,
+            reject_reason=None,
+            venue_order_id=None,
+            created_at=now,
+            updated_at=now,
+        )
+        created = Applied(order, Transition(order.id, None, OrderStatus.PENDING_NEW, "submitted", now))
+        steps = [created]
+        if isinstance(decision, Denied):
+            reason = "; ".join(v.message for v in decision.violations)
+            steps.append(apply(order, Rejected("risk_rejected", reason), now))
+        await uow.orders.add(steps[-1].order)
+        for step in steps:
+            await record_transition(uow, pipeline, step)
+        if cmd.idempotency_key is not None and cmd.fingerprint is not None:
+            await uow.idempotency.add(
+                IdempotencyRecord(
+                    account.id,
+                    cmd.idempotency_key,
+                    cmd.fingerprint,
+                    order.id,
+                    None,
+                    None,
+                    now,
+                    now + pipeline.idempotency_retention,
+                )
+            )
+        await uow.commit()
+    order = steps[-1].order
+    if isinstance(decision, Denied):
+        pipeline.observer.risk_denied(decision.violations)
+        return SubmitResult(order, decision)
+
+    broker = pipeline.router.broker_for(account)
+    reports: list[BrokerReport]
+    try:
+        reports = list(await broker.submit(order))
+    except OutcomeUnknown as exc:
+        # It may have reached the venue: never resend; reconciliation resolves it.
+        reports = [OutcomeWasUnknown(str(exc))]
+    except (BrokerUnavailable, BrokerRejected) as exc:
+        reports = [Rejected(exc.code, str(exc))]
+    pipeline.observer.broker_acknowledged(time.perf_counter() - started)
+    order = await apply_reports(pipeline, order.id, reports, broker.name)
+    return SubmitResult(order, decision)
+
+
+async def complete_request(pipeline: Pipeline, account_id: str, key: str, status: int, body: bytes) -> None:
+    """Store the answer of an idempotent request so a retry replays it exactly."""
+    async with pipeline.uow() as uow:
+        await uow.idempotency.complete(account_id, key, status, body)
+        await uow.commit()

@@ -1,0 +1,228 @@
+"""Pre-trade checks. Each check is a small pure function returning a ``Violation`` or ``None``.
+
+``evaluate`` runs them all and returns ``Approved`` or ``Denied`` with every violation found, so a client learns
+everything wrong with an order at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from execsvc.core.markets import MarketRules, Quote
+from execsvc.core.money import BPS, ONE, ZERO, exact, is_multiple, quantize, to_str
+from execsvc.core.orders import Order
+from execsvc.core.values import OrderType, Side, Symbol
+from execsvc.risk.decision import Approved, Denied, RiskDecision, Violation
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """The order being checked."""
+
+    symbol: str
+    side: Side
+    type: OrderType
+    qty: Decimal
+    limit_price: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    """The account as the risk engine sees it, read under the account lock."""
+
+    balances: Mapping[str, Decimal]
+    reserved: Mapping[str, Decimal] = field(default_factory=dict)
+
+    def available(self, asset: str) -> Decimal:
+        """Balance not held by open orders."""
+        return self.balances.get(asset, ZERO) - self.reserved.get(asset, ZERO)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSnapshot:
+    """The market the order is for: its rules (None when not listed) and its latest mark."""
+
+    rules: MarketRules | None
+    mark: Quote | None
+
+
+@dataclass(frozen=True, slots=True)
+class RiskLimits:
+    """Configuration of the checks."""
+
+    fee_bps: Decimal = Decimal(10)
+    # A market buy is priced at the mark plus this buffer when checking the balance, to cover slippage.
+    market_buffer_bps: Decimal = Decimal(50)
+    max_mark_age_seconds: float = 60.0
+
+
+Check = Callable[[OrderIntent, AccountSnapshot, MarketSnapshot, RiskLimits, datetime], Violation | None]
+
+
+def reference_price(intent: OrderIntent, market: MarketSnapshot, limits: RiskLimits) -> Decimal | None:
+    """The price the order is valued at: its limit, or the mark with a buffer for a market buy."""
+    if intent.limit_price is not None:
+        return intent.limit_price
+    if market.mark is None:
+        return None
+    if intent.side is Side.BUY:
+        with exact():
+            return quantize(market.mark.price * (ONE + limits.market_buffer_bps / BPS))
+    return market.mark.price
+
+
+def check_symbol_listed(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """The symbol must be a listed market."""
+    if market.rules is None:
+        return Violation("symbol_listed", None, intent.symbol, f"{intent.symbol} is not a listed market")
+    return None
+
+
+def check_qty_step(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """The quantity must be a whole number of qty steps."""
+    rules = market.rules
+    if rules is None or is_multiple(intent.qty, rules.qty_step):
+        return None
+    return Violation(
+        "qty_step",
+        to_str(rules.qty_step),
+        to_str(intent.qty),
+        f"qty must be a multiple of {to_str(rules.qty_step)}",
+    )
+
+
+def check_min_qty(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """The quantity must reach the market's minimum."""
+    rules = market.rules
+    if rules is None or intent.qty >= rules.min_qty:
+        return None
+    return Violation(
+        "min_qty", to_str(rules.min_qty), to_str(intent.qty), f"qty must be at least {to_str(rules.min_qty)}"
+    )
+
+
+def check_price_tick(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """A limit price must be a whole number of ticks."""
+    rules = market.rules
+    if rules is None or intent.limit_price is None or is_multiple(intent.limit_price, rules.tick_size):
+        return None
+    return Violation(
+        "price_tick",
+        to_str(rules.tick_size),
+        to_str(intent.limit_price),
+        f"limit_price must be a multiple of {to_str(rules.tick_size)}",
+    )
+
+
+def check_mark_fresh(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """A market order needs a fresh mark price to be valued and filled."""
+    if intent.type is not OrderType.MARKET or market.rules is None:
+        return None
+    if market.mark is None:
+        return Violation("mark_price", None, None, f"no mark price is known for {intent.symbol}")
+    age = (now - market.mark.at).total_seconds()
+    if age > limits.max_mark_age_seconds:
+        return Violation(
+            "mark_price",
+            f"{limits.max_mark_age_seconds:g}s",
+            f"{age:.0f}s",
+            f"the mark price of {intent.symbol} is {age:.0f}s old",
+        )
+    return None
+
+
+def check_min_notional(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """The order's value must reach the market's minimum notional."""
+    rules = market.rules
+    price = reference_price(intent, market, limits)
+    if rules is None or price is None:
+        return None
+    with exact():
+        notional = intent.qty * price
+    if notional >= rules.min_notional:
+        return None
+    return Violation(
+        "min_notional",
+        to_str(rules.min_notional),
+        to_str(quantize(notional)),
+        f"order value must be at least {to_str(rules.min_notional)} {rules.quote}",
+    )
+
+
+def check_balance(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """The account must hold what the order spends, net of what open orders already hold."""
+    rules = market.rules
+    price = reference_price(intent, market, limits)
+    if rules is None or price is None:
+        return None
+    if intent.side is Side.BUY:
+        asset = rules.quote
+        with exact():
+            needed = quantize(intent.qty * price * (ONE + limits.fee_bps / BPS))
+    else:
+        asset = rules.base
+        needed = intent.qty
+    available = account.available(asset)
+    if needed <= available:
+        return None
+    return Violation(
+        "sufficient_balance",
+        to_str(available),
+        to_str(needed),
+        f"the order needs {to_str(needed)} {asset} but {to_str(available)} {asset} is available",
+    )
+
+
+CHECKS: tuple[Check, ...] = (
+    check_symbol_listed,
+    check_qty_step,
+    check_min_qty,
+    check_price_tick,
+    check_mark_fresh,
+    check_min_notional,
+    check_balance,
+)
+
+
+def evaluate(
+    intent: OrderIntent,
+    account: AccountSnapshot,
+    market: MarketSnapshot,
+    limits: RiskLimits,
+    now: datetime,
+    checks: Iterable[Check] = CHECKS,
+) -> RiskDecision:
+    """Run every check; approve only when none is violated."""
+    violations = tuple(v for check in checks if (v := check(intent, account, market, limits, now)) is not None)
+    return Denied(violations) if violations else Approved()
+
+
+def reserved_funds(open_orders: Iterable[Order], fee_bps: Decimal) -> dict[str, Decimal]:
+    """What working orders hold: quote (with fees) for buys at their limit, base for sells."""
+    reserved: dict[str, Decimal] = {}
+    with exact():
+        for order in open_orders:
+            symbol = Symbol.parse(order.symbol)
+            if order.side is Side.SELL:
+                reserved[symbol.base] = reserved.get(symbol.base, ZERO) + order.remaining_qty
+            elif order.limit_price is not None:
+                amount = quantize(order.remaining_qty * order.limit_price * (ONE + fee_bps / BPS))
+                reserved[symbol.quote] = reserved.get(symbol.quote, ZERO) + amount
+    return reserved

@@ -1,0 +1,1 @@
+"""Test-support helpers (service provisioning for integration tests)."""
