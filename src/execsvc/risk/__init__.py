@@ -7,6 +7,7 @@ from execsvc.risk.engine import (
     OrderIntent,
     RiskLimits,
     evaluate,
+    market_buy_price,
     reserved_funds,
 )
 
@@ -20,5 +21,6 @@ __all__ = [
     "RiskLimits",
     "Violation",
     "evaluate",
+    "market_buy_price",
     "reserved_funds",
 ]

@@ -69,8 +69,7 @@ def reference_price(intent: OrderIntent, market: MarketSnapshot, limits: RiskLim
     if market.mark is None:
         return None
     if intent.side is Side.BUY:
-        with exact():
-            return quantize(market.mark.price * (ONE + limits.market_buffer_bps / BPS))
+        return market_buy_price(lambda _: market.mark, limits)(intent.symbol)
     return market.mark.price
 
 
@@ -214,15 +213,37 @@ def evaluate(
     return Denied(violations) if violations else Approved()
 
 
-def reserved_funds(open_orders: Iterable[Order], fee_bps: Decimal) -> dict[str, Decimal]:
-    """What working orders hold: quote (with fees) for buys at their limit, base for sells."""
+def reserved_funds(
+    open_orders: Iterable[Order], fee_bps: Decimal, market_price: Callable[[str], Decimal | None]
+) -> dict[str, Decimal]:
+    """What working orders hold: quote (with fees) for buys, base for sells.
+
+    A buy is valued at its limit price; a market buy still in flight (submitted, not yet filled) at
+    ``market_price(symbol)``, the price a new market buy would be checked at. Without that, orders racing each other
+    between their risk check and their fill could jointly spend the same balance.
+    """
     reserved: dict[str, Decimal] = {}
     with exact():
         for order in open_orders:
             symbol = Symbol.parse(order.symbol)
             if order.side is Side.SELL:
                 reserved[symbol.base] = reserved.get(symbol.base, ZERO) + order.remaining_qty
-            elif order.limit_price is not None:
-                amount = quantize(order.remaining_qty * order.limit_price * (ONE + fee_bps / BPS))
+                continue
+            price = order.limit_price if order.limit_price is not None else market_price(order.symbol)
+            if price is not None:
+                amount = quantize(order.remaining_qty * price * (ONE + fee_bps / BPS))
                 reserved[symbol.quote] = reserved.get(symbol.quote, ZERO) + amount
     return reserved
+
+
+def market_buy_price(market_data: Callable[[str], Quote | None], limits: RiskLimits) -> Callable[[str], Decimal | None]:
+    """The valuation of a market buy of ``symbol``: its mark plus the buffer, as ``check_balance`` uses."""
+
+    def price(symbol: str) -> Decimal | None:
+        quote = market_data(symbol)
+        if quote is None:
+            return None
+        with exact():
+            return quantize(quote.price * (ONE + limits.market_buffer_bps / BPS))
+
+    return price

@@ -18,7 +18,7 @@ from execsvc.contract import models as api
 from execsvc.core import ledger
 from execsvc.core.money import ZERO, exact, quantize, to_str
 from execsvc.core.ports import MarketData
-from execsvc.risk import reserved_funds
+from execsvc.risk import market_buy_price, reserved_funds
 
 router = APIRouter()
 
@@ -86,7 +86,9 @@ async def get_account(request: Request, who: Annotated[Principal, Depends(can_re
     market_data = services.pipeline.market_data
     valuation = services.valuation_asset
     broker, balances, working, positions, fees = await services.reads.account_ledger(who.account_id)
-    reserved = reserved_funds(working, services.pipeline.fee_bps)
+    reserved = reserved_funds(
+        working, services.pipeline.fee_bps, market_buy_price(market_data.mark, services.pipeline.limits)
+    )
     with exact():
         equity = ZERO
         for asset, total in balances.items():

@@ -1,0 +1,68 @@
+"""What only a real PostgreSQL shows: risk serialised across instances, and riding out a database outage."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy import func, select
+
+from execsvc.db import tables as t
+from tests.conftest import start_harness
+from tests.support.proxy import TcpProxy
+
+
+async def test_two_instances_cannot_jointly_overspend_an_account(pg_only_url: str) -> None:
+    # Two service instances (two engines, two pools) on one database: the account row lock serialises risk.
+    one, c1 = await start_harness(pg_only_url)
+    two, c2 = await start_harness(pg_only_url)
+    try:
+        headers = await one.auth("shared")
+        # 100,000 USDT buys at most 0.99 BTC at 65,032.5 + fees; each order spends about 32.5k.
+        body = {"symbol": "BTC/USDT", "side": "buy", "type": "market", "qty": "0.5"}
+        responses = await asyncio.gather(
+            *[(one if i % 2 else two).client.post("/v1/orders", json=body, headers=headers) for i in range(10)]
+        )
+        filled = [r for r in responses if r.status_code == 201]
+        assert len(filled) == 3, [r.status_code for r in responses]
+        assert all(r.json()["code"] == "risk_rejected" for r in responses if r.status_code != 201)
+        account = (await one.client.get("/v1/account", headers=headers)).json()
+        usdt = next(b for b in account["balances"] if b["asset"] == "USDT")
+        assert Decimal(usdt["total"]) >= 0
+    finally:
+        for h, c in ((one, c1), (two, c2)):
+            await h.client.aclose()
+            await c.stop()
+
+
+async def test_database_outage_answers_503_with_retry_after_and_recovers(pg_only_url: str) -> None:
+    parts = urlsplit(pg_only_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    h, container = await start_harness(proxied)
+    try:
+        headers = await h.auth()
+        body = {"symbol": "BTC/USDT", "side": "buy", "type": "market", "qty": "0.01"}
+        assert (await h.client.post("/v1/orders", json=body, headers=headers)).status_code == 201
+        await proxy.cut()
+        for response in (
+            await h.client.get("/v1/orders", headers=headers),
+            await h.client.post("/v1/orders", json=body, headers=headers),
+        ):
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"].isdigit()
+            assert response.json()["code"] == "service_unavailable"
+        ready = await h.client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"] == "unavailable"
+        await proxy.restore()
+        assert (await h.client.get("/readyz")).status_code == 200
+        assert (await h.client.post("/v1/orders", json=body, headers=headers)).status_code == 201
+        async with container.engine.connect() as conn:
+            assert (await conn.execute(select(func.count()).select_from(t.orders))).scalar_one() == 2
+    finally:
+        await h.client.aclose()
+        await container.stop()
+        await proxy.close()
