@@ -1,0 +1,104 @@
+"""The paper session while the service runs: the feed moves, resting orders fill; a restart restores the book."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import ROUND_DOWN, Decimal
+
+import httpx
+
+from execsvc.bootstrap import build
+from tests.conftest import settings_for
+
+
+async def wait_for_status(client: httpx.AsyncClient, path: str, headers: dict[str, str], status: str) -> dict:  # type: ignore[type-arg]
+    for _ in range(400):
+        order = (await client.get(path, headers=headers)).json()
+        if order["status"] == status:
+            return order  # type: ignore[no-any-return]
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"order never reached {status}: {order}")
+
+
+async def test_resting_limit_order_fills_from_the_running_feed_and_survives_a_restart(db_url: str) -> None:
+    settings = settings_for(db_url, feed_interval_seconds=0.01, feed_volatility_bps=20)
+    container = build(settings)
+    await container.start()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=container.app()), base_url="http://t")
+    try:
+        from execsvc import admin
+
+        token = (await admin.issue_token(container.engine, settings, "feed", "orders:read,orders:write")).plaintext
+        headers = {"Authorization": f"Bearer {token}"}
+        mark = container.market_data.mark("BTC/USDT")
+        assert mark is not None
+        below = (mark.price * Decimal("0.9995")).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+        far = (mark.price * Decimal("0.5")).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+        near_body = {"symbol": "BTC/USDT", "side": "buy", "type": "limit", "qty": "0.01", "limit_price": str(below)}
+        far_body = {**near_body, "limit_price": str(far)}
+        near = (await client.post("/v1/orders", json=near_body, headers=headers)).json()
+        resting = (await client.post("/v1/orders", json=far_body, headers=headers)).json()
+        filled = await wait_for_status(client, f"/v1/orders/{near['id']}", headers, "filled")
+        assert Decimal(filled["avg_fill_price"]) == below
+    finally:
+        await client.aclose()
+        await container.stop()
+
+    # a new process: the far order is still resting, restored on the paper book, and can be canceled
+    restarted = build(settings, run_feed=False)
+    await restarted.start()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=restarted.app()), base_url="http://t")
+    try:
+        assert restarted.paper.resting_count() == 1
+        r = await client.delete(f"/v1/orders/{resting['id']}", headers=headers)
+        assert r.json()["status"] == "canceled"
+        assert restarted.paper.resting_count() == 0
+    finally:
+        await client.aclose()
+        await restarted.stop()
+
+
+async def test_an_order_a_crash_left_pending_is_resolved_at_start_up(db_url: str) -> None:
+    from execsvc import admin
+    from execsvc.core.commands import SubmitOrder
+    from execsvc.core.values import OrderType, Side
+    from execsvc.pipeline.submit import submit_order
+
+    class Crash(Exception):
+        pass
+
+    class CrashingBroker:
+        """Stands for the process dying between the commit and the broker call."""
+
+        name = "paper"
+
+        async def submit(self, order: object) -> list[object]:
+            raise Crash
+
+    settings = settings_for(db_url)
+    first = build(settings, run_feed=False)
+    await first.start()
+    try:
+        await admin.issue_token(first.engine, settings, "crashy", "orders:write")
+        first.pipeline.router = type(first.pipeline.router)({"paper": CrashingBroker()})  # type: ignore[dict-item]
+        cmd = SubmitOrder("crashy", "BTC/USDT", Side.BUY, OrderType.MARKET, Decimal("0.01"))
+        try:
+            await submit_order(first.pipeline, cmd)
+        except Crash:
+            pass
+        async with first.pipeline.uow() as uow:
+            (pending,) = await uow.orders.working("crashy")
+        assert pending.status.value == "pending_new"
+    finally:
+        await first.stop()
+
+    second = build(settings, run_feed=False)
+    await second.start()
+    try:
+        async with second.pipeline.uow() as uow:
+            order = await uow.orders.get(pending.id)
+        assert order is not None
+        assert order.status.value == "rejected"
+        assert order.reject_code == "not_found"
+    finally:
+        await second.stop()
