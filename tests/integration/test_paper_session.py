@@ -6,6 +6,7 @@ import asyncio
 from decimal import ROUND_DOWN, Decimal
 
 import httpx
+import pytest
 
 from execsvc.bootstrap import build
 from tests.conftest import settings_for
@@ -82,10 +83,8 @@ async def test_an_order_a_crash_left_pending_is_resolved_at_start_up(db_url: str
         await admin.issue_token(first.engine, settings, "crashy", "orders:write")
         first.pipeline.router = type(first.pipeline.router)({"paper": CrashingBroker()})  # type: ignore[dict-item]
         cmd = SubmitOrder("crashy", "BTC/USDT", Side.BUY, OrderType.MARKET, Decimal("0.01"))
-        try:
+        with pytest.raises(Crash):
             await submit_order(first.pipeline, cmd)
-        except Crash:
-            pass
         async with first.pipeline.uow() as uow:
             (pending,) = await uow.orders.working("crashy")
         assert pending.status.value == "pending_new"
