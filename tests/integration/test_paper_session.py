@@ -40,7 +40,7 @@ async def test_resting_limit_order_fills_from_the_running_feed_and_survives_a_re
         near = (await client.post("/v1/orders", json=near_body, headers=headers)).json()
         resting = (await client.post("/v1/orders", json=far_body, headers=headers)).json()
         filled = await wait_for_status(client, f"/v1/orders/{near['id']}", headers, "filled")
-        assert Decimal(filled["avg_fill_price"]) == below
+        assert Decimal(filled["avg_fill_price"]) <= below  # never above the limit (better if it crossed at once)
     finally:
         await client.aclose()
         await container.stop()
