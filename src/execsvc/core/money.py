@@ -69,16 +69,26 @@ def to_str(value: Decimal) -> str:
 
 
 def parse_amount(text: str) -> Decimal:
-    """Parse a decimal string; raises ``ValueError`` on anything but a finite number within our scale."""
+    """Parse a decimal string; raises ``ValueError`` on anything but a finite number within our scale.
+
+    The size checks read the digits and exponent, not arithmetic, so no exponent or length can overflow a context.
+    """
     try:
         value = Decimal(text)
     except InvalidOperation as exc:
         raise ValueError(f"not a decimal number: {text!r}") from exc
     if not value.is_finite():
         raise ValueError(f"not a finite number: {text!r}")
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -SCALE and value != value.quantize(QUANTUM, context=MONEY_CONTEXT):
+    digits, exponent = list(value.as_tuple().digits), int(value.as_tuple().exponent)
+    while exponent < 0 and len(digits) > 1 and digits[-1] == 0:  # trailing fractional zeros carry nothing
+        digits.pop()
+        exponent += 1
+    if exponent < -SCALE and any(digits):
         raise ValueError(f"more than {SCALE} decimal places: {text!r}")
-    if abs(value) >= Decimal(10) ** MAX_INTEGER_DIGITS:
+    significant = list(digits)
+    while len(significant) > 1 and significant[0] == 0:
+        significant.pop(0)
+    integer_digits = len(significant) + exponent if any(significant) else 0
+    if integer_digits > MAX_INTEGER_DIGITS:
         raise ValueError(f"more than {MAX_INTEGER_DIGITS} integer digits: {text!r}")
     return value

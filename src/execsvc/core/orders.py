@@ -94,6 +94,7 @@ TRANSITIONS: Final[dict[tuple[OrderStatus, OrderStatus], str]] = {
     (S.UNKNOWN, S.CANCELED): "reconciliation found it canceled",
     (S.UNKNOWN, S.REJECTED): "reconciliation found the venue never took it",
     (S.UNKNOWN, S.EXPIRED): "reconciliation found it expired",
+    (S.UNKNOWN, S.PENDING_CANCEL): "a cancel was sent while the submission's outcome is unresolved",
     (S.UNKNOWN, S.UNKNOWN): "another fill learned while the state is still unresolved",
 }
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from execsvc.core.markets import MarketRules, Quote
 from execsvc.core.money import BPS, ONE, ZERO, exact, is_multiple, quantize, to_str
 from execsvc.core.orders import Order
+from execsvc.core.ports import MarketData
 from execsvc.core.values import OrderType, Side, Symbol
 from execsvc.risk.decision import Approved, Denied, RiskDecision, Violation
 
@@ -69,7 +70,7 @@ def reference_price(intent: OrderIntent, market: MarketSnapshot, limits: RiskLim
     if market.mark is None:
         return None
     if intent.side is Side.BUY:
-        return market_buy_price(lambda _: market.mark, limits)(intent.symbol)
+        return buffered_buy_price(market.mark.price, None if market.rules is None else market.rules.tick_size, limits)
     return market.mark.price
 
 
@@ -236,14 +237,23 @@ def reserved_funds(
     return reserved
 
 
-def market_buy_price(market_data: Callable[[str], Quote | None], limits: RiskLimits) -> Callable[[str], Decimal | None]:
-    """The valuation of a market buy of ``symbol``: its mark plus the buffer, as ``check_balance`` uses."""
+def buffered_buy_price(mark: Decimal, tick_size: Decimal | None, limits: RiskLimits) -> Decimal:
+    """What a market buy is valued at: the mark plus the buffer, rounded up to the tick (as a venue would fill it)."""
+    with exact():
+        price = mark * (ONE + limits.market_buffer_bps / BPS)
+        if tick_size is not None:
+            price = (price / tick_size).to_integral_value(rounding=ROUND_CEILING) * tick_size
+        return quantize(price)
+
+
+def market_buy_price(market_data: MarketData, limits: RiskLimits) -> Callable[[str], Decimal | None]:
+    """The valuation of a market buy of a symbol, for orders still in flight."""
 
     def price(symbol: str) -> Decimal | None:
-        quote = market_data(symbol)
+        quote = market_data.mark(symbol)
         if quote is None:
             return None
-        with exact():
-            return quantize(quote.price * (ONE + limits.market_buffer_bps / BPS))
+        rules = market_data.rules(symbol)
+        return buffered_buy_price(quote.price, None if rules is None else rules.tick_size, limits)
 
     return price

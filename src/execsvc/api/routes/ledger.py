@@ -87,7 +87,7 @@ async def get_account(request: Request, who: Annotated[Principal, Depends(can_re
     valuation = services.valuation_asset
     broker, balances, working, positions, fees = await services.reads.account_ledger(who.account_id)
     reserved = reserved_funds(
-        working, services.pipeline.fee_bps, market_buy_price(market_data.mark, services.pipeline.limits)
+        working, services.pipeline.fee_bps, market_buy_price(market_data, services.pipeline.limits)
     )
     with exact():
         equity = ZERO

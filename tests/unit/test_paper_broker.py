@@ -1,0 +1,336 @@
+"""The paper broker: fills against a ``MarketBook`` mark with slippage, fees, time in force and a thin book."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from uuid import UUID
+
+import pytest
+
+from execsvc.brokers.paper import PaperBroker
+from execsvc.core.clock import FakeClock
+from execsvc.core.errors import CapabilityMissing
+from execsvc.core.ids import new_id
+from execsvc.core.markets import Quote
+from execsvc.core.orders import Order, OrderStatus
+from execsvc.core.reports import Accepted, BrokerReport, Canceled, Filled, Rejected
+from execsvc.core.values import OrderType, Side, TimeInForce
+from execsvc.marketdata.book import MarketBook, MarketConfig
+
+D = Decimal
+BTC = MarketConfig("BTC/USDT", D("0.01"), D("0.0001"), D("0.0001"), D(10), D(50000))
+PENNY = MarketConfig("PENNY/USDT", D("0.01"), D(1), D(1), D(0), D("0.01"))
+FEE_BPS = D(10)
+SLIPPAGE_BPS = D(5)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def book(clock: FakeClock) -> MarketBook:
+    book = MarketBook([BTC, PENNY], clock)
+    book.set_mark("BTC/USDT", D(50000))
+    return book
+
+
+@pytest.fixture
+def broker(book: MarketBook) -> PaperBroker:
+    return PaperBroker(book, fee_bps=FEE_BPS, slippage_bps=SLIPPAGE_BPS)
+
+
+def order(
+    side: Side,
+    qty: str,
+    limit_price: str | None = None,
+    tif: TimeInForce = TimeInForce.GTC,
+    symbol: str = "BTC/USDT",
+    filled: str = "0",
+    order_id: UUID | None = None,
+) -> Order:
+    clock = FakeClock()
+    return Order(
+        id=order_id or new_id(),
+        client_order_id="c-1",
+        account_id="acct",
+        symbol=symbol,
+        side=side,
+        type=OrderType.MARKET if limit_price is None else OrderType.LIMIT,
+        time_in_force=tif,
+        qty=D(qty),
+        limit_price=None if limit_price is None else D(limit_price),
+        status=OrderStatus.OPEN if filled == "0" else OrderStatus.PARTIALLY_FILLED,
+        filled_qty=D(filled),
+        avg_fill_price=None,
+        fees=D(0),
+        fee_asset="USDT",
+        reject_code=None,
+        reject_reason=None,
+        venue_order_id=None,
+        created_at=clock.now(),
+        updated_at=clock.now(),
+    )
+
+
+def fills(reports: Sequence[BrokerReport]) -> list[Filled]:
+    return [r for r in reports if isinstance(r, Filled)]
+
+
+def only_fill(reports: Sequence[BrokerReport]) -> Filled:
+    (fill,) = fills(reports)
+    return fill
+
+
+# -- market orders ---------------------------------------------------------------------------------------------
+
+
+async def test_market_buy_fills_at_mark_plus_slippage_rounded_up_to_tick(broker: PaperBroker, book: MarketBook) -> None:
+    book.set_mark("BTC/USDT", D("50000.01"))  # * 1.0005 = 50025.015005
+    o = order(Side.BUY, "0.5")
+
+    reports = list(await broker.submit(o))
+
+    assert reports[0] == Accepted(venue_order_id=f"paper-{o.id}")
+    fill = only_fill(reports)
+    assert fill.price == D("50025.02")
+    assert fill.qty == D("0.5")
+    assert len(reports) == 2
+    assert broker.resting_count() == 0
+
+
+async def test_market_sell_fills_at_mark_minus_slippage_rounded_down_to_tick(
+    broker: PaperBroker, book: MarketBook
+) -> None:
+    book.set_mark("BTC/USDT", D("50000.01"))  # * 0.9995 = 49975.004995
+    fill = only_fill(await broker.submit(order(Side.SELL, "0.5")))
+    assert fill.price == D("49975.00")
+
+
+async def test_market_sell_never_fills_below_one_tick(broker: PaperBroker, book: MarketBook) -> None:
+    book.set_mark("PENNY/USDT", D("0.01"))
+    fill = only_fill(await broker.submit(order(Side.SELL, "10", symbol="PENNY/USDT")))
+    assert fill.price == D("0.01")
+
+
+async def test_fee_is_fee_bps_of_the_fill_notional_in_quote(broker: PaperBroker) -> None:
+    fill = only_fill(await broker.submit(order(Side.BUY, "0.5")))  # 0.5 * 50025 = 25012.5
+    assert fill.price == D(50025)
+    assert fill.fee == D("25.0125")
+    assert fill.fee_asset == "USDT"
+
+
+async def test_zero_fee_and_zero_slippage_fill_at_the_mark(book: MarketBook) -> None:
+    broker = PaperBroker(book, fee_bps=D(0), slippage_bps=D(0))
+    fill = only_fill(await broker.submit(order(Side.BUY, "1")))
+    assert (fill.price, fill.fee) == (D(50000), D(0))
+
+
+async def test_market_order_without_a_mark_is_rejected(broker: PaperBroker) -> None:
+    reports = list(await broker.submit(order(Side.BUY, "10", symbol="PENNY/USDT")))
+    assert len(reports) == 1
+    assert isinstance(reports[0], Rejected)
+    assert reports[0].code == "no_market_price"
+
+
+async def test_unknown_symbol_is_rejected(broker: PaperBroker) -> None:
+    reports = list(await broker.submit(order(Side.BUY, "1", "10", symbol="DOGE/USDT")))
+    assert len(reports) == 1
+    assert isinstance(reports[0], Rejected)
+    assert reports[0].code == "unknown_symbol"
+
+
+# -- limit orders ----------------------------------------------------------------------------------------------
+
+
+async def test_marketable_limit_buy_fills_at_the_slipped_mark_when_that_is_better(broker: PaperBroker) -> None:
+    fill = only_fill(await broker.submit(order(Side.BUY, "0.1", "51000")))
+    assert fill.price == D(50025)
+
+
+async def test_marketable_limit_buy_fills_at_its_limit_when_that_is_better(broker: PaperBroker) -> None:
+    fill = only_fill(await broker.submit(order(Side.BUY, "0.1", "50010")))  # mark <= limit < slipped mark
+    assert fill.price == D(50010)
+
+
+async def test_marketable_limit_sell_fills_at_the_better_price(broker: PaperBroker) -> None:
+    assert only_fill(await broker.submit(order(Side.SELL, "0.1", "49000"))).price == D(49975)
+    assert only_fill(await broker.submit(order(Side.SELL, "0.1", "49990"))).price == D(49990)
+
+
+async def test_non_marketable_gtc_limit_buy_rests_and_fills_at_its_limit_when_the_mark_crosses(
+    broker: PaperBroker, book: MarketBook
+) -> None:
+    o = order(Side.BUY, "0.3", "49000")
+
+    reports = list(await broker.submit(o))
+    assert reports == [Accepted(venue_order_id=f"paper-{o.id}")]
+    assert broker.resting_count() == 1
+
+    assert broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D("49000.01"))) == []
+    results = broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(48500)))
+
+    assert [order_id for order_id, _ in results] == [o.id]
+    fill = only_fill(results[0][1])
+    assert (fill.qty, fill.price) == (D("0.3"), D(49000))  # its limit, not the better mark
+    assert fill.fee == D("14.7")
+    assert broker.resting_count() == 0
+    assert broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(48000))) == []
+
+
+async def test_non_marketable_gtc_limit_sell_rests_and_fills_when_the_mark_reaches_it(
+    broker: PaperBroker, book: MarketBook
+) -> None:
+    o = order(Side.SELL, "0.2", "51000")
+    assert fills(await broker.submit(o)) == []
+    assert broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(50999))) == []
+    ((order_id, reports),) = broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(51000)))
+    assert order_id == o.id
+    assert only_fill(reports).price == D(51000)
+
+
+async def test_on_mark_ignores_resting_orders_of_other_symbols(broker: PaperBroker) -> None:
+    await broker.submit(order(Side.BUY, "0.3", "49000"))
+    assert broker.on_mark("PENNY/USDT", Quote(D("0.01"), FakeClock().now())) == []
+    assert broker.resting_count() == 1
+
+
+async def test_limit_order_without_a_mark_rests(broker: PaperBroker) -> None:
+    o = order(Side.BUY, "10", "0.05", symbol="PENNY/USDT")
+    assert list(await broker.submit(o)) == [Accepted(venue_order_id=f"paper-{o.id}")]
+    assert broker.resting_count() == 1
+
+
+# -- time in force and a thin book ------------------------------------------------------------------------------
+
+
+async def test_ioc_with_max_fill_qty_fills_partially_and_cancels_the_rest(book: MarketBook) -> None:
+    broker = PaperBroker(book, fee_bps=FEE_BPS, slippage_bps=SLIPPAGE_BPS, max_fill_qty=D("0.2"))
+
+    reports = list(await broker.submit(order(Side.BUY, "0.5", "51000", TimeInForce.IOC)))
+
+    assert [type(r) for r in reports] == [Accepted, Filled, Canceled]
+    assert only_fill(reports).qty == D("0.2")
+    canceled = reports[2]
+    assert isinstance(canceled, Canceled)
+    assert "0.3" in canceled.reason
+    assert broker.resting_count() == 0
+
+
+async def test_market_order_on_a_thin_book_cancels_what_it_could_not_fill(book: MarketBook) -> None:
+    broker = PaperBroker(book, max_fill_qty=D("0.2"))
+    reports = list(await broker.submit(order(Side.SELL, "0.5")))
+    assert [type(r) for r in reports] == [Accepted, Filled, Canceled]
+    assert broker.resting_count() == 0
+
+
+async def test_fok_with_insufficient_liquidity_is_canceled_without_a_fill(book: MarketBook) -> None:
+    broker = PaperBroker(book, max_fill_qty=D("0.2"))
+    reports = list(await broker.submit(order(Side.BUY, "0.5", "51000", TimeInForce.FOK)))
+    assert [type(r) for r in reports] == [Accepted, Canceled]
+    assert broker.resting_count() == 0
+
+
+async def test_fok_with_enough_liquidity_fills_completely(book: MarketBook) -> None:
+    broker = PaperBroker(book, max_fill_qty=D("0.5"))
+    reports = list(await broker.submit(order(Side.BUY, "0.5", "51000", TimeInForce.FOK)))
+    assert [type(r) for r in reports] == [Accepted, Filled]
+    assert only_fill(reports).qty == D("0.5")
+
+
+@pytest.mark.parametrize("tif", [TimeInForce.FOK, TimeInForce.IOC])
+async def test_non_marketable_fok_and_ioc_are_canceled(broker: PaperBroker, tif: TimeInForce) -> None:
+    reports = list(await broker.submit(order(Side.BUY, "0.1", "49000", tif)))
+    assert [type(r) for r in reports] == [Accepted, Canceled]
+    assert broker.resting_count() == 0
+
+
+async def test_gtc_limit_on_a_thin_book_rests_its_remainder_and_fills_it_later(book: MarketBook) -> None:
+    broker = PaperBroker(book, max_fill_qty=D("0.2"))
+    o = order(Side.BUY, "0.5", "50010")
+
+    first = list(await broker.submit(o))
+    assert [type(r) for r in first] == [Accepted, Filled]
+    assert broker.resting_count() == 1
+
+    later = [only_fill(reports) for _, reports in broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(50000)))]
+    later += [only_fill(reports) for _, reports in broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(49999)))]
+    assert [f.qty for f in later] == [D("0.2"), D("0.1")]
+    assert all(f.price == D(50010) for f in later)
+    assert broker.resting_count() == 0
+
+
+# -- trade ids -------------------------------------------------------------------------------------------------
+
+
+async def fill_sequence(book: MarketBook, o: Order) -> list[Filled]:
+    broker = PaperBroker(book, max_fill_qty=D("0.2"))
+    result = fills(await broker.submit(o))
+    for price in ("50000", "49999", "49998"):
+        for _, reports in broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(price))):
+            result += fills(reports)
+    return result
+
+
+async def test_trade_ids_are_deterministic_and_distinct_per_fill(book: MarketBook) -> None:
+    o = order(Side.BUY, "0.5", "50010")
+
+    first_run = await fill_sequence(book, o)
+    book.set_mark("BTC/USDT", D(50000))
+    second_run = await fill_sequence(book, o)
+
+    ids = [f.trade_id for f in first_run]
+    assert len(ids) == 3
+    assert len(set(ids)) == 3
+    assert ids == [f.trade_id for f in second_run]
+    assert all(str(o.id) in trade_id for trade_id in ids)
+
+
+# -- cancel, restore, capabilities ------------------------------------------------------------------------------
+
+
+async def test_cancel_removes_a_resting_order_and_a_second_cancel_yields_no_report(broker: PaperBroker) -> None:
+    o = order(Side.BUY, "0.3", "49000")
+    await broker.submit(o)
+
+    assert list(await broker.cancel(o)) == [Canceled("canceled by request")]
+    assert broker.resting_count() == 0
+    assert list(await broker.cancel(o)) == []
+
+
+async def test_canceled_order_no_longer_fills(broker: PaperBroker, book: MarketBook) -> None:
+    o = order(Side.BUY, "0.3", "49000")
+    await broker.submit(o)
+    await broker.cancel(o)
+    assert broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(40000))) == []
+
+
+async def test_restore_puts_working_limit_orders_back_on_the_book(book: MarketBook) -> None:
+    resting = order(Side.BUY, "0.5", "49000", filled="0.1")
+    market = order(Side.BUY, "0.5")
+    unlisted = order(Side.BUY, "1", "1", symbol="DOGE/USDT")
+    broker = PaperBroker(book)
+
+    broker.restore([resting, market, unlisted])
+
+    assert broker.resting_count() == 1
+    assert list(await broker.fetch_status(resting)) == [Accepted(venue_order_id=f"paper-{resting.id}")]
+    ((order_id, reports),) = broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(48000)))
+    assert order_id == resting.id
+    fill = only_fill(reports)
+    assert (fill.qty, fill.price) == (D("0.4"), D(49000))  # only what was left
+
+
+async def test_fetch_status_of_an_order_not_resting_is_a_not_found_rejection(broker: PaperBroker) -> None:
+    reports = list(await broker.fetch_status(order(Side.BUY, "1", "49000")))
+    assert len(reports) == 1
+    assert isinstance(reports[0], Rejected)
+    assert reports[0].code == "not_found"
+
+
+async def test_fetch_balances_is_not_a_paper_capability(broker: PaperBroker) -> None:
+    assert broker.capabilities.fetch_balances is False
+    with pytest.raises(CapabilityMissing):
+        await broker.fetch_balances("acct")
