@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import Row, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -90,54 +90,84 @@ class _Repo:
         self.conn = conn
 
 
+# Hot statements are built once: building a construct costs more CPU than executing its cached compiled form.
+_LOCK_ACCOUNT = select(t.accounts.c.id, t.accounts.c.broker, t.accounts.c.valuation_asset).where(
+    t.accounts.c.id == bindparam("account_id")
+)
+_LOCK_ACCOUNT_FOR_UPDATE = _LOCK_ACCOUNT.with_for_update()
+_INSERT_ORDER = insert(t.orders)
+_UPDATE_ORDER = (
+    update(t.orders)
+    .where(t.orders.c.id == bindparam("order_id"))
+    .values(
+        status=bindparam("status"),
+        filled_qty=bindparam("filled_qty"),
+        avg_fill_price=bindparam("avg_fill_price"),
+        fees=bindparam("fees"),
+        reject_code=bindparam("reject_code"),
+        reject_reason=bindparam("reject_reason"),
+        venue_order_id=bindparam("venue_order_id"),
+        updated_at=bindparam("updated_at"),
+    )
+)
+_ORDER_BY_ID = select(t.orders).where(t.orders.c.id == bindparam("order_id"))
+_ORDER_BY_CLIENT_ID = select(t.orders).where(
+    t.orders.c.account_id == bindparam("account_id"), t.orders.c.client_order_id == bindparam("client_order_id")
+)
+_WORKING_ORDERS = select(t.orders).where(
+    t.orders.c.account_id == bindparam("account_id"), t.orders.c.status.in_(WORKING)
+)
+_INSERT_EVENTS = insert(t.order_events)
+_INSERT_OUTBOX = insert(t.outbox)
+_POSITION = select(t.positions.c.qty, t.positions.c.avg_entry_price, t.positions.c.realized_pnl).where(
+    t.positions.c.account_id == bindparam("account_id"), t.positions.c.symbol == bindparam("symbol")
+)
+_BALANCES = select(t.balances.c.asset, t.balances.c.total).where(t.balances.c.account_id == bindparam("account_id"))
+_IDEMPOTENCY = select(t.idempotency_keys).where(
+    t.idempotency_keys.c.account_id == bindparam("account_id"), t.idempotency_keys.c.key == bindparam("key")
+)
+
+
 class SqlAccounts(_Repo):
     async def lock(self, account_id: str) -> AccountInfo | None:
-        stmt = select(t.accounts.c.id, t.accounts.c.broker, t.accounts.c.valuation_asset).where(
-            t.accounts.c.id == account_id
-        )
-        if self.conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
-        row = (await self.conn.execute(stmt)).first()
+        stmt = _LOCK_ACCOUNT_FOR_UPDATE if self.conn.dialect.name == "postgresql" else _LOCK_ACCOUNT
+        row = (await self.conn.execute(stmt, {"account_id": account_id})).first()
         return None if row is None else AccountInfo(row.id, row.broker, row.valuation_asset)
 
 
 class SqlOrders(_Repo):
     async def add(self, order: Order) -> None:
-        await self.conn.execute(insert(t.orders).values(**order_values(order)))
+        await self.conn.execute(_INSERT_ORDER, order_values(order))
 
     async def update(self, order: Order) -> None:
         await self.conn.execute(
-            update(t.orders)
-            .where(t.orders.c.id == order.id)
-            .values(
-                status=order.status.value,
-                filled_qty=order.filled_qty,
-                avg_fill_price=order.avg_fill_price,
-                fees=order.fees,
-                reject_code=order.reject_code,
-                reject_reason=order.reject_reason,
-                venue_order_id=order.venue_order_id,
-                updated_at=order.updated_at,
-            )
+            _UPDATE_ORDER,
+            {
+                "order_id": order.id,
+                "status": order.status.value,
+                "filled_qty": order.filled_qty,
+                "avg_fill_price": order.avg_fill_price,
+                "fees": order.fees,
+                "reject_code": order.reject_code,
+                "reject_reason": order.reject_reason,
+                "venue_order_id": order.venue_order_id,
+                "updated_at": order.updated_at,
+            },
         )
 
     async def get(self, order_id: UUID, account_id: str | None = None) -> Order | None:
-        stmt = select(t.orders).where(t.orders.c.id == order_id)
-        if account_id is not None:
-            stmt = stmt.where(t.orders.c.account_id == account_id)
-        row = (await self.conn.execute(stmt)).first()
-        return None if row is None else order_from_row(row)
+        row = (await self.conn.execute(_ORDER_BY_ID, {"order_id": order_id})).first()
+        if row is None or (account_id is not None and row.account_id != account_id):
+            return None
+        return order_from_row(row)
 
     async def by_client_id(self, account_id: str, client_order_id: str) -> Order | None:
-        stmt = select(t.orders).where(
-            t.orders.c.account_id == account_id, t.orders.c.client_order_id == client_order_id
-        )
-        row = (await self.conn.execute(stmt)).first()
+        params = {"account_id": account_id, "client_order_id": client_order_id}
+        row = (await self.conn.execute(_ORDER_BY_CLIENT_ID, params)).first()
         return None if row is None else order_from_row(row)
 
     async def working(self, account_id: str) -> Sequence[Order]:
-        stmt = select(t.orders).where(t.orders.c.account_id == account_id, t.orders.c.status.in_(WORKING))
-        return [order_from_row(r) for r in await self.conn.execute(stmt)]
+        return [order_from_row(r) for r in await self.conn.execute(_WORKING_ORDERS, {"account_id": account_id})]
 
     async def working_for_broker(self, broker: str) -> Sequence[Order]:
         """Every working order of every account on ``broker`` (start-up restore and reconciliation)."""
@@ -151,17 +181,28 @@ class SqlOrders(_Repo):
 
 
 class SqlEvents(_Repo):
+    """Buffers audit rows and writes them in one statement when the unit of work commits."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        super().__init__(conn)
+        self.pending: list[dict[str, Any]] = []
+
     async def add(self, account_id: str, transition: Transition) -> None:
-        await self.conn.execute(
-            insert(t.order_events).values(
-                order_id=transition.order_id,
-                account_id=account_id,
-                from_status=None if transition.from_status is None else transition.from_status.value,
-                to_status=transition.to_status.value,
-                reason=transition.reason,
-                created_at=transition.at,
-            )
+        self.pending.append(
+            {
+                "order_id": transition.order_id,
+                "account_id": account_id,
+                "from_status": None if transition.from_status is None else transition.from_status.value,
+                "to_status": transition.to_status.value,
+                "reason": transition.reason,
+                "created_at": transition.at,
+            }
         )
+
+    async def flush(self) -> None:
+        if self.pending:
+            await self.conn.execute(_INSERT_EVENTS, self.pending)
+            self.pending = []
 
 
 class SqlFills(_Repo):
@@ -210,14 +251,18 @@ class SqlPositions(_Repo):
 
 class SqlBalances(_Repo):
     async def get(self, account_id: str) -> dict[str, Decimal]:
-        b = t.balances.c
-        rows = await self.conn.execute(select(b.asset, b.total).where(b.account_id == account_id))
+        rows = await self.conn.execute(_BALANCES, {"account_id": account_id})
         return {r.asset: r.total for r in rows}
 
     async def save(self, account_id: str, totals: Mapping[str, Decimal], at: datetime) -> None:
-        for asset, total in totals.items():
-            values = {"account_id": account_id, "asset": asset, "total": total, "updated_at": at}
-            await self.conn.execute(upsert(self.conn, t.balances, values, ["account_id", "asset"]))
+        rows = [{"account_id": account_id, "asset": a, "total": v, "updated_at": at} for a, v in totals.items()]
+        if rows:
+            ins = pg_insert(t.balances) if self.conn.dialect.name == "postgresql" else sqlite_insert(t.balances)
+            stmt = ins.on_conflict_do_update(
+                index_elements=["account_id", "asset"],
+                set_={"total": ins.excluded.total, "updated_at": ins.excluded.updated_at},
+            )
+            await self.conn.execute(stmt, rows)
 
 
 class SqlIdempotency(_Repo):
@@ -272,12 +317,23 @@ class SqlIdempotency(_Repo):
 
 
 class SqlOutbox(_Repo):
+    """Buffers outbox rows and writes them in one statement when the unit of work commits."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        super().__init__(conn)
+        self.pending: list[dict[str, Any]] = []
+
     async def add(self, topic: str, account_id: str, payload: Mapping[str, Any], at: datetime) -> None:
-        await self.conn.execute(
-            insert(t.outbox).values(
-                topic=topic,
-                account_id=account_id,
-                payload=json.dumps(payload, separators=(",", ":"), sort_keys=True),
-                created_at=at,
-            )
+        self.pending.append(
+            {
+                "topic": topic,
+                "account_id": account_id,
+                "payload": json.dumps(payload, separators=(",", ":"), sort_keys=True),
+                "created_at": at,
+            }
         )
+
+    async def flush(self) -> None:
+        if self.pending:
+            await self.conn.execute(_INSERT_OUTBOX, self.pending)
+            self.pending = []

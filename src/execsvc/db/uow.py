@@ -67,6 +67,8 @@ class SqlUnitOfWork:
 
     async def commit(self) -> None:
         assert self._tx is not None
+        await self.events.flush()
+        await self.outbox.flush()
         await self._tx.commit()
 
     async def __aexit__(

@@ -42,4 +42,4 @@ async def cancel_order(pipeline: Pipeline, cmd: CancelOrder) -> Order:
         reports = [OutcomeWasUnknown(str(exc))]
     except (BrokerUnavailable, BrokerRejected) as exc:
         reports = [CancelRejected(str(exc))]
-    return await apply_reports(pipeline, order.id, reports, broker.name)
+    return await apply_reports(pipeline, order.id, reports, broker.name, order.account_id)

@@ -33,7 +33,7 @@ async def restore_paper_book(pipeline: Pipeline, paper: PaperBroker) -> None:
     for order in working:
         if order.status not in RESTING:
             reports = await paper.fetch_status(order)
-            await apply_reports(pipeline, order.id, reports, paper.name)
+            await apply_reports(pipeline, order.id, reports, paper.name, order.account_id)
     log.info("paper_book_restored", resting=paper.resting_count())
 
 

@@ -35,21 +35,31 @@ async def record_transition(uow: UnitOfWork, pipeline: Pipeline, applied: Applie
     pipeline.observer.order_recorded(order)
 
 
-async def apply_reports(pipeline: Pipeline, order_id: UUID, reports: Sequence[BrokerReport], broker: str) -> Order:
+async def apply_reports(
+    pipeline: Pipeline,
+    order_id: UUID,
+    reports: Sequence[BrokerReport],
+    broker: str,
+    account_id: str | None = None,
+) -> Order:
     """Apply reports about one order, in order, and return the order afterwards.
 
     A report the state machine refuses (a contradiction from the venue) is logged and skipped, never half-applied;
-    a fill whose trade id is already recorded is ignored.
+    a fill whose trade id is already recorded is ignored. Pass ``account_id`` when known: it saves a read.
     """
     async with pipeline.uow() as uow:
-        found = await uow.orders.get(order_id)
-        if found is None:
+        if account_id is None:
+            found = await uow.orders.get(order_id)
+            if found is None:
+                raise OrderNotFound(f"order {order_id} does not exist")
+            account_id = found.account_id
+        if reports:
+            await uow.accounts.lock(account_id)
+        order = await uow.orders.get(order_id, account_id)  # read under the account lock
+        if order is None:
             raise OrderNotFound(f"order {order_id} does not exist")
         if not reports:
-            return found
-        await uow.accounts.lock(found.account_id)
-        order = await uow.orders.get(order_id)  # again, now that we hold the account lock
-        assert order is not None
+            return order
         symbol = Symbol.parse(order.symbol)
         balances: dict[str, Decimal] | None = None
         touched: set[str] = set()

@@ -156,7 +156,7 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
     except (BrokerUnavailable, BrokerRejected) as exc:
         reports = [Rejected(exc.code, str(exc))]
     pipeline.observer.broker_acknowledged(time.perf_counter() - started)
-    order = await apply_reports(pipeline, order.id, reports, broker.name)
+    order = await apply_reports(pipeline, order.id, reports, broker.name, order.account_id)
     return SubmitResult(order, decision)
 
 
