@@ -33,6 +33,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_TABLES = set(t.metadata.tables)
 
 
+VERSIONS = Path(__file__).resolve().parents[2] / "alembic" / "versions"
+# The newest migration's revision: every revision id is the number its file name starts with.
+LATEST = max(p.name.split("_", 1)[0] for p in VERSIONS.glob("0*.py"))
+
+
 @pytest.fixture(scope="module")
 def pg_server() -> Iterator[services.PostgresServer]:
     with services.postgres_server() as server:
@@ -193,8 +198,8 @@ async def test_migrated_schema_stores_what_the_service_writes(db_url: str) -> No
         await engine.dispose()
 
 
-def test_head_revision_is_the_initial_migration() -> None:
-    assert migrate.head_revision() == "0001"
+def test_head_revision_is_the_newest_migration() -> None:
+    assert migrate.head_revision() == LATEST
 
 
 def test_missing_alembic_directory_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -234,7 +239,7 @@ def _alembic_cli(*args: str, cwd: Path, env_url: str | None = None) -> str:
 def test_alembic_cli_takes_the_url_from_x_argument_or_environment(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
     _alembic_cli("-x", f"url={url}", "upgrade", "head", cwd=tmp_path)
-    assert "0001 (head)" in _alembic_cli("current", cwd=tmp_path, env_url=url)
+    assert f"{LATEST} (head)" in _alembic_cli("current", cwd=tmp_path, env_url=url)
     _alembic_cli("check", cwd=tmp_path, env_url=url)  # fails when autogenerate would detect changes
     _alembic_cli("-x", f"url={url}", "downgrade", "base", cwd=tmp_path)
     assert "(head)" not in _alembic_cli("current", cwd=tmp_path, env_url=url)

@@ -37,7 +37,7 @@ async def principal(request: Request, scope: str) -> Principal:
     if kind.lower() != "bearer" or not credentials.strip():
         raise _unauthorized("the Authorization header must be 'Bearer <token>'", "invalid_request")
     services = request.app.state.services
-    record = await authenticate(services.engine, credentials.strip())
+    record = await authenticate(services.reads.engine, credentials.strip())
     if record is None:
         raise _unauthorized("the token is unknown or revoked", "invalid_token")
     if not grants(record.scopes, scope):

@@ -138,6 +138,11 @@ def is_outage(exc: BaseException) -> bool:
 
 def unexpected(exc: BaseException) -> Response:
     """The answer to an exception nothing else handled: 503 for an outage, else a 500 (a bug, logged)."""
+    if isinstance(exc, PoolTimeout):
+        log.warning("database_pool_exhausted")
+        return problem_response(
+            503, "overloaded", "every database connection is busy", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        )
     if is_outage(exc):
         log.warning("database_unavailable", error=repr(exc))
         return unavailable()

@@ -7,7 +7,7 @@ import time
 import uuid
 
 import structlog
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -70,6 +70,8 @@ class RequestGuard:
                 await self._respond(scope, receive, send_wrapper, self._too_large())
             else:
                 await self.app(scope, receive_capped, send_wrapper)
+        except ClientDisconnect:
+            status = 499  # the client went away; there is nobody to answer
         except BodyTooLarge:
             if not started_response:
                 await self._respond(scope, receive, send_wrapper, self._too_large())

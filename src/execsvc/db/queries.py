@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from execsvc.core.ledger import Position
 from execsvc.core.orders import Order
 from execsvc.db import tables as t
+from execsvc.db.engine import autocommit
 from execsvc.db.repositories import WORKING, order_from_row
 
 T = TypeVar("T")
@@ -48,7 +49,8 @@ class ReadModel:
     """Queries for the API; each opens its own short connection and takes no locks."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+        self.engine = autocommit(engine)
+        self.snapshot_engine = engine  # for reads that must see one consistent snapshot
 
     async def order(self, account_id: str, order_id: UUID) -> Order | None:
         """One order of the account."""
@@ -139,7 +141,7 @@ class ReadModel:
     ) -> tuple[str, dict[str, Decimal], Sequence[Order], list[tuple[str, Position]], list[tuple[str, Decimal]]]:
         """The broker, balances, working orders, positions and fees paid per asset, read in one snapshot."""
         b, o, p, f = t.balances.c, t.orders.c, t.positions.c, t.fills.c
-        async with self.engine.connect() as conn, conn.begin():
+        async with self.snapshot_engine.connect() as conn, conn.begin():
             broker = (await conn.execute(select(t.accounts.c.broker).where(t.accounts.c.id == account_id))).scalar_one()
             balances = {
                 r.asset: r.total for r in await conn.execute(select(b.asset, b.total).where(b.account_id == account_id))

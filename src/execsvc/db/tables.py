@@ -17,6 +17,7 @@ from sqlalchemy import (
     Uuid,
 )
 
+from execsvc.core.orders import OrderStatus
 from execsvc.db.types import Amount, UtcDateTime
 
 metadata = MetaData(
@@ -78,6 +79,11 @@ orders = Table(
     Index(None, "account_id", "id"),
     Index(None, "status"),
 )
+
+# The risk check reads an account's working orders on every submission: a partial index keeps that read
+# proportional to what is working, not to the account's whole history.
+_working = orders.c.status.in_([s.value for s in OrderStatus if s.is_working])
+Index("ix_orders_working", orders.c.account_id, postgresql_where=_working, sqlite_where=_working)
 
 order_events = Table(
     "order_events",
