@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -20,7 +21,10 @@ from execsvc.brokers.paper import PaperBroker
 from execsvc.config import Settings
 from execsvc.core.clock import Clock, SystemClock
 from execsvc.core.ports import Broker
+from execsvc.core.uow import UnitOfWorkFactory
+from execsvc.db.admin import TokenLookup, authenticate, lookup_token
 from execsvc.db.engine import make_engine, ping
+from execsvc.db.pg import PgPool
 from execsvc.db.queries import ReadModel
 from execsvc.db.uow import SqlUnitOfWorkFactory
 from execsvc.marketdata.book import MarketBook
@@ -51,10 +55,13 @@ class Container:
     redis: Redis | None
     services: Services
     run_feed: bool
+    pg_pool: PgPool | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
-        """Restore the paper book and start the feed and housekeeping loops."""
+        """Open the order path's pool, restore the paper book, start the feed and housekeeping loops."""
+        if self.pg_pool is not None:
+            await self.pg_pool.open()
         await restore_paper_book(self.pipeline, self.paper)
         if self.run_feed and isinstance(self.market_data, SimulatedFeed):
             self.tasks.append(
@@ -75,6 +82,8 @@ class Container:
         self.tasks.clear()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.pg_pool is not None:
+            await self.pg_pool.close()
         await self.engine.dispose()
 
     async def purge_expired_idempotency_keys(self) -> int:
@@ -125,8 +134,12 @@ def build(
     paper = PaperBroker(market_data, settings.paper_fee_bps, settings.paper_slippage_bps, settings.paper_max_fill_qty)
     router = OrderRouter({"paper": paper, **(brokers or {})})
     metrics = Metrics()
+    # PostgreSQL: the order path speaks asyncpg directly. SQLite (the embedded default): SQLAlchemy.
+    pg_pool = None if settings.embedded else PgPool(settings.sqlalchemy_url, settings.db_pool_size)
+    uow: UnitOfWorkFactory = SqlUnitOfWorkFactory(engine) if pg_pool is None else pg_pool.unit_of_work
+    token_lookup: TokenLookup = partial(lookup_token, engine) if pg_pool is None else pg_pool.lookup_token
     pipeline = Pipeline(
-        uow=SqlUnitOfWorkFactory(engine),
+        uow=uow,
         market_data=market_data,
         router=router,
         clock=clock,
@@ -154,6 +167,7 @@ def build(
         valuation_asset=settings.valuation_asset,
         max_body_bytes=settings.max_body_bytes,
         spec_path=spec_path,
+        authenticate=partial(authenticate, token_lookup),
         readiness={"database": lambda: ping(engine), "redis": redis_ping if redis is not None else None},
     )
     return Container(
@@ -169,4 +183,5 @@ def build(
         redis=redis,
         services=services,
         run_feed=run_feed,
+        pg_pool=pg_pool,
     )

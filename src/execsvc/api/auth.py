@@ -8,7 +8,6 @@ from fastapi import Request
 
 from execsvc.api.errors import ApiProblem
 from execsvc.core.tokens import grants
-from execsvc.db.admin import authenticate
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +36,7 @@ async def principal(request: Request, scope: str) -> Principal:
     if kind.lower() != "bearer" or not credentials.strip():
         raise _unauthorized("the Authorization header must be 'Bearer <token>'", "invalid_request")
     services = request.app.state.services
-    record = await authenticate(services.reads.engine, credentials.strip())
+    record = await services.authenticate(credentials.strip())
     if record is None:
         raise _unauthorized("the token is unknown or revoked", "invalid_token")
     if not grants(record.scopes, scope):

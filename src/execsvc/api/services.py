@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from execsvc.db.admin import TokenRecord
 from execsvc.db.queries import ReadModel
 from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
@@ -24,5 +25,7 @@ class Services:
     valuation_asset: str
     max_body_bytes: int
     spec_path: Path
+    # Bearer token -> the live token it stands for, or None.
+    authenticate: Callable[[str], Awaitable[TokenRecord | None]]
     # Checks run by /readyz, by name; each raises when its dependency is unreachable. None: not configured.
     readiness: dict[str, Callable[[], Awaitable[None]] | None]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -98,15 +98,24 @@ async def count_tokens(conn: AsyncConnection) -> int:
     return int((await conn.execute(select(func.count()).select_from(t.api_tokens))).scalar_one())
 
 
-async def authenticate(engine: AsyncEngine, plaintext: str) -> TokenRecord | None:
-    """The live token a presented bearer string stands for, or None."""
+TokenLookup = Callable[[str], Awaitable[tuple[str, TokenRecord] | None]]
+
+
+async def lookup_token(engine: AsyncEngine, token_id: str) -> tuple[str, TokenRecord] | None:
+    """The stored secret hash and record of a token id, or None."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(t.api_tokens).where(t.api_tokens.c.id == token_id))).first()
+    return None if row is None else (row.secret_hash, _record(row))
+
+
+async def authenticate(lookup: TokenLookup, plaintext: str) -> TokenRecord | None:
+    """The live token a presented bearer string stands for, or None. Secrets are compared in constant time."""
     parsed = tokens.parse(plaintext)
     if parsed is None:
         return None
     token_id, secret = parsed
-    async with engine.connect() as conn:
-        row = (await conn.execute(select(t.api_tokens).where(t.api_tokens.c.id == token_id))).first()
-    stored = None if row is None else row.secret_hash
-    if not tokens.secret_matches(secret, stored) or row is None or row.revoked_at is not None:
+    found = await lookup(token_id)
+    stored = None if found is None else found[0]
+    if not tokens.secret_matches(secret, stored) or found is None or found[1].revoked_at is not None:
         return None
-    return _record(row)
+    return found[1]
