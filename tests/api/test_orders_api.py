@@ -172,8 +172,14 @@ async def test_fills_filter_by_order_and_time(harness: Harness) -> None:
     assert future["items"] == []
     past = (await harness.client.get("/v1/fills", params={"until": "2999-01-01T00:00:00Z"}, headers=headers)).json()
     assert {f["order_id"] for f in past["items"]} == {a["id"], b["id"]}
-    naive = await harness.client.get("/v1/fills", params={"since": "2020-01-01T00:00:00"}, headers=headers)
-    assert naive.status_code == 422
+    for bad in ("2020-01-01T00:00:00", "1700000000", "0.5", "0001-01-01T00:00:00+01:00", "2020-13-01T00:00:00Z"):
+        r = await harness.client.get("/v1/fills", params={"since": bad}, headers=headers)
+        assert r.status_code == 422, bad
+        assert r.json()["errors"][0]["field"] == "query.since"
+    fine = await harness.client.get(
+        "/v1/fills", params={"until": "2999-01-01T00:00:00.123456789+02:00"}, headers=headers
+    )
+    assert fine.status_code == 200
 
 
 async def test_markets_list_rules_and_marks(harness: Harness) -> None:

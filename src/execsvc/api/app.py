@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from functools import cache
@@ -46,6 +47,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.path_methods = path_methods(load_spec(services.spec_path))
     errors.install(app)
     app.include_router(orders.router)
     app.include_router(ledger.router)
@@ -61,6 +63,16 @@ def create_app(
 
     app.add_middleware(RequestGuard, metrics=services.metrics, max_body_bytes=services.max_body_bytes)
     return app
+
+
+def path_methods(spec: dict[str, Any]) -> list[tuple[re.Pattern[str], set[str]]]:
+    """For each path of the contract, a pattern matching it and the methods it serves."""
+    verbs = {"get", "put", "post", "delete", "patch", "head", "options"}
+    table = []
+    for template, item in spec.get("paths", {}).items():
+        pattern = re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$")
+        table.append((pattern, {m.upper() for m in item if m in verbs}))
+    return table
 
 
 def _json(document: dict[str, Any]) -> Response:

@@ -150,6 +150,15 @@ def unexpected(exc: BaseException) -> Response:
     return problem_response(500, "internal_error", "an unexpected error occurred")
 
 
+def allowed_methods(request: Request) -> set[str]:
+    """Every method the contract serves at the request's path."""
+    methods: set[str] = set()
+    for pattern, verbs in request.app.state.path_methods:
+        if pattern.match(request.url.path):
+            methods.update(verbs)
+    return methods
+
+
 def install(app: FastAPI) -> None:
     """Register the exception handlers."""
 
@@ -168,7 +177,11 @@ def install(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return problem_response(exc.status_code, code, str(exc.detail), exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route matching the path; RFC 9110 wants all of them.
+            headers["Allow"] = ", ".join(sorted(allowed_methods(request)))
+        return problem_response(exc.status_code, code, str(exc.detail), headers)
 
     app.add_exception_handler(ApiProblem, on_problem)
     app.add_exception_handler(e.ExecsvcError, on_domain)

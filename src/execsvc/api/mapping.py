@@ -6,7 +6,8 @@ import base64
 import binascii
 import hashlib
 import json
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID
 
@@ -128,13 +129,27 @@ def decode_cursor(cursor: str | None) -> UUID | None:
         raise ApiProblem(400, "invalid_cursor", "the cursor is not valid; use a next_cursor we returned") from exc
 
 
-def aware(value: datetime | None, field: str) -> datetime | None:
-    """Require a time zone on time filters."""
-    if value is not None and value.tzinfo is None:
-        raise ApiProblem(
-            422,
-            "validation_failed",
-            f"{field} needs a time zone",
-            errors=[{"field": f"query.{field}", "message": "a time zone (e.g. Z) is required"}],
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def parse_time(value: str | None, field: str) -> datetime | None:
+    """An RFC 3339 timestamp with a time zone, in UTC; a 422 for anything else (epoch numbers included)."""
+    if value is None:
+        return None
+
+    def invalid(message: str) -> ApiProblem:
+        return ApiProblem(
+            422, "validation_failed", f"{field}: {message}", errors=[{"field": f"query.{field}", "message": message}]
         )
-    return value
+
+    if not _RFC3339.match(value):
+        raise invalid("an RFC 3339 date-time with a time zone is required, e.g. 2026-01-31T12:00:00Z")
+    text = value.upper().replace("Z", "+00:00").replace(" ", "T")
+    if "." in text:  # Python takes at most microseconds
+        head, _, rest = text.partition(".")
+        digits = rest[: len(rest) - 6]
+        text = f"{head}.{(digits + '000000')[:6]}{rest[len(digits) :]}"
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise invalid("not a valid date-time in the supported range") from exc

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
@@ -11,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from execsvc.api.auth import Principal, can_read
-from execsvc.api.mapping import aware, decode_cursor, encode_cursor, fill_out, market_out
+from execsvc.api.mapping import decode_cursor, encode_cursor, fill_out, market_out, parse_time
 from execsvc.api.routes.orders import JSON, CursorQuery, LimitQuery, SymbolQuery
 from execsvc.api.services import Services
 from execsvc.contract import models as api
@@ -39,8 +38,8 @@ async def list_fills(
     who: Annotated[Principal, Depends(can_read)],
     order_id: Annotated[UUID | None, Query()] = None,
     symbol: SymbolQuery = None,
-    since: Annotated[datetime | None, Query()] = None,
-    until: Annotated[datetime | None, Query()] = None,
+    since: Annotated[str | None, Query(max_length=64)] = None,
+    until: Annotated[str | None, Query(max_length=64)] = None,
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
 ) -> Response:
@@ -49,8 +48,8 @@ async def list_fills(
         who.account_id,
         order_id=order_id,
         symbol=symbol,
-        since=aware(since, "since"),
-        until=aware(until, "until"),
+        since=parse_time(since, "since"),
+        until=parse_time(until, "until"),
         limit=limit,
         before=decode_cursor(cursor),
     )
