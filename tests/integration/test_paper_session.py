@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import ROUND_DOWN, Decimal
+from uuid import UUID
 
 import httpx
 import pytest
@@ -101,3 +102,33 @@ async def test_an_order_a_crash_left_pending_is_resolved_at_start_up(db_url: str
         assert order.reject_code == "not_found"
     finally:
         await second.stop()
+
+
+async def test_a_repeated_fill_is_recorded_once_on_every_backend(db_url: str) -> None:
+    from execsvc import admin
+    from execsvc.core.reports import Filled
+    from execsvc.pipeline.reports import apply_reports
+
+    settings = settings_for(db_url)
+    container = build(settings, run_feed=False)
+    await container.start()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=container.app()), base_url="http://t")
+    try:
+        token = (await admin.issue_token(container.engine, settings, "dup", "orders:read,orders:write")).plaintext
+        headers = {"Authorization": f"Bearer {token}"}
+        body = {"symbol": "BTC/USDT", "side": "buy", "type": "limit", "qty": "0.02", "limit_price": "60000"}
+        order = (await client.post("/v1/orders", json=body, headers=headers)).json()
+        fill = Filled("venue-t1", Decimal("0.01"), Decimal(60000), Decimal("0.6"), "USDT")
+        pipeline = container.pipeline
+        # the same trade twice in one batch, then again in a later batch (from the matcher, account unknown)
+        await apply_reports(pipeline, UUID(order["id"]), [fill, fill], "paper", "dup")
+        after = await apply_reports(pipeline, UUID(order["id"]), [fill], "paper")
+        assert after.filled_qty == Decimal("0.01")
+        assert after.status.value == "partially_filled"
+        fills = (await client.get("/v1/fills", headers=headers)).json()["items"]
+        assert [f["trade_id"] for f in fills] == ["venue-t1"]
+        position = (await client.get("/v1/positions", headers=headers)).json()["items"][0]
+        assert position["qty"] == "0.01"
+    finally:
+        await client.aclose()
+        await container.stop()

@@ -11,6 +11,8 @@ Connection failures are translated here, at the edge, into ``DependencyUnavailab
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -36,6 +38,8 @@ ORDER_COLUMNS = (
     "id, account_id, client_order_id, symbol, side, type, time_in_force, qty, limit_price, status, filled_qty, "
     "avg_fill_price, fees, fee_asset, reject_code, reject_reason, venue_order_id, created_at, updated_at"
 )
+FILL_COLUMNS = "id, order_id, account_id, symbol, side, qty, price, fee, fee_asset, broker, trade_id, created_at"
+ORDER_COLUMNS_O = ", ".join(f"o.{c.strip()}" for c in ORDER_COLUMNS.split(","))
 CONNECTION_ERRORS = (
     OSError,
     TimeoutError,
@@ -75,86 +79,292 @@ def order_from_record(r: Mapping[str, Any]) -> Order:
     )
 
 
+def account_lock_key(account_id: str) -> int:
+    """The advisory lock key of an account: a stable signed 64-bit hash of its id."""
+    digest = hashlib.blake2b(f"execsvc:account:{account_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class AccountLocks:
+    """One asyncio lock per account, for the requests of this process.
+
+    Requests for one account queue here, in process, before they take a pool connection and the database lock:
+    waiting costs no connection, and the database lock, which still serialises across processes, rarely has
+    more than one waiter. Entries live only while someone holds or awaits them.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    async def acquire(self, account_id: str) -> None:
+        lock, users = self._locks.get(account_id, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[account_id] = (lock, users + 1)
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._forget(account_id)
+            raise
+
+    def release(self, account_id: str) -> None:
+        lock, _ = self._locks[account_id]
+        lock.release()
+        self._forget(account_id)
+
+    def _forget(self, account_id: str) -> None:
+        lock, users = self._locks[account_id]
+        if users <= 1:
+            del self._locks[account_id]
+        else:
+            self._locks[account_id] = (lock, users - 1)
+
+
+class _Session:
+    """One connection's transaction, begun lazily, with what was read under the account lock and what to write.
+
+    Reads made under the account lock are cached (the account's balances, the position of the order read), writes
+    are buffered and sent as one statement at commit: every round trip saved is one the account lock is not held for.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, account_locks: AccountLocks) -> None:
+        self.pool = pool
+        self.account_locks = account_locks
+        self.conn: asyncpg.Connection | None = None
+        self.begun = False
+        self.locked = False
+        self.held_account: str | None = None
+        self.balances: dict[str, dict[str, Decimal]] = {}
+        self.positions: dict[tuple[str, str], Position] = {}
+        self.trade_ids: dict[UUID, set[str]] = {}  # per order read under the lock: its recorded trade ids
+        self.new_fills: list[tuple[Any, ...]] = []
+        self.new_orders: dict[UUID, Order] = {}
+        self.changed_orders: dict[UUID, Order] = {}
+        self.saved_positions: dict[tuple[str, str], tuple[Position, datetime]] = {}
+        self.saved_balances: dict[str, tuple[dict[str, Decimal], datetime]] = {}
+        self.events: list[tuple[Any, ...]] = []
+        self.outbox: list[tuple[Any, ...]] = []
+
+    async def connection(self) -> asyncpg.Connection:
+        """The unit of work's connection, taken from the pool on first use."""
+        if self.conn is None:
+            try:
+                self.conn = await self.pool.acquire()
+            except CONNECTION_ERRORS as exc:
+                raise DependencyUnavailable("the database is unreachable") from exc
+        return self.conn
+
+    async def begin(self) -> asyncpg.Connection:
+        """The connection, inside the transaction."""
+        conn = await self.connection()
+        if not self.begun:
+            await conn.execute("BEGIN")
+            self.begun = True
+        return conn
+
+    async def lock_account(self, account_id: str) -> None:
+        if self.held_account is None:
+            await self.account_locks.acquire(account_id)
+            self.held_account = account_id
+        key = account_lock_key(account_id)
+        conn = await self.connection()
+        if self.begun:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+        else:
+            # One round trip for both: a simple-protocol script; the key is an integer we computed, not user text.
+            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({key:d})")
+            self.begun = True
+        self.locked = True
+
+    async def release(self, committed: bool) -> None:
+        """Roll back what was not committed, return the connection, let the next request for the account in."""
+        conn, self.conn = self.conn, None
+        try:
+            if conn is not None:
+                try:
+                    if self.begun and not committed and not conn.is_closed():
+                        await conn.execute("ROLLBACK")
+                except CONNECTION_ERRORS:
+                    pass  # the connection is gone; the pool replaces it
+                finally:
+                    await self.pool.release(conn)
+        finally:
+            if self.held_account is not None:
+                self.account_locks.release(self.held_account)
+                self.held_account = None
+
+    async def flush(self) -> None:
+        """Write everything buffered in one statement (data-modifying CTEs)."""
+        parts: list[str] = []
+        args: list[Any] = []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        for order in self.new_orders.values():
+            values = ", ".join(arg(v) for v in _order_row(order))
+            parts.append(f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({values})")
+        for fill in self.new_fills:
+            values = ", ".join(arg(v) for v in fill)
+            parts.append(f"INSERT INTO fills ({FILL_COLUMNS}) VALUES ({values})")
+        for order in self.changed_orders.values():
+            parts.append(
+                f"UPDATE orders SET status = {arg(order.status.value)}, filled_qty = {arg(order.filled_qty)}, "
+                f"avg_fill_price = {arg(order.avg_fill_price)}, fees = {arg(order.fees)}, "
+                f"reject_code = {arg(order.reject_code)}, reject_reason = {arg(order.reject_reason)}, "
+                f"venue_order_id = {arg(order.venue_order_id)}, updated_at = {arg(order.updated_at)} "
+                f"WHERE id = {arg(order.id)}"
+            )
+        for (account_id, symbol), (position, at) in self.saved_positions.items():
+            parts.append(
+                "INSERT INTO positions (account_id, symbol, qty, avg_entry_price, realized_pnl, updated_at) "
+                f"VALUES ({arg(account_id)}, {arg(symbol)}, {arg(position.qty)}, {arg(position.avg_entry_price)}, "
+                f"{arg(position.realized_pnl)}, {arg(at)}) ON CONFLICT (account_id, symbol) DO UPDATE SET "
+                "qty = EXCLUDED.qty, avg_entry_price = EXCLUDED.avg_entry_price, "
+                "realized_pnl = EXCLUDED.realized_pnl, updated_at = EXCLUDED.updated_at"
+            )
+        for account_id, (totals, at) in self.saved_balances.items():
+            parts.append(
+                "INSERT INTO balances (account_id, asset, total, updated_at) "
+                f"SELECT {arg(account_id)}, b.asset, b.total, {arg(at)} "
+                f"FROM unnest({arg(list(totals))}::text[], {arg(list(totals.values()))}::numeric[]) AS b(asset, total) "
+                "ON CONFLICT (account_id, asset) DO UPDATE SET total = EXCLUDED.total, updated_at = EXCLUDED.updated_at"
+            )
+        if self.events:
+            columns = list(zip(*self.events, strict=True))
+            parts.append(
+                "INSERT INTO order_events (order_id, account_id, from_status, to_status, reason, created_at) "
+                f"SELECT * FROM unnest({arg(list(columns[0]))}::uuid[], {arg(list(columns[1]))}::text[], "
+                f"{arg(list(columns[2]))}::text[], {arg(list(columns[3]))}::text[], {arg(list(columns[4]))}::text[], "
+                f"{arg(list(columns[5]))}::timestamptz[])"
+            )
+        if self.outbox:
+            columns = list(zip(*self.outbox, strict=True))
+            parts.append(
+                "INSERT INTO outbox (topic, account_id, payload, created_at) "
+                f"SELECT * FROM unnest({arg(list(columns[0]))}::text[], {arg(list(columns[1]))}::text[], "
+                f"{arg(list(columns[2]))}::text[], {arg(list(columns[3]))}::timestamptz[])"
+            )
+        if not parts:
+            return
+        if len(parts) == 1:
+            statement = parts[0]
+        else:
+            ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1]))
+            statement = f"WITH {ctes} {parts[-1]}"
+        conn = await self.begin()
+        await conn.execute(statement, *args)
+
+
+def _order_row(order: Order) -> tuple[Any, ...]:
+    return (
+        order.id,
+        order.account_id,
+        order.client_order_id,
+        order.symbol,
+        order.side.value,
+        order.type.value,
+        order.time_in_force.value,
+        order.qty,
+        order.limit_price,
+        order.status.value,
+        order.filled_qty,
+        order.avg_fill_price,
+        order.fees,
+        order.fee_asset,
+        order.reject_code,
+        order.reject_reason,
+        order.venue_order_id,
+        order.created_at,
+        order.updated_at,
+    )
+
+
 class _Repo:
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
+    def __init__(self, session: _Session) -> None:
+        self.s = session
 
 
 class PgAccounts(_Repo):
     async def lock(self, account_id: str) -> AccountInfo | None:
-        row = await self.conn.fetchrow(
-            "SELECT id, broker, valuation_asset FROM accounts WHERE id = $1 FOR UPDATE", account_id
+        """Take the account's advisory lock (serialising risk across processes), then read it with its balances."""
+        await self.s.lock_account(account_id)
+        conn = await self.s.begin()
+        row = await conn.fetchrow(
+            "SELECT a.id, a.broker, a.valuation_asset, "
+            "ARRAY(SELECT b.asset FROM balances b WHERE b.account_id = a.id ORDER BY b.asset) AS assets, "
+            "ARRAY(SELECT b.total FROM balances b WHERE b.account_id = a.id ORDER BY b.asset) AS totals "
+            "FROM accounts a WHERE a.id = $1",
+            account_id,
         )
-        return None if row is None else AccountInfo(row["id"], row["broker"], row["valuation_asset"])
+        if row is None:
+            return None
+        self.s.balances[account_id] = {a: normalize(v) for a, v in zip(row["assets"], row["totals"], strict=True)}
+        return AccountInfo(row["id"], row["broker"], row["valuation_asset"])
 
 
 class PgOrders(_Repo):
     async def add(self, order: Order) -> None:
-        await self.conn.execute(
-            f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES "  # noqa: S608 - a constant column list
-            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
-            order.id,
-            order.account_id,
-            order.client_order_id,
-            order.symbol,
-            order.side.value,
-            order.type.value,
-            order.time_in_force.value,
-            order.qty,
-            order.limit_price,
-            order.status.value,
-            order.filled_qty,
-            order.avg_fill_price,
-            order.fees,
-            order.fee_asset,
-            order.reject_code,
-            order.reject_reason,
-            order.venue_order_id,
-            order.created_at,
-            order.updated_at,
-        )
+        self.s.new_orders[order.id] = order
 
     async def update(self, order: Order) -> None:
-        await self.conn.execute(
-            "UPDATE orders SET status = $2, filled_qty = $3, avg_fill_price = $4, fees = $5, reject_code = $6, "
-            "reject_reason = $7, venue_order_id = $8, updated_at = $9 WHERE id = $1",
-            order.id,
-            order.status.value,
-            order.filled_qty,
-            order.avg_fill_price,
-            order.fees,
-            order.reject_code,
-            order.reject_reason,
-            order.venue_order_id,
-            order.updated_at,
-        )
+        if order.id in self.s.new_orders:
+            self.s.new_orders[order.id] = order
+        else:
+            self.s.changed_orders[order.id] = order
 
     async def get(self, order_id: UUID, account_id: str | None = None) -> Order | None:
-        row = await self.conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1", order_id)  # noqa: S608
+        pending = self.s.new_orders.get(order_id) or self.s.changed_orders.get(order_id)
+        if pending is not None:
+            return pending if account_id is None or pending.account_id == account_id else None
+        # Before the account lock, with no transaction yet, this is a lookup (which account to lock): it goes
+        # straight to the pool, so no connection is held while waiting for the lock.
+        run = self.s.pool if self.s.conn is None and not self.s.locked else await self.s.begin()
+        # The order's position and recorded trade ids come along: applying a fill needs both next, and it saves
+        # round trips while the account lock is held.
+        row = await run.fetchrow(
+            f"SELECT {ORDER_COLUMNS_O}, p.qty AS p_qty, p.avg_entry_price AS p_avg, p.realized_pnl AS p_pnl, "
+            "ARRAY(SELECT f.broker || ':' || f.trade_id FROM fills f WHERE f.order_id = o.id) AS trades "
+            "FROM orders o LEFT JOIN positions p ON p.account_id = o.account_id AND p.symbol = o.symbol "
+            "WHERE o.id = $1",
+            order_id,
+        )
         if row is None or (account_id is not None and row["account_id"] != account_id):
             return None
-        return order_from_record(row)
+        order = order_from_record(row)
+        if self.s.locked:  # only what was read under the lock may be reused
+            self.s.trade_ids[order.id] = set(row["trades"])
+            key = (order.account_id, order.symbol)
+            if row["p_qty"] is None:
+                self.s.positions.setdefault(key, Position())
+            else:
+                position = Position(normalize(row["p_qty"]), normalize(row["p_avg"]), normalize(row["p_pnl"]))
+                self.s.positions.setdefault(key, position)
+        return order
 
     async def by_client_id(self, account_id: str, client_order_id: str) -> Order | None:
-        row = await self.conn.fetchrow(
-            f"SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = $1 AND client_order_id = $2",  # noqa: S608
+        conn = await self.s.begin()
+        row = await conn.fetchrow(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = $1 AND client_order_id = $2",
             account_id,
             client_order_id,
         )
         return None if row is None else order_from_record(row)
 
     async def working(self, account_id: str) -> Sequence[Order]:
-        rows = await self.conn.fetch(
-            f"SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = $1 AND status = ANY($2::text[])",  # noqa: S608
+        conn = await self.s.begin()
+        rows = await conn.fetch(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = $1 AND status = ANY($2::text[])",
             account_id,
             WORKING,
         )
         return [order_from_record(r) for r in rows]
 
     async def working_for_broker(self, broker: str) -> Sequence[Order]:
-        columns = ", ".join(f"o.{c.strip()}" for c in ORDER_COLUMNS.split(","))
-        rows = await self.conn.fetch(
-            f"SELECT {columns} FROM orders o JOIN accounts a ON a.id = o.account_id "  # noqa: S608
+        conn = await self.s.begin()
+        rows = await conn.fetch(
+            f"SELECT {ORDER_COLUMNS_O} FROM orders o JOIN accounts a ON a.id = o.account_id "
             "WHERE a.broker = $1 AND o.status = ANY($2::text[]) ORDER BY o.id",
             broker,
             WORKING,
@@ -163,34 +373,16 @@ class PgOrders(_Repo):
 
 
 class PgEvents(_Repo):
-    """Buffers audit rows; they are written in one batch when the unit of work commits."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        super().__init__(conn)
-        self.pending: list[tuple[Any, ...]] = []
-
     async def add(self, account_id: str, transition: Transition) -> None:
         from_status = None if transition.from_status is None else transition.from_status.value
-        self.pending.append(
+        self.s.events.append(
             (transition.order_id, account_id, from_status, transition.to_status.value, transition.reason, transition.at)
         )
-
-    async def flush(self) -> None:
-        if self.pending:
-            await self.conn.executemany(
-                "INSERT INTO order_events (order_id, account_id, from_status, to_status, reason, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
-                self.pending,
-            )
-            self.pending = []
 
 
 class PgFills(_Repo):
     async def add(self, order: Order, fill: Filled, broker: str, at: datetime) -> bool:
-        inserted = await self.conn.fetchval(
-            "INSERT INTO fills (id, order_id, account_id, symbol, side, qty, price, fee, fee_asset, broker, trade_id, "
-            "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
-            "ON CONFLICT (broker, trade_id) DO NOTHING RETURNING id",
+        row = (
             new_id(),
             order.id,
             order.account_id,
@@ -204,12 +396,32 @@ class PgFills(_Repo):
             fill.trade_id,
             fill.at or at,
         )
+        known = self.s.trade_ids.get(order.id)
+        if known is not None:
+            # The order was read under the account lock with its trade ids, and every writer of its fills holds
+            # that lock: the check is exact, and the insert can wait for the commit's single statement (where the
+            # unique constraint still guards against a bug, by failing the whole unit of work).
+            if f"{broker}:{fill.trade_id}" in known:
+                return False
+            known.add(f"{broker}:{fill.trade_id}")
+            self.s.new_fills.append(row)
+            return True
+        conn = await self.s.begin()
+        inserted = await conn.fetchval(
+            f"INSERT INTO fills ({FILL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+            "ON CONFLICT (broker, trade_id) DO NOTHING RETURNING id",
+            *row,
+        )
         return inserted is not None
 
 
 class PgPositions(_Repo):
     async def get(self, account_id: str, symbol: str) -> Position:
-        row = await self.conn.fetchrow(
+        cached = self.s.positions.get((account_id, symbol))
+        if cached is not None:
+            return cached
+        conn = await self.s.begin()
+        row = await conn.fetchrow(
             "SELECT qty, avg_entry_price, realized_pnl FROM positions WHERE account_id = $1 AND symbol = $2",
             account_id,
             symbol,
@@ -219,42 +431,31 @@ class PgPositions(_Repo):
         return Position(normalize(row["qty"]), normalize(row["avg_entry_price"]), normalize(row["realized_pnl"]))
 
     async def save(self, account_id: str, symbol: str, position: Position, at: datetime) -> None:
-        await self.conn.execute(
-            "INSERT INTO positions (account_id, symbol, qty, avg_entry_price, realized_pnl, updated_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, symbol) DO UPDATE SET qty = EXCLUDED.qty, "
-            "avg_entry_price = EXCLUDED.avg_entry_price, realized_pnl = EXCLUDED.realized_pnl, "
-            "updated_at = EXCLUDED.updated_at",
-            account_id,
-            symbol,
-            position.qty,
-            position.avg_entry_price,
-            position.realized_pnl,
-            at,
-        )
+        self.s.positions[(account_id, symbol)] = position
+        self.s.saved_positions[(account_id, symbol)] = (position, at)
 
 
 class PgBalances(_Repo):
     async def get(self, account_id: str) -> dict[str, Decimal]:
-        rows = await self.conn.fetch("SELECT asset, total FROM balances WHERE account_id = $1", account_id)
+        cached = self.s.balances.get(account_id)
+        if cached is not None:
+            return dict(cached)
+        conn = await self.s.begin()
+        rows = await conn.fetch("SELECT asset, total FROM balances WHERE account_id = $1", account_id)
         return {r["asset"]: normalize(r["total"]) for r in rows}
 
     async def save(self, account_id: str, totals: Mapping[str, Decimal], at: datetime) -> None:
         if not totals:
             return
-        await self.conn.execute(
-            "INSERT INTO balances (account_id, asset, total, updated_at) "
-            "SELECT $1, asset, total, $4 FROM unnest($2::text[], $3::numeric[]) AS t(asset, total) "
-            "ON CONFLICT (account_id, asset) DO UPDATE SET total = EXCLUDED.total, updated_at = EXCLUDED.updated_at",
-            account_id,
-            list(totals),
-            list(totals.values()),
-            at,
-        )
+        self.s.balances.setdefault(account_id, {}).update(totals)
+        previous = self.s.saved_balances.get(account_id, ({}, at))[0]
+        self.s.saved_balances[account_id] = ({**previous, **totals}, at)
 
 
 class PgIdempotency(_Repo):
     async def get(self, account_id: str, key: str) -> IdempotencyRecord | None:
-        row = await self.conn.fetchrow(
+        conn = await self.s.begin()
+        row = await conn.fetchrow(
             "SELECT account_id, key, fingerprint, order_id, response_status, response_body, created_at, expires_at "
             "FROM idempotency_keys WHERE account_id = $1 AND key = $2",
             account_id,
@@ -275,7 +476,8 @@ class PgIdempotency(_Repo):
         )
 
     async def add(self, record: IdempotencyRecord) -> None:
-        await self.conn.execute(
+        conn = await self.s.begin()
+        await conn.execute(
             "INSERT INTO idempotency_keys (account_id, key, fingerprint, order_id, response_status, response_body, "
             "created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             record.account_id,
@@ -289,10 +491,12 @@ class PgIdempotency(_Repo):
         )
 
     async def delete(self, account_id: str, key: str) -> None:
-        await self.conn.execute("DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2", account_id, key)
+        conn = await self.s.begin()
+        await conn.execute("DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2", account_id, key)
 
     async def complete(self, account_id: str, key: str, status: int, body: bytes) -> None:
-        await self.conn.execute(
+        conn = await self.s.begin()
+        await conn.execute(
             "UPDATE idempotency_keys SET response_status = $3, response_body = $4 WHERE account_id = $1 AND key = $2",
             account_id,
             key,
@@ -301,30 +505,18 @@ class PgIdempotency(_Repo):
         )
 
     async def delete_expired(self, now: datetime) -> int:
-        result = await self.conn.execute("DELETE FROM idempotency_keys WHERE expires_at < $1", now)
+        conn = await self.s.begin()
+        result = await conn.execute("DELETE FROM idempotency_keys WHERE expires_at < $1", now)
         return int(result.split()[-1])
 
 
 class PgOutbox(_Repo):
-    """Buffers outbox rows; they are written in one batch when the unit of work commits."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        super().__init__(conn)
-        self.pending: list[tuple[Any, ...]] = []
-
     async def add(self, topic: str, account_id: str, payload: Mapping[str, Any], at: datetime) -> None:
-        self.pending.append((topic, account_id, json.dumps(payload, separators=(",", ":"), sort_keys=True), at))
-
-    async def flush(self) -> None:
-        if self.pending:
-            await self.conn.executemany(
-                "INSERT INTO outbox (topic, account_id, payload, created_at) VALUES ($1, $2, $3, $4)", self.pending
-            )
-            self.pending = []
+        self.s.outbox.append((topic, account_id, json.dumps(payload, separators=(",", ":"), sort_keys=True), at))
 
 
 class PgUnitOfWork:
-    """One transaction on a pooled asyncpg connection."""
+    """One transaction on a pooled asyncpg connection, taken on first use."""
 
     accounts: PgAccounts
     orders: PgOrders
@@ -335,60 +527,35 @@ class PgUnitOfWork:
     idempotency: PgIdempotency
     outbox: PgOutbox
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self._conn: asyncpg.Connection | None = None
-        self._tx: Any = None
-        self._done = False
+    def __init__(self, pool: asyncpg.Pool, account_locks: AccountLocks) -> None:
+        self._session = _Session(pool, account_locks)
+        self._committed = False
 
     async def __aenter__(self) -> Self:
-        try:
-            conn = await self._pool.acquire()
-        except CONNECTION_ERRORS as exc:
-            raise DependencyUnavailable("the database is unreachable") from exc
-        self._conn = conn
-        try:
-            self._tx = conn.transaction()
-            await self._tx.start()
-        except BaseException as exc:
-            await self._release()
-            if isinstance(exc, CONNECTION_ERRORS):
-                raise DependencyUnavailable("the database is unreachable") from exc
-            raise
-        self.accounts = PgAccounts(conn)
-        self.orders = PgOrders(conn)
-        self.events = PgEvents(conn)
-        self.fills = PgFills(conn)
-        self.positions = PgPositions(conn)
-        self.balances = PgBalances(conn)
-        self.idempotency = PgIdempotency(conn)
-        self.outbox = PgOutbox(conn)
+        session = self._session
+        self.accounts = PgAccounts(session)
+        self.orders = PgOrders(session)
+        self.events = PgEvents(session)
+        self.fills = PgFills(session)
+        self.positions = PgPositions(session)
+        self.balances = PgBalances(session)
+        self.idempotency = PgIdempotency(session)
+        self.outbox = PgOutbox(session)
         return self
 
     async def commit(self) -> None:
-        await self.events.flush()
-        await self.outbox.flush()
-        await self._tx.commit()
-        self._done = True
+        await self._session.flush()
+        if self._session.begun:
+            conn = await self._session.connection()
+            await conn.execute("COMMIT")
+        self._committed = True
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._release()
+        await self._session.release(self._committed)
         if isinstance(exc, CONNECTION_ERRORS):
             raise DependencyUnavailable("the database is unreachable") from exc
-
-    async def _release(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            if self._tx is not None and not self._done and not conn.is_closed():
-                await self._tx.rollback()
-        except CONNECTION_ERRORS:
-            pass  # the connection is gone; the pool replaces it
-        finally:
-            await self._pool.release(conn)
 
 
 async def _reset(conn: asyncpg.Connection) -> None:
@@ -409,6 +576,7 @@ class PgPool:
         self.dsn = "postgresql://" + sqlalchemy_url.split("://", 1)[1]
         self.size = size
         self._pool: asyncpg.Pool | None = None
+        self._account_locks = AccountLocks()
 
     async def open(self) -> None:
         """Create the pool; connections are made on first use, so this works while the database is down."""
@@ -438,7 +606,7 @@ class PgPool:
 
     def unit_of_work(self) -> PgUnitOfWork:
         """A unit of work on this pool (the pipeline's ``UnitOfWorkFactory``)."""
-        return PgUnitOfWork(self.pool)
+        return PgUnitOfWork(self.pool, self._account_locks)
 
     async def lookup_token(self, token_id: str) -> tuple[str, TokenRecord] | None:
         """The stored secret hash and record of a token id, or None."""
