@@ -21,7 +21,7 @@ from uuid import UUID
 
 from execsvc.core.errors import CapabilityMissing, DependencyUnavailable
 from execsvc.core.ledger import Position
-from execsvc.core.orders import Order, Transition
+from execsvc.core.orders import Order, Transition, WorkingTotals, working_totals
 from execsvc.core.ports import BrokerCapabilities
 from execsvc.core.reports import Accepted, BrokerReport, Canceled, Filled
 from execsvc.core.uow import AccountInfo, IdempotencyRecord
@@ -208,7 +208,7 @@ async def _io() -> None:
 
 
 class FakeAccounts(_Repo):
-    async def lock(self, account_id: str) -> AccountInfo | None:
+    async def lock(self, account_id: str, *, finishing: bool = False) -> AccountInfo | None:
         await _io()
         if account_id not in self.state.accounts:
             return None
@@ -248,6 +248,9 @@ class FakeOrders(_Repo):
     async def working(self, account_id: str) -> Sequence[Order]:
         await _io()
         return [o for o in self.state.orders.values() if o.account_id == account_id and o.status.is_working]
+
+    async def working_totals(self, account_id: str) -> Sequence[WorkingTotals]:
+        return working_totals(await self.working(account_id))
 
     async def working_for_broker(self, broker: str) -> Sequence[Order]:
         await _io()

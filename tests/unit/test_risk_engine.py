@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from execsvc.core import ledger
 from execsvc.core.markets import MarketRules, Quote
-from execsvc.core.orders import Order, OrderStatus
+from execsvc.core.orders import Order, OrderStatus, working_totals
 from execsvc.core.values import OrderType, Side, Symbol, TimeInForce
 from execsvc.risk import (
     AccountSnapshot,
@@ -233,7 +233,11 @@ def test_reserved_funds_hold_quote_with_fee_for_buys_and_base_for_sells() -> Non
         open_order(Side.SELL, "3", "120", filled="1"),  # 2 BTC left
         open_order(Side.SELL, "1", None, symbol="ETH/USDT"),  # a market sell still holds its base
     ]
-    assert reserved_funds(orders, D(10), no_marks) == {"USDT": D("150.15") + D("50.05"), "BTC": D(2), "ETH": D(1)}
+    assert reserved_funds(working_totals(orders), D(10), no_marks) == {
+        "USDT": D("150.15") + D("50.05"),
+        "BTC": D(2),
+        "ETH": D(1),
+    }
 
 
 def test_reserved_funds_of_no_orders_is_empty() -> None:
@@ -244,7 +248,7 @@ def test_working_market_buy_holds_quote_at_the_buffered_mark_with_fee() -> None:
     # A market buy acknowledged but not yet filled (or left unknown) must hold funds, or a second order racing it
     # between its risk check and its fill could spend the same balance.
     working = [open_order(Side.BUY, "2", None, filled="1")]  # 1 left, valued at 100 * 1.005, plus 10 bps fee
-    assert reserved_funds(working, D(10), market_buy_price(marks, LIMITS)) == {"USDT": D("100.6005")}
+    assert reserved_funds(working_totals(working), D(10), market_buy_price(marks, LIMITS)) == {"USDT": D("100.6005")}
 
 
 def test_market_buy_price_is_the_mark_plus_buffer_or_none_without_a_mark() -> None:
@@ -265,7 +269,7 @@ def test_market_buy_price_rounds_up_to_the_tick_like_a_fill_would() -> None:
 
 def test_reserved_funds_feed_the_balance_check() -> None:
     working = [open_order(Side.BUY, "1", "100")]
-    account = AccountSnapshot({"USDT": D("200.2")}, reserved_funds(working, LIMITS.fee_bps, no_marks))
+    account = AccountSnapshot({"USDT": D("200.2")}, reserved_funds(working_totals(working), LIMITS.fee_bps, no_marks))
     assert isinstance(evaluate(limit(Side.BUY, "1", "100"), account, MARKET, LIMITS, NOW), Approved)
     assert isinstance(evaluate(limit(Side.BUY, "1.0001", "100"), account, MARKET, LIMITS, NOW), Denied)
 

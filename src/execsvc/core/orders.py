@@ -6,6 +6,7 @@ explicit table ``TRANSITIONS``; anything else raises ``IllegalTransition``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -127,6 +128,42 @@ class Order:
     def remaining_qty(self) -> Decimal:
         """What is still to fill."""
         return self.qty - self.filled_qty
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingTotals:
+    """What an account's working orders in one market and on one side still have to trade.
+
+    ``priced_*`` covers orders with a limit price; ``unpriced_qty`` market orders still in flight, which the caller
+    values at a market price. One row per (symbol, side) whatever the number of orders, so the risk check's read
+    does not grow with how many orders are in flight.
+    """
+
+    symbol: str
+    side: Side
+    priced_qty: Decimal
+    priced_value: Decimal
+    unpriced_qty: Decimal
+    count: int
+
+
+def working_totals(orders: Iterable[Order]) -> list[WorkingTotals]:
+    """Sum working orders per (symbol, side)."""
+    sums: dict[tuple[str, Side], list[Decimal]] = {}
+    counts: dict[tuple[str, Side], int] = {}
+    with exact():
+        for order in orders:
+            if not order.status.is_working:
+                continue
+            key = (order.symbol, order.side)
+            acc = sums.setdefault(key, [ZERO, ZERO, ZERO])
+            counts[key] = counts.get(key, 0) + 1
+            if order.limit_price is None:
+                acc[2] += order.remaining_qty
+            else:
+                acc[0] += order.remaining_qty
+                acc[1] += order.remaining_qty * order.limit_price
+    return [WorkingTotals(sym, side, a[0], a[1], a[2], counts[(sym, side)]) for (sym, side), a in sums.items()]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from typing import Any, Protocol, Self
 from uuid import UUID
 
 from execsvc.core.ledger import Position
-from execsvc.core.orders import Order, Transition
+from execsvc.core.orders import Order, Transition, WorkingTotals
 from execsvc.core.reports import Filled
 
 
@@ -47,8 +47,12 @@ class IdempotencyRecord:
 
 
 class AccountRepository(Protocol):
-    async def lock(self, account_id: str) -> AccountInfo | None:
-        """Read the account and hold its lock until the unit of work ends (serialises risk per account)."""
+    async def lock(self, account_id: str, *, finishing: bool = False) -> AccountInfo | None:
+        """Read the account and hold its lock until the unit of work ends (serialises risk per account).
+
+        ``finishing`` marks work that completes an order already in flight (applying broker reports): where the
+        implementation queues waiters, such work goes before new submissions, so in-flight orders stay few.
+        """
         ...
 
 
@@ -58,6 +62,7 @@ class OrderRepository(Protocol):
     async def get(self, order_id: UUID, account_id: str | None = None) -> Order | None: ...
     async def by_client_id(self, account_id: str, client_order_id: str) -> Order | None: ...
     async def working(self, account_id: str) -> Sequence[Order]: ...
+    async def working_totals(self, account_id: str) -> Sequence[WorkingTotals]: ...
     async def working_for_broker(self, broker: str) -> Sequence[Order]: ...
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -27,7 +28,7 @@ from execsvc.core.errors import DependencyUnavailable
 from execsvc.core.ids import new_id
 from execsvc.core.ledger import Position
 from execsvc.core.money import normalize
-from execsvc.core.orders import Order, OrderStatus, Transition
+from execsvc.core.orders import Order, OrderStatus, Transition, WorkingTotals
 from execsvc.core.reports import Filled
 from execsvc.core.uow import AccountInfo, IdempotencyRecord
 from execsvc.core.values import OrderType, Side, TimeInForce
@@ -85,39 +86,64 @@ def account_lock_key(account_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-class AccountLocks:
-    """One asyncio lock per account, for the requests of this process.
+class _Gate:
+    """A lock with two queues of waiters: finishing work is let in before new work."""
 
-    Requests for one account queue here, in process, before they take a pool connection and the database lock:
-    waiting costs no connection, and the database lock, which still serialises across processes, rarely has
-    more than one waiter. Entries live only while someone holds or awaits them.
+    __slots__ = ("finishing", "held", "new")
+
+    def __init__(self) -> None:
+        self.held = False
+        self.finishing: deque[asyncio.Future[None]] = deque()
+        self.new: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def idle(self) -> bool:
+        return not self.held and not self.finishing and not self.new
+
+
+class AccountLocks:
+    """One in-process lock per account, for the requests of this process.
+
+    Requests for one account queue here before they take a pool connection and the database lock: waiting costs no
+    connection, and the database lock, which still serialises across processes, rarely has a waiter. Work that
+    finishes an order in flight (applying its broker reports) goes before new submissions, so the orders in flight,
+    which every risk check must count, stay few. Entries live only while someone holds or awaits them.
     """
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._gates: dict[str, _Gate] = {}
 
-    async def acquire(self, account_id: str) -> None:
-        lock, users = self._locks.get(account_id, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._locks[account_id] = (lock, users + 1)
+    async def acquire(self, account_id: str, finishing: bool = False) -> None:
+        gate = self._gates.get(account_id)
+        if gate is None:
+            gate = self._gates[account_id] = _Gate()
+        if gate.idle:
+            gate.held = True
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = gate.finishing if finishing else gate.new
+        queue.append(waiter)
         try:
-            await lock.acquire()
+            await waiter
         except BaseException:
-            self._forget(account_id)
+            if waiter.done() and not waiter.cancelled():
+                self.release(account_id)  # it was handed to us as we were cancelled: pass it on
+            else:
+                queue.remove(waiter)
+                if gate.idle:
+                    del self._gates[account_id]
             raise
 
     def release(self, account_id: str) -> None:
-        lock, _ = self._locks[account_id]
-        lock.release()
-        self._forget(account_id)
-
-    def _forget(self, account_id: str) -> None:
-        lock, users = self._locks[account_id]
-        if users <= 1:
-            del self._locks[account_id]
-        else:
-            self._locks[account_id] = (lock, users - 1)
+        gate = self._gates[account_id]
+        for queue in (gate.finishing, gate.new):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # ownership passes on; the gate stays held
+                    return
+        gate.held = False
+        del self._gates[account_id]
 
 
 class _Session:
@@ -136,6 +162,7 @@ class _Session:
         self.held_account: str | None = None
         self.balances: dict[str, dict[str, Decimal]] = {}
         self.positions: dict[tuple[str, str], Position] = {}
+        self.working_totals: dict[str, list[WorkingTotals]] = {}
         self.trade_ids: dict[UUID, set[str]] = {}  # per order read under the lock: its recorded trade ids
         self.new_fills: list[tuple[Any, ...]] = []
         self.new_orders: dict[UUID, Order] = {}
@@ -162,9 +189,9 @@ class _Session:
             self.begun = True
         return conn
 
-    async def lock_account(self, account_id: str) -> None:
+    async def lock_account(self, account_id: str, finishing: bool) -> None:
         if self.held_account is None:
-            await self.account_locks.acquire(account_id)
+            await self.account_locks.acquire(account_id, finishing)
             self.held_account = account_id
         key = account_lock_key(account_id)
         conn = await self.connection()
@@ -286,21 +313,58 @@ class _Repo:
         self.s = session
 
 
+_WORKING_TOTALS = (
+    "SELECT symbol, side, "
+    "COALESCE(SUM(qty - filled_qty) FILTER (WHERE limit_price IS NOT NULL), 0) AS priced_qty, "
+    "COALESCE(SUM((qty - filled_qty) * limit_price) FILTER (WHERE limit_price IS NOT NULL), 0) AS priced_value, "
+    "COALESCE(SUM(qty - filled_qty) FILTER (WHERE limit_price IS NULL), 0) AS unpriced_qty, "
+    "count(*) AS n FROM orders WHERE account_id = $1 AND status = ANY($2::text[]) GROUP BY symbol, side"
+)
+
+
+def _totals(rows: Sequence[Mapping[str, Any]]) -> list[WorkingTotals]:
+    return [
+        WorkingTotals(
+            r["symbol"],
+            Side(r["side"]),
+            normalize(r["priced_qty"]),
+            normalize(r["priced_value"]),
+            normalize(r["unpriced_qty"]),
+            r["n"],
+        )
+        for r in rows
+    ]
+
+
 class PgAccounts(_Repo):
-    async def lock(self, account_id: str) -> AccountInfo | None:
-        """Take the account's advisory lock (serialising risk across processes), then read it with its balances."""
-        await self.s.lock_account(account_id)
+    async def lock(self, account_id: str, *, finishing: bool = False) -> AccountInfo | None:
+        """Take the account's advisory lock (serialising risk across processes), then read it with its balances.
+
+        New work (not ``finishing``) is about to run the risk check, so the totals of the working orders come along
+        in the same round trip.
+        """
+        await self.s.lock_account(account_id, finishing)
         conn = await self.s.begin()
+        working = (
+            ""
+            if finishing
+            else ", ARRAY(SELECT ROW(w.symbol, w.side, w.priced_qty, w.priced_value, w.unpriced_qty, w.n) "
+            f"FROM ({_WORKING_TOTALS}) w) AS working"
+        )
         row = await conn.fetchrow(
             "SELECT a.id, a.broker, a.valuation_asset, "
             "ARRAY(SELECT b.asset FROM balances b WHERE b.account_id = a.id ORDER BY b.asset) AS assets, "
-            "ARRAY(SELECT b.total FROM balances b WHERE b.account_id = a.id ORDER BY b.asset) AS totals "
+            f"ARRAY(SELECT b.total FROM balances b WHERE b.account_id = a.id ORDER BY b.asset) AS totals{working} "
             "FROM accounts a WHERE a.id = $1",
             account_id,
+            *(() if finishing else (WORKING,)),
         )
         if row is None:
             return None
         self.s.balances[account_id] = {a: normalize(v) for a, v in zip(row["assets"], row["totals"], strict=True)}
+        if not finishing:
+            names = ("symbol", "side", "priced_qty", "priced_value", "unpriced_qty", "n")
+            self.s.working_totals[account_id] = _totals([dict(zip(names, r, strict=True)) for r in row["working"]])
         return AccountInfo(row["id"], row["broker"], row["valuation_asset"])
 
 
@@ -360,6 +424,13 @@ class PgOrders(_Repo):
             WORKING,
         )
         return [order_from_record(r) for r in rows]
+
+    async def working_totals(self, account_id: str) -> Sequence[WorkingTotals]:
+        cached = self.s.working_totals.get(account_id)
+        if cached is not None:
+            return cached
+        conn = await self.s.begin()
+        return _totals(await conn.fetch(_WORKING_TOTALS, account_id, WORKING))
 
     async def working_for_broker(self, broker: str) -> Sequence[Order]:
         conn = await self.s.begin()

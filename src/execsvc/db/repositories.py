@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from execsvc.core.ids import new_id
 from execsvc.core.ledger import Position
-from execsvc.core.orders import Order, OrderStatus, Transition
+from execsvc.core.orders import Order, OrderStatus, Transition, WorkingTotals, working_totals
 from execsvc.core.reports import Filled
 from execsvc.core.uow import AccountInfo, IdempotencyRecord
 from execsvc.core.values import OrderType, Side, TimeInForce
@@ -129,7 +129,7 @@ _IDEMPOTENCY = select(t.idempotency_keys).where(
 
 
 class SqlAccounts(_Repo):
-    async def lock(self, account_id: str) -> AccountInfo | None:
+    async def lock(self, account_id: str, *, finishing: bool = False) -> AccountInfo | None:
         stmt = _LOCK_ACCOUNT_FOR_UPDATE if self.conn.dialect.name == "postgresql" else _LOCK_ACCOUNT
         row = (await self.conn.execute(stmt, {"account_id": account_id})).first()
         return None if row is None else AccountInfo(row.id, row.broker, row.valuation_asset)
@@ -168,6 +168,10 @@ class SqlOrders(_Repo):
 
     async def working(self, account_id: str) -> Sequence[Order]:
         return [order_from_row(r) for r in await self.conn.execute(_WORKING_ORDERS, {"account_id": account_id})]
+
+    async def working_totals(self, account_id: str) -> Sequence[WorkingTotals]:
+        # SQLite keeps amounts as exact text, so the sums are done in Python.
+        return working_totals(await self.working(account_id))
 
     async def working_for_broker(self, broker: str) -> Sequence[Order]:
         """Every working order of every account on ``broker`` (start-up restore and reconciliation)."""

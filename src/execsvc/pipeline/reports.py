@@ -54,7 +54,7 @@ async def apply_reports(
                 raise OrderNotFound(f"order {order_id} does not exist")
             account_id = found.account_id
         if reports:
-            await uow.accounts.lock(account_id)
+            await uow.accounts.lock(account_id, finishing=True)
         order = await uow.orders.get(order_id, account_id)  # read under the account lock
         if order is None:
             raise OrderNotFound(f"order {order_id} does not exist")

@@ -91,7 +91,7 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
                 raise DuplicateClientOrderId(cmd.client_order_id, existing.id)
 
         market = MarketSnapshot(pipeline.market_data.rules(cmd.symbol), pipeline.market_data.mark(cmd.symbol))
-        working = await uow.orders.working(account.id)
+        working = await uow.orders.working_totals(account.id)
         in_flight_price = market_buy_price(pipeline.market_data, pipeline.limits)
         reserved = reserved_funds(working, pipeline.fee_bps, in_flight_price)
         snapshot = AccountSnapshot(await uow.balances.get(account.id), reserved)

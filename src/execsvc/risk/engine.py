@@ -13,7 +13,7 @@ from decimal import ROUND_CEILING, Decimal
 
 from execsvc.core.markets import MarketRules, Quote
 from execsvc.core.money import BPS, ONE, ZERO, exact, is_multiple, quantize, to_str
-from execsvc.core.orders import Order
+from execsvc.core.orders import WorkingTotals
 from execsvc.core.ports import MarketData
 from execsvc.core.values import OrderType, Side, Symbol
 from execsvc.risk.decision import Approved, Denied, RiskDecision, Violation
@@ -215,7 +215,7 @@ def evaluate(
 
 
 def reserved_funds(
-    open_orders: Iterable[Order], fee_bps: Decimal, market_price: Callable[[str], Decimal | None]
+    working: Iterable[WorkingTotals], fee_bps: Decimal, market_price: Callable[[str], Decimal | None]
 ) -> dict[str, Decimal]:
     """What working orders hold: quote (with fees) for buys, base for sells.
 
@@ -225,14 +225,19 @@ def reserved_funds(
     """
     reserved: dict[str, Decimal] = {}
     with exact():
-        for order in open_orders:
-            symbol = Symbol.parse(order.symbol)
-            if order.side is Side.SELL:
-                reserved[symbol.base] = reserved.get(symbol.base, ZERO) + order.remaining_qty
+        for totals in working:
+            symbol = Symbol.parse(totals.symbol)
+            if totals.side is Side.SELL:
+                held = totals.priced_qty + totals.unpriced_qty
+                reserved[symbol.base] = reserved.get(symbol.base, ZERO) + held
                 continue
-            price = order.limit_price if order.limit_price is not None else market_price(order.symbol)
-            if price is not None:
-                amount = quantize(order.remaining_qty * price * (ONE + fee_bps / BPS))
+            value = totals.priced_value
+            if totals.unpriced_qty:
+                price = market_price(totals.symbol)
+                if price is not None:
+                    value += totals.unpriced_qty * price
+            if value:
+                amount = quantize(value * (ONE + fee_bps / BPS))
                 reserved[symbol.quote] = reserved.get(symbol.quote, ZERO) + amount
     return reserved
 

@@ -16,6 +16,7 @@ from execsvc.api.services import Services
 from execsvc.contract import models as api
 from execsvc.core import ledger
 from execsvc.core.money import ZERO, exact, quantize, to_str
+from execsvc.core.orders import working_totals
 from execsvc.core.ports import MarketData
 from execsvc.risk import market_buy_price, reserved_funds
 
@@ -86,7 +87,7 @@ async def get_account(request: Request, who: Annotated[Principal, Depends(can_re
     valuation = services.valuation_asset
     broker, balances, working, positions, fees = await services.reads.account_ledger(who.account_id)
     reserved = reserved_funds(
-        working, services.pipeline.fee_bps, market_buy_price(market_data, services.pipeline.limits)
+        working_totals(working), services.pipeline.fee_bps, market_buy_price(market_data, services.pipeline.limits)
     )
     with exact():
         equity = ZERO
