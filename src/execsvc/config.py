@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,8 +13,19 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from execsvc.marketdata.book import MarketConfig
 
 
+def _no_float(value: object) -> object:
+    """Amounts come as strings or integers: a JSON float has already lost digits."""
+    if isinstance(value, float):
+        raise ValueError('give amounts as strings (e.g. "0.01"): a JSON number with a fraction is a float')
+    return value
+
+
 class MarketSettings(BaseModel):
     """One market's rules and the simulated feed's start price."""
+
+    _exact = field_validator("tick_size", "qty_step", "min_qty", "min_notional", "start_price", mode="before")(
+        _no_float
+    )
 
     symbol: str = Field(pattern=r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$")
     tick_size: Decimal = Field(gt=0)
@@ -90,8 +102,23 @@ class Settings(BaseSettings):
     @classmethod
     def _split_symbols(cls, value: object) -> object:
         if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [s.strip() for s in value.split(",") if s.strip()]
         return value
+
+    @field_validator("starting_balances", mode="before")
+    @classmethod
+    def _exact_balances(cls, value: object) -> object:
+        if isinstance(value, dict):
+            for amount in value.values():
+                _no_float(amount)
+        return value
+
+    @field_validator("paper_fee_bps", "paper_slippage_bps", "paper_max_fill_qty", "market_buffer_bps", mode="before")
+    @classmethod
+    def _exact_amounts(cls, value: object) -> object:
+        return _no_float(value)
 
     @property
     def embedded(self) -> bool:

@@ -90,3 +90,17 @@ def test_lock_keys_are_stable_signed_64_bit_and_distinct() -> None:
     assert len(keys) == 10_000
     assert all(-(2**63) <= k < 2**63 for k in keys)
     assert account_lock_key("desk") == account_lock_key("desk")
+
+
+async def test_a_waiter_cancelled_in_the_same_turn_as_the_release_raises_cancelled_not_value_error() -> None:
+    locks = AccountLocks()
+    await locks.acquire("a")
+    waiting = asyncio.create_task(locks.acquire("a"))
+    await asyncio.sleep(0)
+    waiting.cancel()  # cancelled...
+    locks.release("a")  # ...and skipped by the release in the same turn
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert locks._gates == {}
+    await asyncio.wait_for(locks.acquire("a"), 1)
+    locks.release("a")

@@ -45,7 +45,7 @@ class OrderStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        """No report can move the order out of this state."""
+        """The order will not trade any more. Only a late fill, of a trade made before the end, is still recorded."""
         return self in TERMINAL
 
     @property
@@ -91,6 +91,10 @@ TRANSITIONS: Final[dict[tuple[OrderStatus, OrderStatus], str]] = {
     (S.PENDING_CANCEL, S.UNKNOWN): "the cancel call may or may not have reached the venue",
     (S.UNKNOWN, S.OPEN): "reconciliation found it resting",
     (S.UNKNOWN, S.PARTIALLY_FILLED): "reconciliation found it partly filled",
+    (S.CANCELED, S.CANCELED): "a trade made before the cancel took effect, reported after its confirmation",
+    (S.CANCELED, S.FILLED): "the late-reported trades turn out to complete the order",
+    (S.EXPIRED, S.EXPIRED): "a trade made before the expiry, reported after it",
+    (S.EXPIRED, S.FILLED): "the late-reported trades turn out to complete the order",
     (S.UNKNOWN, S.FILLED): "reconciliation found it filled",
     (S.UNKNOWN, S.CANCELED): "reconciliation found it canceled",
     (S.UNKNOWN, S.REJECTED): "reconciliation found the venue never took it",
@@ -188,7 +192,7 @@ class Applied:
 def _after_fill_status(order: Order, filled_qty: Decimal) -> OrderStatus:
     if filled_qty == order.qty:
         return S.FILLED
-    if order.status in (S.PENDING_CANCEL, S.UNKNOWN):
+    if order.status in (S.PENDING_CANCEL, S.UNKNOWN, S.CANCELED, S.EXPIRED):
         return order.status
     return S.PARTIALLY_FILLED
 
@@ -211,8 +215,12 @@ def _target(order: Order, report: BrokerReport) -> tuple[OrderStatus, str] | Non
                 return None  # a repeated confirmation
             return S.CANCELED, reason
         case Rejected(code=code, reason=reason):
+            if order.status is S.REJECTED:
+                return None  # a repeated rejection
             return S.REJECTED, f"{code}: {reason}"
         case Expired(reason=reason):
+            if order.status is S.EXPIRED:
+                return None  # a repeated expiry
             return S.EXPIRED, reason
         case CancelRequested(reason=reason):
             if order.status is S.PENDING_CANCEL:

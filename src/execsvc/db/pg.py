@@ -12,6 +12,7 @@ Connection failures are translated here, at the edge, into ``DependencyUnavailab
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from collections import deque
@@ -129,8 +130,10 @@ class AccountLocks:
             if waiter.done() and not waiter.cancelled():
                 self.release(account_id)  # it was handed to us as we were cancelled: pass it on
             else:
-                queue.remove(waiter)
-                if gate.idle:
+                # release() may already have popped (and skipped) this cancelled waiter, and dropped the gate.
+                with contextlib.suppress(ValueError):
+                    queue.remove(waiter)
+                if self._gates.get(account_id) is gate and gate.idle:
                     del self._gates[account_id]
             raise
 
@@ -633,8 +636,9 @@ async def _reset(conn: asyncpg.Connection) -> None:
     """What a connection needs on its way back to the pool.
 
     asyncpg's default reset sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on every release,
-    a round trip and a server transaction each time. This code takes no advisory locks, opens no cursors, listens to
-    nothing and sets nothing, and every unit of work ends its transaction; only an unfinished one is rolled back.
+    a round trip and a server transaction each time. This code takes only transaction-scoped advisory locks (gone
+    with the transaction), opens no cursors, listens to nothing and sets only ``SET LOCAL`` values, and every unit
+    of work ends its transaction; only an unfinished one is rolled back.
     """
     if conn.is_in_transaction():
         await conn.execute("ROLLBACK")
