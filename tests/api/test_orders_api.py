@@ -97,20 +97,27 @@ async def test_risk_denial_stores_rejected_order_and_answers_422_with_violations
     assert stored["id"] == problem["order_id"]
 
 
-async def test_market_rule_violations_are_all_reported(harness: Harness) -> None:
+async def test_market_rule_violations_are_all_reported_and_nothing_is_stored(harness: Harness) -> None:
     headers = await harness.auth()
     body = {"symbol": "BTC/USDT", "side": "buy", "type": "limit", "qty": "0.000015", "limit_price": "100.001"}
-    r = await harness.client.post("/v1/orders", json=body, headers=headers)
+    r = await harness.client.post("/v1/orders", json={**body, "client_order_id": "typo"}, headers=headers)
     assert r.status_code == 422
+    assert r.json()["code"] == "invalid_order"
     rules = {v["rule"] for v in r.json()["violations"]}
     assert rules == {"qty_step", "price_tick", "min_notional"}
+    # bad input leaves nothing behind: no order, and the client order id is still free
+    assert (await harness.client.get("/v1/orders", headers=headers)).json()["items"] == []
+    fixed = {**body, "qty": "0.001", "limit_price": "60000", "client_order_id": "typo"}
+    assert (await harness.client.post("/v1/orders", json=fixed, headers=headers)).status_code == 201
 
 
-async def test_unknown_symbol_is_a_risk_rejection(harness: Harness) -> None:
+async def test_unknown_symbol_is_a_422_and_stores_nothing(harness: Harness) -> None:
     headers = await harness.auth()
     r = await harness.client.post("/v1/orders", json={**MARKET_BUY, "symbol": "DOGE/USDT"}, headers=headers)
     assert r.status_code == 422
+    assert r.json()["code"] == "invalid_order"
     assert r.json()["violations"][0]["rule"] == "symbol_listed"
+    assert (await harness.client.get("/v1/orders", headers=headers)).json()["items"] == []
 
 
 async def test_sell_needs_base_balance(harness: Harness) -> None:

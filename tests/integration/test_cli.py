@@ -96,6 +96,7 @@ def test_first_embedded_serve_creates_schema_and_prints_one_admin_token(tmp_path
                 time.sleep(0.1)
         r = httpx.post(f"{base}/v1/orders", json=body, headers={"Authorization": f"Bearer {tokens[0]}"})
         assert r.status_code == 422  # 0.001 BTC at 1 USDT is below the minimum notional
+        assert r.json()["code"] == "invalid_order"
         assert r.json()["violations"][0]["rule"] == "min_notional"
         proc.terminate()
         _, err = proc.communicate(timeout=20)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -15,6 +16,7 @@ from execsvc.core.clock import FakeClock
 from execsvc.core.commands import CancelOrder, SubmitOrder
 from execsvc.core.errors import (
     AccountNotFound,
+    BreaksMarketRules,
     BrokerRejected,
     BrokerUnavailable,
     DependencyUnavailable,
@@ -172,11 +174,15 @@ async def test_risk_denied_order_is_stored_rejected_and_never_sent(h: Harness) -
     assert h.store.balances(ACCOUNT) == {"USDT": D(100_000)}
 
 
-async def test_risk_denial_carries_every_violation(h: Harness) -> None:
-    result = await h.submit(limit_buy("0.00005", "50000.005"))
-    assert isinstance(result.decision, Denied)
-    assert {v.rule for v in result.decision.violations} == {"qty_step", "min_qty", "price_tick", "min_notional"}
+async def test_an_order_that_breaks_market_rules_names_every_rule_and_is_not_stored(h: Harness) -> None:
+    with pytest.raises(BreaksMarketRules) as raised:
+        await h.submit(dataclasses.replace(limit_buy("0.00005", "50000.005"), client_order_id="typo-1"))
+    assert {v[0] for v in raised.value.violations} == {"qty_step", "min_qty", "price_tick", "min_notional"}
     assert h.broker.calls == []
+    assert h.store.committed.orders == {}
+    # the client order id is not used up: the corrected order goes through
+    fixed = await h.submit(dataclasses.replace(limit_buy("0.001", "50000"), client_order_id="typo-1"))
+    assert fixed.order is not None
 
 
 async def test_outcome_unknown_leaves_the_order_unknown_and_it_is_never_resent(h: Harness) -> None:

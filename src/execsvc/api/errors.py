@@ -101,6 +101,11 @@ def validation_problem(exc: ValidationError, prefix: str = "body") -> ApiProblem
 
 def _domain(exc: e.ExecsvcError) -> Response:
     match exc:
+        case e.BreaksMarketRules():
+            violations = [
+                {"rule": r, "limit": lim, "value": val, "message": msg} for r, lim, val, msg in exc.violations
+            ]
+            return problem_response(422, exc.code, str(exc), violations=violations)
         case e.InvalidOrder():
             errors = [{"field": f"body.{exc.field}", "message": str(exc)}] if exc.field else None
             return problem_response(422, exc.code, str(exc), errors=errors)

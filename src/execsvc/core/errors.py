@@ -23,6 +23,19 @@ class InvalidOrder(ExecsvcError):
             self.code = code
 
 
+class BreaksMarketRules(InvalidOrder):
+    """The order does not fit the market's rules (listed symbol, qty step, minimums, tick): bad input, not stored.
+
+    ``violations`` holds ``(rule, limit, value, message)`` for each rule broken.
+    """
+
+    code = "invalid_order"
+
+    def __init__(self, violations: tuple[tuple[str, str | None, str | None, str], ...]) -> None:
+        super().__init__("; ".join(v[3] for v in violations), code=self.code)
+        self.violations = violations
+
+
 class OrderNotFound(ExecsvcError):
     """No such order in this account."""
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from execsvc.core.commands import SubmitOrder
 from execsvc.core.errors import (
     AccountNotFound,
+    BreaksMarketRules,
     BrokerRejected,
     BrokerUnavailable,
     DuplicateClientOrderId,
@@ -34,6 +35,9 @@ from execsvc.risk import (
     market_buy_price,
     reserved_funds,
 )
+
+# Checks about the order's fit to the market, as opposed to the account's state: their violations are bad input.
+MARKET_RULES = frozenset({"symbol_listed", "qty_step", "min_qty", "price_tick", "min_notional"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,12 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
         snapshot = AccountSnapshot(await uow.balances.get(account.id), reserved)
         intent = OrderIntent(cmd.symbol, cmd.side, cmd.type, cmd.qty, cmd.limit_price)
         decision = evaluate(intent, snapshot, market, pipeline.limits, now)
+        if isinstance(decision, Denied):
+            broken = tuple(v for v in decision.violations if v.rule in MARKET_RULES)
+            if broken:
+                # An order that does not fit the market is bad input: answered, never stored, its id not used up.
+                pipeline.observer.risk_denied(broken)
+                raise BreaksMarketRules(tuple((v.rule, v.limit, v.value, v.message) for v in broken))
 
         order = Order(
             id=new_id(),
