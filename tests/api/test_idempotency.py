@@ -115,3 +115,34 @@ async def test_bad_idempotency_key_is_400(harness: Harness) -> None:
     r = await harness.client.post("/v1/orders", json=MARKET_BUY, headers=headers)
     assert r.status_code == 400
     assert r.json()["code"] == "invalid_idempotency_key"
+
+
+async def test_a_crashed_first_request_is_answered_from_its_order_and_the_answer_then_sticks(harness: Harness) -> None:
+    headers = {**(await harness.auth()), "Idempotency-Key": "k-crash"}
+    body = {**MARKET_BUY, "qty": "1000"}  # risk-rejected
+    first = await harness.client.post("/v1/orders", json=body, headers=headers)
+    assert first.status_code == 422
+    old = harness.container.clock.now() - timedelta(minutes=5)
+    async with harness.container.engine.begin() as conn:  # as if the first request had died before answering
+        await conn.execute(update(t.idempotency_keys).values(response_status=None, response_body=None, created_at=old))
+    recovered = await harness.client.post("/v1/orders", json=body, headers=headers)
+    assert recovered.status_code == 422
+    assert recovered.json()["code"] == "risk_rejected"
+    assert recovered.json()["order_id"] == first.json()["order_id"]
+    assert recovered.headers["idempotent-replayed"] == "true"
+    again = await harness.client.post("/v1/orders", json=body, headers=headers)
+    assert again.content == recovered.content
+    assert await order_count(harness) == 1
+
+
+async def test_a_crashed_first_request_for_a_filled_order_is_answered_201(harness: Harness) -> None:
+    headers = {**(await harness.auth()), "Idempotency-Key": "k-crash-2"}
+    first = await harness.client.post("/v1/orders", json=MARKET_BUY, headers=headers)
+    old = harness.container.clock.now() - timedelta(minutes=5)
+    async with harness.container.engine.begin() as conn:
+        await conn.execute(update(t.idempotency_keys).values(response_status=None, response_body=None, created_at=old))
+    recovered = await harness.client.post("/v1/orders", json=MARKET_BUY, headers=headers)
+    assert recovered.status_code == 201
+    assert recovered.json()["id"] == first.json()["id"]
+    assert recovered.headers["location"] == first.headers["location"]
+    assert recovered.headers["idempotent-replayed"] == "true"

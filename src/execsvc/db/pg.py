@@ -571,7 +571,8 @@ class PgIdempotency(_Repo):
     async def complete(self, account_id: str, key: str, status: int, body: bytes) -> None:
         conn = await self.s.begin()
         await conn.execute(
-            "UPDATE idempotency_keys SET response_status = $3, response_body = $4 WHERE account_id = $1 AND key = $2",
+            "UPDATE idempotency_keys SET response_status = $3, response_body = $4 "
+            "WHERE account_id = $1 AND key = $2 AND response_status IS NULL",
             account_id,
             key,
             status,

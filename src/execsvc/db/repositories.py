@@ -310,7 +310,7 @@ class SqlIdempotency(_Repo):
         k = t.idempotency_keys.c
         await self.conn.execute(
             update(t.idempotency_keys)
-            .where(k.account_id == account_id, k.key == key)
+            .where(k.account_id == account_id, k.key == key, k.response_status.is_(None))
             .values(response_status=status, response_body=body)
         )
 

@@ -47,6 +47,8 @@ class SubmitResult:
     order: Order | None = None
     decision: RiskDecision | None = None
     replay: IdempotencyRecord | None = None
+    # The first request with this idempotency key died after committing its order: ``order`` is that order now.
+    recovered: bool = False
 
 
 def validate_shape(cmd: SubmitOrder) -> None:
@@ -70,11 +72,11 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
     """Run one order through the pipeline. Returns once the broker's first answer is recorded."""
     started = time.perf_counter()
     validate_shape(cmd)
-    now = pipeline.clock.now()
     async with pipeline.uow() as uow:
         account = await uow.accounts.lock(cmd.account_id)
         if account is None:
             raise AccountNotFound(f"account {cmd.account_id!r} does not exist")
+        now = pipeline.clock.now()  # after the lock: waiting for it must not age what we compare with now
         if cmd.idempotency_key is not None:
             record = await uow.idempotency.get(account.id, cmd.idempotency_key)
             if record is not None and record.expires_at <= now:
@@ -88,7 +90,7 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
                 if now - record.created_at < pipeline.idempotency_stale_after or record.order_id is None:
                     raise IdempotencyKeyInFlight("the first request with this Idempotency-Key is still in flight")
                 # The first request died after committing: answer with the order as it stands.
-                return SubmitResult(order=await uow.orders.get(record.order_id, account.id))
+                return SubmitResult(order=await uow.orders.get(record.order_id, account.id), recovered=True)
         if cmd.client_order_id is not None:
             existing = await uow.orders.by_client_id(account.id, cmd.client_order_id)
             if existing is not None:

@@ -69,28 +69,35 @@ async def post_order(request: Request, who: Annotated[Principal, Depends(can_wri
         replay = result.replay
         assert replay.response_status is not None
         assert replay.response_body is not None
-        headers = {"Idempotent-Replayed": "true"}
+        replayed = {"Idempotent-Replayed": "true"}
         if replay.response_status == 201 and replay.order_id is not None:
-            headers["Location"] = f"/v1/orders/{replay.order_id}"
+            replayed["Location"] = f"/v1/orders/{replay.order_id}"
         media = JSON if replay.response_status < 400 else PROBLEM
-        return Response(replay.response_body, replay.response_status, headers=headers, media_type=media)
+        return Response(replay.response_body, replay.response_status, headers=replayed, media_type=media)
     order = result.order
     assert order is not None
-    if isinstance(result.decision, Denied):
-        status, media, headers = 422, PROBLEM, {}
+    headers: dict[str, str] = {"Idempotent-Replayed": "true"} if result.recovered else {}
+    if isinstance(result.decision, Denied) or (result.recovered and order.reject_code == "risk_rejected"):
+        violations = (
+            [
+                {"rule": v.rule, "limit": v.limit, "value": v.value, "message": v.message}
+                for v in result.decision.violations
+            ]
+            if isinstance(result.decision, Denied)
+            else None  # recovered: the order's reject_reason says what was violated
+        )
+        status, media = 422, PROBLEM
         content = problem_body(
             422,
             "risk_rejected",
-            "the risk engine rejected the order",
-            violations=[
-                {"rule": v.rule, "limit": v.limit, "value": v.value, "message": v.message}
-                for v in result.decision.violations
-            ],
+            order.reject_reason or "the risk engine rejected the order",
+            violations=violations,
             order_id=str(order.id),
             order_status=order.status.value,
         )
     else:
-        status, media, headers = 201, JSON, {"Location": f"/v1/orders/{order.id}"}
+        status, media = 201, JSON
+        headers["Location"] = f"/v1/orders/{order.id}"
         content = order_out(order).model_dump_json().encode()
     if key is not None:
         await complete_request(services.pipeline, who.account_id, key, status, content)
