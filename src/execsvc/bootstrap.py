@@ -32,6 +32,7 @@ from execsvc.marketdata.simulated import SimulatedFeed
 from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.paper_session import PaperMatcher, restore_paper_book, run_market_loop
+from execsvc.pipeline.reconcile import reconcile_in_flight
 from execsvc.risk import RiskLimits
 from execsvc.routing.router import OrderRouter
 
@@ -71,6 +72,7 @@ class Container:
                 )
             )
         self.tasks.append(asyncio.create_task(self._purge_loop(), name="idempotency-purge"))
+        self.tasks.append(asyncio.create_task(self._reconcile_loop(), name="reconcile"))
 
     async def stop(self) -> None:
         """Stop the loops and close connections."""
@@ -102,6 +104,15 @@ class Container:
             except Exception:
                 log.exception("idempotency_purge_failed")
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+    async def _reconcile_loop(self) -> None:
+        after = timedelta(seconds=self.settings.reconcile_after_seconds)
+        while True:
+            await asyncio.sleep(self.settings.reconcile_interval_seconds)
+            try:
+                await reconcile_in_flight(self.pipeline, after)
+            except Exception:  # an outage must not end the loop; it tries again next time
+                log.exception("reconcile_failed")
 
     def app(self) -> FastAPI:
         """The ASGI app, whose lifespan starts and stops this container."""

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     feed_volatility_bps: int = Field(default=5, ge=0)
     max_mark_age_seconds: float = Field(default=60.0, gt=0)
     market_buffer_bps: Decimal = Field(default=Decimal(50), ge=0)
+    reconcile_interval_seconds: float = Field(default=5.0, gt=0)
+    reconcile_after_seconds: float = Field(default=10.0, gt=0)
     idempotency_retention_hours: float = Field(default=24.0, ge=24.0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     log_level: str = "info"

@@ -252,6 +252,15 @@ class FakeOrders(_Repo):
     async def working_totals(self, account_id: str) -> Sequence[WorkingTotals]:
         return working_totals(await self.working(account_id))
 
+    async def in_flight(self, updated_before: datetime) -> Sequence[tuple[Order, str]]:
+        await _io()
+        statuses = {"pending_new", "unknown", "pending_cancel"}
+        return [
+            (o, self.state.accounts[o.account_id].broker)
+            for o in sorted(self.state.orders.values(), key=lambda o: o.id)
+            if o.status.value in statuses and o.updated_at < updated_before
+        ]
+
     async def working_for_broker(self, broker: str) -> Sequence[Order]:
         await _io()
         accounts = {a.id for a in self.state.accounts.values() if a.broker == broker}

@@ -291,13 +291,43 @@ async def test_trade_ids_are_deterministic_and_distinct_per_fill(book: MarketBoo
 # -- cancel, restore, capabilities ------------------------------------------------------------------------------
 
 
-async def test_cancel_removes_a_resting_order_and_a_second_cancel_yields_no_report(broker: PaperBroker) -> None:
+async def test_cancel_removes_a_resting_order_and_a_second_cancel_repeats_what_happened(broker: PaperBroker) -> None:
     o = order(Side.BUY, "0.3", "49000")
     await broker.submit(o)
 
     assert list(await broker.cancel(o)) == [Canceled("canceled by request")]
     assert broker.resting_count() == 0
-    assert list(await broker.cancel(o)) == []
+    again = list(await broker.cancel(o))
+    assert again[-1] == Canceled("canceled by request")  # the venue's record, harmless to apply again
+
+
+async def test_cancel_of_a_filled_order_reports_its_fill(broker: PaperBroker) -> None:
+    o = order(Side.BUY, "0.3", None)
+    filled = list(await broker.submit(o))
+    assert list(await broker.cancel(o)) == filled
+
+
+async def test_fetch_status_repeats_every_report_of_the_order(broker: PaperBroker, book: MarketBook) -> None:
+    o = order(Side.BUY, "0.3", "49000")
+    first = list(await broker.submit(o))
+    ((_, fills),) = broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(48000)))
+    assert list(await broker.fetch_status(o)) == first + fills
+
+
+async def test_an_order_canceled_before_it_arrived_is_refused_when_it_arrives(broker: PaperBroker) -> None:
+    o = order(Side.BUY, "0.3", None)
+    assert list(await broker.cancel(o)) == [Canceled("canceled before it reached the venue")]
+    late = list(await broker.submit(o))
+    assert [type(r).__name__ for r in late] == ["Rejected"]
+
+
+async def test_history_is_bounded(book: MarketBook) -> None:
+    small = PaperBroker(book, history_size=2)
+    orders = [order(Side.BUY, "0.3", None) for _ in range(3)]
+    for o in orders:
+        await small.submit(o)
+    assert [type(r).__name__ for r in await small.fetch_status(orders[0])] == ["Rejected"]
+    assert isinstance((await small.fetch_status(orders[2]))[0], Accepted)
 
 
 async def test_canceled_order_no_longer_fills(broker: PaperBroker, book: MarketBook) -> None:

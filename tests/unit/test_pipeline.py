@@ -614,3 +614,10 @@ async def test_approved_paper_market_buy_never_overdraws_on_a_coarse_tick() -> N
     assert result.order is not None
     assert result.order.status is S.FILLED  # at 1.01: 101 + 0.101 fee
     assert h.store.balances(ACCOUNT)["USDT"] >= 0
+
+
+async def test_an_adapter_bug_leaves_the_order_unknown_never_rejected(h: Harness) -> None:
+    h.broker.script_submit(RuntimeError("adapter bug"))
+    order = await h.submitted_order(market_buy())
+    assert order.status is S.UNKNOWN
+    assert len(h.broker.called("submit")) == 1

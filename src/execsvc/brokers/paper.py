@@ -8,6 +8,7 @@ to simulate a thin book: ``ioc`` fills what it can and cancels the rest, ``fok``
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -51,17 +52,26 @@ class PaperBroker:
         fee_bps: Decimal = Decimal(10),
         slippage_bps: Decimal = Decimal(5),
         max_fill_qty: Decimal | None = None,
+        history_size: int = 100_000,
     ) -> None:
         self._market_data = market_data
         self._fee_bps = fee_bps
         self._slippage_bps = slippage_bps
         self._max_fill_qty = max_fill_qty
         self._resting: dict[UUID, _Resting] = {}
+        # What the venue said about each recent order (oldest forgotten first), for fetch_status and late cancels.
+        self._history: OrderedDict[UUID, list[BrokerReport]] = OrderedDict()
+        self._history_size = history_size
 
     # -- the Broker port ---------------------------------------------------------------------------------------
 
     async def submit(self, order: Order) -> Sequence[BrokerReport]:
         """Match a new order against the mark; rest what a gtc limit order leaves."""
+        return self._remember(order.id, self._submit(order))
+
+    def _submit(self, order: Order) -> list[BrokerReport]:
+        if order.id in self._history:  # a cancel for it arrived first, or it was sent twice: never trade it again
+            return [Rejected("duplicate_or_canceled", "the paper venue has already seen this order")]
         rules = self._market_data.rules(order.symbol)
         if rules is None:
             return [Rejected("unknown_symbol", f"{order.symbol} is not traded here")]
@@ -87,15 +97,18 @@ class PaperBroker:
         return reports
 
     async def cancel(self, order: Order) -> Sequence[BrokerReport]:
-        """Remove a resting order; an order no longer resting (it filled meanwhile) yields no report."""
-        if self._resting.pop(order.id, None) is None:
-            return []
-        return [Canceled("canceled by request")]
+        """Cancel a resting order. Otherwise say what became of it; an order never seen is canceled for good."""
+        if self._resting.pop(order.id, None) is not None:
+            return self._remember(order.id, [Canceled("canceled by request")])
+        if order.id in self._history:
+            return list(self._history[order.id])  # it ended (filled, canceled) before the cancel arrived
+        # Not arrived yet (its submission is still on the way) or lost: a later arrival is refused.
+        return self._remember(order.id, [Canceled("canceled before it reached the venue")])
 
     async def fetch_status(self, order: Order) -> Sequence[BrokerReport]:
-        """A resting order is acknowledged; anything else is unknown to this venue."""
-        if order.id in self._resting:
-            return [Accepted(venue_order_id=f"paper-{order.id}")]
+        """Everything the venue reported about the order (applying it again is harmless), or not found."""
+        if order.id in self._history:
+            return list(self._history[order.id])
         return [Rejected("not_found", "the paper venue does not know this order")]
 
     async def fetch_balances(self, account_id: str) -> Mapping[str, Decimal]:
@@ -110,6 +123,7 @@ class PaperBroker:
             rules = self._market_data.rules(order.symbol)
             if order.limit_price is None or rules is None:
                 continue
+            self._history.setdefault(order.id, [Accepted(venue_order_id=f"paper-{order.id}")])
             self._resting[order.id] = _Resting(
                 order.id,
                 order.symbol,
@@ -119,6 +133,15 @@ class PaperBroker:
                 order.filled_qty,
                 rules.quote,
             )
+
+    def _remember(self, order_id: UUID, reports: list[BrokerReport]) -> list[BrokerReport]:
+        """Keep what the venue said about an order, so a lost report can be asked for again."""
+        self._history.setdefault(order_id, []).extend(reports)
+        self._history.move_to_end(order_id)
+        while len(self._history) > self._history_size:
+            oldest, _ = self._history.popitem(last=False)
+            self._resting.pop(oldest, None)
+        return reports
 
     def on_mark(self, symbol: str, quote: Quote) -> list[tuple[UUID, list[BrokerReport]]]:
         """Fill resting orders the new mark crosses, at their limit price."""
@@ -137,7 +160,7 @@ class PaperBroker:
             if resting.filled_qty == resting.qty:
                 del self._resting[resting.order_id]
             fill = self._fill(resting.order_id, resting.quote_asset, qty, resting.limit_price, remaining - qty)
-            results.append((resting.order_id, [fill]))
+            results.append((resting.order_id, self._remember(resting.order_id, [fill])))
         return results
 
     def resting_count(self) -> int:

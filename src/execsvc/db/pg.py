@@ -435,6 +435,17 @@ class PgOrders(_Repo):
         conn = await self.s.begin()
         return _totals(await conn.fetch(_WORKING_TOTALS, account_id, WORKING))
 
+    async def in_flight(self, updated_before: datetime) -> Sequence[tuple[Order, str]]:
+        conn = await self.s.begin()
+        rows = await conn.fetch(
+            f"SELECT {ORDER_COLUMNS_O}, a.broker AS account_broker "
+            "FROM orders o JOIN accounts a ON a.id = o.account_id "
+            "WHERE o.status = ANY($1::text[]) AND o.updated_at < $2 ORDER BY o.id LIMIT 500",
+            ["pending_new", "unknown", "pending_cancel"],
+            updated_before,
+        )
+        return [(order_from_record(r), r["account_broker"]) for r in rows]
+
     async def working_for_broker(self, broker: str) -> Sequence[Order]:
         conn = await self.s.begin()
         rows = await conn.fetch(

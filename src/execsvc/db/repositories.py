@@ -169,6 +169,16 @@ class SqlOrders(_Repo):
     async def working(self, account_id: str) -> Sequence[Order]:
         return [order_from_row(r) for r in await self.conn.execute(_WORKING_ORDERS, {"account_id": account_id})]
 
+    async def in_flight(self, updated_before: datetime) -> Sequence[tuple[Order, str]]:
+        stmt = (
+            select(t.orders, t.accounts.c.broker.label("account_broker"))
+            .join(t.accounts, t.accounts.c.id == t.orders.c.account_id)
+            .where(t.orders.c.status.in_(IN_FLIGHT), t.orders.c.updated_at < updated_before)
+            .order_by(t.orders.c.id)
+            .limit(500)
+        )
+        return [(order_from_row(r), r.account_broker) for r in await self.conn.execute(stmt)]
+
     async def working_totals(self, account_id: str) -> Sequence[WorkingTotals]:
         # SQLite keeps amounts as exact text, so the sums are done in Python.
         return working_totals(await self.working(account_id))
@@ -182,6 +192,9 @@ class SqlOrders(_Repo):
             .order_by(t.orders.c.id)
         )
         return [order_from_row(r) for r in await self.conn.execute(stmt)]
+
+
+IN_FLIGHT = (OrderStatus.PENDING_NEW.value, OrderStatus.UNKNOWN.value, OrderStatus.PENDING_CANCEL.value)
 
 
 class SqlEvents(_Repo):

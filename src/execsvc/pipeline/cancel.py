@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import structlog
+
 from execsvc.core.commands import CancelOrder
 from execsvc.core.errors import (
     AccountNotFound,
@@ -15,6 +17,8 @@ from execsvc.core.orders import Order, OrderStatus, apply
 from execsvc.core.reports import BrokerReport, CancelRejected, CancelRequested, OutcomeWasUnknown
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.reports import apply_reports, record_transition
+
+log = structlog.get_logger(__name__)
 
 
 async def cancel_order(pipeline: Pipeline, cmd: CancelOrder) -> Order:
@@ -42,4 +46,7 @@ async def cancel_order(pipeline: Pipeline, cmd: CancelOrder) -> Order:
         reports = [OutcomeWasUnknown(str(exc))]
     except (BrokerUnavailable, BrokerRejected) as exc:
         reports = [CancelRejected(str(exc))]
+    except Exception as exc:  # an adapter bug: the cancel may or may not have reached the venue
+        log.exception("broker_cancel_failed", order_id=str(order.id))
+        reports = [OutcomeWasUnknown(f"unexpected broker error: {exc!r}")]
     return await apply_reports(pipeline, order.id, reports, broker.name, order.account_id)

@@ -12,28 +12,33 @@ import structlog
 from execsvc.brokers.paper import PaperBroker
 from execsvc.core.markets import Quote
 from execsvc.core.orders import OrderStatus
-from execsvc.core.reports import BrokerReport
+from execsvc.core.reports import BrokerReport, Canceled
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.reports import apply_reports
 
 log = structlog.get_logger(__name__)
 
-RESTING = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL)
+RESTING = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
 
 async def restore_paper_book(pipeline: Pipeline, paper: PaperBroker) -> None:
-    """Put resting orders back on the paper book; resolve orders a crash left in flight.
+    """Put resting orders back on the paper book; resolve orders a restart left in flight.
 
-    The paper venue lives in memory, so an order recorded ``pending_new`` or ``unknown`` before a restart never
-    reached it: asking the venue (``fetch_status``) rejects it, through the state machine like any report.
+    The paper venue lives in memory: an order ``pending_new`` or ``unknown`` before the restart is unknown to it now
+    (``fetch_status`` rejects it), and an order whose cancel was requested is no longer resting, so the cancel is
+    complete. Both go through the state machine like any report.
     """
     async with pipeline.uow() as uow:
         working = await uow.orders.working_for_broker(paper.name)
     paper.restore(o for o in working if o.status in RESTING)
     for order in working:
-        if order.status not in RESTING:
-            reports = await paper.fetch_status(order)
-            await apply_reports(pipeline, order.id, reports, paper.name, order.account_id)
+        if order.status is OrderStatus.PENDING_CANCEL:
+            reports: list[BrokerReport] = [Canceled("the paper venue restarted; the requested cancel is complete")]
+        elif order.status not in RESTING:
+            reports = list(await paper.fetch_status(order))
+        else:
+            continue
+        await apply_reports(pipeline, order.id, reports, paper.name, order.account_id)
     log.info("paper_book_restored", resting=paper.resting_count())
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import structlog
+
 from execsvc.core.commands import SubmitOrder
 from execsvc.core.errors import (
     AccountNotFound,
@@ -35,6 +37,8 @@ from execsvc.risk import (
     market_buy_price,
     reserved_funds,
 )
+
+log = structlog.get_logger(__name__)
 
 # Checks about the order's fit to the market, as opposed to the account's state: their violations are bad input.
 MARKET_RULES = frozenset({"symbol_listed", "qty_step", "min_qty", "price_tick", "min_notional"})
@@ -167,6 +171,9 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
         reports = [OutcomeWasUnknown(str(exc))]
     except (BrokerUnavailable, BrokerRejected) as exc:
         reports = [Rejected(exc.code, str(exc))]
+    except Exception as exc:  # an adapter bug: we cannot know whether the order reached the venue
+        log.exception("broker_submit_failed", order_id=str(order.id))
+        reports = [OutcomeWasUnknown(f"unexpected broker error: {exc!r}")]
     pipeline.observer.broker_acknowledged(time.perf_counter() - started)
     order = await apply_reports(pipeline, order.id, reports, broker.name, order.account_id)
     return SubmitResult(order, decision)
