@@ -146,7 +146,11 @@ def build(
     router = OrderRouter({"paper": paper, **(brokers or {})})
     metrics = Metrics()
     # PostgreSQL: the order path speaks asyncpg directly. SQLite (the embedded default): SQLAlchemy.
-    pg_pool = None if settings.embedded else PgPool(settings.sqlalchemy_url, settings.db_pool_size)
+    pg_pool = (
+        None
+        if settings.embedded
+        else PgPool(settings.sqlalchemy_url, settings.db_pool_size, settings.account_lock_timeout_ms)
+    )
     uow: UnitOfWorkFactory = SqlUnitOfWorkFactory(engine) if pg_pool is None else pg_pool.unit_of_work
     token_lookup: TokenLookup = partial(lookup_token, engine) if pg_pool is None else pg_pool.lookup_token
     pipeline = Pipeline(

@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     sqlite_path: Path = Path("execsvc.db")
     redis_url: str | None = None
     db_pool_size: int = Field(default=10, ge=1)
+    account_lock_timeout_ms: int = Field(default=10_000, ge=1)
     symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
     markets: list[MarketSettings] = Field(default_factory=lambda: list(DEFAULT_MARKETS))
     default_broker: Literal["paper"] = "paper"

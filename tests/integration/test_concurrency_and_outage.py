@@ -66,3 +66,31 @@ async def test_database_outage_answers_503_with_retry_after_and_recovers(pg_only
         await h.client.aclose()
         await container.stop()
         await proxy.close()
+
+
+async def test_an_account_locked_elsewhere_too_long_answers_503_overloaded(pg_only_url: str) -> None:
+    import asyncpg
+
+    from execsvc.db.pg import account_lock_key
+
+    h, container = await start_harness(pg_only_url, account_lock_timeout_ms=300)
+    other_instance = await asyncpg.connect("postgresql://" + pg_only_url.split("://", 1)[1])
+    try:
+        headers = await h.auth("stuck")
+        body = {"symbol": "BTC/USDT", "side": "buy", "type": "market", "qty": "0.01"}
+        async with other_instance.transaction():
+            await other_instance.execute("SELECT pg_advisory_xact_lock($1)", account_lock_key("stuck"))
+            r = await h.client.post("/v1/orders", json=body, headers=headers)
+            assert r.status_code == 503, r.text
+            assert r.json()["code"] == "overloaded"
+            assert r.headers["retry-after"].isdigit()
+            other = await h.client.post("/v1/orders", json=body, headers=await h.auth("free"))
+            assert other.status_code == 201  # other accounts are not held up
+        assert (await h.client.post("/v1/orders", json=body, headers=headers)).status_code == 201
+        async with container.engine.connect() as conn:
+            # nothing half-written by the request that timed out
+            assert (await conn.execute(select(func.count()).select_from(t.orders))).scalar_one() == 2
+    finally:
+        await other_instance.close()
+        await h.client.aclose()
+        await container.stop()

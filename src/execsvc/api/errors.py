@@ -121,6 +121,8 @@ def _domain(exc: e.ExecsvcError) -> Response:
             return problem_response(409, exc.code, str(exc), headers={"Retry-After": "1"})
         case e.IllegalTransition():
             return problem_response(409, exc.code, str(exc))
+        case e.Overloaded():
+            return problem_response(503, exc.code, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         case e.DependencyUnavailable():
             return unavailable(str(exc))
     log.error("unmapped_domain_error", error=repr(exc))

@@ -127,3 +127,9 @@ class DependencyUnavailable(ExecsvcError):
     """A dependency the service needs (the database) is unreachable."""
 
     code = "dependency_unavailable"
+
+
+class Overloaded(DependencyUnavailable):
+    """Every connection is busy, or the account's lock could not be had in time; retrying later will work."""
+
+    code = "overloaded"

@@ -25,7 +25,7 @@ from uuid import UUID
 
 import asyncpg
 
-from execsvc.core.errors import DependencyUnavailable
+from execsvc.core.errors import DependencyUnavailable, Overloaded
 from execsvc.core.ids import new_id
 from execsvc.core.ledger import Position
 from execsvc.core.money import normalize
@@ -42,6 +42,8 @@ ORDER_COLUMNS = (
 )
 FILL_COLUMNS = "id, order_id, account_id, symbol, side, qty, price, fee, fee_asset, broker, trade_id, created_at"
 ORDER_COLUMNS_O = ", ".join(f"o.{c.strip()}" for c in ORDER_COLUMNS.split(","))
+AUTH_POOL_SIZE = 3
+ACQUIRE_TIMEOUT_SECONDS = 5.0
 CONNECTION_ERRORS = (
     OSError,
     TimeoutError,
@@ -50,6 +52,24 @@ CONNECTION_ERRORS = (
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
 )
+
+
+async def acquire(pool: asyncpg.Pool) -> asyncpg.Connection:
+    """A pooled connection, or a 503 when the database is down or every connection stays busy."""
+    try:
+        return await pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS)
+    except TimeoutError as exc:
+        raise Overloaded("every database connection is busy") from exc
+    except CONNECTION_ERRORS as exc:
+        raise DependencyUnavailable("the database is unreachable") from exc
+
+
+def translate(exc: BaseException | None) -> None:
+    """Raise the domain error for a database failure, if it is one."""
+    if isinstance(exc, asyncpg.LockNotAvailableError):
+        raise Overloaded("the account is busy; its lock could not be had in time") from exc
+    if isinstance(exc, CONNECTION_ERRORS):
+        raise DependencyUnavailable("the database is unreachable") from exc
 
 
 def _dec(value: Decimal | None) -> Decimal | None:
@@ -156,9 +176,10 @@ class _Session:
     are buffered and sent as one statement at commit: every round trip saved is one the account lock is not held for.
     """
 
-    def __init__(self, pool: asyncpg.Pool, account_locks: AccountLocks) -> None:
+    def __init__(self, pool: asyncpg.Pool, account_locks: AccountLocks, lock_timeout_ms: int) -> None:
         self.pool = pool
         self.account_locks = account_locks
+        self.lock_timeout_ms = int(lock_timeout_ms)
         self.conn: asyncpg.Connection | None = None
         self.begun = False
         self.locked = False
@@ -178,10 +199,7 @@ class _Session:
     async def connection(self) -> asyncpg.Connection:
         """The unit of work's connection, taken from the pool on first use."""
         if self.conn is None:
-            try:
-                self.conn = await self.pool.acquire()
-            except CONNECTION_ERRORS as exc:
-                raise DependencyUnavailable("the database is unreachable") from exc
+            self.conn = await acquire(self.pool)
         return self.conn
 
     async def begin(self) -> asyncpg.Connection:
@@ -199,10 +217,14 @@ class _Session:
         key = account_lock_key(account_id)
         conn = await self.connection()
         if self.begun:
+            await conn.execute(f"SET LOCAL lock_timeout = '{self.lock_timeout_ms:d}ms'")
             await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
         else:
-            # One round trip for both: a simple-protocol script; the key is an integer we computed, not user text.
-            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({key:d})")
+            # One round trip for all: a simple-protocol script; the key is an integer we computed, not user text.
+            # A lock held elsewhere for longer than the timeout (another instance stuck) answers 503, not a hang.
+            await conn.execute(
+                f"BEGIN; SET LOCAL lock_timeout = '{self.lock_timeout_ms:d}ms'; SELECT pg_advisory_xact_lock({key:d})"
+            )
             self.begun = True
         self.locked = True
 
@@ -387,16 +409,22 @@ class PgOrders(_Repo):
             return pending if account_id is None or pending.account_id == account_id else None
         # Before the account lock, with no transaction yet, this is a lookup (which account to lock): it goes
         # straight to the pool, so no connection is held while waiting for the lock.
-        run = self.s.pool if self.s.conn is None and not self.s.locked else await self.s.begin()
         # The order's position and recorded trade ids come along: applying a fill needs both next, and it saves
         # round trips while the account lock is held.
-        row = await run.fetchrow(
+        query = (
             f"SELECT {ORDER_COLUMNS_O}, p.qty AS p_qty, p.avg_entry_price AS p_avg, p.realized_pnl AS p_pnl, "
             "ARRAY(SELECT f.broker || ':' || f.trade_id FROM fills f WHERE f.order_id = o.id) AS trades "
             "FROM orders o LEFT JOIN positions p ON p.account_id = o.account_id AND p.symbol = o.symbol "
-            "WHERE o.id = $1",
-            order_id,
+            "WHERE o.id = $1"
         )
+        if self.s.conn is None and not self.s.locked:
+            conn = await acquire(self.s.pool)
+            try:
+                row = await conn.fetchrow(query, order_id)
+            finally:
+                await self.s.pool.release(conn)
+        else:
+            row = await (await self.s.begin()).fetchrow(query, order_id)
         if row is None or (account_id is not None and row["account_id"] != account_id):
             return None
         order = order_from_record(row)
@@ -613,8 +641,8 @@ class PgUnitOfWork:
     idempotency: PgIdempotency
     outbox: PgOutbox
 
-    def __init__(self, pool: asyncpg.Pool, account_locks: AccountLocks) -> None:
-        self._session = _Session(pool, account_locks)
+    def __init__(self, pool: asyncpg.Pool, account_locks: AccountLocks, lock_timeout_ms: int) -> None:
+        self._session = _Session(pool, account_locks, lock_timeout_ms)
         self._committed = False
 
     async def __aenter__(self) -> Self:
@@ -640,8 +668,7 @@ class PgUnitOfWork:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._session.release(self._committed)
-        if isinstance(exc, CONNECTION_ERRORS):
-            raise DependencyUnavailable("the database is unreachable") from exc
+        translate(exc)
 
 
 async def _reset(conn: asyncpg.Connection) -> None:
@@ -659,14 +686,21 @@ async def _reset(conn: asyncpg.Connection) -> None:
 class PgPool:
     """The asyncpg pool of the order path, opened when the service starts (it needs a running event loop)."""
 
-    def __init__(self, sqlalchemy_url: str, size: int) -> None:
+    def __init__(self, sqlalchemy_url: str, size: int, lock_timeout_ms: int = 10_000) -> None:
+        self.lock_timeout_ms = lock_timeout_ms
         self.dsn = "postgresql://" + sqlalchemy_url.split("://", 1)[1]
         self.size = size
         self._pool: asyncpg.Pool | None = None
+        self._auth_pool: asyncpg.Pool | None = None
         self._account_locks = AccountLocks()
 
     async def open(self) -> None:
-        """Create the pool; connections are made on first use, so this works while the database is down."""
+        """Create the pools; connections are made on first use, so this works while the database is down."""
+        if self._auth_pool is None:
+            # Token lookups get their own small pool: requests waiting for an account never starve authentication.
+            self._auth_pool = await asyncpg.create_pool(
+                self.dsn, reset=_reset, min_size=0, max_size=AUTH_POOL_SIZE, timeout=5, command_timeout=10
+            )
         if self._pool is None:
             self._pool = await asyncpg.create_pool(
                 self.dsn,
@@ -680,9 +714,10 @@ class PgPool:
 
     async def close(self) -> None:
         """Close every connection."""
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        for pool in (self._pool, self._auth_pool):
+            if pool is not None:
+                await pool.close()
+        self._pool = self._auth_pool = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -693,22 +728,27 @@ class PgPool:
 
     def unit_of_work(self) -> PgUnitOfWork:
         """A unit of work on this pool (the pipeline's ``UnitOfWorkFactory``)."""
-        return PgUnitOfWork(self.pool, self._account_locks)
+        return PgUnitOfWork(self.pool, self._account_locks, self.lock_timeout_ms)
 
     async def lookup_token(self, token_id: str) -> tuple[str, TokenRecord] | None:
         """The stored secret hash and record of a token id, or None."""
-        return await lookup_token(self.pool, token_id)
+        if self._auth_pool is None:
+            raise RuntimeError("the PostgreSQL pools are not open: start the service container first")
+        return await lookup_token(self._auth_pool, token_id)
 
 
 async def lookup_token(pool: asyncpg.Pool, token_id: str) -> tuple[str, TokenRecord] | None:
     """The stored hash and record of a token id, or None."""
+    conn = await acquire(pool)
     try:
-        row = await pool.fetchrow(
+        row = await conn.fetchrow(
             "SELECT id, account_id, name, scopes, secret_hash, created_at, revoked_at FROM api_tokens WHERE id = $1",
             token_id,
         )
     except CONNECTION_ERRORS as exc:
         raise DependencyUnavailable("the database is unreachable") from exc
+    finally:
+        await pool.release(conn)
     if row is None:
         return None
     record = TokenRecord(
