@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from execsvc.marketdata.book import MarketConfig
@@ -122,6 +122,18 @@ class Settings(BaseSettings):
     @classmethod
     def _exact_amounts(cls, value: object) -> object:
         return _no_float(value)
+
+    @model_validator(mode="after")
+    def _no_base_inventory(self) -> Settings:
+        # Positions come from fills; a starting balance in a traded base asset would sell into a phantom short.
+        bases = {m.symbol.split("/")[0] for m in self.markets if m.symbol in set(self.symbols)}
+        inventory = sorted(bases & set(self.starting_balances))
+        if inventory:
+            raise ValueError(
+                f"starting_balances may hold only quote assets; {', '.join(inventory)} is traded as a base asset "
+                "(buy it with an order instead, so the position has a cost)"
+            )
+        return self
 
     @property
     def embedded(self) -> bool:

@@ -43,3 +43,9 @@ def test_a_json_float_amount_is_refused(monkeypatch: pytest.MonkeyPatch, name: s
 def test_integers_are_exact_and_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXECSVC_STARTING_BALANCES", '{"USDT": 250000}')
     assert Settings().starting_balances == {"USDT": Decimal(250000)}
+
+
+def test_a_starting_balance_in_a_traded_base_asset_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXECSVC_STARTING_BALANCES", '{"USDT": "100000", "BTC": "1"}')
+    with pytest.raises(ValidationError, match="only quote assets"):
+        Settings()
