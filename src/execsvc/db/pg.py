@@ -176,10 +176,9 @@ class _Session:
     are buffered and sent as one statement at commit: every round trip saved is one the account lock is not held for.
     """
 
-    def __init__(self, pool: asyncpg.Pool, account_locks: AccountLocks, lock_timeout_ms: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, account_locks: AccountLocks) -> None:
         self.pool = pool
         self.account_locks = account_locks
-        self.lock_timeout_ms = int(lock_timeout_ms)
         self.conn: asyncpg.Connection | None = None
         self.begun = False
         self.locked = False
@@ -217,14 +216,10 @@ class _Session:
         key = account_lock_key(account_id)
         conn = await self.connection()
         if self.begun:
-            await conn.execute(f"SET LOCAL lock_timeout = '{self.lock_timeout_ms:d}ms'")
             await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
         else:
-            # One round trip for all: a simple-protocol script; the key is an integer we computed, not user text.
-            # A lock held elsewhere for longer than the timeout (another instance stuck) answers 503, not a hang.
-            await conn.execute(
-                f"BEGIN; SET LOCAL lock_timeout = '{self.lock_timeout_ms:d}ms'; SELECT pg_advisory_xact_lock({key:d})"
-            )
+            # One round trip for both: a simple-protocol script; the key is an integer we computed, not user text.
+            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({key:d})")
             self.begun = True
         self.locked = True
 
@@ -641,8 +636,8 @@ class PgUnitOfWork:
     idempotency: PgIdempotency
     outbox: PgOutbox
 
-    def __init__(self, pool: asyncpg.Pool, account_locks: AccountLocks, lock_timeout_ms: int) -> None:
-        self._session = _Session(pool, account_locks, lock_timeout_ms)
+    def __init__(self, pool: asyncpg.Pool, account_locks: AccountLocks) -> None:
+        self._session = _Session(pool, account_locks)
         self._committed = False
 
     async def __aenter__(self) -> Self:
@@ -705,6 +700,8 @@ class PgPool:
             self._pool = await asyncpg.create_pool(
                 self.dsn,
                 reset=_reset,
+                # A lock held elsewhere longer than this (another instance stuck on the account) answers 503.
+                server_settings={"lock_timeout": str(self.lock_timeout_ms)},
                 min_size=0,
                 max_size=self.size,
                 timeout=5,
@@ -728,7 +725,7 @@ class PgPool:
 
     def unit_of_work(self) -> PgUnitOfWork:
         """A unit of work on this pool (the pipeline's ``UnitOfWorkFactory``)."""
-        return PgUnitOfWork(self.pool, self._account_locks, self.lock_timeout_ms)
+        return PgUnitOfWork(self.pool, self._account_locks)
 
     async def lookup_token(self, token_id: str) -> tuple[str, TokenRecord] | None:
         """The stored secret hash and record of a token id, or None."""
