@@ -20,6 +20,17 @@ def run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subpro
     return subprocess.run([*EXECSVC, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
+def wait_ready(base: str, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return False
+
+
 def env_for(url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXECSVC_")}
     env["EXECSVC_DATABASE_URL"] = url
@@ -66,14 +77,7 @@ def test_first_embedded_serve_creates_schema_and_prints_one_admin_token(tmp_path
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
+        if not wait_ready(base):
             proc.kill()
             pytest.fail(f"server did not become ready: {proc.communicate()[1]}")
         body = {"symbol": "BTC/USDT", "side": "buy", "type": "limit", "qty": "0.001", "limit_price": "1"}
@@ -87,13 +91,7 @@ def test_first_embedded_serve_creates_schema_and_prints_one_admin_token(tmp_path
         proc = subprocess.Popen(
             [*EXECSVC, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        assert wait_ready(base)
         r = httpx.post(f"{base}/v1/orders", json=body, headers={"Authorization": f"Bearer {tokens[0]}"})
         assert r.status_code == 422  # 0.001 BTC at 1 USDT is below the minimum notional
         assert r.json()["code"] == "invalid_order"
