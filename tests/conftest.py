@@ -30,6 +30,16 @@ MARKETS = [
 ]
 
 
+DESK_LIMITS = (
+    "risk_max_order_notional",
+    "risk_max_position_notional",
+    "risk_max_gross_exposure",
+    "risk_price_collar_bps",
+    "risk_max_open_orders_per_symbol",
+    "risk_max_open_orders_per_account",
+)
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     server = postgres_server()
@@ -96,6 +106,8 @@ def settings_for(url: str, **overrides: object) -> Settings:
     else:
         base = {"database_url": url}
     base.update({"redis_url": None, "symbols": [m.symbol for m in MARKETS]})
+    # The desk limits are off unless a test is about them (tests/api/test_desk_limits.py runs the defaults).
+    base.update(dict.fromkeys(DESK_LIMITS))
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]
 

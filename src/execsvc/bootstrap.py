@@ -33,7 +33,6 @@ from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.paper_session import PaperMatcher, restore_paper_book, run_market_loop
 from execsvc.pipeline.reconcile import reconcile_in_flight
-from execsvc.risk import RiskLimits
 from execsvc.routing.router import OrderRouter
 
 log = structlog.get_logger(__name__)
@@ -158,11 +157,7 @@ def build(
         market_data=market_data,
         router=router,
         clock=clock,
-        limits=RiskLimits(
-            fee_bps=settings.paper_fee_bps,
-            market_buffer_bps=settings.market_buffer_bps,
-            max_mark_age_seconds=settings.max_mark_age_seconds,
-        ),
+        limits=settings.risk_limits(),
         fee_bps=settings.paper_fee_bps,
         observer=metrics,
         idempotency_retention=timedelta(hours=settings.idempotency_retention_hours),

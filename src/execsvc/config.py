@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from execsvc.marketdata.book import MarketConfig
+from execsvc.risk import RiskLimits
 
 
 def _no_float(value: object) -> object:
@@ -93,6 +94,16 @@ class Settings(BaseSettings):
     feed_interval_seconds: float = Field(default=1.0, gt=0)
     feed_volatility_bps: int = Field(default=5, ge=0)
     max_mark_age_seconds: float = Field(default=60.0, gt=0)
+    # Desk limits; "off" (or empty) switches one off. Notional amounts are in the valuation asset.
+    risk_min_order_qty: Decimal | None = Field(default=None, gt=0)
+    risk_max_order_qty: Decimal | None = Field(default=None, gt=0)
+    risk_min_order_notional: Decimal | None = Field(default=None, gt=0)
+    risk_max_order_notional: Decimal | None = Field(default=Decimal(100_000), gt=0)
+    risk_max_position_notional: Decimal | None = Field(default=Decimal(50_000), gt=0)
+    risk_max_gross_exposure: Decimal | None = Field(default=Decimal(250_000), gt=0)
+    risk_price_collar_bps: Decimal | None = Field(default=Decimal(500), gt=0)
+    risk_max_open_orders_per_symbol: int | None = Field(default=50, ge=1)
+    risk_max_open_orders_per_account: int | None = Field(default=200, ge=1)
     market_buffer_bps: Decimal = Field(default=Decimal(50), ge=0)
     reconcile_interval_seconds: float = Field(default=5.0, gt=0)
     reconcile_after_seconds: float = Field(default=10.0, gt=0)
@@ -122,6 +133,41 @@ class Settings(BaseSettings):
     @classmethod
     def _exact_amounts(cls, value: object) -> object:
         return _no_float(value)
+
+    @field_validator(
+        "risk_min_order_qty",
+        "risk_max_order_qty",
+        "risk_min_order_notional",
+        "risk_max_order_notional",
+        "risk_max_position_notional",
+        "risk_max_gross_exposure",
+        "risk_price_collar_bps",
+        "risk_max_open_orders_per_symbol",
+        "risk_max_open_orders_per_account",
+        mode="before",
+    )
+    @classmethod
+    def _switchable(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
+            return None
+        return _no_float(value)
+
+    def risk_limits(self) -> RiskLimits:
+        """The risk engine's configuration."""
+        return RiskLimits(
+            fee_bps=self.paper_fee_bps,
+            market_buffer_bps=self.market_buffer_bps,
+            max_mark_age_seconds=self.max_mark_age_seconds,
+            min_order_qty=self.risk_min_order_qty,
+            max_order_qty=self.risk_max_order_qty,
+            min_order_notional=self.risk_min_order_notional,
+            max_order_notional=self.risk_max_order_notional,
+            max_position_notional=self.risk_max_position_notional,
+            max_gross_exposure=self.risk_max_gross_exposure,
+            price_collar_bps=self.risk_price_collar_bps,
+            max_open_orders_per_symbol=self.risk_max_open_orders_per_symbol,
+            max_open_orders_per_account=self.risk_max_open_orders_per_account,
+        )
 
     @model_validator(mode="after")
     def _no_base_inventory(self) -> Settings:

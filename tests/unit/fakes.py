@@ -294,6 +294,10 @@ class FakePositions(_Repo):
         await _io()
         return self.state.positions.get((account_id, symbol), Position())
 
+    async def quantities(self, account_id: str) -> dict[str, Decimal]:
+        await _io()
+        return {sym: p.qty for (acct, sym), p in self.state.positions.items() if acct == account_id and p.qty != 0}
+
     async def save(self, account_id: str, symbol: str, position: Position, at: datetime) -> None:
         await _io()
         self.uow.write(lambda s: s.positions.__setitem__((account_id, symbol), position))

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -43,6 +44,15 @@ from execsvc.routing.router import OrderRouter
 from tests.unit.fakes import FakeBroker, FakeStore
 
 D = Decimal
+# These tests are about the market rules and the balance; the desk limits have tests of their own.
+DESK_OFF: dict[str, Any] = {
+    "max_order_notional": None,
+    "max_position_notional": None,
+    "max_gross_exposure": None,
+    "price_collar_bps": None,
+    "max_open_orders_per_symbol": None,
+    "max_open_orders_per_account": None,
+}
 S = OrderStatus
 ACCOUNT = "acct"
 FEE_BPS = D(10)
@@ -85,7 +95,7 @@ def build(
         market_data=book,
         router=OrderRouter({adapter.name: adapter}),
         clock=clock,
-        limits=RiskLimits(fee_bps=FEE_BPS, market_buffer_bps=D(50)),
+        limits=RiskLimits(fee_bps=FEE_BPS, market_buffer_bps=D(50), **DESK_OFF),
         fee_bps=FEE_BPS,
     )
     return Harness(store, fake, book, clock, pipeline)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from hypothesis import given, settings
@@ -38,10 +39,19 @@ from execsvc.risk.engine import (
 )
 
 D = Decimal
+# These tests are about the market rules and the balance; the desk limits have tests of their own.
+DESK_OFF: dict[str, Any] = {
+    "max_order_notional": None,
+    "max_position_notional": None,
+    "max_gross_exposure": None,
+    "price_collar_bps": None,
+    "max_open_orders_per_symbol": None,
+    "max_open_orders_per_account": None,
+}
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 RULES = MarketRules("BTC/USDT", tick_size=D("0.01"), qty_step=D("0.0001"), min_qty=D("0.001"), min_notional=D(10))
 MARKET = MarketSnapshot(RULES, Quote(D(100), NOW))
-LIMITS = RiskLimits(fee_bps=D(10), market_buffer_bps=D(50), max_mark_age_seconds=60.0)
+LIMITS = RiskLimits(fee_bps=D(10), market_buffer_bps=D(50), max_mark_age_seconds=60.0, **DESK_OFF)
 RICH = AccountSnapshot({"USDT": D(1_000_000), "BTC": D(1_000)})
 
 
@@ -339,7 +349,7 @@ def buy_scenarios(draw: st.DrawFn) -> tuple[OrderIntent, AccountSnapshot, Market
     balance = draw(amounts)
     reserved = draw(st.decimals(min_value=D(0), max_value=balance, places=2))
     account = AccountSnapshot({"USDT": balance}, {"USDT": reserved})
-    limits = RiskLimits(fee_bps=draw(fee_rates), market_buffer_bps=draw(fee_rates))
+    limits = RiskLimits(fee_bps=draw(fee_rates), market_buffer_bps=draw(fee_rates), **DESK_OFF)
     intent = OrderIntent("BTC/USDT", Side.BUY, order_type, qty, limit_price)
     return intent, account, MarketSnapshot(rules, Quote(mark, NOW)), limits
 

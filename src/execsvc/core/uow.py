@@ -81,6 +81,10 @@ class FillRepository(Protocol):
 
 class PositionRepository(Protocol):
     async def get(self, account_id: str, symbol: str) -> Position: ...
+    async def quantities(self, account_id: str) -> dict[str, Decimal]:
+        """Every open position's signed quantity, by symbol."""
+        ...
+
     async def save(self, account_id: str, symbol: str, position: Position, at: datetime) -> None: ...
 
 

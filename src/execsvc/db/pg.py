@@ -186,6 +186,7 @@ class _Session:
         self.balances: dict[str, dict[str, Decimal]] = {}
         self.positions: dict[tuple[str, str], Position] = {}
         self.working_totals: dict[str, list[WorkingTotals]] = {}
+        self.quantities: dict[str, dict[str, Decimal]] = {}
         self.trade_ids: dict[UUID, set[str]] = {}  # per order read under the lock: its recorded trade ids
         self.new_fills: list[tuple[Any, ...]] = []
         self.new_orders: dict[UUID, Order] = {}
@@ -369,7 +370,8 @@ class PgAccounts(_Repo):
             ""
             if finishing
             else ", ARRAY(SELECT ROW(w.symbol, w.side, w.priced_qty, w.priced_value, w.unpriced_qty, w.n) "
-            f"FROM ({_WORKING_TOTALS}) w) AS working"
+            f"FROM ({_WORKING_TOTALS}) w) AS working, "
+            "ARRAY(SELECT ROW(p.symbol, p.qty) FROM positions p WHERE p.account_id = a.id AND p.qty <> 0) AS positions"
         )
         row = await conn.fetchrow(
             "SELECT a.id, a.broker, a.valuation_asset, "
@@ -385,6 +387,7 @@ class PgAccounts(_Repo):
         if not finishing:
             names = ("symbol", "side", "priced_qty", "priced_value", "unpriced_qty", "n")
             self.s.working_totals[account_id] = _totals([dict(zip(names, r, strict=True)) for r in row["working"]])
+            self.s.quantities[account_id] = {symbol: normalize(qty) for symbol, qty in row["positions"]}
         return AccountInfo(row["id"], row["broker"], row["valuation_asset"])
 
 
@@ -524,6 +527,14 @@ class PgFills(_Repo):
 
 
 class PgPositions(_Repo):
+    async def quantities(self, account_id: str) -> dict[str, Decimal]:
+        cached = self.s.quantities.get(account_id)
+        if cached is not None:
+            return dict(cached)
+        conn = await self.s.begin()
+        rows = await conn.fetch("SELECT symbol, qty FROM positions WHERE account_id = $1 AND qty <> 0", account_id)
+        return {r["symbol"]: normalize(r["qty"]) for r in rows}
+
     async def get(self, account_id: str, symbol: str) -> Position:
         cached = self.s.positions.get((account_id, symbol))
         if cached is not None:

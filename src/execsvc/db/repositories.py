@@ -254,6 +254,11 @@ class SqlPositions(_Repo):
         ).first()
         return Position() if row is None else Position(row.qty, row.avg_entry_price, row.realized_pnl)
 
+    async def quantities(self, account_id: str) -> dict[str, Decimal]:
+        p = t.positions.c
+        rows = await self.conn.execute(select(p.symbol, p.qty).where(p.account_id == account_id))
+        return {r.symbol: r.qty for r in rows if r.qty != 0}
+
     async def save(self, account_id: str, symbol: str, position: Position, at: datetime) -> None:
         values = {
             "account_id": account_id,

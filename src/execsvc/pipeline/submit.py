@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 import structlog
 
@@ -20,7 +22,7 @@ from execsvc.core.errors import (
     OutcomeUnknown,
 )
 from execsvc.core.ids import new_client_order_id, new_id
-from execsvc.core.money import ZERO
+from execsvc.core.money import ZERO, exact
 from execsvc.core.orders import Applied, Order, OrderStatus, Transition, apply
 from execsvc.core.reports import BrokerReport, OutcomeWasUnknown, Rejected
 from execsvc.core.uow import IdempotencyRecord
@@ -72,6 +74,17 @@ def validate_shape(cmd: SubmitOrder) -> None:
         raise InvalidOrder(str(exc), field="symbol", code="invalid_symbol") from exc
 
 
+def exposure(pipeline: Pipeline, positions: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    """Each position's absolute value at its mark (a position with no mark yet counts at nothing)."""
+    values: dict[str, Decimal] = {}
+    with exact():
+        for symbol, qty in positions.items():
+            quote = pipeline.market_data.mark(symbol)
+            if quote is not None:
+                values[symbol] = abs(qty) * quote.price
+    return values
+
+
 async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
     """Run one order through the pipeline. Returns once the broker's first answer is recorded."""
     started = time.perf_counter()
@@ -104,7 +117,10 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
         working = await uow.orders.working_totals(account.id)
         in_flight_price = market_buy_price(pipeline.market_data, pipeline.limits)
         reserved = reserved_funds(working, pipeline.fee_bps, in_flight_price)
-        snapshot = AccountSnapshot(await uow.balances.get(account.id), reserved)
+        positions = await uow.positions.quantities(account.id)
+        snapshot = AccountSnapshot(
+            await uow.balances.get(account.id), reserved, positions, exposure(pipeline, positions), working
+        )
         intent = OrderIntent(cmd.symbol, cmd.side, cmd.type, cmd.qty, cmd.limit_price)
         decision = evaluate(intent, snapshot, market, pipeline.limits, now)
         if isinstance(decision, Denied):

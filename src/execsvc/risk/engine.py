@@ -6,7 +6,7 @@ everything wrong with an order at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
@@ -32,10 +32,17 @@ class OrderIntent:
 
 @dataclass(frozen=True, slots=True)
 class AccountSnapshot:
-    """The account as the risk engine sees it, read under the account lock."""
+    """The account as the risk engine sees it, read under the account lock.
+
+    ``positions`` are signed quantities by symbol; ``exposure`` is each position's absolute value at its mark, in the
+    valuation asset; ``working`` sums the working orders per market and side.
+    """
 
     balances: Mapping[str, Decimal]
     reserved: Mapping[str, Decimal] = field(default_factory=dict)
+    positions: Mapping[str, Decimal] = field(default_factory=dict)
+    exposure: Mapping[str, Decimal] = field(default_factory=dict)
+    working: Sequence[WorkingTotals] = ()
 
     def available(self, asset: str) -> Decimal:
         """Balance not held by open orders."""
@@ -58,6 +65,16 @@ class RiskLimits:
     # A market buy is priced at the mark plus this buffer when checking the balance, to cover slippage.
     market_buffer_bps: Decimal = Decimal(50)
     max_mark_age_seconds: float = 60.0
+    # Desk limits. None switches a check off. Notional amounts are in the valuation (quote) asset.
+    min_order_qty: Decimal | None = None
+    max_order_qty: Decimal | None = None
+    min_order_notional: Decimal | None = None
+    max_order_notional: Decimal | None = Decimal(100_000)
+    max_position_notional: Decimal | None = Decimal(50_000)
+    max_gross_exposure: Decimal | None = Decimal(250_000)
+    price_collar_bps: Decimal | None = Decimal(500)
+    max_open_orders_per_symbol: int | None = 50
+    max_open_orders_per_account: int | None = 200
 
 
 Check = Callable[[OrderIntent, AccountSnapshot, MarketSnapshot, RiskLimits, datetime], Violation | None]
@@ -201,15 +218,187 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
+# -- desk limits: what the trading desk allows, as opposed to what the market accepts ---------------------------
+
+
+def _bps(value: Decimal) -> str:
+    return f"{to_str(value)} bps"
+
+
+def check_order_qty(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """The order's quantity within the desk's per-order bounds."""
+    if limits.max_order_qty is not None and intent.qty > limits.max_order_qty:
+        return Violation(
+            "order_qty",
+            to_str(limits.max_order_qty),
+            to_str(intent.qty),
+            f"qty is above {to_str(limits.max_order_qty)}",
+        )
+    if limits.min_order_qty is not None and intent.qty < limits.min_order_qty:
+        return Violation(
+            "order_qty",
+            to_str(limits.min_order_qty),
+            to_str(intent.qty),
+            f"qty is below {to_str(limits.min_order_qty)}",
+        )
+    return None
+
+
+def check_order_notional(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """The order's value within the desk's per-order bounds."""
+    price = reference_price(intent, market, limits)
+    if price is None or (limits.max_order_notional is None and limits.min_order_notional is None):
+        return None
+    with exact():
+        notional = quantize(intent.qty * price)
+    if limits.max_order_notional is not None and notional > limits.max_order_notional:
+        bound = to_str(limits.max_order_notional)
+        return Violation("order_notional", bound, to_str(notional), f"order value is above {bound}")
+    if limits.min_order_notional is not None and notional < limits.min_order_notional:
+        bound = to_str(limits.min_order_notional)
+        return Violation("order_notional", bound, to_str(notional), f"order value is below {bound}")
+    return None
+
+
+def check_price_collar(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """A limit price no further from a fresh mark than the collar (a fat finger guard)."""
+    collar = limits.price_collar_bps
+    if collar is None or intent.limit_price is None or market.rules is None:
+        return None
+    mark = market.mark
+    if mark is None or (now - mark.at).total_seconds() > limits.max_mark_age_seconds:
+        return Violation("price_collar", _bps(collar), None, f"no fresh mark price of {intent.symbol} to check against")
+    if mark.price <= 0:
+        return Violation("price_collar", _bps(collar), None, f"the mark price of {intent.symbol} is not positive")
+    with exact():
+        distance = quantize(abs(intent.limit_price - mark.price) / mark.price * BPS)
+    if distance <= collar:
+        return None
+    return Violation(
+        "price_collar",
+        _bps(collar),
+        _bps(distance),
+        f"limit_price is {to_str(distance)} bps from the mark {to_str(mark.price)}; the collar is {to_str(collar)} bps",
+    )
+
+
+def _projected(intent: OrderIntent, account: AccountSnapshot) -> tuple[Decimal, Decimal]:
+    """The position now, and after the order and every working order on the same side have filled (signed)."""
+    current = account.positions.get(intent.symbol, ZERO)
+    with exact():
+        same_side = sum(
+            (
+                w.priced_qty + w.unpriced_qty
+                for w in account.working
+                if w.symbol == intent.symbol and w.side is intent.side
+            ),
+            ZERO,
+        )
+        after = current + intent.side.sign * (intent.qty + same_side)
+    return current, after
+
+
+def reduces_position(intent: OrderIntent, account: AccountSnapshot) -> bool:
+    """The order, with the working orders on its side, only shrinks the current position (never past flat).
+
+    Counting the working orders matters: otherwise small sells, each "reducing" the same long, could together turn
+    it into a short of any size.
+    """
+    current, after = _projected(intent, account)
+    return current != 0 and abs(after) < abs(current) and (after == 0 or (after > 0) == (current > 0))
+
+
+def _valuation_price(intent: OrderIntent, market: MarketSnapshot, limits: RiskLimits) -> Decimal | None:
+    return market.mark.price if market.mark is not None else reference_price(intent, market, limits)
+
+
+def check_position_notional(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """The position after the order (counting working orders on its side) within the per-symbol limit."""
+    limit = limits.max_position_notional
+    price = _valuation_price(intent, market, limits)
+    if limit is None or price is None or reduces_position(intent, account):
+        return None
+    _, after = _projected(intent, account)
+    with exact():
+        value = quantize(abs(after) * price)
+    if value <= limit:
+        return None
+    return Violation(
+        "position_notional",
+        to_str(limit),
+        to_str(value),
+        f"the {intent.symbol} position would be worth {to_str(value)}, above the limit of {to_str(limit)}",
+    )
+
+
+def check_gross_exposure(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """The account's gross exposure across symbols after the order within the limit."""
+    limit = limits.max_gross_exposure
+    price = _valuation_price(intent, market, limits)
+    if limit is None or price is None or reduces_position(intent, account):
+        return None
+    _, after = _projected(intent, account)
+    with exact():
+        others = sum((abs(v) for symbol, v in account.exposure.items() if symbol != intent.symbol), ZERO)
+        gross = quantize(others + abs(after) * price)
+    if gross <= limit:
+        return None
+    return Violation(
+        "gross_exposure",
+        to_str(limit),
+        to_str(gross),
+        f"gross exposure would be {to_str(gross)}, above the limit of {to_str(limit)}",
+    )
+
+
+def check_open_orders(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """Room for one more working order, in the symbol and in the account."""
+    in_symbol = sum(w.count for w in account.working if w.symbol == intent.symbol)
+    in_account = sum(w.count for w in account.working)
+    if limits.max_open_orders_per_symbol is not None and in_symbol >= limits.max_open_orders_per_symbol:
+        bound = str(limits.max_open_orders_per_symbol)
+        return Violation(
+            "open_orders_symbol", bound, str(in_symbol), f"{bound} orders are already open in {intent.symbol}"
+        )
+    if limits.max_open_orders_per_account is not None and in_account >= limits.max_open_orders_per_account:
+        bound = str(limits.max_open_orders_per_account)
+        return Violation("open_orders_account", bound, str(in_account), f"{bound} orders are already open")
+    return None
+
+
+DESK_CHECKS: tuple[Check, ...] = (
+    check_order_qty,
+    check_order_notional,
+    check_price_collar,
+    check_position_notional,
+    check_gross_exposure,
+    check_open_orders,
+)
+
+
 def evaluate(
     intent: OrderIntent,
     account: AccountSnapshot,
     market: MarketSnapshot,
     limits: RiskLimits,
     now: datetime,
-    checks: Iterable[Check] = CHECKS,
+    checks: Iterable[Check] | None = None,
 ) -> RiskDecision:
-    """Run every check; approve only when none is violated."""
+    """Run every check (the market rules, then the desk limits); approve only when none is violated."""
+    if checks is None:
+        checks = CHECKS + DESK_CHECKS
     violations = tuple(v for check in checks if (v := check(intent, account, market, limits, now)) is not None)
     return Denied(violations) if violations else Approved()
 
