@@ -90,7 +90,7 @@ CONFIG = SchemathesisConfig.from_dict(
             # below makes sure such a 422 is never a plain request-validation error, which would mean the server is
             # stricter than the schema.
             {
-                "include-operation-id": "submitOrder",
+                "include-operation-id": ["submitOrder", "validateOrder"],
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "422"]}},
             },
         ],

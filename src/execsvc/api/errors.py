@@ -159,10 +159,12 @@ def unexpected(exc: BaseException) -> Response:
 
 def allowed_methods(request: Request) -> set[str]:
     """Every method the contract serves at the request's path."""
+    matches = [(pattern, verbs) for pattern, verbs in request.app.state.path_methods if pattern.match(request.url.path)]
+    # As in OpenAPI, a concrete path (/v1/orders/validate) takes precedence over a templated one (/v1/orders/{id}).
+    concrete = [verbs for pattern, verbs in matches if "[^/]+" not in pattern.pattern]
     methods: set[str] = set()
-    for pattern, verbs in request.app.state.path_methods:
-        if pattern.match(request.url.path):
-            methods.update(verbs)
+    for verbs in concrete or [verbs for _, verbs in matches]:
+        methods.update(verbs)
     return methods
 
 

@@ -17,6 +17,7 @@ from execsvc.observability.metrics import Metrics
 
 log = structlog.get_logger("execsvc.http")
 
+_CONVERTOR = re.compile(r":[a-z]+}")  # /v1/orders/{order_id:uuid} is labelled as the spec's /v1/orders/{order_id}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -103,4 +104,4 @@ def _route_template(scope: Scope) -> str:
     """The matched route's path template (bounded label cardinality), or a fixed label when none matched."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "unmatched"
+    return _CONVERTOR.sub("}", path) if isinstance(path, str) else "unmatched"

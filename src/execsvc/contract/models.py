@@ -409,6 +409,14 @@ class Violation(BaseModel):
     message: str
 
 
+class RiskDecision(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    approved: bool
+    violations: list[Violation]
+
+
 class Problem(BaseModel):
     """
     An RFC 9457 problem document.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 import structlog
@@ -25,7 +26,7 @@ from execsvc.core.ids import new_client_order_id, new_id
 from execsvc.core.money import ZERO, exact
 from execsvc.core.orders import Applied, Order, OrderStatus, Transition, apply
 from execsvc.core.reports import BrokerReport, OutcomeWasUnknown, Rejected
-from execsvc.core.uow import IdempotencyRecord
+from execsvc.core.uow import IdempotencyRecord, UnitOfWork
 from execsvc.core.values import OrderType, Symbol
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.reports import apply_reports, record_transition
@@ -85,6 +86,26 @@ def exposure(pipeline: Pipeline, positions: Mapping[str, Decimal]) -> dict[str, 
     return values
 
 
+async def decide(pipeline: Pipeline, uow: UnitOfWork, account_id: str, cmd: SubmitOrder, now: datetime) -> RiskDecision:
+    """Read what the risk engine needs about the account and run it on the order."""
+    market = MarketSnapshot(pipeline.market_data.rules(cmd.symbol), pipeline.market_data.mark(cmd.symbol))
+    working = await uow.orders.working_totals(account_id)
+    reserved = reserved_funds(working, pipeline.fee_bps, market_buy_price(pipeline.market_data, pipeline.limits))
+    positions = await uow.positions.quantities(account_id)
+    snapshot = AccountSnapshot(
+        await uow.balances.get(account_id), reserved, positions, exposure(pipeline, positions), working
+    )
+    intent = OrderIntent(cmd.symbol, cmd.side, cmd.type, cmd.qty, cmd.limit_price)
+    return evaluate(intent, snapshot, market, pipeline.limits, now)
+
+
+async def validate_order(pipeline: Pipeline, cmd: SubmitOrder) -> RiskDecision:
+    """What-if: the decision the order would get now. Nothing is written, locked or reserved."""
+    validate_shape(cmd)
+    async with pipeline.uow() as uow:
+        return await decide(pipeline, uow, cmd.account_id, cmd, pipeline.clock.now())
+
+
 async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
     """Run one order through the pipeline. Returns once the broker's first answer is recorded."""
     started = time.perf_counter()
@@ -113,16 +134,7 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
             if existing is not None:
                 raise DuplicateClientOrderId(cmd.client_order_id, existing.id)
 
-        market = MarketSnapshot(pipeline.market_data.rules(cmd.symbol), pipeline.market_data.mark(cmd.symbol))
-        working = await uow.orders.working_totals(account.id)
-        in_flight_price = market_buy_price(pipeline.market_data, pipeline.limits)
-        reserved = reserved_funds(working, pipeline.fee_bps, in_flight_price)
-        positions = await uow.positions.quantities(account.id)
-        snapshot = AccountSnapshot(
-            await uow.balances.get(account.id), reserved, positions, exposure(pipeline, positions), working
-        )
-        intent = OrderIntent(cmd.symbol, cmd.side, cmd.type, cmd.qty, cmd.limit_price)
-        decision = evaluate(intent, snapshot, market, pipeline.limits, now)
+        decision = await decide(pipeline, uow, account.id, cmd, now)
         if isinstance(decision, Denied):
             broken = tuple(v for v in decision.violations if v.rule in MARKET_RULES)
             if broken:

@@ -18,7 +18,7 @@ from execsvc.contract import models as api
 from execsvc.core.commands import CancelOrder
 from execsvc.core.errors import OrderNotFound
 from execsvc.pipeline.cancel import cancel_order
-from execsvc.pipeline.submit import complete_request, submit_order
+from execsvc.pipeline.submit import complete_request, submit_order, validate_order
 from execsvc.risk import Denied
 
 router = APIRouter()
@@ -49,6 +49,15 @@ def _services(request: Request) -> Services:
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == JSON or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def _order_request(request: Request) -> api.OrderRequest:
+    if not _is_json(request.headers.get("content-type", "")):
+        raise ApiProblem(415, "unsupported_media_type", "send the order as application/json")
+    try:
+        return api.OrderRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise validation_problem(exc) from exc
 
 
 @router.post("/v1/orders")
@@ -104,6 +113,19 @@ async def post_order(request: Request, who: Annotated[Principal, Depends(can_wri
     return Response(content, status, headers=headers, media_type=media)
 
 
+@router.post("/v1/orders/validate")
+async def validate(request: Request, who: Annotated[Principal, Depends(can_read)]) -> Response:
+    """What-if: the risk decision for an order, nothing placed."""
+    body = await _order_request(request)
+    decision = await validate_order(_services(request).pipeline, submit_command(body, who.account_id, None))
+    violations = [] if not isinstance(decision, Denied) else decision.violations
+    result = api.RiskDecision(
+        approved=not violations,
+        violations=[api.Violation(rule=v.rule, limit=v.limit, value=v.value, message=v.message) for v in violations],
+    )
+    return Response(result.model_dump_json(), media_type=JSON)
+
+
 @router.get("/v1/orders")
 async def list_orders(
     request: Request,
@@ -135,7 +157,8 @@ async def get_order_by_client_id(
     return Response(order_out(order).model_dump_json(), media_type=JSON)
 
 
-@router.get("/v1/orders/{order_id}")
+# ":uuid" makes a non-UUID segment (like /v1/orders/validate) not this route: it answers 404 or 405, never 422.
+@router.get("/v1/orders/{order_id:uuid}")
 async def get_order(request: Request, who: Annotated[Principal, Depends(can_read)], order_id: UUID) -> Response:
     """One order."""
     order = await _services(request).reads.order(who.account_id, order_id)
@@ -144,7 +167,7 @@ async def get_order(request: Request, who: Annotated[Principal, Depends(can_read
     return Response(order_out(order).model_dump_json(), media_type=JSON)
 
 
-@router.delete("/v1/orders/{order_id}")
+@router.delete("/v1/orders/{order_id:uuid}")
 async def delete_order(request: Request, who: Annotated[Principal, Depends(can_write)], order_id: UUID) -> Response:
     """Cancel an order."""
     order = await cancel_order(_services(request).pipeline, CancelOrder(who.account_id, order_id))
