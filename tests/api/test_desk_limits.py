@@ -120,3 +120,19 @@ async def test_a_desk_limit_can_be_switched_off(db_url: str) -> None:
     finally:
         await h.client.aclose()
         await container.stop()
+
+
+async def test_every_order_keeps_the_decision_that_let_it_in_or_kept_it_out(desk: Harness) -> None:
+    headers = await desk.auth()
+    placed = (await desk.client.post("/v1/orders", json=buy("0.01"), headers=headers)).json()
+    assert placed["risk"]["approved"] is True
+    assert placed["risk"]["violations"] == []
+    assert {"sufficient_balance", "price_collar", "position_notional", "gross_exposure"} <= set(
+        placed["risk"]["checks"]
+    )
+    assert "order_qty" not in placed["risk"]["checks"]  # switched off by default
+    denied = await desk.client.post("/v1/orders", json=buy("0.01", "58000"), headers=headers)
+    stored = (await desk.client.get(f"/v1/orders/{denied.json()['order_id']}", headers=headers)).json()
+    assert stored["risk"]["approved"] is False
+    assert [v["rule"] for v in stored["risk"]["violations"]] == ["price_collar"]
+    assert stored["risk"]["violations"][0]["limit"] == "500 bps"

@@ -597,3 +597,18 @@ def test_evaluate_is_deterministic_and_reports_every_failing_check(
     assert evaluate(replace(intent), copied, replace(market_), replace(limits), NOW) == first
     by_hand = tuple(v for check in ALL_CHECKS if (v := check(intent, account_, market_, limits, NOW)) is not None)
     assert first == (Denied(by_hand) if by_hand else Approved())
+
+
+def test_the_rules_in_force_follow_the_switches_and_name_every_rule_a_check_can_report() -> None:
+    from execsvc.risk.engine import checks_in_force
+
+    assert set(checks_in_force(RiskLimits())) >= {"price_collar", "position_notional", "sufficient_balance"}
+    assert "order_qty" not in checks_in_force(RiskLimits())
+    assert "price_collar" not in checks_in_force(RiskLimits(price_collar_bps=None))
+    everything = RiskLimits(min_order_qty=D(1), min_order_notional=D(1))
+    reported = {
+        "symbol_listed", "qty_step", "min_qty", "price_tick", "mark_price", "min_notional", "sufficient_balance",
+        "order_qty", "order_notional", "price_collar", "position_notional", "gross_exposure",
+        "open_orders_symbol", "open_orders_account",
+    }  # fmt: skip
+    assert set(checks_in_force(everything)) == reported

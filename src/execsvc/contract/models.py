@@ -49,81 +49,6 @@ class OrderRequest(BaseModel):
     ] = None
 
 
-class Order(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    id: UUID
-    client_order_id: Annotated[str, Field(max_length=64, min_length=1, pattern="^[A-Za-z0-9_-]+$")]
-    account_id: str
-    symbol: Annotated[
-        str,
-        Field(
-            description="A market symbol in ccxt unified form, BASE/QUOTE.",
-            examples=["BTC/USDT"],
-            pattern="^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$",
-        ),
-    ]
-    side: Literal["buy", "sell"]
-    type: Literal["market", "limit"]
-    time_in_force: Literal["gtc", "ioc", "fok"]
-    qty: Annotated[
-        str,
-        Field(
-            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
-            examples=["0.015", "65000.5"],
-            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
-        ),
-    ]
-    limit_price: Annotated[
-        str | None,
-        Field(
-            description="A non-negative decimal number as a string, or null.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"
-        ),
-    ]
-    status: Annotated[
-        Literal["pending_new", "open", "partially_filled", "filled", "pending_cancel", "canceled", "rejected", "expired", "unknown"],
-        Field(
-            description="`pending_new`: recorded, not yet acknowledged by the broker. `open`: resting at the broker.\n`partially_filled`, `filled`. `pending_cancel`: a cancel was sent. `canceled`, `rejected`, `expired`.\n`unknown`: the broker call may or may not have reached the venue; reconciliation resolves it.\n"
-        ),
-    ]
-    filled_qty: Annotated[
-        str,
-        Field(
-            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
-            examples=["0.015", "65000.5"],
-            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
-        ),
-    ]
-    avg_fill_price: Annotated[
-        str | None,
-        Field(
-            description="A non-negative decimal number as a string, or null.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"
-        ),
-    ]
-    fees: Annotated[
-        str,
-        Field(
-            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
-            examples=["0.015", "65000.5"],
-            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
-        ),
-    ]
-    fee_asset: str
-    reject_code: str | None
-    reject_reason: str | None
-    created_at: AwareDatetime
-    updated_at: AwareDatetime
-
-
-class OrderPage(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    items: list[Order]
-    next_cursor: str | None
-
-
 class Fill(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -440,3 +365,91 @@ class Problem(BaseModel):
             description="`pending_new`: recorded, not yet acknowledged by the broker. `open`: resting at the broker.\n`partially_filled`, `filled`. `pending_cancel`: a cancel was sent. `canceled`, `rejected`, `expired`.\n`unknown`: the broker call may or may not have reached the venue; reconciliation resolves it.\n"
         ),
     ] = None
+
+
+class RiskAudit(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    approved: bool
+    checks: Annotated[list[str], Field(description="The rules evaluated (desk limits switched off are not listed).")]
+    violations: list[Violation]
+
+
+class Order(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: UUID
+    client_order_id: Annotated[str, Field(max_length=64, min_length=1, pattern="^[A-Za-z0-9_-]+$")]
+    account_id: str
+    symbol: Annotated[
+        str,
+        Field(
+            description="A market symbol in ccxt unified form, BASE/QUOTE.",
+            examples=["BTC/USDT"],
+            pattern="^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$",
+        ),
+    ]
+    side: Literal["buy", "sell"]
+    type: Literal["market", "limit"]
+    time_in_force: Literal["gtc", "ioc", "fok"]
+    qty: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    limit_price: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, or null.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"
+        ),
+    ]
+    status: Annotated[
+        Literal["pending_new", "open", "partially_filled", "filled", "pending_cancel", "canceled", "rejected", "expired", "unknown"],
+        Field(
+            description="`pending_new`: recorded, not yet acknowledged by the broker. `open`: resting at the broker.\n`partially_filled`, `filled`. `pending_cancel`: a cancel was sent. `canceled`, `rejected`, `expired`.\n`unknown`: the broker call may or may not have reached the venue; reconciliation resolves it.\n"
+        ),
+    ]
+    filled_qty: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    avg_fill_price: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, or null.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"
+        ),
+    ]
+    fees: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    fee_asset: str
+    reject_code: str | None
+    reject_reason: str | None
+    risk: Annotated[
+        RiskAudit | None,
+        Field(description="The risk engine's decision on the order when it was submitted, with every check it ran."),
+    ]
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class OrderPage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    items: list[Order]
+    next_cursor: str | None

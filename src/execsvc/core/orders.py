@@ -6,12 +6,12 @@ explicit table ``TRANSITIONS``; anything else raises ``IllegalTransition``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 from uuid import UUID
 
 from execsvc.core.errors import IllegalTransition, InvalidFill
@@ -105,6 +105,32 @@ TRANSITIONS: Final[dict[tuple[OrderStatus, OrderStatus], str]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class RiskAudit:
+    """The risk engine's decision on an order, kept with it: the checks run and each violation.
+
+    ``violations`` holds ``(rule, limit, value, message)``.
+    """
+
+    approved: bool
+    checks: tuple[str, ...]
+    violations: tuple[tuple[str, str | None, str | None, str], ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready form."""
+        return {
+            "approved": self.approved,
+            "checks": list(self.checks),
+            "violations": [{"rule": r, "limit": lim, "value": v, "message": m} for r, lim, v, m in self.violations],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RiskAudit:
+        """Back from ``to_json``."""
+        violations = tuple((v["rule"], v["limit"], v["value"], v["message"]) for v in data["violations"])
+        return cls(bool(data["approved"]), tuple(data["checks"]), violations)
+
+
+@dataclass(frozen=True, slots=True)
 class Order:
     """An order as the service records it. Amounts are exact decimals."""
 
@@ -127,6 +153,7 @@ class Order:
     venue_order_id: str | None
     created_at: datetime
     updated_at: datetime
+    risk: RiskAudit | None = None
 
     @property
     def remaining_qty(self) -> Decimal:

@@ -29,7 +29,7 @@ from execsvc.core.errors import DependencyUnavailable, Overloaded
 from execsvc.core.ids import new_id
 from execsvc.core.ledger import Position
 from execsvc.core.money import normalize
-from execsvc.core.orders import Order, OrderStatus, Transition, WorkingTotals
+from execsvc.core.orders import Order, OrderStatus, RiskAudit, Transition, WorkingTotals
 from execsvc.core.reports import Filled
 from execsvc.core.uow import AccountInfo, IdempotencyRecord
 from execsvc.core.values import OrderType, Side, TimeInForce
@@ -38,7 +38,7 @@ from execsvc.db.admin import TokenRecord
 WORKING = [s.value for s in OrderStatus if s.is_working]
 ORDER_COLUMNS = (
     "id, account_id, client_order_id, symbol, side, type, time_in_force, qty, limit_price, status, filled_qty, "
-    "avg_fill_price, fees, fee_asset, reject_code, reject_reason, venue_order_id, created_at, updated_at"
+    "avg_fill_price, fees, fee_asset, reject_code, reject_reason, venue_order_id, created_at, updated_at, risk"
 )
 FILL_COLUMNS = "id, order_id, account_id, symbol, side, qty, price, fee, fee_asset, broker, trade_id, created_at"
 ORDER_COLUMNS_O = ", ".join(f"o.{c.strip()}" for c in ORDER_COLUMNS.split(","))
@@ -98,6 +98,7 @@ def order_from_record(r: Mapping[str, Any]) -> Order:
         venue_order_id=r["venue_order_id"],
         created_at=r["created_at"],
         updated_at=r["updated_at"],
+        risk=None if r["risk"] is None else RiskAudit.from_json(json.loads(r["risk"])),
     )
 
 
@@ -326,6 +327,7 @@ def _order_row(order: Order) -> tuple[Any, ...]:
         order.venue_order_id,
         order.created_at,
         order.updated_at,
+        None if order.risk is None else json.dumps(order.risk.to_json(), separators=(",", ":")),
     )
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from execsvc.core.ids import new_id
 from execsvc.core.ledger import Position
-from execsvc.core.orders import Order, OrderStatus, Transition, WorkingTotals, working_totals
+from execsvc.core.orders import Order, OrderStatus, RiskAudit, Transition, WorkingTotals, working_totals
 from execsvc.core.reports import Filled
 from execsvc.core.uow import AccountInfo, IdempotencyRecord
 from execsvc.core.values import OrderType, Side, TimeInForce
@@ -48,6 +48,7 @@ def order_from_row(row: Row[Any] | Mapping[str, Any]) -> Order:
         venue_order_id=m["venue_order_id"],
         created_at=m["created_at"],
         updated_at=m["updated_at"],
+        risk=None if m["risk"] is None else RiskAudit.from_json(json.loads(m["risk"])),
     )
 
 
@@ -73,6 +74,7 @@ def order_values(order: Order) -> dict[str, Any]:
         "venue_order_id": order.venue_order_id,
         "created_at": order.created_at,
         "updated_at": order.updated_at,
+        "risk": None if order.risk is None else json.dumps(order.risk.to_json(), separators=(",", ":")),
     }
 
 

@@ -75,6 +75,7 @@ orders = Table(
     Column("venue_order_id", String(128), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("risk", Text, nullable=True),  # the risk engine's decision (JSON), see core.orders.RiskAudit
     UniqueConstraint("account_id", "client_order_id"),
     Index(None, "account_id", "id"),
     Index(None, "status"),

@@ -28,6 +28,7 @@ def order_payload(order: Order) -> dict[str, Any]:
         "fee_asset": order.fee_asset,
         "reject_code": order.reject_code,
         "reject_reason": order.reject_reason,
+        "risk": None if order.risk is None else order.risk.to_json(),
         "created_at": order.created_at.isoformat(),
         "updated_at": order.updated_at.isoformat(),
     }

@@ -36,6 +36,7 @@ from execsvc.risk import (
     MarketSnapshot,
     OrderIntent,
     RiskDecision,
+    audit,
     evaluate,
     market_buy_price,
     reserved_funds,
@@ -162,6 +163,7 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
             venue_order_id=None,
             created_at=now,
             updated_at=now,
+            risk=audit(decision, pipeline.limits),
         )
         created = Applied(order, Transition(order.id, None, OrderStatus.PENDING_NEW, "submitted", now))
         steps = [created]

@@ -13,7 +13,7 @@ from decimal import ROUND_CEILING, Decimal
 
 from execsvc.core.markets import MarketRules, Quote
 from execsvc.core.money import BPS, ONE, ZERO, exact, is_multiple, quantize, to_str
-from execsvc.core.orders import WorkingTotals
+from execsvc.core.orders import RiskAudit, WorkingTotals
 from execsvc.core.ports import MarketData
 from execsvc.core.values import OrderType, Side, Symbol
 from execsvc.risk.decision import Approved, Denied, RiskDecision, Violation
@@ -401,6 +401,44 @@ def evaluate(
         checks = CHECKS + DESK_CHECKS
     violations = tuple(v for check in checks if (v := check(intent, account, market, limits, now)) is not None)
     return Denied(violations) if violations else Approved()
+
+
+def _always(limits: RiskLimits) -> bool:
+    return True
+
+
+# The rules each check can report, and whether the limits switch each on.
+RULES: tuple[tuple[str, Callable[[RiskLimits], bool]], ...] = (
+    ("symbol_listed", _always),
+    ("qty_step", _always),
+    ("min_qty", _always),
+    ("price_tick", _always),
+    ("mark_price", _always),
+    ("min_notional", _always),
+    ("sufficient_balance", _always),
+    ("order_qty", lambda lim: lim.min_order_qty is not None or lim.max_order_qty is not None),
+    ("order_notional", lambda lim: lim.min_order_notional is not None or lim.max_order_notional is not None),
+    ("price_collar", lambda lim: lim.price_collar_bps is not None),
+    ("position_notional", lambda lim: lim.max_position_notional is not None),
+    ("gross_exposure", lambda lim: lim.max_gross_exposure is not None),
+    ("open_orders_symbol", lambda lim: lim.max_open_orders_per_symbol is not None),
+    ("open_orders_account", lambda lim: lim.max_open_orders_per_account is not None),
+)
+
+
+def checks_in_force(limits: RiskLimits) -> tuple[str, ...]:
+    """The rules checked under these limits (a desk limit switched off is not)."""
+    return tuple(rule for rule, enabled in RULES if enabled(limits))
+
+
+def audit(decision: RiskDecision, limits: RiskLimits) -> RiskAudit:
+    """The record of a decision that is kept with the order."""
+    violations = decision.violations if isinstance(decision, Denied) else ()
+    return RiskAudit(
+        not violations,
+        checks_in_force(limits),
+        tuple((v.rule, v.limit, v.value, v.message) for v in violations),
+    )
 
 
 def reserved_funds(
