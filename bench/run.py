@@ -372,12 +372,15 @@ def provision(accounts: int = 1, throwaway_postgres: bool = False) -> Iterator[S
             **os.environ,
             "EXECSVC_DATABASE_URL": dsn,
             "EXECSVC_REDIS_URL": redis.url,
+            "EXECSVC_REDIS_PREFIX": f"execsvc-bench-{os.getpid()}:",  # its keys expire within a minute
             "EXECSVC_LOG_LEVEL": "warning",
             "EXECSVC_STARTING_BALANCES": STARTING_BALANCES,
             # The bench buys without pause, so the position grows without bound: the exposure limits are lifted
             # (not switched off, so their checks still run on every order).
             "EXECSVC_RISK_MAX_POSITION_NOTIONAL": "1000000000000",
             "EXECSVC_RISK_MAX_GROSS_EXPOSURE": "1000000000000",
+            "EXECSVC_RISK_MAX_ORDERS_PER_SECOND": "1000000",
+            "EXECSVC_RISK_MAX_ORDERS_PER_MINUTE": "1000000",
         }
         _run([*_execsvc_cmd(), "db", "upgrade"], env)
         tokens = []

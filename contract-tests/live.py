@@ -18,12 +18,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import redis
 
 if __package__ in (None, "") and str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -173,12 +175,14 @@ class LiveServer:
         self.database_url = _run_async(lambda: create_database(admin_dsn, prefix="execsvc_contract"))
         self._redis = redis_server()
         self.redis_url = self._redis.url
+        self.redis_prefix = f"execsvc-contract-{uuid.uuid4().hex}:"
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("EXECSVC_")}
         env.update(
             {
                 "EXECSVC_DATABASE_URL": self.database_url,
                 "EXECSVC_REDIS_URL": self.redis_url,
+                "EXECSVC_REDIS_PREFIX": self.redis_prefix,
                 "EXECSVC_FEED_INTERVAL_SECONDS": FEED_INTERVAL_SECONDS,
                 "EXECSVC_LOG_LEVEL": "info",
                 "PYTHONUNBUFFERED": "1",
@@ -251,12 +255,25 @@ class LiveServer:
                 if self._postgres is not None and self.database_url:
                     admin_dsn, dsn = self._postgres.admin_dsn, self.database_url
                     _run_async(lambda: drop_database(admin_dsn, dsn))
+                if self._redis is not None and getattr(self, "redis_prefix", None):
+                    _delete_keys(self._redis.url, self.redis_prefix)
             finally:
                 for svc in (self._redis, self._postgres):
                     if svc is not None:
                         svc.close()
                 if self.workdir is not None:
                     shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _delete_keys(url: str, prefix: str) -> None:
+    """Remove the keys this server wrote (its own prefix)."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def start_live_server() -> LiveServer:

@@ -37,6 +37,8 @@ DESK_LIMITS = (
     "risk_price_collar_bps",
     "risk_max_open_orders_per_symbol",
     "risk_max_open_orders_per_account",
+    "risk_max_orders_per_second",
+    "risk_max_orders_per_minute",
 )
 
 

@@ -33,6 +33,7 @@ from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.paper_session import PaperMatcher, restore_paper_book, run_market_loop
 from execsvc.pipeline.reconcile import reconcile_in_flight
+from execsvc.ratelimit import LocalRateCounter, RedisRateCounter
 from execsvc.routing.router import OrderRouter
 
 log = structlog.get_logger(__name__)
@@ -163,6 +164,7 @@ def build(
         idempotency_retention=timedelta(hours=settings.idempotency_retention_hours),
     )
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    pipeline.rate = LocalRateCounter() if redis is None else RedisRateCounter(redis, settings.redis_prefix)
     reads = ReadModel(engine)
 
     async def redis_ping() -> None:

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     risk_price_collar_bps: Decimal | None = Field(default=Decimal(500), gt=0)
     risk_max_open_orders_per_symbol: int | None = Field(default=50, ge=1)
     risk_max_open_orders_per_account: int | None = Field(default=200, ge=1)
+    risk_max_orders_per_second: int | None = Field(default=20, ge=1)
+    risk_max_orders_per_minute: int | None = Field(default=600, ge=1)
+    redis_prefix: str = "execsvc:"
     market_buffer_bps: Decimal = Field(default=Decimal(50), ge=0)
     reconcile_interval_seconds: float = Field(default=5.0, gt=0)
     reconcile_after_seconds: float = Field(default=10.0, gt=0)
@@ -144,6 +147,8 @@ class Settings(BaseSettings):
         "risk_price_collar_bps",
         "risk_max_open_orders_per_symbol",
         "risk_max_open_orders_per_account",
+        "risk_max_orders_per_second",
+        "risk_max_orders_per_minute",
         mode="before",
     )
     @classmethod
@@ -167,6 +172,8 @@ class Settings(BaseSettings):
             price_collar_bps=self.risk_price_collar_bps,
             max_open_orders_per_symbol=self.risk_max_open_orders_per_symbol,
             max_open_orders_per_account=self.risk_max_open_orders_per_account,
+            max_orders_per_second=self.risk_max_orders_per_second,
+            max_orders_per_minute=self.risk_max_orders_per_minute,
         )
 
     @model_validator(mode="after")

@@ -39,6 +39,8 @@ async def test_the_defaults_are_the_documented_ones() -> None:
         "risk_price_collar_bps": Decimal(500),
         "risk_max_open_orders_per_symbol": 50,
         "risk_max_open_orders_per_account": 200,
+        "risk_max_orders_per_second": 20,
+        "risk_max_orders_per_minute": 600,
     }
 
 
@@ -136,3 +138,20 @@ async def test_every_order_keeps_the_decision_that_let_it_in_or_kept_it_out(desk
     assert stored["risk"]["approved"] is False
     assert [v["rule"] for v in stored["risk"]["violations"]] == ["price_collar"]
     assert stored["risk"]["violations"][0]["limit"] == "500 bps"
+
+
+async def test_the_order_rate_is_capped_per_account(db_url: str) -> None:
+    h, container = await start_harness(db_url, **{**DEFAULTS, "risk_max_orders_per_second": 3})
+    try:
+        headers = await h.auth()
+        statuses = [
+            (await h.client.post("/v1/orders", json=buy("0.001"), headers=headers)).status_code for _ in range(3)
+        ]
+        assert statuses == [201, 201, 201]
+        r = await h.client.post("/v1/orders", json=buy("0.001"), headers=headers)
+        assert [v["rule"] for v in r.json()["violations"]] == ["order_rate_second"]
+        other = await h.client.post("/v1/orders", json=buy("0.001"), headers=await h.auth("other"))
+        assert other.status_code == 201  # per account
+    finally:
+        await h.client.aclose()
+        await container.stop()

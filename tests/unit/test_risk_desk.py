@@ -609,6 +609,22 @@ def test_the_rules_in_force_follow_the_switches_and_name_every_rule_a_check_can_
     reported = {
         "symbol_listed", "qty_step", "min_qty", "price_tick", "mark_price", "min_notional", "sufficient_balance",
         "order_qty", "order_notional", "price_collar", "position_notional", "gross_exposure",
-        "open_orders_symbol", "open_orders_account",
+        "open_orders_symbol", "open_orders_account", "order_rate_second", "order_rate_minute",
     }  # fmt: skip
     assert set(checks_in_force(everything)) == reported
+
+
+def test_order_rate_leaves_room_for_exactly_the_limit() -> None:
+    from execsvc.risk.engine import check_order_rate
+
+    limits = RiskLimits(max_orders_per_second=3, max_orders_per_minute=10)
+    intent = limit(Side.BUY, "1", "100")
+    assert check_order_rate(intent, AccountSnapshot({}, recent_orders=(2, 9)), MARKET, limits, NOW) is None
+    second = check_order_rate(intent, AccountSnapshot({}, recent_orders=(3, 3)), MARKET, limits, NOW)
+    assert second is not None
+    assert (second.rule, second.limit, second.value) == ("order_rate_second", "3", "4")
+    minute = check_order_rate(intent, AccountSnapshot({}, recent_orders=(0, 10)), MARKET, limits, NOW)
+    assert minute is not None
+    assert (minute.rule, minute.limit, minute.value) == ("order_rate_minute", "10", "11")
+    off = RiskLimits(max_orders_per_second=None, max_orders_per_minute=None)
+    assert check_order_rate(intent, AccountSnapshot({}, recent_orders=(99, 999)), MARKET, off, NOW) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -62,4 +63,16 @@ class MarketData(Protocol):
 
     def mark(self, symbol: str) -> Quote | None:
         """The latest mark price, or None when none is known."""
+        ...
+
+
+class RateCounter(Protocol):
+    """Counts an account's order submissions in sliding windows, shared by every instance of the service."""
+
+    async def hit(self, account_id: str, now: datetime) -> tuple[int, int]:
+        """Record a submission; return how many came in the second and the minute before it."""
+        ...
+
+    async def count(self, account_id: str, now: datetime) -> tuple[int, int]:
+        """The same counts, recording nothing (for what-if checks)."""
         ...

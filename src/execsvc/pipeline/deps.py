@@ -9,8 +9,9 @@ from typing import Protocol
 
 from execsvc.core.clock import Clock
 from execsvc.core.orders import Order
-from execsvc.core.ports import MarketData
+from execsvc.core.ports import MarketData, RateCounter
 from execsvc.core.uow import UnitOfWorkFactory
+from execsvc.ratelimit import LocalRateCounter
 from execsvc.risk import RiskLimits, Violation
 from execsvc.routing.router import OrderRouter
 
@@ -55,6 +56,7 @@ class Pipeline:
     limits: RiskLimits = field(default_factory=RiskLimits)
     fee_bps: Decimal = Decimal(10)
     observer: PipelineObserver = field(default_factory=NullObserver)
+    rate: RateCounter = field(default_factory=lambda: LocalRateCounter())
     idempotency_retention: timedelta = timedelta(hours=24)
     # An idempotent request still unfinished after this long is taken as crashed: a retry gets the order as it is.
     idempotency_stale_after: timedelta = timedelta(seconds=30)

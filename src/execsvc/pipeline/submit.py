@@ -87,14 +87,18 @@ def exposure(pipeline: Pipeline, positions: Mapping[str, Decimal]) -> dict[str, 
     return values
 
 
-async def decide(pipeline: Pipeline, uow: UnitOfWork, account_id: str, cmd: SubmitOrder, now: datetime) -> RiskDecision:
-    """Read what the risk engine needs about the account and run it on the order."""
+async def decide(
+    pipeline: Pipeline, uow: UnitOfWork, account_id: str, cmd: SubmitOrder, now: datetime, record: bool
+) -> RiskDecision:
+    """Read what the risk engine needs about the account and run it on the order (``record``: count it too)."""
+    rate = pipeline.rate.hit if record else pipeline.rate.count
+    recent = await rate(account_id, now)
     market = MarketSnapshot(pipeline.market_data.rules(cmd.symbol), pipeline.market_data.mark(cmd.symbol))
     working = await uow.orders.working_totals(account_id)
     reserved = reserved_funds(working, pipeline.fee_bps, market_buy_price(pipeline.market_data, pipeline.limits))
     positions = await uow.positions.quantities(account_id)
     snapshot = AccountSnapshot(
-        await uow.balances.get(account_id), reserved, positions, exposure(pipeline, positions), working
+        await uow.balances.get(account_id), reserved, positions, exposure(pipeline, positions), working, recent
     )
     intent = OrderIntent(cmd.symbol, cmd.side, cmd.type, cmd.qty, cmd.limit_price)
     return evaluate(intent, snapshot, market, pipeline.limits, now)
@@ -104,7 +108,7 @@ async def validate_order(pipeline: Pipeline, cmd: SubmitOrder) -> RiskDecision:
     """What-if: the decision the order would get now. Nothing is written, locked or reserved."""
     validate_shape(cmd)
     async with pipeline.uow() as uow:
-        return await decide(pipeline, uow, cmd.account_id, cmd, pipeline.clock.now())
+        return await decide(pipeline, uow, cmd.account_id, cmd, pipeline.clock.now(), record=False)
 
 
 async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
@@ -135,7 +139,7 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
             if existing is not None:
                 raise DuplicateClientOrderId(cmd.client_order_id, existing.id)
 
-        decision = await decide(pipeline, uow, account.id, cmd, now)
+        decision = await decide(pipeline, uow, account.id, cmd, now, record=True)
         if isinstance(decision, Denied):
             broken = tuple(v for v in decision.violations if v.rule in MARKET_RULES)
             if broken:

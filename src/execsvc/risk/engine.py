@@ -43,6 +43,8 @@ class AccountSnapshot:
     positions: Mapping[str, Decimal] = field(default_factory=dict)
     exposure: Mapping[str, Decimal] = field(default_factory=dict)
     working: Sequence[WorkingTotals] = ()
+    # Submissions in the last second and the last minute before this one.
+    recent_orders: tuple[int, int] = (0, 0)
 
     def available(self, asset: str) -> Decimal:
         """Balance not held by open orders."""
@@ -75,6 +77,8 @@ class RiskLimits:
     price_collar_bps: Decimal | None = Decimal(500)
     max_open_orders_per_symbol: int | None = 50
     max_open_orders_per_account: int | None = 200
+    max_orders_per_second: int | None = 20
+    max_orders_per_minute: int | None = 600
 
 
 Check = Callable[[OrderIntent, AccountSnapshot, MarketSnapshot, RiskLimits, datetime], Violation | None]
@@ -378,6 +382,20 @@ def check_open_orders(
     return None
 
 
+def check_order_rate(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """Room for one more submission in the last second and the last minute."""
+    per_second, per_minute = account.recent_orders
+    if limits.max_orders_per_second is not None and per_second >= limits.max_orders_per_second:
+        bound = str(limits.max_orders_per_second)
+        return Violation("order_rate_second", bound, str(per_second + 1), f"more than {bound} orders in a second")
+    if limits.max_orders_per_minute is not None and per_minute >= limits.max_orders_per_minute:
+        bound = str(limits.max_orders_per_minute)
+        return Violation("order_rate_minute", bound, str(per_minute + 1), f"more than {bound} orders in a minute")
+    return None
+
+
 DESK_CHECKS: tuple[Check, ...] = (
     check_order_qty,
     check_order_notional,
@@ -385,6 +403,7 @@ DESK_CHECKS: tuple[Check, ...] = (
     check_position_notional,
     check_gross_exposure,
     check_open_orders,
+    check_order_rate,
 )
 
 
@@ -423,6 +442,8 @@ RULES: tuple[tuple[str, Callable[[RiskLimits], bool]], ...] = (
     ("gross_exposure", lambda lim: lim.max_gross_exposure is not None),
     ("open_orders_symbol", lambda lim: lim.max_open_orders_per_symbol is not None),
     ("open_orders_account", lambda lim: lim.max_open_orders_per_account is not None),
+    ("order_rate_second", lambda lim: lim.max_orders_per_second is not None),
+    ("order_rate_minute", lambda lim: lim.max_orders_per_minute is not None),
 )
 
 

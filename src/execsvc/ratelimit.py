@@ -1,0 +1,86 @@
+"""Order-rate counters: sliding windows of an account's submissions, in Redis (shared by every instance) or in
+process (the embedded default)."""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from execsvc.core.errors import DependencyUnavailable
+
+WINDOW_MS = 60_000
+
+# Prune what left the minute, count the last second and minute, then (when asked) record this submission;
+# atomic, and one round trip. KEYS[1] the account's sorted set; ARGV: now in ms, a unique member, record (0/1).
+_HIT = """
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
+local second = redis.call('ZCOUNT', KEYS[1], now - 1000 + 1, '+inf')
+local minute = redis.call('ZCARD', KEYS[1])
+if ARGV[3] == '1' then
+  redis.call('ZADD', KEYS[1], now, ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], 60000)
+end
+return {second, minute}
+"""
+
+
+def _ms(now: datetime) -> int:
+    return int(now.timestamp() * 1000)
+
+
+class RedisRateCounter:
+    """Sliding windows in a Redis sorted set per account."""
+
+    def __init__(self, redis: Redis, prefix: str = "execsvc:") -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._script = redis.register_script(_HIT)
+        self._seq = 0
+
+    async def _run(self, account_id: str, now: datetime, record: bool) -> tuple[int, int]:
+        self._seq += 1
+        member = f"{_ms(now)}:{id(self)}:{self._seq}"
+        try:
+            second, minute = await self._script(
+                keys=[f"{self._prefix}rate:{account_id}"], args=[_ms(now), member, "1" if record else "0"]
+            )
+        except (RedisError, OSError) as exc:
+            raise DependencyUnavailable("the order-rate store (Redis) is unreachable") from exc
+        return int(second), int(minute)
+
+    async def hit(self, account_id: str, now: datetime) -> tuple[int, int]:
+        """Record a submission; the counts before it."""
+        return await self._run(account_id, now, True)
+
+    async def count(self, account_id: str, now: datetime) -> tuple[int, int]:
+        """The counts, recording nothing."""
+        return await self._run(account_id, now, False)
+
+
+class LocalRateCounter:
+    """Sliding windows in this process (one instance, no Redis)."""
+
+    def __init__(self) -> None:
+        self._times: dict[str, deque[int]] = {}
+
+    def _counts(self, account_id: str, now_ms: int) -> tuple[int, int]:
+        times = self._times.setdefault(account_id, deque())
+        while times and times[0] <= now_ms - WINDOW_MS:
+            times.popleft()
+        second = sum(1 for t in times if t > now_ms - 1000)
+        return second, len(times)
+
+    async def hit(self, account_id: str, now: datetime) -> tuple[int, int]:
+        """Record a submission; the counts before it."""
+        now_ms = _ms(now)
+        counts = self._counts(account_id, now_ms)
+        self._times[account_id].append(now_ms)
+        return counts
+
+    async def count(self, account_id: str, now: datetime) -> tuple[int, int]:
+        """The counts, recording nothing."""
+        return self._counts(account_id, _ms(now))

@@ -1,0 +1,101 @@
+"""Order-rate counters: the Redis one is shared by instances; both count sliding windows exactly."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from redis.asyncio import Redis
+
+from execsvc.core.errors import DependencyUnavailable
+from execsvc.ratelimit import LocalRateCounter, RedisRateCounter
+from tests.support.services import RedisServer, free_port, redis_server
+
+T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def redis_srv() -> Iterator[RedisServer]:
+    server = redis_server()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def prefix(redis_srv: RedisServer) -> AsyncIterator[str]:
+    prefix = f"execsvc-test-{uuid.uuid4().hex}:"
+    yield prefix
+    client = Redis.from_url(redis_srv.url)
+    keys = [key async for key in client.scan_iter(f"{prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+async def windows(counter: LocalRateCounter | RedisRateCounter) -> None:
+    assert await counter.hit("a", T0) == (0, 0)
+    assert await counter.hit("a", T0 + timedelta(milliseconds=500)) == (1, 1)
+    assert await counter.count("a", T0 + timedelta(milliseconds=900)) == (2, 2)
+    assert await counter.count("a", T0 + timedelta(milliseconds=1400)) == (1, 2)  # the first left the second
+    assert await counter.count("a", T0 + timedelta(seconds=59, milliseconds=999)) == (0, 2)
+    assert await counter.count("a", T0 + timedelta(seconds=60, milliseconds=400)) == (0, 1)
+    assert await counter.count("a", T0 + timedelta(seconds=61)) == (0, 0)
+    assert await counter.count("b", T0) == (0, 0)  # per account
+
+
+async def test_local_counter_slides_both_windows() -> None:
+    await windows(LocalRateCounter())
+
+
+async def test_redis_counter_slides_both_windows(redis_srv: RedisServer, prefix: str) -> None:
+    client = Redis.from_url(redis_srv.url)
+    try:
+        await windows(RedisRateCounter(client, prefix))
+    finally:
+        await client.aclose()
+
+
+async def test_two_instances_share_one_count(redis_srv: RedisServer, prefix: str) -> None:
+    one, two = Redis.from_url(redis_srv.url), Redis.from_url(redis_srv.url)
+    try:
+        a, b = RedisRateCounter(one, prefix), RedisRateCounter(two, prefix)
+        for i in range(5):
+            await (a if i % 2 else b).hit("shared", T0 + timedelta(milliseconds=i))
+        assert await a.count("shared", T0 + timedelta(milliseconds=10)) == (5, 5)
+        assert await b.count("shared", T0 + timedelta(milliseconds=10)) == (5, 5)
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+async def test_an_unreachable_redis_is_a_dependency_error(prefix: str) -> None:
+    client = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    try:
+        with pytest.raises(DependencyUnavailable):
+            await RedisRateCounter(client, prefix).hit("a", T0)
+    finally:
+        await client.aclose()
+
+
+async def test_two_service_instances_share_the_order_rate_through_redis(
+    pg_only_url: str, redis_srv: RedisServer, prefix: str
+) -> None:
+    from tests.conftest import start_harness
+
+    limits = {"redis_url": redis_srv.url, "redis_prefix": prefix, "risk_max_orders_per_minute": 3}
+    one, c1 = await start_harness(pg_only_url, **limits)
+    two, c2 = await start_harness(pg_only_url, **limits)
+    try:
+        headers = await one.auth("busy")
+        body = {"symbol": "BTC/USDT", "side": "buy", "type": "market", "qty": "0.001"}
+        codes = [(await h.client.post("/v1/orders", json=body, headers=headers)).status_code for h in (one, two, one)]
+        assert codes == [201, 201, 201]
+        r = await two.client.post("/v1/orders", json=body, headers=headers)
+        assert r.status_code == 422
+        assert [v["rule"] for v in r.json()["violations"]] == ["order_rate_minute"]
+    finally:
+        for h, c in ((one, c1), (two, c2)):
+            await h.client.aclose()
+            await c.stop()
