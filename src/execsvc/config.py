@@ -177,6 +177,18 @@ class Settings(BaseSettings):
         )
 
     @model_validator(mode="after")
+    def _quoted_in_the_valuation_asset(self) -> Settings:
+        # Notional limits, exposure and PnL are summed across markets: every listed market must share one unit.
+        odd = sorted(
+            m.symbol
+            for m in self.markets
+            if m.symbol in set(self.symbols) and not m.symbol.endswith(f"/{self.valuation_asset}")
+        )
+        if odd:
+            raise ValueError(f"every listed market must be quoted in {self.valuation_asset}: {', '.join(odd)} is not")
+        return self
+
+    @model_validator(mode="after")
     def _no_base_inventory(self) -> Settings:
         # Positions come from fills; a starting balance in a traded base asset would sell into a phantom short.
         bases = {m.symbol.split("/")[0] for m in self.markets if m.symbol in set(self.symbols)}

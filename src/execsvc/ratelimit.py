@@ -1,8 +1,13 @@
 """Order-rate counters: sliding windows of an account's submissions, in Redis (shared by every instance) or in
-process (the embedded default)."""
+process (the embedded default).
+
+Every submission that reaches the risk engine counts, accepted or not (as a venue counts requests). The windows
+use each instance's clock: instances sharing Redis are assumed to keep their clocks in step (NTP).
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections import deque
 from datetime import datetime
 
@@ -39,11 +44,9 @@ class RedisRateCounter:
         self._redis = redis
         self._prefix = prefix
         self._script = redis.register_script(_HIT)
-        self._seq = 0
 
     async def _run(self, account_id: str, now: datetime, record: bool) -> tuple[int, int]:
-        self._seq += 1
-        member = f"{_ms(now)}:{id(self)}:{self._seq}"
+        member = f"{_ms(now)}:{uuid.uuid4().hex}"  # unique across instances: a collision would lose a hit
         try:
             second, minute = await self._script(
                 keys=[f"{self._prefix}rate:{account_id}"], args=[_ms(now), member, "1" if record else "0"]

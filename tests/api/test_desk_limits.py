@@ -155,3 +155,19 @@ async def test_the_order_rate_is_capped_per_account(db_url: str) -> None:
     finally:
         await h.client.aclose()
         await container.stop()
+
+
+async def test_gross_exposure_counts_resting_orders_in_every_symbol(db_url: str) -> None:
+    h, container = await start_harness(
+        db_url, starting_balances={"USDT": Decimal(200_000)}, **{**DEFAULTS, "risk_max_gross_exposure": Decimal(60_000)}
+    )
+    try:
+        headers = await h.auth()
+        # 0.7 BTC resting at 64,000 is ~45,500 at the mark once filled: it counts before it fills
+        assert (await h.client.post("/v1/orders", json=buy("0.7", "64000"), headers=headers)).status_code == 201
+        eth = buy("6", "3100", symbol="ETH/USDT")  # another 19,200 would make ~64,700
+        r = await h.client.post("/v1/orders", json=eth, headers=headers)
+        assert [v["rule"] for v in r.json()["violations"]] == ["gross_exposure"]
+    finally:
+        await h.client.aclose()
+        await container.stop()

@@ -49,3 +49,15 @@ def test_a_starting_balance_in_a_traded_base_asset_is_refused(monkeypatch: pytes
     monkeypatch.setenv("EXECSVC_STARTING_BALANCES", '{"USDT": "100000", "BTC": "1"}')
     with pytest.raises(ValidationError, match="only quote assets"):
         Settings()
+
+
+def test_every_listed_market_is_quoted_in_the_valuation_asset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXECSVC_SYMBOLS", "BTC/USDT,ETH/BTC")
+    monkeypatch.setenv(
+        "EXECSVC_MARKETS",
+        '[{"symbol": "BTC/USDT", "tick_size": "0.01", "qty_step": "0.001", "min_qty": "0.001", "min_notional": "5", '
+        '"start_price": "65000"}, {"symbol": "ETH/BTC", "tick_size": "0.00001", "qty_step": "0.001", '
+        '"min_qty": "0.001", "min_notional": "0.0001", "start_price": "0.05"}]',
+    )
+    with pytest.raises(ValidationError, match="quoted in USDT"):
+        Settings()

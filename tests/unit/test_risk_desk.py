@@ -489,6 +489,13 @@ def accounts(draw: st.DrawFn) -> AccountSnapshot:
     )
 
 
+def valuation(intent: OrderIntent, mark: Quote) -> Decimal | None:
+    """The engine values a position at a fresh mark, else at the order's own limit price."""
+    if (NOW - mark.at).total_seconds() <= OFF.max_mark_age_seconds:
+        return mark.price
+    return intent.limit_price
+
+
 def projected_after(intent: OrderIntent, account_: AccountSnapshot) -> Decimal:
     """The signed position once the order and every working order on its side in its market have filled."""
     same_side = [w for w in account_.working if w.symbol == intent.symbol and w.side is intent.side]
@@ -503,7 +510,11 @@ def test_an_approved_order_never_takes_the_projected_position_above_the_limit(
 ) -> None:
     limits = replace(OFF, max_position_notional=max_position)
     approved = check_position_notional(intent, account_, MarketSnapshot(RULES, mark), limits, NOW) is None
-    value = abs(projected_after(intent, account_)) * mark.price
+    price = valuation(intent, mark)
+    if price is None:  # a market order with a stale mark: denied by mark_price, not valued here
+        assert approved
+        return
+    value = abs(projected_after(intent, account_)) * price
     if approved and not reduces_position(intent, account_):
         assert value <= max_position
     if not approved:
@@ -524,9 +535,12 @@ def test_an_order_approved_above_the_position_limit_never_grows_the_projected_po
     limits = replace(OFF, max_position_notional=max_position)
     if check_position_notional(intent, account_, MarketSnapshot(RULES, mark), limits, NOW) is not None:
         return
+    price = valuation(intent, mark)
+    if price is None:
+        return
     after = projected_after(intent, account_)
     current = account_.positions.get(intent.symbol, D(0))
-    assert abs(after) * mark.price <= max_position or abs(after) < abs(current)
+    assert abs(after) * price <= max_position or abs(after) < abs(current)
 
 
 @st.composite
@@ -628,3 +642,13 @@ def test_order_rate_leaves_room_for_exactly_the_limit() -> None:
     assert (minute.rule, minute.limit, minute.value) == ("order_rate_minute", "10", "11")
     off = RiskLimits(max_orders_per_second=None, max_orders_per_minute=None)
     assert check_order_rate(intent, AccountSnapshot({}, recent_orders=(99, 999)), MARKET, off, NOW) is None
+
+
+def test_the_collar_compares_exactly_before_rounding() -> None:
+    limits = replace(OFF, price_collar_bps=D(500))
+    fine_tick = MarketSnapshot(MarketRules(BTC, D("1E-18"), D("0.0001"), D("0.001"), D(1)), Quote(D(100), NOW))
+    assert check_price_collar(limit(Side.BUY, "1", "105"), AccountSnapshot({}), fine_tick, limits, NOW) is None
+    just_beyond = limit(Side.BUY, "1", "105.000000000000000001")
+    violation = check_price_collar(just_beyond, AccountSnapshot({}), fine_tick, limits, NOW)
+    assert violation is not None
+    assert violation.rule == "price_collar"

@@ -372,7 +372,10 @@ class RiskAudit(BaseModel):
         extra="forbid",
     )
     approved: bool
-    checks: Annotated[list[str], Field(description="The rules evaluated (desk limits switched off are not listed).")]
+    checks: Annotated[
+        list[str],
+        Field(description="The rules in force for the order's account (a desk limit switched off is not listed)."),
+    ]
     violations: list[Violation]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -24,10 +24,10 @@ from execsvc.core.errors import (
 )
 from execsvc.core.ids import new_client_order_id, new_id
 from execsvc.core.money import ZERO, exact
-from execsvc.core.orders import Applied, Order, OrderStatus, Transition, apply
+from execsvc.core.orders import Applied, Order, OrderStatus, Transition, WorkingTotals, apply
 from execsvc.core.reports import BrokerReport, OutcomeWasUnknown, Rejected
 from execsvc.core.uow import IdempotencyRecord, UnitOfWork
-from execsvc.core.values import OrderType, Symbol
+from execsvc.core.values import OrderType, Side, Symbol
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.reports import apply_reports, record_transition
 from execsvc.risk import (
@@ -76,14 +76,26 @@ def validate_shape(cmd: SubmitOrder) -> None:
         raise InvalidOrder(str(exc), field="symbol", code="invalid_symbol") from exc
 
 
-def exposure(pipeline: Pipeline, positions: Mapping[str, Decimal]) -> dict[str, Decimal]:
-    """Each position's absolute value at its mark (a position with no mark yet counts at nothing)."""
+def exposure(
+    pipeline: Pipeline, positions: Mapping[str, Decimal], working: Sequence[WorkingTotals]
+) -> dict[str, Decimal]:
+    """Each symbol's exposure at its mark: the position, or what it becomes if one side's working orders all fill,
+    whichever is larger in size. A symbol with no mark yet counts at nothing."""
     values: dict[str, Decimal] = {}
+    symbols = set(positions) | {w.symbol for w in working}
     with exact():
-        for symbol, qty in positions.items():
+        for symbol in symbols:
             quote = pipeline.market_data.mark(symbol)
-            if quote is not None:
-                values[symbol] = abs(qty) * quote.price
+            if quote is None:
+                continue
+            qty = positions.get(symbol, ZERO)
+            buys = sum(
+                (w.priced_qty + w.unpriced_qty for w in working if w.symbol == symbol and w.side is Side.BUY), ZERO
+            )
+            sells = sum(
+                (w.priced_qty + w.unpriced_qty for w in working if w.symbol == symbol and w.side is Side.SELL), ZERO
+            )
+            values[symbol] = max(abs(qty), abs(qty + buys), abs(qty - sells)) * quote.price
     return values
 
 
@@ -98,7 +110,7 @@ async def decide(
     reserved = reserved_funds(working, pipeline.fee_bps, market_buy_price(pipeline.market_data, pipeline.limits))
     positions = await uow.positions.quantities(account_id)
     snapshot = AccountSnapshot(
-        await uow.balances.get(account_id), reserved, positions, exposure(pipeline, positions), working, recent
+        await uow.balances.get(account_id), reserved, positions, exposure(pipeline, positions, working), working, recent
     )
     intent = OrderIntent(cmd.symbol, cmd.side, cmd.type, cmd.qty, cmd.limit_price)
     return evaluate(intent, snapshot, market, pipeline.limits, now)

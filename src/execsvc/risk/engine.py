@@ -281,9 +281,9 @@ def check_price_collar(
     if mark.price <= 0:
         return Violation("price_collar", _bps(collar), None, f"the mark price of {intent.symbol} is not positive")
     with exact():
+        if abs(intent.limit_price - mark.price) * BPS <= collar * mark.price:  # exact: no rounding before comparing
+            return None
         distance = quantize(abs(intent.limit_price - mark.price) / mark.price * BPS)
-    if distance <= collar:
-        return None
     return Violation(
         "price_collar",
         _bps(collar),
@@ -318,8 +318,12 @@ def reduces_position(intent: OrderIntent, account: AccountSnapshot) -> bool:
     return current != 0 and abs(after) < abs(current) and (after == 0 or (after > 0) == (current > 0))
 
 
-def _valuation_price(intent: OrderIntent, market: MarketSnapshot, limits: RiskLimits) -> Decimal | None:
-    return market.mark.price if market.mark is not None else reference_price(intent, market, limits)
+def _valuation_price(intent: OrderIntent, market: MarketSnapshot, limits: RiskLimits, now: datetime) -> Decimal | None:
+    """A fresh mark, else the order's own price (a market order without a fresh mark is denied elsewhere)."""
+    mark = market.mark
+    if mark is not None and (now - mark.at).total_seconds() <= limits.max_mark_age_seconds:
+        return mark.price
+    return intent.limit_price
 
 
 def check_position_notional(
@@ -327,7 +331,7 @@ def check_position_notional(
 ) -> Violation | None:
     """The position after the order (counting working orders on its side) within the per-symbol limit."""
     limit = limits.max_position_notional
-    price = _valuation_price(intent, market, limits)
+    price = _valuation_price(intent, market, limits, now)
     if limit is None or price is None or reduces_position(intent, account):
         return None
     _, after = _projected(intent, account)
@@ -348,7 +352,7 @@ def check_gross_exposure(
 ) -> Violation | None:
     """The account's gross exposure across symbols after the order within the limit."""
     limit = limits.max_gross_exposure
-    price = _valuation_price(intent, market, limits)
+    price = _valuation_price(intent, market, limits, now)
     if limit is None or price is None or reduces_position(intent, account):
         return None
     _, after = _projected(intent, account)
