@@ -29,11 +29,12 @@ from execsvc.core.errors import DependencyUnavailable, Overloaded
 from execsvc.core.ids import new_id
 from execsvc.core.ledger import Position
 from execsvc.core.money import normalize
-from execsvc.core.orders import Order, OrderStatus, RiskAudit, Transition, WorkingTotals
+from execsvc.core.orders import Order, OrderStatus, Transition, WorkingTotals
 from execsvc.core.reports import Filled
 from execsvc.core.uow import AccountInfo, IdempotencyRecord
-from execsvc.core.values import OrderType, Side, TimeInForce
+from execsvc.core.values import Side
 from execsvc.db.admin import TokenRecord
+from execsvc.db.repositories import order_from_row
 
 WORKING = [s.value for s in OrderStatus if s.is_working]
 ORDER_COLUMNS = (
@@ -72,34 +73,9 @@ def translate(exc: BaseException | None) -> None:
         raise DependencyUnavailable("the database is unreachable") from exc
 
 
-def _dec(value: Decimal | None) -> Decimal | None:
-    return None if value is None else normalize(value)
-
-
 def order_from_record(r: Mapping[str, Any]) -> Order:
     """Map an ``orders`` record to the domain order (NUMERIC values lose their padding zeros)."""
-    return Order(
-        id=UUID(bytes=r["id"].bytes),
-        client_order_id=r["client_order_id"],
-        account_id=r["account_id"],
-        symbol=r["symbol"],
-        side=Side(r["side"]),
-        type=OrderType(r["type"]),
-        time_in_force=TimeInForce(r["time_in_force"]),
-        qty=normalize(r["qty"]),
-        limit_price=_dec(r["limit_price"]),
-        status=OrderStatus(r["status"]),
-        filled_qty=normalize(r["filled_qty"]),
-        avg_fill_price=_dec(r["avg_fill_price"]),
-        fees=normalize(r["fees"]),
-        fee_asset=r["fee_asset"],
-        reject_code=r["reject_code"],
-        reject_reason=r["reject_reason"],
-        venue_order_id=r["venue_order_id"],
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
-        risk=None if r["risk"] is None else RiskAudit.from_json(json.loads(r["risk"])),
-    )
+    return order_from_row(r, normalize)
 
 
 def account_lock_key(account_id: str) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -25,23 +25,28 @@ from execsvc.db import tables as t
 WORKING = tuple(s.value for s in OrderStatus if s.is_working)
 
 
-def order_from_row(row: Row[Any] | Mapping[str, Any]) -> Order:
-    """Map an ``orders`` row to the domain order."""
+def order_from_row(row: Row[Any] | Mapping[str, Any], amount: Callable[[Any], Decimal] = lambda v: v) -> Order:
+    """Map an ``orders`` row (SQLAlchemy row or any mapping) to the domain order; ``amount`` reads a NUMERIC."""
     m = row._mapping if isinstance(row, Row) else row
+
+    def optional(value: Any) -> Decimal | None:
+        return None if value is None else amount(value)
+
+    order_id = m["id"]
     return Order(
-        id=m["id"],
+        id=order_id if type(order_id) is UUID else UUID(str(order_id)),
         client_order_id=m["client_order_id"],
         account_id=m["account_id"],
         symbol=m["symbol"],
         side=Side(m["side"]),
         type=OrderType(m["type"]),
         time_in_force=TimeInForce(m["time_in_force"]),
-        qty=m["qty"],
-        limit_price=m["limit_price"],
+        qty=amount(m["qty"]),
+        limit_price=optional(m["limit_price"]),
         status=OrderStatus(m["status"]),
-        filled_qty=m["filled_qty"],
-        avg_fill_price=m["avg_fill_price"],
-        fees=m["fees"],
+        filled_qty=amount(m["filled_qty"]),
+        avg_fill_price=optional(m["avg_fill_price"]),
+        fees=amount(m["fees"]),
         fee_asset=m["fee_asset"],
         reject_code=m["reject_code"],
         reject_reason=m["reject_reason"],
