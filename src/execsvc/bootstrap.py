@@ -173,7 +173,6 @@ def build(
 
     services = Services(
         pipeline=pipeline,
-        engine=engine,
         reads=reads,
         metrics=metrics,
         valuation_asset=settings.valuation_asset,

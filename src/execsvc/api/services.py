@@ -6,8 +6,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from execsvc.db.admin import TokenRecord
 from execsvc.db.queries import ReadModel
 from execsvc.observability.metrics import Metrics
@@ -19,7 +17,6 @@ class Services:
     """The API's dependencies."""
 
     pipeline: Pipeline
-    engine: AsyncEngine
     reads: ReadModel
     metrics: Metrics
     valuation_asset: str

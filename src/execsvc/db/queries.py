@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from execsvc.core.ledger import Position
@@ -169,11 +169,6 @@ class ReadModel:
         for r in rows:
             grouped.setdefault(r.symbol, []).append(r.qty)
         return list(grouped.items())
-
-    async def token_count(self) -> int:
-        """How many tokens exist."""
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(select(func.count()).select_from(t.api_tokens))).scalar_one())
 
 
 def _fill(m: Any) -> FillView:

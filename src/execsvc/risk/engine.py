@@ -326,18 +326,26 @@ def _valuation_price(intent: OrderIntent, market: MarketSnapshot, limits: RiskLi
     return intent.limit_price
 
 
+def _projected_value(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Decimal | None:
+    """The symbol's position after the order and its side's working orders, valued; None when exposure limits do not
+    apply (the order only reduces the position, or there is no price to value it at)."""
+    price = _valuation_price(intent, market, limits, now)
+    if price is None or reduces_position(intent, account):
+        return None
+    _, after = _projected(intent, account)
+    with exact():
+        return quantize(abs(after) * price)
+
+
 def check_position_notional(
     intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
 ) -> Violation | None:
     """The position after the order (counting working orders on its side) within the per-symbol limit."""
     limit = limits.max_position_notional
-    price = _valuation_price(intent, market, limits, now)
-    if limit is None or price is None or reduces_position(intent, account):
-        return None
-    _, after = _projected(intent, account)
-    with exact():
-        value = quantize(abs(after) * price)
-    if value <= limit:
+    value = None if limit is None else _projected_value(intent, account, market, limits, now)
+    if limit is None or value is None or value <= limit:
         return None
     return Violation(
         "position_notional",
@@ -352,13 +360,12 @@ def check_gross_exposure(
 ) -> Violation | None:
     """The account's gross exposure across symbols after the order within the limit."""
     limit = limits.max_gross_exposure
-    price = _valuation_price(intent, market, limits, now)
-    if limit is None or price is None or reduces_position(intent, account):
+    value = None if limit is None else _projected_value(intent, account, market, limits, now)
+    if limit is None or value is None:
         return None
-    _, after = _projected(intent, account)
     with exact():
         others = sum((abs(v) for symbol, v in account.exposure.items() if symbol != intent.symbol), ZERO)
-        gross = quantize(others + abs(after) * price)
+        gross = quantize(others + value)
     if gross <= limit:
         return None
     return Violation(

@@ -25,8 +25,3 @@ class OrderRouter:
     def broker_named(self, name: str) -> Broker | None:
         """The adapter registered under ``name``."""
         return self._brokers.get(name)
-
-    @property
-    def names(self) -> list[str]:
-        """The names of the configured adapters."""
-        return list(self._brokers)
