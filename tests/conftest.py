@@ -39,6 +39,9 @@ DESK_LIMITS = (
     "risk_max_open_orders_per_account",
     "risk_max_orders_per_second",
     "risk_max_orders_per_minute",
+    "risk_daily_loss_limit",
+    "risk_loss_streak_limit",
+    "broker_breaker_failures",
 )
 
 

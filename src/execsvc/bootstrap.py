@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from execsvc.core.uow import UnitOfWorkFactory
 from execsvc.db.admin import TokenLookup, authenticate, lookup_token
 from execsvc.db.engine import make_engine, ping
 from execsvc.db.pg import PgPool
-from execsvc.db.queries import ReadModel
+from execsvc.db.queries import ReadModel, RiskReads
 from execsvc.db.uow import SqlUnitOfWorkFactory
 from execsvc.marketdata.book import MarketBook
 from execsvc.marketdata.simulated import SimulatedFeed
@@ -33,6 +33,7 @@ from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.paper_session import PaperMatcher, restore_paper_book, run_market_loop
 from execsvc.pipeline.reconcile import reconcile_in_flight
+from execsvc.pipeline.risk import roll_day
 from execsvc.ratelimit import LocalRateCounter, RedisRateCounter
 from execsvc.routing.router import OrderRouter
 
@@ -107,12 +108,21 @@ class Container:
 
     async def _reconcile_loop(self) -> None:
         after = timedelta(seconds=self.settings.reconcile_after_seconds)
+        rolled: date | None = None
         while True:
             await asyncio.sleep(self.settings.reconcile_interval_seconds)
             try:
                 await reconcile_in_flight(self.pipeline, after)
             except Exception:  # an outage must not end the loop; it tries again next time
                 log.exception("reconcile_failed")
+            today = self.clock.now().date()
+            if rolled != today:
+                try:
+                    taken = await roll_day(self.pipeline, await self.services.risk_reads.account_ids())
+                    rolled = today
+                    log.info("risk_day_started", day=today.isoformat(), accounts=taken)
+                except Exception:
+                    log.exception("risk_day_roll_failed")
 
     def app(self) -> FastAPI:
         """The ASGI app, whose lifespan starts and stops this container."""
@@ -162,6 +172,8 @@ def build(
         fee_bps=settings.paper_fee_bps,
         observer=metrics,
         idempotency_retention=timedelta(hours=settings.idempotency_retention_hours),
+        breakers=settings.breakers(),
+        valuation_asset=settings.valuation_asset,
     )
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     pipeline.rate = LocalRateCounter() if redis is None else RedisRateCounter(redis, settings.redis_prefix)
@@ -174,6 +186,7 @@ def build(
     services = Services(
         pipeline=pipeline,
         reads=reads,
+        risk_reads=RiskReads(engine),
         metrics=metrics,
         valuation_asset=settings.valuation_asset,
         max_body_bytes=settings.max_body_bytes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from execsvc.marketdata.book import MarketConfig
 from execsvc.risk import RiskLimits
+from execsvc.routing.breaker import Breakers
 
 
 def _no_float(value: object) -> object:
@@ -106,6 +108,13 @@ class Settings(BaseSettings):
     risk_max_open_orders_per_account: int | None = Field(default=200, ge=1)
     risk_max_orders_per_second: int | None = Field(default=20, ge=1)
     risk_max_orders_per_minute: int | None = Field(default=600, ge=1)
+    risk_daily_loss_limit: Decimal | None = Field(default=Decimal(5_000), gt=0)
+    risk_loss_streak_limit: int | None = Field(default=3, ge=1)
+    risk_loss_streak_cooldown_seconds: int = Field(default=1800, ge=1)
+    # Broker circuit breaker: this many failures within the window open it ("off": never) for open_seconds.
+    broker_breaker_failures: int | None = Field(default=5, ge=1)
+    broker_breaker_window_seconds: float = Field(default=60.0, gt=0)
+    broker_breaker_open_seconds: float = Field(default=30.0, gt=0)
     redis_prefix: str = "execsvc:"
     market_buffer_bps: Decimal = Field(default=Decimal(50), ge=0)
     reconcile_interval_seconds: float = Field(default=5.0, gt=0)
@@ -118,6 +127,8 @@ class Settings(BaseSettings):
     @field_validator("symbols", mode="before")
     @classmethod
     def _split_symbols(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip() in ("*", "off"):
+            return ["*"]  # the whitelist switched off: every configured market is listed
         if isinstance(value, str):
             if value.lstrip().startswith("["):
                 return json.loads(value)
@@ -149,6 +160,9 @@ class Settings(BaseSettings):
         "risk_max_open_orders_per_account",
         "risk_max_orders_per_second",
         "risk_max_orders_per_minute",
+        "risk_daily_loss_limit",
+        "risk_loss_streak_limit",
+        "broker_breaker_failures",
         mode="before",
     )
     @classmethod
@@ -174,6 +188,17 @@ class Settings(BaseSettings):
             max_open_orders_per_account=self.risk_max_open_orders_per_account,
             max_orders_per_second=self.risk_max_orders_per_second,
             max_orders_per_minute=self.risk_max_orders_per_minute,
+            daily_loss_limit=self.risk_daily_loss_limit,
+            loss_streak_limit=self.risk_loss_streak_limit,
+            loss_streak_cooldown_seconds=self.risk_loss_streak_cooldown_seconds,
+        )
+
+    def breakers(self) -> Breakers:
+        """The broker circuit breakers' configuration."""
+        return Breakers(
+            self.broker_breaker_failures,
+            timedelta(seconds=self.broker_breaker_window_seconds),
+            timedelta(seconds=self.broker_breaker_open_seconds),
         )
 
     @model_validator(mode="after")
@@ -182,7 +207,7 @@ class Settings(BaseSettings):
         odd = sorted(
             m.symbol
             for m in self.markets
-            if m.symbol in set(self.symbols) and not m.symbol.endswith(f"/{self.valuation_asset}")
+            if self.is_listed(m.symbol) and not m.symbol.endswith(f"/{self.valuation_asset}")
         )
         if odd:
             raise ValueError(f"every listed market must be quoted in {self.valuation_asset}: {', '.join(odd)} is not")
@@ -191,7 +216,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _no_base_inventory(self) -> Settings:
         # Positions come from fills; a starting balance in a traded base asset would sell into a phantom short.
-        bases = {m.symbol.split("/")[0] for m in self.markets if m.symbol in set(self.symbols)}
+        bases = {m.symbol.split("/")[0] for m in self.markets if self.is_listed(m.symbol)}
         inventory = sorted(bases & set(self.starting_balances))
         if inventory:
             raise ValueError(
@@ -217,5 +242,8 @@ class Settings(BaseSettings):
 
     def listed_markets(self) -> list[MarketConfig]:
         """The configured markets that are on the symbol whitelist."""
-        allowed = set(self.symbols)
-        return [m.to_config() for m in self.markets if m.symbol in allowed]
+        return [m.to_config() for m in self.markets if self.is_listed(m.symbol)]
+
+    def is_listed(self, symbol: str) -> bool:
+        """On the symbol whitelist (or the whitelist is off)."""
+        return "*" in self.symbols or symbol in self.symbols

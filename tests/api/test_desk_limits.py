@@ -41,6 +41,9 @@ async def test_the_defaults_are_the_documented_ones() -> None:
         "risk_max_open_orders_per_account": 200,
         "risk_max_orders_per_second": 20,
         "risk_max_orders_per_minute": 600,
+        "risk_daily_loss_limit": Decimal(5_000),
+        "risk_loss_streak_limit": 3,
+        "broker_breaker_failures": 5,
     }
 
 

@@ -24,6 +24,7 @@ from execsvc.core.ledger import Position
 from execsvc.core.orders import Order, Transition, WorkingTotals, working_totals
 from execsvc.core.ports import BrokerCapabilities
 from execsvc.core.reports import Accepted, BrokerReport, Canceled, Filled
+from execsvc.core.trading import GLOBAL, AccountRisk, RiskControls, RiskEvent
 from execsvc.core.uow import AccountInfo, IdempotencyRecord
 
 
@@ -61,6 +62,10 @@ class State:
     balances: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     idempotency: dict[tuple[str, str], IdempotencyRecord] = field(default_factory=dict)
     outbox: list[OutboxEntry] = field(default_factory=list)
+    risk: dict[str, AccountRisk] = field(default_factory=dict)
+    risk_events: list[RiskEvent] = field(default_factory=list)
+    limits: dict[str, tuple[int, str]] = field(default_factory=dict)  # account -> (version, overrides JSON)
+    limit_versions: list[tuple[str, int, str, str, datetime]] = field(default_factory=list)
 
     def copy(self) -> State:
         return State(
@@ -72,6 +77,10 @@ class State:
             {account: dict(assets) for account, assets in self.balances.items()},
             dict(self.idempotency),
             list(self.outbox),
+            dict(self.risk),
+            list(self.risk_events),
+            dict(self.limits),
+            list(self.limit_versions),
         )
 
 
@@ -148,6 +157,7 @@ class FakeUnitOfWork:
         self.balances = FakeBalances(self)
         self.idempotency = FakeIdempotency(self)
         self.outbox = FakeOutbox(self)
+        self.risk = FakeRisk(self)
 
     @property
     def staged(self) -> State:
@@ -208,6 +218,10 @@ async def _io() -> None:
 
 
 class FakeAccounts(_Repo):
+    async def get(self, account_id: str) -> AccountInfo | None:
+        await _io()
+        return self.state.accounts.get(account_id)
+
     async def lock(self, account_id: str, *, finishing: bool = False) -> AccountInfo | None:
         await _io()
         if account_id not in self.state.accounts:
@@ -361,6 +375,44 @@ class FakeOutbox(_Repo):
         entry = OutboxEntry(topic, account_id, dict(payload), at)
         self.uow.write(lambda s: s.outbox.append(entry))
         self.uow.new_outbox.append(entry)
+
+
+class FakeRisk:
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self.uow = uow
+
+    async def controls(self, account_id: str) -> RiskControls:
+        await _io()
+        version, overrides = self.uow.staged.limits.get(account_id, (0, None))
+        return RiskControls(
+            self.uow.staged.risk.get(account_id, AccountRisk()),
+            self.uow.staged.risk.get(GLOBAL, AccountRisk()).manual,
+            version,
+            overrides,
+        )
+
+    async def state(self, scope: str) -> AccountRisk:
+        await _io()
+        return self.uow.staged.risk.get(scope, AccountRisk())
+
+    async def save(self, scope: str, risk: AccountRisk) -> None:
+        await _io()
+        self.uow.write(lambda s: s.risk.__setitem__(scope, risk))
+
+    async def add_event(self, event: RiskEvent) -> None:
+        await _io()
+        self.uow.write(lambda s: s.risk_events.append(event))
+
+    async def put_limits(self, account_id: str, overrides_json: str, actor: str, at: datetime) -> int:
+        await _io()
+        version = self.uow.staged.limits.get(account_id, (0, ""))[0] + 1
+
+        def change(s: State) -> None:
+            s.limits[account_id] = (version, overrides_json)
+            s.limit_versions.append((account_id, version, overrides_json, actor, at))
+
+        self.uow.write(change)
+        return version
 
 
 # -- broker ----------------------------------------------------------------------------------------------------

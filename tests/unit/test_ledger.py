@@ -7,9 +7,11 @@ from execsvc.core.ledger import (
     apply_balance_changes,
     apply_fill,
     balance_changes,
+    closed_trip,
     fee_for,
     notional,
     unrealized_pnl,
+    with_trip_fee,
 )
 from execsvc.core.values import Side, Symbol
 
@@ -30,7 +32,7 @@ def test_flat_position_is_all_zero() -> None:
 
 def test_buy_then_sell_at_a_profit() -> None:
     position = fills((Side.BUY, "2", "100"), (Side.SELL, "2", "110"))
-    assert position == Position(D(0), D(0), D(20))
+    assert position == Position(D(0), D(0), D(20), D(20))
 
 
 def test_average_price_after_two_buys() -> None:
@@ -55,22 +57,22 @@ def test_average_price_ties_round_half_even() -> None:
 
 def test_partial_close_keeps_average_and_realizes_closed_part() -> None:
     position = fills((Side.BUY, "4", "100"), (Side.SELL, "1", "130"))
-    assert position == Position(D(3), D(100), D(30))
+    assert position == Position(D(3), D(100), D(30), D(30))
 
 
 def test_flip_long_to_short_realizes_closed_part_and_opens_remainder_at_fill_price() -> None:
     position = fills((Side.BUY, "2", "100"), (Side.SELL, "5", "90"))
-    assert position == Position(D(-3), D(90), D(-20))
+    assert position == Position(D(-3), D(90), D(-20), D(0))
 
 
 def test_flip_short_to_long() -> None:
     position = fills((Side.SELL, "2", "100"), (Side.BUY, "3", "90"))
-    assert position == Position(D(1), D(90), D(20))
+    assert position == Position(D(1), D(90), D(20), D(0))
 
 
 def test_short_then_cover_at_a_loss() -> None:
     position = fills((Side.SELL, "1.5", "100"), (Side.BUY, "1.5", "120"))
-    assert position == Position(D(0), D(0), D(-30))
+    assert position == Position(D(0), D(0), D(-30), D(-30))
 
 
 def test_adding_to_a_short_averages_the_entry() -> None:
@@ -92,7 +94,7 @@ def test_realized_pnl_accumulates_across_round_trips() -> None:
         (Side.SELL, "2", "105"),
         (Side.BUY, "2", "100"),
     )
-    assert position == Position(D(0), D(0), D(15))
+    assert position == Position(D(0), D(0), D(15), D(10))  # the last round trip (the short) made 10
 
 
 def test_apply_fill_does_not_mutate_its_input() -> None:
@@ -195,7 +197,8 @@ def test_tiny_quantities_and_huge_amounts_round_trip_exactly() -> None:
     assert position.avg_entry_price == D("1.000000000000000002")
     position = apply_fill(position, Side.SELL, position.qty, D(2))
     # 0.999999999999999998 * (1e12 + 1e-18), rounded in its last place.
-    assert position == Position(D(0), D(0), D("999999999999.999998000000000001"))
+    assert position.realized_pnl == position.trip_pnl == D("999999999999.999998000000000001")
+    assert (position.qty, position.avg_entry_price) == (D(0), D(0))
 
     start = {"USDT": D("1000000000000"), "BTC": D(0)}
     balances = start
@@ -208,3 +211,28 @@ def test_tiny_quantities_and_huge_amounts_round_trip_exactly() -> None:
     assert balances["USDT"] == start["USDT"] - D("200000000.0000000004")
     for value in (*balances.values(), *(getattr(position, f) for f in ("qty", "avg_entry_price"))):
         assert type(value) is Decimal
+
+
+def test_a_round_trip_ends_at_flat_and_reports_what_it_realized() -> None:
+    before = fills((Side.BUY, "2", "100"), (Side.SELL, "1", "90"))
+    assert before.trip_pnl == D(-10)
+    after = apply_fill(before, Side.SELL, D(1), D(95))
+    assert closed_trip(before, after) == D(-15)
+    assert closed_trip(fills(), fills((Side.BUY, "1", "100"))) is None  # opening ends nothing
+    assert closed_trip(before, apply_fill(before, Side.BUY, D(1), D(90))) is None  # adding ends nothing
+    assert closed_trip(before, apply_fill(before, Side.SELL, D("0.5"), D(90))) is None  # reducing ends nothing
+
+
+def test_a_flip_ends_the_old_round_trip_and_starts_a_new_one() -> None:
+    before = fills((Side.BUY, "2", "100"))
+    after = apply_fill(before, Side.SELL, D(3), D(110))
+    assert closed_trip(before, after) == D(20)
+    assert after.trip_pnl == D(0)
+    reopened = apply_fill(fills((Side.BUY, "1", "100"), (Side.SELL, "1", "90")), Side.BUY, D(1), D(90))
+    assert reopened.trip_pnl == D(0)  # leaving flat starts afresh
+
+
+def test_fees_are_charged_to_the_round_trip() -> None:
+    position = with_trip_fee(fills((Side.BUY, "1", "100")), D("0.1"))
+    assert position.trip_pnl == D("-0.1")
+    assert position.realized_pnl == D(0)  # realized PnL stays gross of fees

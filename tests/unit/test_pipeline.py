@@ -142,7 +142,8 @@ async def test_market_buy_ends_filled_with_position_balances_fill_and_event_trai
     assert (order.filled_qty, order.avg_fill_price, order.fees) == (D("0.5"), D(50025), D("25.0125"))
     assert h.store.order(order.id) == order
     assert h.store.trail(order.id) == [(None, "pending_new"), ("pending_new", "open"), ("open", "filled")]
-    assert h.store.committed.positions[(ACCOUNT, "BTC/USDT")] == Position(D("0.5"), D(50025), D(0))
+    # The fee counts against the round trip.
+    assert h.store.committed.positions[(ACCOUNT, "BTC/USDT")] == Position(D("0.5"), D(50025), D(0), D("-25.0125"))
     # 100000 - 0.5 * 50025 - 25.0125 fee
     assert h.store.balances(ACCOUNT) == {"USDT": D("74962.4875"), "BTC": D("0.5")}
     (stored,) = h.store.committed.fills.values()

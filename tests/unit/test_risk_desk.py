@@ -25,7 +25,10 @@ from execsvc.risk import (
 )
 from execsvc.risk.engine import (
     check_balance,
+    check_broker_circuit,
+    check_daily_loss,
     check_gross_exposure,
+    check_loss_streak,
     check_mark_fresh,
     check_min_notional,
     check_min_qty,
@@ -36,7 +39,9 @@ from execsvc.risk.engine import (
     check_price_collar,
     check_price_tick,
     check_qty_step,
+    check_symbol_allowed,
     check_symbol_listed,
+    check_trading_state,
     reduces_position,
 )
 
@@ -72,6 +77,11 @@ ALL_CHECKS = (
     check_mark_fresh,
     check_min_notional,
     check_balance,
+    check_symbol_allowed,
+    check_trading_state,
+    check_daily_loss,
+    check_loss_streak,
+    check_broker_circuit,
     check_order_qty,
     check_order_notional,
     check_price_collar,
@@ -619,11 +629,12 @@ def test_the_rules_in_force_follow_the_switches_and_name_every_rule_a_check_can_
     assert set(checks_in_force(RiskLimits())) >= {"price_collar", "position_notional", "sufficient_balance"}
     assert "order_qty" not in checks_in_force(RiskLimits())
     assert "price_collar" not in checks_in_force(RiskLimits(price_collar_bps=None))
-    everything = RiskLimits(min_order_qty=D(1), min_order_notional=D(1))
+    everything = RiskLimits(min_order_qty=D(1), min_order_notional=D(1), allowed_symbols=frozenset({BTC}))
     reported = {
         "symbol_listed", "qty_step", "min_qty", "price_tick", "mark_price", "min_notional", "sufficient_balance",
         "order_qty", "order_notional", "price_collar", "position_notional", "gross_exposure",
         "open_orders_symbol", "open_orders_account", "order_rate_second", "order_rate_minute",
+        "symbol_allowed", "trading_state", "daily_loss", "loss_streak", "broker_circuit",
     }  # fmt: skip
     assert set(checks_in_force(everything)) == reported
 

@@ -121,6 +121,13 @@ def _domain(exc: e.ExecsvcError) -> Response:
             return problem_response(409, exc.code, str(exc), headers={"Retry-After": "1"})
         case e.IllegalTransition():
             return problem_response(409, exc.code, str(exc))
+        case e.BrokerCircuitOpen():
+            return problem_response(503, exc.code, str(exc), headers={"Retry-After": str(exc.retry_after)})
+        case e.BrokerUnavailable():
+            return problem_response(503, exc.code, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        case e.InvalidLimits():
+            errors = [{"field": f"body.{f}", "message": m} for f, m in exc.errors]
+            return problem_response(422, exc.code, str(exc), errors=errors)
         case e.Overloaded():
             return problem_response(503, exc.code, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         case e.DependencyUnavailable():

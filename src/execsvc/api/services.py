@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from execsvc.db.admin import TokenRecord
-from execsvc.db.queries import ReadModel
+from execsvc.db.queries import ReadModel, RiskReads
 from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
 
@@ -18,6 +18,7 @@ class Services:
 
     pipeline: Pipeline
     reads: ReadModel
+    risk_reads: RiskReads
     metrics: Metrics
     valuation_asset: str
     max_body_bytes: int

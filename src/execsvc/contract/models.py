@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel, StringConstraints
+from typing_extensions import TypeAliasType
+
+
+class SignedDecimal(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description="A signed decimal number as a string.",
+            examples=["-12.5", "0", "1000"],
+            pattern="^-?[0-9]+(\\.[0-9]+)?$",
+        ),
+    ]
+
+
+class Symbol(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description="A market symbol in ccxt unified form, BASE/QUOTE.",
+            examples=["BTC/USDT"],
+            pattern="^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$",
+        ),
+    ]
 
 
 class OrderRequest(BaseModel):
@@ -340,6 +364,371 @@ class RiskDecision(BaseModel):
     )
     approved: bool
     violations: list[Violation]
+
+
+class AccountId(RootModel[str]):
+    root: Annotated[str, Field(pattern="^[A-Za-z0-9._-]{1,64}$")]
+
+
+class ScopeState(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    state: Annotated[
+        Literal["active", "reducing", "halted"],
+        Field(description="`active` - every order; `reducing` - only orders that shrink a position; `halted` - none."),
+    ]
+    reason: str | None
+    changed_by: Annotated[str | None, Field(description="The token (`token:<id>`) or component that set it.")]
+    changed_at: AwareDatetime | None
+
+
+class Restriction(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    rule: Annotated[str, Field(description="`trading_state` (manual), `daily_loss` or `loss_streak` (automatic).")]
+    state: Annotated[
+        Literal["active", "reducing", "halted"],
+        Field(description="`active` - every order; `reducing` - only orders that shrink a position; `halted` - none."),
+    ]
+    reason: str
+    until: Annotated[
+        AwareDatetime | None,
+        Field(description="When it lifts by itself (the next UTC day, the end of a cooldown), if it does."),
+    ]
+
+
+class Headroom(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    rule: str
+    symbol: Symbol | None
+    limit: str
+    used: Annotated[
+        str,
+        Field(
+            description="A signed decimal number as a string.",
+            examples=["-12.5", "0", "1000"],
+            pattern="^-?[0-9]+(\\.[0-9]+)?$",
+        ),
+    ]
+    remaining: Annotated[
+        str,
+        Field(
+            description="A signed decimal number as a string.",
+            examples=["-12.5", "0", "1000"],
+            pattern="^-?[0-9]+(\\.[0-9]+)?$",
+        ),
+    ]
+
+
+class BreakerState(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    broker: str
+    state: Literal["closed", "open", "half_open"]
+    recent_failures: Annotated[int, Field(ge=0)]
+    failure_threshold: int | None
+    opened_at: AwareDatetime | None
+    retry_at: AwareDatetime | None
+
+
+class RiskEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    scope: Literal["account", "global"]
+    kind: Annotated[str, Field(description="halted, reducing, resumed, daily_loss_breached, loss_streak_cooldown.")]
+    state: Literal["active", "reducing", "halted"] | None
+    reason: str
+    actor: str
+    at: AwareDatetime
+
+
+class Pnl(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    day: date
+    currency: str
+    day_start_equity: SignedDecimal | None
+    equity: Annotated[
+        str,
+        Field(
+            description="A signed decimal number as a string.",
+            examples=["-12.5", "0", "1000"],
+            pattern="^-?[0-9]+(\\.[0-9]+)?$",
+        ),
+    ]
+    today: Annotated[
+        str,
+        Field(
+            description="A signed decimal number as a string.",
+            examples=["-12.5", "0", "1000"],
+            pattern="^-?[0-9]+(\\.[0-9]+)?$",
+        ),
+    ]
+    daily_loss_limit: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, or null.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"
+        ),
+    ]
+    breached: bool
+
+
+class LossStreak(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    losing_round_trips: Annotated[int, Field(ge=0)]
+    limit: int | None
+    cooldown_until: AwareDatetime | None
+
+
+BySymbolAdditionalProperty = TypeAliasType("BySymbolAdditionalProperty", Annotated[int, Field(ge=0)])
+
+
+class OpenOrders(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    total: Annotated[int, Field(ge=0)]
+    by_symbol: dict[str, BySymbolAdditionalProperty]
+
+
+class RiskState(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    account_id: str
+    state: Annotated[
+        Literal["active", "reducing", "halted"],
+        Field(description="`active` - every order; `reducing` - only orders that shrink a position; `halted` - none."),
+    ]
+    account: ScopeState
+    global_: Annotated[ScopeState, Field(alias="global")]
+    restrictions: list[Restriction]
+    pnl: Pnl
+    loss_streak: LossStreak
+    headroom: list[Headroom]
+    open_orders: OpenOrders
+    breakers: list[BreakerState]
+    events: Annotated[
+        list[RiskEvent], Field(description="The latest state changes of the account and the service, newest first.")
+    ]
+
+
+class HaltRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    reason: Annotated[str, Field(max_length=500, min_length=1)]
+    scope: Literal["account", "global"] = "account"
+    account_id: Annotated[
+        str | None,
+        Field(
+            description="The account to halt (scope `account`; absent or null - the token's own).",
+            pattern="^[A-Za-z0-9._-]{1,64}$",
+        ),
+    ] = None
+    state: Literal["halted", "reducing"] = "halted"
+    cancel_open_orders: bool = False
+
+
+class ResumeRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    reason: Annotated[str | None, Field(max_length=500, min_length=1)] = None
+    scope: Literal["account", "global"] = "account"
+    account_id: Annotated[
+        str | None,
+        Field(
+            description="The account to resume (scope `account`; absent or null - the token's own).",
+            pattern="^[A-Za-z0-9._-]{1,64}$",
+        ),
+    ] = None
+
+
+class CancelFailure(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    order_id: UUID
+    error: str
+
+
+class StateChange(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    scope: Literal["account", "global"]
+    account_id: str | None
+    state: ScopeState
+    canceled_order_ids: list[UUID]
+    cancel_failures: list[CancelFailure]
+
+
+class AccountLimits(BaseModel):
+    """
+    Limits for the whole account. Amounts are decimal strings; `null` switches a check off.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    min_order_qty: Annotated[
+        str | None, Field(description="Smallest order quantity.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$")
+    ] = None
+    max_order_qty: Annotated[
+        str | None, Field(description="Largest order quantity.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$")
+    ] = None
+    min_order_notional: Annotated[
+        str | None,
+        Field(description="Smallest order value, in the valuation asset.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"),
+    ] = None
+    max_order_notional: Annotated[
+        str | None,
+        Field(description="Largest order value, in the valuation asset.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"),
+    ] = None
+    max_position_notional: Annotated[
+        str | None,
+        Field(
+            description="Largest position value per symbol after the order, counting same-side open orders.",
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+    price_collar_bps: Annotated[
+        str | None,
+        Field(
+            description="Furthest a limit price may be from the mark, in basis points.",
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+    max_open_orders_per_symbol: Annotated[
+        int | None, Field(description="Most working orders in one symbol.", ge=1, le=1000000)
+    ] = None
+    max_gross_exposure: Annotated[
+        str | None,
+        Field(
+            description="Largest gross exposure across symbols, in the valuation asset.",
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+    max_open_orders_per_account: Annotated[
+        int | None, Field(description="Most working orders in the account.", ge=1, le=1000000)
+    ] = None
+    max_orders_per_second: Annotated[
+        int | None, Field(description="Most submissions in any second.", ge=1, le=1000000)
+    ] = None
+    max_orders_per_minute: Annotated[
+        int | None, Field(description="Most submissions in any minute.", ge=1, le=1000000)
+    ] = None
+    daily_loss_limit: Annotated[
+        str | None,
+        Field(
+            description="Loss since 00:00 UTC (realized and unrealized) that turns the account to reducing.",
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+    loss_streak_limit: Annotated[
+        int | None, Field(description="Losing round trips in a row that start a cooldown.", ge=1, le=1000000)
+    ] = None
+    loss_streak_cooldown_seconds: Annotated[
+        int | None, Field(description="How long a losing streak keeps the account reducing.", ge=1, le=604800)
+    ] = None
+    allowed_symbols: Annotated[
+        list[Symbol] | None,
+        Field(description="The markets this account may trade (null - every listed market).", max_length=200),
+    ] = None
+
+
+class SymbolLimits(BaseModel):
+    """
+    Limits for one market, over the account's.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    min_order_qty: Annotated[
+        str | None, Field(description="Smallest order quantity.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$")
+    ] = None
+    max_order_qty: Annotated[
+        str | None, Field(description="Largest order quantity.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$")
+    ] = None
+    min_order_notional: Annotated[
+        str | None,
+        Field(description="Smallest order value, in the valuation asset.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"),
+    ] = None
+    max_order_notional: Annotated[
+        str | None,
+        Field(description="Largest order value, in the valuation asset.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"),
+    ] = None
+    max_position_notional: Annotated[
+        str | None,
+        Field(
+            description="Largest position value per symbol after the order, counting same-side open orders.",
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+    price_collar_bps: Annotated[
+        str | None,
+        Field(
+            description="Furthest a limit price may be from the mark, in basis points.",
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+    max_open_orders_per_symbol: Annotated[
+        int | None, Field(description="Most working orders in one symbol.", ge=1, le=1000000)
+    ] = None
+
+
+class LimitOverrides(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    limits: AccountLimits | None = None
+    symbols: Annotated[
+        dict[Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$")], SymbolLimits] | None,
+        Field(description="Per-market limits by symbol.", max_length=200),
+    ] = None
+
+
+class RiskLimits(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    account_id: str
+    version: Annotated[int, Field(description="0 while the account has never changed its limits.", ge=0)]
+    updated_by: str | None
+    updated_at: AwareDatetime | None
+    overrides: LimitOverrides
+    effective: AccountLimits
+    effective_by_symbol: Annotated[
+        dict[str, SymbolLimits], Field(description="The limits an order in each listed market meets.")
+    ]
+
+
+class LimitVersion(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    version: Annotated[int, Field(ge=1)]
+    changed_by: str
+    changed_at: AwareDatetime
+    overrides: LimitOverrides
+
+
+class LimitVersionList(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    items: list[LimitVersion]
 
 
 class Problem(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
 from uuid import UUID
 
 
@@ -105,6 +107,16 @@ class BrokerUnavailable(BrokerError):
     code = "broker_unavailable"
 
 
+class BrokerCircuitOpen(BrokerUnavailable):
+    """The broker's circuit breaker is open: recent calls failed, new orders are refused until a probe succeeds."""
+
+    def __init__(self, broker: str, retry_at: datetime | None, now: datetime) -> None:
+        when = "shortly" if retry_at is None else retry_at.isoformat()
+        super().__init__(f"broker {broker!r} is failing; new orders are refused until {when}")
+        wait = 1.0 if retry_at is None else (retry_at - now).total_seconds()
+        self.retry_after = max(1, math.ceil(wait))
+
+
 class BrokerRejected(BrokerError):
     """The broker refused the request."""
 
@@ -133,3 +145,13 @@ class Overloaded(DependencyUnavailable):
     """Every connection is busy, or the account's lock could not be had in time; retrying later will work."""
 
     code = "overloaded"
+
+
+class InvalidLimits(ExecsvcError):
+    """Risk limits that make no sense; ``errors`` are (field, message) pairs."""
+
+    code = "invalid_limits"
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {m}" for f, m in errors))
+        self.errors = errors

@@ -2,6 +2,10 @@
 
 Positions are signed (negative is short). Every amount returned here is quantized to the storage scale, so the
 values in memory equal the values the database stores. Realized PnL is gross of fees.
+
+A *round trip* is the life of a position from flat back to flat (or through a flip): ``trip_pnl`` is what the
+current (or, once flat, the last) round trip realized, net of the fees paid in its quote asset. The consecutive-loss
+breaker of the risk engine counts losing round trips.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ class Position:
     qty: Decimal = ZERO
     avg_entry_price: Decimal = ZERO
     realized_pnl: Decimal = ZERO
+    trip_pnl: Decimal = ZERO
 
     @classmethod
     def flat(cls) -> Position:
@@ -58,17 +63,34 @@ def apply_fill(position: Position, side: Side, qty: Decimal, price: Decimal) -> 
         new_qty = old_qty + side.sign * qty
         if old_qty == 0 or (old_qty > 0) == (side is Side.BUY):
             cost = abs(old_qty) * position.avg_entry_price + qty * price
-            return Position(new_qty, _quantized_quotient(cost, abs(new_qty)), position.realized_pnl)
+            trip = ZERO if old_qty == 0 else position.trip_pnl  # leaving flat starts a new round trip
+            return Position(new_qty, _quantized_quotient(cost, abs(new_qty)), position.realized_pnl, trip)
         direction = 1 if old_qty > 0 else -1
         closed = min(qty, abs(old_qty))
-        realized = position.realized_pnl + quantize((price - position.avg_entry_price) * closed * direction)
+        gain = quantize((price - position.avg_entry_price) * closed * direction)
+        realized = position.realized_pnl + gain
         if new_qty == 0:
-            avg = ZERO
-        elif qty > closed:
-            avg = price
-        else:
-            avg = position.avg_entry_price
-        return Position(new_qty, avg, realized)
+            return Position(ZERO, ZERO, realized, position.trip_pnl + gain)
+        if qty > closed:  # a flip: the old round trip ended, a new one starts at the fill price
+            return Position(new_qty, price, realized, ZERO)
+        return Position(new_qty, position.avg_entry_price, realized, position.trip_pnl + gain)
+
+
+def closed_trip(before: Position, after: Position) -> Decimal | None:
+    """The realized PnL (gross of fees) of the round trip a fill ended, or None when it ended none.
+
+    A fill ends a round trip when it takes a position to flat or through flat (a flip).
+    """
+    if before.qty == 0 or (after.qty != 0 and (after.qty > 0) == (before.qty > 0)):
+        return None
+    with localcontext(MONEY_CONTEXT):
+        return before.trip_pnl + (after.realized_pnl - before.realized_pnl)
+
+
+def with_trip_fee(position: Position, fee: Decimal) -> Position:
+    """Charge a fee to the position's current round trip."""
+    with localcontext(MONEY_CONTEXT):
+        return Position(position.qty, position.avg_entry_price, position.realized_pnl, position.trip_pnl - fee)
 
 
 def unrealized_pnl(position: Position, mark: Decimal) -> Decimal:

@@ -16,6 +16,7 @@ from uuid import UUID
 from execsvc.core.ledger import Position
 from execsvc.core.orders import Order, Transition, WorkingTotals
 from execsvc.core.reports import Filled
+from execsvc.core.trading import AccountRisk, RiskControls, RiskEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,10 @@ class IdempotencyRecord:
 
 
 class AccountRepository(Protocol):
+    async def get(self, account_id: str) -> AccountInfo | None:
+        """Read the account without locking it."""
+        ...
+
     async def lock(self, account_id: str, *, finishing: bool = False) -> AccountInfo | None:
         """Read the account and hold its lock until the unit of work ends (serialises risk per account).
 
@@ -109,6 +114,22 @@ class Outbox(Protocol):
         ...
 
 
+class RiskRepository(Protocol):
+    async def controls(self, account_id: str) -> RiskControls:
+        """The account's and the service's trading states and the account's limit overrides."""
+        ...
+
+    async def state(self, scope: str) -> AccountRisk:
+        """One scope's risk state (an account id, or ``trading.GLOBAL``); the defaults when none is stored."""
+        ...
+
+    async def save(self, scope: str, risk: AccountRisk) -> None: ...
+    async def add_event(self, event: RiskEvent) -> None: ...
+    async def put_limits(self, account_id: str, overrides_json: str, actor: str, at: datetime) -> int:
+        """Store new limit overrides and keep the version; returns the new version number."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving the block without ``commit()`` rolls back."""
 
@@ -128,6 +149,8 @@ class UnitOfWork(Protocol):
     def idempotency(self) -> IdempotencyRepository: ...
     @property
     def outbox(self) -> Outbox: ...
+    @property
+    def risk(self) -> RiskRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -31,10 +31,11 @@ from execsvc.core.ledger import Position
 from execsvc.core.money import normalize
 from execsvc.core.orders import Order, OrderStatus, Transition, WorkingTotals
 from execsvc.core.reports import Filled
+from execsvc.core.trading import GLOBAL, AccountRisk, RiskControls, RiskEvent
 from execsvc.core.uow import AccountInfo, IdempotencyRecord
 from execsvc.core.values import Side
 from execsvc.db.admin import TokenRecord
-from execsvc.db.repositories import order_from_row
+from execsvc.db.repositories import order_from_row, risk_event_values, risk_from_row, risk_values
 
 WORKING = [s.value for s in OrderStatus if s.is_working]
 ORDER_COLUMNS = (
@@ -172,6 +173,9 @@ class _Session:
         self.saved_balances: dict[str, tuple[dict[str, Decimal], datetime]] = {}
         self.events: list[tuple[Any, ...]] = []
         self.outbox: list[tuple[Any, ...]] = []
+        self.controls: dict[str, RiskControls] = {}
+        self.saved_risk: dict[str, AccountRisk] = {}
+        self.risk_events: list[RiskEvent] = []
 
     async def connection(self) -> asyncpg.Connection:
         """The unit of work's connection, taken from the pool on first use."""
@@ -243,11 +247,12 @@ class _Session:
             )
         for (account_id, symbol), (position, at) in self.saved_positions.items():
             parts.append(
-                "INSERT INTO positions (account_id, symbol, qty, avg_entry_price, realized_pnl, updated_at) "
+                "INSERT INTO positions (account_id, symbol, qty, avg_entry_price, realized_pnl, trip_pnl, updated_at) "
                 f"VALUES ({arg(account_id)}, {arg(symbol)}, {arg(position.qty)}, {arg(position.avg_entry_price)}, "
-                f"{arg(position.realized_pnl)}, {arg(at)}) ON CONFLICT (account_id, symbol) DO UPDATE SET "
+                f"{arg(position.realized_pnl)}, {arg(position.trip_pnl)}, {arg(at)}) "
+                "ON CONFLICT (account_id, symbol) DO UPDATE SET "
                 "qty = EXCLUDED.qty, avg_entry_price = EXCLUDED.avg_entry_price, "
-                "realized_pnl = EXCLUDED.realized_pnl, updated_at = EXCLUDED.updated_at"
+                "realized_pnl = EXCLUDED.realized_pnl, trip_pnl = EXCLUDED.trip_pnl, updated_at = EXCLUDED.updated_at"
             )
         for account_id, (totals, at) in self.saved_balances.items():
             parts.append(
@@ -270,6 +275,19 @@ class _Session:
                 "INSERT INTO outbox (topic, account_id, payload, created_at) "
                 f"SELECT * FROM unnest({arg(list(columns[0]))}::text[], {arg(list(columns[1]))}::text[], "
                 f"{arg(list(columns[2]))}::text[], {arg(list(columns[3]))}::timestamptz[])"
+            )
+        for scope, risk in self.saved_risk.items():
+            row = risk_values(scope, risk)
+            names = ", ".join(row)
+            values = ", ".join(arg(v) for v in row.values())
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in row if c != "scope")
+            parts.append(
+                f"INSERT INTO risk_states ({names}) VALUES ({values}) ON CONFLICT (scope) DO UPDATE SET {updates}"
+            )
+        for event in self.risk_events:
+            row = risk_event_values(event)
+            parts.append(
+                f"INSERT INTO risk_events ({', '.join(row)}) VALUES ({', '.join(arg(v) for v in row.values())})"
             )
         if not parts:
             return
@@ -335,7 +353,51 @@ def _totals(rows: Sequence[Mapping[str, Any]]) -> list[WorkingTotals]:
     ]
 
 
+_STATE_COLUMNS = (
+    "state",
+    "reason",
+    "changed_by",
+    "changed_at",
+    "day",
+    "day_start_equity",
+    "loss_breached_on",
+    "loss_streak",
+    "cooldown_until",
+)
+# The risk controls come with the account's lock read: its state, the service's, the account's limit overrides.
+_RISK_COLUMNS = ", ".join(
+    [f"ra.{c} AS ra_{c}" for c in _STATE_COLUMNS]
+    + [f"rg.{c} AS rg_{c}" for c in _STATE_COLUMNS]
+    + ["l.version AS l_version", "l.overrides AS l_overrides"]
+)
+_RISK_JOINS = (
+    "LEFT JOIN risk_states ra ON ra.scope = a.id "
+    f"LEFT JOIN risk_states rg ON rg.scope = '{GLOBAL}' "
+    "LEFT JOIN risk_limits l ON l.account_id = a.id"
+)
+
+
+def _scope_state(row: Mapping[str, Any], prefix: str) -> AccountRisk:
+    if row[f"{prefix}state"] is None:
+        return AccountRisk()
+    return risk_from_row({c: row[f"{prefix}{c}"] for c in _STATE_COLUMNS}, normalize)
+
+
+def _controls(row: Mapping[str, Any]) -> RiskControls:
+    return RiskControls(
+        _scope_state(row, "ra_"),
+        _scope_state(row, "rg_").manual,
+        row["l_version"] or 0,
+        row["l_overrides"],
+    )
+
+
 class PgAccounts(_Repo):
+    async def get(self, account_id: str) -> AccountInfo | None:
+        conn = await self.s.begin()
+        row = await conn.fetchrow("SELECT id, broker, valuation_asset FROM accounts WHERE id = $1", account_id)
+        return None if row is None else AccountInfo(row["id"], row["broker"], row["valuation_asset"])
+
     async def lock(self, account_id: str, *, finishing: bool = False) -> AccountInfo | None:
         """Take the account's advisory lock (serialising risk across processes), then read it with its balances.
 
@@ -354,13 +416,14 @@ class PgAccounts(_Repo):
         row = await conn.fetchrow(
             "SELECT a.id, a.broker, a.valuation_asset, "
             "ARRAY(SELECT b.asset FROM balances b WHERE b.account_id = a.id ORDER BY b.asset) AS assets, "
-            f"ARRAY(SELECT b.total FROM balances b WHERE b.account_id = a.id ORDER BY b.asset) AS totals{working} "
-            "FROM accounts a WHERE a.id = $1",
+            f"ARRAY(SELECT b.total FROM balances b WHERE b.account_id = a.id ORDER BY b.asset) AS totals{working}, "
+            f"{_RISK_COLUMNS} FROM accounts a {_RISK_JOINS} WHERE a.id = $1",
             account_id,
             *(() if finishing else (WORKING,)),
         )
         if row is None:
             return None
+        self.s.controls[account_id] = _controls(row)
         self.s.balances[account_id] = {a: normalize(v) for a, v in zip(row["assets"], row["totals"], strict=True)}
         if not finishing:
             names = ("symbol", "side", "priced_qty", "priced_value", "unpriced_qty", "n")
@@ -389,6 +452,7 @@ class PgOrders(_Repo):
         # round trips while the account lock is held.
         query = (
             f"SELECT {ORDER_COLUMNS_O}, p.qty AS p_qty, p.avg_entry_price AS p_avg, p.realized_pnl AS p_pnl, "
+            "p.trip_pnl AS p_trip, "
             "ARRAY(SELECT f.broker || ':' || f.trade_id FROM fills f WHERE f.order_id = o.id) AS trades "
             "FROM orders o LEFT JOIN positions p ON p.account_id = o.account_id AND p.symbol = o.symbol "
             "WHERE o.id = $1"
@@ -410,7 +474,9 @@ class PgOrders(_Repo):
             if row["p_qty"] is None:
                 self.s.positions.setdefault(key, Position())
             else:
-                position = Position(normalize(row["p_qty"]), normalize(row["p_avg"]), normalize(row["p_pnl"]))
+                position = Position(
+                    normalize(row["p_qty"]), normalize(row["p_avg"]), normalize(row["p_pnl"]), normalize(row["p_trip"])
+                )
                 self.s.positions.setdefault(key, position)
         return order
 
@@ -519,13 +585,18 @@ class PgPositions(_Repo):
             return cached
         conn = await self.s.begin()
         row = await conn.fetchrow(
-            "SELECT qty, avg_entry_price, realized_pnl FROM positions WHERE account_id = $1 AND symbol = $2",
+            "SELECT qty, avg_entry_price, realized_pnl, trip_pnl FROM positions WHERE account_id = $1 AND symbol = $2",
             account_id,
             symbol,
         )
         if row is None:
             return Position()
-        return Position(normalize(row["qty"]), normalize(row["avg_entry_price"]), normalize(row["realized_pnl"]))
+        return Position(
+            normalize(row["qty"]),
+            normalize(row["avg_entry_price"]),
+            normalize(row["realized_pnl"]),
+            normalize(row["trip_pnl"]),
+        )
 
     async def save(self, account_id: str, symbol: str, position: Position, at: datetime) -> None:
         self.s.positions[(account_id, symbol)] = position
@@ -613,6 +684,51 @@ class PgOutbox(_Repo):
         self.s.outbox.append((topic, account_id, json.dumps(payload, separators=(",", ":"), sort_keys=True), at))
 
 
+class PgRisk(_Repo):
+    async def controls(self, account_id: str) -> RiskControls:
+        cached = self.s.controls.get(account_id)
+        if cached is not None:
+            saved = self.s.saved_risk.get(account_id)
+            return (
+                cached
+                if saved is None
+                else RiskControls(saved, cached.global_, cached.limits_version, cached.limits_json)
+            )
+        conn = await self.s.begin()
+        row = await conn.fetchrow(f"SELECT {_RISK_COLUMNS} FROM accounts a {_RISK_JOINS} WHERE a.id = $1", account_id)
+        return RiskControls() if row is None else _controls(row)
+
+    async def state(self, scope: str) -> AccountRisk:
+        saved = self.s.saved_risk.get(scope)
+        if saved is not None:
+            return saved
+        conn = await self.s.begin()
+        row = await conn.fetchrow(f"SELECT {', '.join(_STATE_COLUMNS)} FROM risk_states WHERE scope = $1", scope)
+        return risk_from_row(None if row is None else dict(row), normalize)
+
+    async def save(self, scope: str, risk: AccountRisk) -> None:
+        self.s.saved_risk[scope] = risk
+
+    async def add_event(self, event: RiskEvent) -> None:
+        self.s.risk_events.append(event)
+
+    async def put_limits(self, account_id: str, overrides_json: str, actor: str, at: datetime) -> int:
+        conn = await self.s.begin()
+        version: int = await conn.fetchval(
+            "WITH up AS (INSERT INTO risk_limits (account_id, version, overrides, updated_by, updated_at) "
+            "VALUES ($1, 1, $2, $3, $4) ON CONFLICT (account_id) DO UPDATE SET version = risk_limits.version + 1, "
+            "overrides = EXCLUDED.overrides, updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at "
+            "RETURNING version) "
+            "INSERT INTO risk_limit_versions (account_id, version, overrides, changed_by, changed_at) "
+            "SELECT $1, up.version, $2, $3, $4 FROM up RETURNING version",
+            account_id,
+            overrides_json,
+            actor,
+            at,
+        )
+        return version
+
+
 class PgUnitOfWork:
     """One transaction on a pooled asyncpg connection, taken on first use."""
 
@@ -624,6 +740,7 @@ class PgUnitOfWork:
     balances: PgBalances
     idempotency: PgIdempotency
     outbox: PgOutbox
+    risk: PgRisk
 
     def __init__(self, pool: asyncpg.Pool, account_locks: AccountLocks) -> None:
         self._session = _Session(pool, account_locks)
@@ -639,6 +756,7 @@ class PgUnitOfWork:
         self.balances = PgBalances(session)
         self.idempotency = PgIdempotency(session)
         self.outbox = PgOutbox(session)
+        self.risk = PgRisk(session)
         return self
 
     async def commit(self) -> None:

@@ -13,10 +13,18 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from execsvc.core.ledger import Position
-from execsvc.core.orders import Order
+from execsvc.core.orders import Order, WorkingTotals
+from execsvc.core.trading import GLOBAL, RiskControls, RiskEvent, TradingState
 from execsvc.db import tables as t
 from execsvc.db.engine import autocommit
-from execsvc.db.repositories import WORKING, order_from_row
+from execsvc.db.repositories import (
+    WORKING,
+    SqlBalances,
+    SqlOrders,
+    SqlPositions,
+    SqlRisk,
+    order_from_row,
+)
 
 T = TypeVar("T")
 
@@ -169,6 +177,80 @@ class ReadModel:
         for r in rows:
             grouped.setdefault(r.symbol, []).append(r.qty)
         return list(grouped.items())
+
+
+@dataclass(frozen=True, slots=True)
+class RiskView:
+    """What ``GET /v1/risk/state`` shows, read in one snapshot."""
+
+    controls: RiskControls
+    balances: dict[str, Decimal]
+    positions: dict[str, Decimal]
+    working: Sequence[WorkingTotals]
+    events: list[RiskEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitVersion:
+    """One version of an account's limit overrides."""
+
+    version: int
+    overrides: str
+    changed_by: str
+    changed_at: datetime
+
+
+class RiskReads:
+    """The read side of risk: states, limits and their history, the audit trail."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = autocommit(engine)
+        self.snapshot_engine = engine
+
+    async def account_ids(self) -> list[str]:
+        """Every account."""
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(select(t.accounts.c.id).order_by(t.accounts.c.id))).scalars())
+
+    async def account_exists(self, account_id: str) -> bool:
+        """True when the account exists."""
+        async with self.engine.connect() as conn:
+            found = await conn.execute(select(t.accounts.c.id).where(t.accounts.c.id == account_id))
+            return found.first() is not None
+
+    async def view(self, account_id: str, events: int = 20) -> RiskView:
+        """The account's risk controls, balances, positions, working orders and latest state changes."""
+        e = t.risk_events.c
+        async with self.snapshot_engine.connect() as conn, conn.begin():
+            controls = await SqlRisk(conn).controls(account_id)
+            balances = await SqlBalances(conn).get(account_id)
+            positions = await SqlPositions(conn).quantities(account_id)
+            working = await SqlOrders(conn).working_totals(account_id)
+            rows = await conn.execute(
+                select(t.risk_events).where(e.scope.in_([account_id, GLOBAL])).order_by(e.id.desc()).limit(events)
+            )
+            audit = [
+                RiskEvent(
+                    r.scope,
+                    r.kind,
+                    None if r.state is None else TradingState(r.state),
+                    r.reason,
+                    r.actor,
+                    r.created_at,
+                )
+                for r in rows
+            ]
+        return RiskView(controls, balances, positions, working, audit)
+
+    async def limits(self, account_id: str) -> tuple[LimitVersion | None, list[LimitVersion]]:
+        """The account's current limit overrides (None: never changed) and every version, newest first."""
+        v = t.risk_limit_versions.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(t.risk_limit_versions).where(v.account_id == account_id).order_by(v.version.desc())
+            )
+            versions = [LimitVersion(r.version, r.overrides, r.changed_by, r.changed_at) for r in rows]
+        return (versions[0] if versions else None), versions
 
 
 def _fill(m: Any) -> FillView:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -18,6 +18,7 @@ from execsvc.core.ids import new_id
 from execsvc.core.ledger import Position
 from execsvc.core.orders import Order, OrderStatus, RiskAudit, Transition, WorkingTotals, working_totals
 from execsvc.core.reports import Filled
+from execsvc.core.trading import GLOBAL, AccountRisk, ManualState, RiskControls, RiskEvent, TradingState
 from execsvc.core.uow import AccountInfo, IdempotencyRecord
 from execsvc.core.values import OrderType, Side, TimeInForce
 from execsvc.db import tables as t
@@ -126,9 +127,9 @@ _WORKING_ORDERS = select(t.orders).where(
 )
 _INSERT_EVENTS = insert(t.order_events)
 _INSERT_OUTBOX = insert(t.outbox)
-_POSITION = select(t.positions.c.qty, t.positions.c.avg_entry_price, t.positions.c.realized_pnl).where(
-    t.positions.c.account_id == bindparam("account_id"), t.positions.c.symbol == bindparam("symbol")
-)
+_POSITION = select(
+    t.positions.c.qty, t.positions.c.avg_entry_price, t.positions.c.realized_pnl, t.positions.c.trip_pnl
+).where(t.positions.c.account_id == bindparam("account_id"), t.positions.c.symbol == bindparam("symbol"))
 _BALANCES = select(t.balances.c.asset, t.balances.c.total).where(t.balances.c.account_id == bindparam("account_id"))
 _IDEMPOTENCY = select(t.idempotency_keys).where(
     t.idempotency_keys.c.account_id == bindparam("account_id"), t.idempotency_keys.c.key == bindparam("key")
@@ -136,6 +137,10 @@ _IDEMPOTENCY = select(t.idempotency_keys).where(
 
 
 class SqlAccounts(_Repo):
+    async def get(self, account_id: str) -> AccountInfo | None:
+        row = (await self.conn.execute(_LOCK_ACCOUNT, {"account_id": account_id})).first()
+        return None if row is None else AccountInfo(row.id, row.broker, row.valuation_asset)
+
     async def lock(self, account_id: str, *, finishing: bool = False) -> AccountInfo | None:
         stmt = _LOCK_ACCOUNT_FOR_UPDATE if self.conn.dialect.name == "postgresql" else _LOCK_ACCOUNT
         row = (await self.conn.execute(stmt, {"account_id": account_id})).first()
@@ -256,10 +261,12 @@ class SqlPositions(_Repo):
         p = t.positions.c
         row = (
             await self.conn.execute(
-                select(p.qty, p.avg_entry_price, p.realized_pnl).where(p.account_id == account_id, p.symbol == symbol)
+                select(p.qty, p.avg_entry_price, p.realized_pnl, p.trip_pnl).where(
+                    p.account_id == account_id, p.symbol == symbol
+                )
             )
         ).first()
-        return Position() if row is None else Position(row.qty, row.avg_entry_price, row.realized_pnl)
+        return Position() if row is None else Position(row.qty, row.avg_entry_price, row.realized_pnl, row.trip_pnl)
 
     async def quantities(self, account_id: str) -> dict[str, Decimal]:
         p = t.positions.c
@@ -273,6 +280,7 @@ class SqlPositions(_Repo):
             "qty": position.qty,
             "avg_entry_price": position.avg_entry_price,
             "realized_pnl": position.realized_pnl,
+            "trip_pnl": position.trip_pnl,
             "updated_at": at,
         }
         await self.conn.execute(upsert(self.conn, t.positions, values, ["account_id", "symbol"]))
@@ -366,3 +374,94 @@ class SqlOutbox(_Repo):
         if self.pending:
             await self.conn.execute(_INSERT_OUTBOX, self.pending)
             self.pending = []
+
+
+def risk_from_row(m: Mapping[Any, Any] | None, amount: Callable[[Any], Decimal] = lambda v: v) -> AccountRisk:
+    """Map a ``risk_states`` row (None: no row, the defaults) to the domain risk state."""
+    if m is None:
+        return AccountRisk()
+    manual = ManualState(TradingState(m["state"]), m["reason"], m["changed_by"], m["changed_at"])
+    return AccountRisk(
+        manual,
+        None if m["day"] is None else date.fromisoformat(m["day"]),
+        None if m["day_start_equity"] is None else amount(m["day_start_equity"]),
+        None if m["loss_breached_on"] is None else date.fromisoformat(m["loss_breached_on"]),
+        m["loss_streak"],
+        m["cooldown_until"],
+    )
+
+
+def risk_values(scope: str, risk: AccountRisk) -> dict[str, Any]:
+    """The ``risk_states`` row of a scope's risk state."""
+    return {
+        "scope": scope,
+        "state": risk.manual.state.value,
+        "reason": risk.manual.reason,
+        "changed_by": risk.manual.changed_by,
+        "changed_at": risk.manual.changed_at,
+        "day": None if risk.day is None else risk.day.isoformat(),
+        "day_start_equity": risk.day_start_equity,
+        "loss_breached_on": None if risk.loss_breached_on is None else risk.loss_breached_on.isoformat(),
+        "loss_streak": risk.loss_streak,
+        "cooldown_until": risk.cooldown_until,
+    }
+
+
+def risk_event_values(event: RiskEvent) -> dict[str, Any]:
+    """The ``risk_events`` row of an event."""
+    return {
+        "scope": event.scope,
+        "kind": event.kind,
+        "state": None if event.state is None else event.state.value,
+        "reason": event.reason,
+        "actor": event.actor,
+        "detail": json.dumps(event.detail, separators=(",", ":"), sort_keys=True) if event.detail else None,
+        "created_at": event.at,
+    }
+
+
+class SqlRisk(_Repo):
+    async def state(self, scope: str) -> AccountRisk:
+        row = (await self.conn.execute(select(t.risk_states).where(t.risk_states.c.scope == scope))).first()
+        return risk_from_row(None if row is None else row._mapping)
+
+    async def controls(self, account_id: str) -> RiskControls:
+        limits = (
+            await self.conn.execute(
+                select(t.risk_limits.c.version, t.risk_limits.c.overrides).where(
+                    t.risk_limits.c.account_id == account_id
+                )
+            )
+        ).first()
+        return RiskControls(
+            await self.state(account_id),
+            (await self.state(GLOBAL)).manual,
+            0 if limits is None else limits.version,
+            None if limits is None else limits.overrides,
+        )
+
+    async def save(self, scope: str, risk: AccountRisk) -> None:
+        await self.conn.execute(upsert(self.conn, t.risk_states, risk_values(scope, risk), ["scope"]))
+
+    async def add_event(self, event: RiskEvent) -> None:
+        await self.conn.execute(insert(t.risk_events).values(**risk_event_values(event)))
+
+    async def put_limits(self, account_id: str, overrides_json: str, actor: str, at: datetime) -> int:
+        current = (
+            await self.conn.execute(select(t.risk_limits.c.version).where(t.risk_limits.c.account_id == account_id))
+        ).scalar()
+        version = (current or 0) + 1
+        values = {
+            "account_id": account_id,
+            "version": version,
+            "overrides": overrides_json,
+            "updated_by": actor,
+            "updated_at": at,
+        }
+        await self.conn.execute(upsert(self.conn, t.risk_limits, values, ["account_id"]))
+        await self.conn.execute(
+            insert(t.risk_limit_versions).values(
+                account_id=account_id, version=version, overrides=overrides_json, changed_by=actor, changed_at=at
+            )
+        )
+        return version

@@ -126,6 +126,8 @@ positions = Table(
     Column("avg_entry_price", Amount, nullable=False),
     Column("realized_pnl", Amount, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # What the current (once flat: the last) round trip realized, net of fees in the quote asset.
+    Column("trip_pnl", Amount, nullable=False, server_default="0"),
 )
 
 balances = Table(
@@ -159,4 +161,56 @@ outbox = Table(
     Column("payload", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("published_at", UtcDateTime, nullable=True, index=True),
+)
+
+# The risk state of each scope: an account id, or "*" for the whole service (manual state only).
+risk_states = Table(
+    "risk_states",
+    metadata,
+    Column("scope", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("changed_by", String(64), nullable=True),
+    Column("changed_at", UtcDateTime, nullable=True),
+    Column("day", String(10), nullable=True),  # YYYY-MM-DD (UTC) the daily PnL counts from
+    Column("day_start_equity", Amount, nullable=True),
+    Column("loss_breached_on", String(10), nullable=True),
+    Column("loss_streak", Integer, nullable=False),
+    Column("cooldown_until", UtcDateTime, nullable=True),
+)
+
+# An account's limit overrides (JSON, see risk.limits) and their version; every version is kept below.
+risk_limits = Table(
+    "risk_limits",
+    metadata,
+    Column("account_id", String(64), ForeignKey("accounts.id"), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("overrides", Text, nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+risk_limit_versions = Table(
+    "risk_limit_versions",
+    metadata,
+    Column("account_id", String(64), ForeignKey("accounts.id"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("overrides", Text, nullable=False),
+    Column("changed_by", String(64), nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),
+)
+
+# The audit trail of trading-state changes, automatic and manual.
+risk_events = Table(
+    "risk_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("scope", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("state", String(16), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("detail", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "scope", "id"),
 )

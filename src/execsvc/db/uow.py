@@ -17,6 +17,7 @@ from execsvc.db.repositories import (
     SqlOrders,
     SqlOutbox,
     SqlPositions,
+    SqlRisk,
 )
 
 
@@ -36,6 +37,7 @@ class SqlUnitOfWork:
     balances: SqlBalances
     idempotency: SqlIdempotency
     outbox: SqlOutbox
+    risk: SqlRisk
 
     def __init__(self, engine: AsyncEngine, write_lock: asyncio.Lock | None = None) -> None:
         self._engine = engine
@@ -63,6 +65,7 @@ class SqlUnitOfWork:
         self.balances = SqlBalances(conn)
         self.idempotency = SqlIdempotency(conn)
         self.outbox = SqlOutbox(conn)
+        self.risk = SqlRisk(conn)
         return self
 
     async def commit(self) -> None:

@@ -39,14 +39,22 @@ async def cancel_order(pipeline: Pipeline, cmd: CancelOrder) -> Order:
         await record_transition(uow, pipeline, applied)
         await uow.commit()
     broker = pipeline.router.broker_for(account)
+    breaker = pipeline.breakers(broker.name)
     reports: list[BrokerReport]
     try:
         reports = list(await broker.cancel(applied.order))
+        breaker.succeeded(pipeline.clock.now())
     except OutcomeUnknown as exc:
+        breaker.failed(pipeline.clock.now())
         reports = [OutcomeWasUnknown(str(exc))]
-    except (BrokerUnavailable, BrokerRejected) as exc:
+    except BrokerRejected as exc:
+        breaker.succeeded(pipeline.clock.now())
+        reports = [CancelRejected(str(exc))]
+    except BrokerUnavailable as exc:
+        breaker.failed(pipeline.clock.now())
         reports = [CancelRejected(str(exc))]
     except Exception as exc:  # an adapter bug: the cancel may or may not have reached the venue
+        breaker.failed(pipeline.clock.now())
         log.exception("broker_cancel_failed", order_id=str(order.id))
         reports = [OutcomeWasUnknown(f"unexpected broker error: {exc!r}")]
     return await apply_reports(pipeline, order.id, reports, broker.name, order.account_id)

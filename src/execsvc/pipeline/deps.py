@@ -13,6 +13,7 @@ from execsvc.core.ports import MarketData, RateCounter
 from execsvc.core.uow import UnitOfWorkFactory
 from execsvc.ratelimit import LocalRateCounter
 from execsvc.risk import RiskLimits, Violation
+from execsvc.routing.breaker import Breakers
 from execsvc.routing.router import OrderRouter
 
 
@@ -60,3 +61,6 @@ class Pipeline:
     idempotency_retention: timedelta = timedelta(hours=24)
     # An idempotent request still unfinished after this long is taken as crashed: a retry gets the order as it is.
     idempotency_stale_after: timedelta = timedelta(seconds=30)
+    breakers: Breakers = field(default_factory=Breakers)
+    # The asset accounts are valued in (equity, daily PnL, notional limits).
+    valuation_asset: str = "USDT"

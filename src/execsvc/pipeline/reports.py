@@ -16,6 +16,7 @@ from execsvc.core.uow import UnitOfWork
 from execsvc.core.values import Symbol
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.payloads import fill_payload, order_event_payload
+from execsvc.pipeline.risk import count_round_trips
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +64,7 @@ async def apply_reports(
         symbol = Symbol.parse(order.symbol)
         balances: dict[str, Decimal] | None = None
         touched: set[str] = set()
+        trips: list[Decimal] = []  # the PnL of each round trip the fills closed
         now = pipeline.clock.now()
         changed = False
         for report in reports:
@@ -75,8 +77,16 @@ async def apply_reports(
                 if not await uow.fills.add(order, report, broker, now):
                     log.info("duplicate_fill_ignored", order_id=str(order.id), trade_id=report.trade_id)
                     continue
-                position = await uow.positions.get(order.account_id, order.symbol)
-                position = ledger.apply_fill(position, order.side, report.qty, report.price)
+                before = await uow.positions.get(order.account_id, order.symbol)
+                position = ledger.apply_fill(before, order.side, report.qty, report.price)
+                fee = report.fee if report.fee_asset == symbol.quote else Decimal(0)
+                trip = ledger.closed_trip(before, position)
+                if trip is not None:
+                    trips.append(trip - fee)  # the closing fill's fee belongs to the trip it closes
+                    if position.qty == 0:
+                        position = ledger.with_trip_fee(position, fee)
+                elif fee:
+                    position = ledger.with_trip_fee(position, fee)
                 await uow.positions.save(order.account_id, order.symbol, position, now)
                 if balances is None:
                     balances = await uow.balances.get(order.account_id)
@@ -93,5 +103,7 @@ async def apply_reports(
             await uow.balances.save(order.account_id, {a: balances[a] for a in touched}, now)
         if changed:
             await uow.orders.update(order)
+        if trips:
+            await count_round_trips(pipeline, uow, order.account_id, trips, now)
         await uow.commit()
     return order

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 
 import structlog
 
@@ -14,6 +11,7 @@ from execsvc.core.commands import SubmitOrder
 from execsvc.core.errors import (
     AccountNotFound,
     BreaksMarketRules,
+    BrokerCircuitOpen,
     BrokerRejected,
     BrokerUnavailable,
     DuplicateClientOrderId,
@@ -23,24 +21,15 @@ from execsvc.core.errors import (
     OutcomeUnknown,
 )
 from execsvc.core.ids import new_client_order_id, new_id
-from execsvc.core.money import ZERO, exact
-from execsvc.core.orders import Applied, Order, OrderStatus, Transition, WorkingTotals, apply
+from execsvc.core.money import ZERO
+from execsvc.core.orders import Applied, Order, OrderStatus, Transition, apply
 from execsvc.core.reports import BrokerReport, OutcomeWasUnknown, Rejected
-from execsvc.core.uow import IdempotencyRecord, UnitOfWork
-from execsvc.core.values import OrderType, Side, Symbol
+from execsvc.core.uow import IdempotencyRecord
+from execsvc.core.values import OrderType, Symbol
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.reports import apply_reports, record_transition
-from execsvc.risk import (
-    AccountSnapshot,
-    Denied,
-    MarketSnapshot,
-    OrderIntent,
-    RiskDecision,
-    audit,
-    evaluate,
-    market_buy_price,
-    reserved_funds,
-)
+from execsvc.pipeline.risk import assess, settle_day
+from execsvc.risk import Denied, RiskDecision, audit
 
 log = structlog.get_logger(__name__)
 
@@ -76,51 +65,15 @@ def validate_shape(cmd: SubmitOrder) -> None:
         raise InvalidOrder(str(exc), field="symbol", code="invalid_symbol") from exc
 
 
-def exposure(
-    pipeline: Pipeline, positions: Mapping[str, Decimal], working: Sequence[WorkingTotals]
-) -> dict[str, Decimal]:
-    """Each symbol's exposure at its mark: the position, or what it becomes if one side's working orders all fill,
-    whichever is larger in size. A symbol with no mark yet counts at nothing."""
-    values: dict[str, Decimal] = {}
-    symbols = set(positions) | {w.symbol for w in working}
-    with exact():
-        for symbol in symbols:
-            quote = pipeline.market_data.mark(symbol)
-            if quote is None:
-                continue
-            qty = positions.get(symbol, ZERO)
-            buys = sum(
-                (w.priced_qty + w.unpriced_qty for w in working if w.symbol == symbol and w.side is Side.BUY), ZERO
-            )
-            sells = sum(
-                (w.priced_qty + w.unpriced_qty for w in working if w.symbol == symbol and w.side is Side.SELL), ZERO
-            )
-            values[symbol] = max(abs(qty), abs(qty + buys), abs(qty - sells)) * quote.price
-    return values
-
-
-async def decide(
-    pipeline: Pipeline, uow: UnitOfWork, account_id: str, cmd: SubmitOrder, now: datetime, record: bool
-) -> RiskDecision:
-    """Read what the risk engine needs about the account and run it on the order (``record``: count it too)."""
-    rate = pipeline.rate.hit if record else pipeline.rate.count
-    recent = await rate(account_id, now)
-    market = MarketSnapshot(pipeline.market_data.rules(cmd.symbol), pipeline.market_data.mark(cmd.symbol))
-    working = await uow.orders.working_totals(account_id)
-    reserved = reserved_funds(working, pipeline.fee_bps, market_buy_price(pipeline.market_data, pipeline.limits))
-    positions = await uow.positions.quantities(account_id)
-    snapshot = AccountSnapshot(
-        await uow.balances.get(account_id), reserved, positions, exposure(pipeline, positions, working), working, recent
-    )
-    intent = OrderIntent(cmd.symbol, cmd.side, cmd.type, cmd.qty, cmd.limit_price)
-    return evaluate(intent, snapshot, market, pipeline.limits, now)
-
-
 async def validate_order(pipeline: Pipeline, cmd: SubmitOrder) -> RiskDecision:
     """What-if: the decision the order would get now. Nothing is written, locked or reserved."""
     validate_shape(cmd)
     async with pipeline.uow() as uow:
-        return await decide(pipeline, uow, cmd.account_id, cmd, pipeline.clock.now(), record=False)
+        account = await uow.accounts.get(cmd.account_id)
+        if account is None:
+            raise AccountNotFound(f"account {cmd.account_id!r} does not exist")
+        now = pipeline.clock.now()
+        return (await assess(pipeline, uow, account.id, account.broker, cmd, now, record=False)).decision
 
 
 async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
@@ -151,13 +104,20 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
             if existing is not None:
                 raise DuplicateClientOrderId(cmd.client_order_id, existing.id)
 
-        decision = await decide(pipeline, uow, account.id, cmd, now, record=True)
+        assessment = await assess(pipeline, uow, account.id, account.broker, cmd, now, record=True)
+        decision = assessment.decision
         if isinstance(decision, Denied):
             broken = tuple(v for v in decision.violations if v.rule in MARKET_RULES)
             if broken:
                 # An order that does not fit the market is bad input: answered, never stored, its id not used up.
                 pipeline.observer.risk_denied(broken)
                 raise BreaksMarketRules(tuple((v.rule, v.limit, v.value, v.message) for v in broken))
+            circuit = tuple(v for v in decision.violations if v.rule == "broker_circuit")
+            if circuit:
+                # The broker is failing: a passing condition, so nothing is stored and the client retries later.
+                pipeline.observer.risk_denied(circuit)
+                raise BrokerCircuitOpen(account.broker, pipeline.breakers(account.broker).blocked_until(now), now)
+        await settle_day(uow, account.id, assessment, now)
 
         order = Order(
             id=new_id(),
@@ -179,7 +139,7 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
             venue_order_id=None,
             created_at=now,
             updated_at=now,
-            risk=audit(decision, pipeline.limits),
+            risk=audit(decision, assessment.limits),
         )
         created = Applied(order, Transition(order.id, None, OrderStatus.PENDING_NEW, "submitted", now))
         steps = [created]
@@ -209,17 +169,33 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
         return SubmitResult(order, decision)
 
     broker = pipeline.router.broker_for(account)
+    breaker = pipeline.breakers(broker.name)
     reports: list[BrokerReport]
     try:
+        if not breaker.begin(pipeline.clock.now()):
+            # Another order became the half-open probe while this one was being written: it is not sent.
+            raise BrokerCircuitOpen(broker.name, breaker.blocked_until(pipeline.clock.now()), pipeline.clock.now())
         reports = list(await broker.submit(order))
+        breaker.succeeded(pipeline.clock.now())
     except OutcomeUnknown as exc:
         # It may have reached the venue: never resend; reconciliation resolves it.
+        breaker.failed(pipeline.clock.now())
         reports = [OutcomeWasUnknown(str(exc))]
-    except (BrokerUnavailable, BrokerRejected) as exc:
+    except BrokerRejected as exc:
+        breaker.succeeded(pipeline.clock.now())  # an answer: the broker is up
+        reports = [Rejected(exc.code, str(exc))]
+    except BrokerCircuitOpen as exc:
+        reports = [Rejected(exc.code, str(exc))]
+    except BrokerUnavailable as exc:
+        breaker.failed(pipeline.clock.now())
         reports = [Rejected(exc.code, str(exc))]
     except Exception as exc:  # an adapter bug: we cannot know whether the order reached the venue
+        breaker.failed(pipeline.clock.now())
         log.exception("broker_submit_failed", order_id=str(order.id))
         reports = [OutcomeWasUnknown(f"unexpected broker error: {exc!r}")]
+    except BaseException:
+        breaker.abandon()  # cancelled while waiting: no verdict on the broker
+        raise
     pipeline.observer.broker_acknowledged(time.perf_counter() - started)
     order = await apply_reports(pipeline, order.id, reports, broker.name, order.account_id)
     return SubmitResult(order, decision)

@@ -15,6 +15,7 @@ from execsvc.core.markets import MarketRules, Quote
 from execsvc.core.money import BPS, ONE, ZERO, exact, is_multiple, quantize, to_str
 from execsvc.core.orders import RiskAudit, WorkingTotals
 from execsvc.core.ports import MarketData
+from execsvc.core.trading import TradingState
 from execsvc.core.values import OrderType, Side, Symbol
 from execsvc.risk.decision import Approved, Denied, RiskDecision, Violation
 
@@ -45,6 +46,18 @@ class AccountSnapshot:
     working: Sequence[WorkingTotals] = ()
     # Submissions in the last second and the last minute before this one.
     recent_orders: tuple[int, int] = (0, 0)
+    # The strictest manual state of the account and the service, and why.
+    trading_state: TradingState = TradingState.ACTIVE
+    state_reason: str | None = None
+    # Today's PnL (equity now less equity at the start of the UTC day; None when unknown) and whether the daily
+    # loss limit was already breached today.
+    day_pnl: Decimal | None = None
+    loss_breached: bool = False
+    # The end of a consecutive-loss cooldown, if one was started.
+    cooldown_until: datetime | None = None
+    # The account's broker circuit: None when closed, else when it may be probed again.
+    broker_blocked_until: datetime | None = None
+    broker_name: str = ""
 
     def available(self, asset: str) -> Decimal:
         """Balance not held by open orders."""
@@ -79,6 +92,11 @@ class RiskLimits:
     max_open_orders_per_account: int | None = 200
     max_orders_per_second: int | None = 20
     max_orders_per_minute: int | None = 600
+    daily_loss_limit: Decimal | None = Decimal(5_000)
+    loss_streak_limit: int | None = 3
+    loss_streak_cooldown_seconds: int = 1800
+    # The markets this account may trade (None: every listed market).
+    allowed_symbols: frozenset[str] | None = None
 
 
 Check = Callable[[OrderIntent, AccountSnapshot, MarketSnapshot, RiskLimits, datetime], Violation | None]
@@ -407,7 +425,100 @@ def check_order_rate(
     return None
 
 
+def check_symbol_allowed(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """The account's own whitelist, within the listed markets."""
+    allowed = limits.allowed_symbols
+    if allowed is None or intent.symbol in allowed or market.rules is None:
+        return None
+    return Violation(
+        "symbol_allowed",
+        ",".join(sorted(allowed)) or None,
+        intent.symbol,
+        f"this account may not trade {intent.symbol}",
+    )
+
+
+def _reducing_only(
+    rule: str, limit: str | None, value: str | None, why: str, intent: OrderIntent, account: AccountSnapshot
+) -> Violation | None:
+    if reduces_position(intent, account):
+        return None
+    return Violation(rule, limit, value, f"{why}: only orders that reduce a position are accepted")
+
+
+def check_trading_state(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """Halted: nothing trades. Reducing: only orders that shrink a position."""
+    state = account.trading_state
+    reason = f" ({account.state_reason})" if account.state_reason else ""
+    if state is TradingState.HALTED:
+        return Violation("trading_state", state.value, None, f"trading is halted{reason}")
+    if state is TradingState.REDUCING:
+        return _reducing_only("trading_state", state.value, None, f"trading is reducing only{reason}", intent, account)
+    return None
+
+
+def check_daily_loss(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """Once today's loss reaches the limit, the account only reduces until the UTC day ends (or an admin resets it)."""
+    limit = limits.daily_loss_limit
+    if limit is None:
+        return None
+    pnl = account.day_pnl
+    if not account.loss_breached and (pnl is None or pnl > -limit):
+        return None
+    return _reducing_only(
+        "daily_loss",
+        to_str(limit),
+        None if pnl is None else to_str(pnl),
+        f"today's loss reached the daily limit of {to_str(limit)}",
+        intent,
+        account,
+    )
+
+
+def check_loss_streak(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """After a run of losing round trips the account only reduces until its cooldown ends."""
+    until = account.cooldown_until
+    if limits.loss_streak_limit is None or until is None or now >= until:
+        return None
+    return _reducing_only(
+        "loss_streak",
+        str(limits.loss_streak_limit),
+        until.isoformat(),
+        f"{limits.loss_streak_limit} losing round trips in a row; cooling down until {until.isoformat()}",
+        intent,
+        account,
+    )
+
+
+def check_broker_circuit(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """The account's broker failed too often lately: no new orders until a probe gets through."""
+    until = account.broker_blocked_until
+    if until is None:
+        return None
+    return Violation(
+        "broker_circuit",
+        None,
+        until.isoformat(),
+        f"broker {account.broker_name!r} is failing; new orders are refused until {until.isoformat()}",
+    )
+
+
 DESK_CHECKS: tuple[Check, ...] = (
+    check_symbol_allowed,
+    check_trading_state,
+    check_daily_loss,
+    check_loss_streak,
+    check_broker_circuit,
     check_order_qty,
     check_order_notional,
     check_price_collar,
@@ -455,6 +566,11 @@ RULES: tuple[tuple[str, Callable[[RiskLimits], bool]], ...] = (
     ("open_orders_account", lambda lim: lim.max_open_orders_per_account is not None),
     ("order_rate_second", lambda lim: lim.max_orders_per_second is not None),
     ("order_rate_minute", lambda lim: lim.max_orders_per_minute is not None),
+    ("symbol_allowed", lambda lim: lim.allowed_symbols is not None),
+    ("trading_state", _always),
+    ("daily_loss", lambda lim: lim.daily_loss_limit is not None),
+    ("loss_streak", lambda lim: lim.loss_streak_limit is not None),
+    ("broker_circuit", _always),
 )
 
 
@@ -521,3 +637,21 @@ def market_buy_price(market_data: MarketData, limits: RiskLimits) -> Callable[[s
         return buffered_buy_price(quote.price, None if rules is None else rules.tick_size, limits)
 
     return price
+
+
+def equity(balances: Mapping[str, Decimal], price: Callable[[str], Decimal | None], valuation_asset: str) -> Decimal:
+    """The account's value in the valuation asset: every balance at the last mark of ``ASSET/VALUATION``.
+
+    An asset with no mark at all is left out (it cannot be valued); the last mark counts however old it is, since
+    a value is needed even while a feed is late.
+    """
+    total = ZERO
+    with exact():
+        for asset, amount in balances.items():
+            if asset == valuation_asset:
+                total += amount
+            elif amount:
+                mark = price(f"{asset}/{valuation_asset}")
+                if mark is not None:
+                    total += amount * mark
+        return quantize(total)

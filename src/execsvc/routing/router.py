@@ -22,6 +22,10 @@ class OrderRouter:
             raise BrokerUnavailable(f"no adapter is configured for broker {account.broker!r}")
         return broker
 
+    def names(self) -> list[str]:
+        """Every registered broker's name."""
+        return list(self._brokers)
+
     def broker_named(self, name: str) -> Broker | None:
         """The adapter registered under ``name``."""
         return self._brokers.get(name)

@@ -1,0 +1,260 @@
+"""The risk engine's inputs and its stateful side: trading states, the daily PnL baseline, the losing streak.
+
+``assess`` reads everything the pure engine needs under the account lock and runs it. The rest keeps the state the
+engine reads: the equity each account started the UTC day with, a breach of the daily loss limit, the count of
+losing round trips and the cooldown they start, and the manual states set by ``halt`` / ``resume``. Every change is
+written in the transaction of what caused it, with an audit row (``risk_events``) and an outbox event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import structlog
+
+from execsvc.core.commands import SubmitOrder
+from execsvc.core.errors import AccountNotFound
+from execsvc.core.money import ZERO, exact, to_str
+from execsvc.core.orders import WorkingTotals
+from execsvc.core.trading import (
+    GLOBAL,
+    SYSTEM_ACTOR,
+    AccountRisk,
+    ManualState,
+    RiskControls,
+    RiskEvent,
+    TradingState,
+    strictest,
+)
+from execsvc.core.uow import UnitOfWork
+from execsvc.core.values import Side
+from execsvc.pipeline.deps import Pipeline
+from execsvc.risk import AccountSnapshot, MarketSnapshot, OrderIntent, RiskDecision, RiskLimits, evaluate
+from execsvc.risk.engine import equity, market_buy_price, reserved_funds
+from execsvc.risk.limits import LimitOverrides, limits_for
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """A decision with what it was made from: the limits in force and the account's risk state and equity."""
+
+    decision: RiskDecision
+    limits: RiskLimits
+    controls: RiskControls
+    equity: Decimal
+    day_pnl: Decimal
+
+
+def exposure(
+    pipeline: Pipeline, positions: Mapping[str, Decimal], working: Sequence[WorkingTotals]
+) -> dict[str, Decimal]:
+    """Each symbol's exposure at its mark: the position, or what it becomes if one side's working orders all fill,
+    whichever is larger in size. A symbol with no mark yet counts at nothing."""
+    values: dict[str, Decimal] = {}
+    symbols = set(positions) | {w.symbol for w in working}
+    with exact():
+        for symbol in symbols:
+            quote = pipeline.market_data.mark(symbol)
+            if quote is None:
+                continue
+            qty = positions.get(symbol, ZERO)
+            buys = sum(
+                (w.priced_qty + w.unpriced_qty for w in working if w.symbol == symbol and w.side is Side.BUY), ZERO
+            )
+            sells = sum(
+                (w.priced_qty + w.unpriced_qty for w in working if w.symbol == symbol and w.side is Side.SELL), ZERO
+            )
+            values[symbol] = max(abs(qty), abs(qty + buys), abs(qty - sells)) * quote.price
+    return values
+
+
+def last_price(pipeline: Pipeline) -> Callable[[str], Decimal | None]:
+    """The last mark of a symbol, however old (for valuing an account)."""
+
+    def price(symbol: str) -> Decimal | None:
+        quote = pipeline.market_data.mark(symbol)
+        return None if quote is None else quote.price
+
+    return price
+
+
+def account_equity(pipeline: Pipeline, balances: Mapping[str, Decimal]) -> Decimal:
+    """The account's balances valued at the last marks, in the valuation asset."""
+    return equity(balances, last_price(pipeline), pipeline.valuation_asset)
+
+
+def day_pnl(risk: AccountRisk, value: Decimal, now: datetime) -> Decimal:
+    """Today's PnL: equity now less equity at the start of the UTC day (zero before a baseline is taken today)."""
+    if risk.day != now.date() or risk.day_start_equity is None:
+        return ZERO
+    with exact():
+        return value - risk.day_start_equity
+
+
+def effective_state(controls: RiskControls) -> tuple[TradingState, str | None]:
+    """The strictest of the account's and the service's manual states, with its reason."""
+    account, service = controls.account.manual, controls.global_
+    state = strictest(account.state, service.state)
+    if state is TradingState.ACTIVE:
+        return state, None
+    source = service if service.state is state else account
+    scope = "service-wide" if source is service else "account"
+    return state, f"{scope}: {source.reason}" if source.reason else scope
+
+
+async def assess(
+    pipeline: Pipeline, uow: UnitOfWork, account_id: str, broker: str, cmd: SubmitOrder, now: datetime, record: bool
+) -> Assessment:
+    """Read what the risk engine needs about the account and run it on the order (``record``: count it too)."""
+    rate = pipeline.rate.hit if record else pipeline.rate.count
+    recent = await rate(account_id, now)
+    controls = await uow.risk.controls(account_id)
+    limits = limits_for(pipeline.limits, controls.limits_json, cmd.symbol)
+    market = MarketSnapshot(pipeline.market_data.rules(cmd.symbol), pipeline.market_data.mark(cmd.symbol))
+    working = await uow.orders.working_totals(account_id)
+    reserved = reserved_funds(working, pipeline.fee_bps, market_buy_price(pipeline.market_data, limits))
+    positions = await uow.positions.quantities(account_id)
+    balances = await uow.balances.get(account_id)
+    value = account_equity(pipeline, balances)
+    pnl = day_pnl(controls.account, value, now)
+    state, reason = effective_state(controls)
+    snapshot = AccountSnapshot(
+        balances,
+        reserved,
+        positions,
+        exposure(pipeline, positions, working),
+        working,
+        recent,
+        trading_state=state,
+        state_reason=reason,
+        day_pnl=pnl,
+        loss_breached=controls.account.loss_breached_on == now.date(),
+        cooldown_until=controls.account.cooldown_until,
+        broker_blocked_until=pipeline.breakers(broker).blocked_until(now),
+        broker_name=broker,
+    )
+    intent = OrderIntent(cmd.symbol, cmd.side, cmd.type, cmd.qty, cmd.limit_price)
+    return Assessment(evaluate(intent, snapshot, market, limits, now), limits, controls, value, pnl)
+
+
+async def record_event(uow: UnitOfWork, event: RiskEvent) -> None:
+    """Audit a state change and queue its event for subscribers (``risk.halted`` or ``risk.resumed``)."""
+    await uow.risk.add_event(event)
+    topic = "risk.resumed" if event.state is TradingState.ACTIVE else "risk.halted"
+    payload = {
+        "scope": "global" if event.scope == GLOBAL else "account",
+        "account_id": None if event.scope == GLOBAL else event.scope,
+        "kind": event.kind,
+        "state": None if event.state is None else event.state.value,
+        "reason": event.reason,
+        "actor": event.actor,
+        "at": event.at.isoformat(),
+        **event.detail,
+    }
+    await uow.outbox.add(topic, "" if event.scope == GLOBAL else event.scope, payload, event.at)
+
+
+async def settle_day(uow: UnitOfWork, account_id: str, assessment: Assessment, now: datetime) -> None:
+    """Under the account lock: take today's equity baseline on the day's first order, and record a breach of the
+    daily loss limit (the account then only reduces until the day ends or an admin resets it)."""
+    risk = assessment.controls.account
+    today = now.date()
+    changed = risk
+    if risk.day != today or risk.day_start_equity is None:
+        changed = replace(changed, day=today, day_start_equity=assessment.equity)
+    limit = assessment.limits.daily_loss_limit
+    if limit is not None and assessment.day_pnl <= -limit and risk.loss_breached_on != today:
+        changed = replace(changed, loss_breached_on=today)
+        detail = {"day_pnl": to_str(assessment.day_pnl), "limit": to_str(limit)}
+        reason = f"today's PnL {to_str(assessment.day_pnl)} reached the daily loss limit of {to_str(limit)}"
+        await record_event(
+            uow, RiskEvent(account_id, "daily_loss_breached", TradingState.REDUCING, reason, SYSTEM_ACTOR, now, detail)
+        )
+        log.warning("daily_loss_breached", account_id=account_id, **detail)
+    if changed != risk:
+        await uow.risk.save(account_id, changed)
+
+
+async def count_round_trips(
+    pipeline: Pipeline, uow: UnitOfWork, account_id: str, trips: Iterable[Decimal], now: datetime
+) -> None:
+    """Count closed round trips into the losing streak; a streak of ``loss_streak_limit`` starts a cooldown."""
+    controls = await uow.risk.controls(account_id)
+    limits = limits_for(pipeline.limits, controls.limits_json, None)
+    risk = controls.account
+    streak, until = risk.loss_streak, risk.cooldown_until
+    for pnl in trips:
+        streak = streak + 1 if pnl < 0 else 0
+        if limits.loss_streak_limit is not None and streak >= limits.loss_streak_limit:
+            until = now + timedelta(seconds=limits.loss_streak_cooldown_seconds)
+            reason = f"{streak} losing round trips in a row; reducing only until {until.isoformat()}"
+            detail = {"losing_round_trips": streak, "cooldown_until": until.isoformat()}
+            await record_event(
+                uow,
+                RiskEvent(account_id, "loss_streak_cooldown", TradingState.REDUCING, reason, SYSTEM_ACTOR, now, detail),
+            )
+            log.warning("loss_streak_cooldown", account_id=account_id, **detail)
+            streak = 0
+    if (streak, until) != (risk.loss_streak, risk.cooldown_until):
+        await uow.risk.save(account_id, replace(risk, loss_streak=streak, cooldown_until=until))
+
+
+async def set_state(
+    pipeline: Pipeline, scope: str, state: TradingState, reason: str, actor: str, *, reset: bool = False
+) -> ManualState:
+    """Set a scope's manual state, audited. ``reset`` (resuming an account) also lifts the automatic restrictions:
+    the daily loss counts afresh from the equity now, and a losing streak and its cooldown are forgotten."""
+    async with pipeline.uow() as uow:
+        now = pipeline.clock.now()
+        if scope != GLOBAL and await uow.accounts.lock(scope, finishing=True) is None:
+            raise AccountNotFound(f"account {scope!r} does not exist")
+        current = await uow.risk.state(scope)
+        manual = ManualState(state, reason, actor, now)
+        changed = replace(current, manual=manual)
+        if reset and scope != GLOBAL:
+            value = account_equity(pipeline, await uow.balances.get(scope))
+            changed = replace(changed, day=now.date(), day_start_equity=value, loss_breached_on=None)
+            changed = replace(changed, loss_streak=0, cooldown_until=None)
+        await uow.risk.save(scope, changed)
+        kind = {TradingState.ACTIVE: "resumed", TradingState.REDUCING: "reducing", TradingState.HALTED: "halted"}
+        await record_event(uow, RiskEvent(scope, kind[state], state, reason, actor, now))
+        await uow.commit()
+    log.warning("trading_state_changed", scope=scope, state=state.value, reason=reason, actor=actor)
+    return manual
+
+
+async def roll_day(pipeline: Pipeline, accounts: Iterable[str]) -> int:
+    """Take the day's equity baseline of every account that has none for today (run soon after 00:00 UTC, so the
+    daily PnL counts from midnight, not from the day's first order). Returns how many were taken."""
+    taken = 0
+    for account_id in accounts:
+        async with pipeline.uow() as uow:
+            if await uow.accounts.lock(account_id, finishing=True) is None:
+                continue
+            now = pipeline.clock.now()
+            risk = (await uow.risk.controls(account_id)).account
+            if risk.day == now.date() and risk.day_start_equity is not None:
+                continue
+            value = account_equity(pipeline, await uow.balances.get(account_id))
+            await uow.risk.save(account_id, replace(risk, day=now.date(), day_start_equity=value))
+            await uow.commit()
+            taken += 1
+    return taken
+
+
+async def put_limits(pipeline: Pipeline, account_id: str, overrides: LimitOverrides, actor: str) -> int:
+    """Store an account's new limit overrides as a new version; the account's next order meets them."""
+    async with pipeline.uow() as uow:
+        if await uow.accounts.lock(account_id, finishing=True) is None:
+            raise AccountNotFound(f"account {account_id!r} does not exist")
+        now = pipeline.clock.now()
+        version = await uow.risk.put_limits(account_id, overrides.dumps(), actor, now)
+        await uow.risk.add_event(RiskEvent(account_id, "limits_changed", None, f"limits version {version}", actor, now))
+        await uow.commit()
+    log.info("risk_limits_changed", account_id=account_id, version=version, actor=actor)
+    return version
