@@ -381,6 +381,8 @@ def provision(accounts: int = 1, throwaway_postgres: bool = False) -> Iterator[S
             "EXECSVC_RISK_MAX_GROSS_EXPOSURE": "1000000000000",
             "EXECSVC_RISK_MAX_ORDERS_PER_SECOND": "1000000",
             "EXECSVC_RISK_MAX_ORDERS_PER_MINUTE": "1000000",
+            # Every buy pays slippage and fees: over a run they add up past the daily loss limit. Lifted likewise.
+            "EXECSVC_RISK_DAILY_LOSS_LIMIT": "1000000000000",
         }
         _run([*_execsvc_cmd(), "db", "upgrade"], env)
         tokens = []
