@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.paper_session import PaperMatcher, restore_paper_book, run_market_loop
 from execsvc.pipeline.reconcile import reconcile_in_flight
-from execsvc.pipeline.risk import roll_day
+from execsvc.pipeline.risk import watch_day
 from execsvc.ratelimit import LocalRateCounter, RedisRateCounter
 from execsvc.routing.router import OrderRouter
 
@@ -108,21 +108,16 @@ class Container:
 
     async def _reconcile_loop(self) -> None:
         after = timedelta(seconds=self.settings.reconcile_after_seconds)
-        rolled: date | None = None
         while True:
             await asyncio.sleep(self.settings.reconcile_interval_seconds)
             try:
                 await reconcile_in_flight(self.pipeline, after)
             except Exception:  # an outage must not end the loop; it tries again next time
                 log.exception("reconcile_failed")
-            today = self.clock.now().date()
-            if rolled != today:
-                try:
-                    taken = await roll_day(self.pipeline, await self.services.risk_reads.account_ids())
-                    rolled = today
-                    log.info("risk_day_started", day=today.isoformat(), accounts=taken)
-                except Exception:
-                    log.exception("risk_day_roll_failed")
+            try:
+                await watch_day(self.pipeline, await self.services.risk_reads.watch())
+            except Exception:
+                log.exception("risk_day_watch_failed")
 
     def app(self) -> FastAPI:
         """The ASGI app, whose lifespan starts and stops this container."""

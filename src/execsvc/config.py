@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from execsvc.marketdata.book import MarketConfig
 from execsvc.risk import RiskLimits
+from execsvc.risk.limits import MAX_AMOUNT, MAX_COUNT, MAX_SECONDS
 from execsvc.routing.breaker import Breakers
 
 
@@ -97,20 +98,21 @@ class Settings(BaseSettings):
     feed_volatility_bps: int = Field(default=5, ge=0)
     max_mark_age_seconds: float = Field(default=60.0, gt=0)
     # Desk limits; "off" (or empty) switches one off. Notional amounts are in the valuation asset.
-    risk_min_order_qty: Decimal | None = Field(default=None, gt=0)
-    risk_max_order_qty: Decimal | None = Field(default=None, gt=0)
-    risk_min_order_notional: Decimal | None = Field(default=None, gt=0)
-    risk_max_order_notional: Decimal | None = Field(default=Decimal(100_000), gt=0)
-    risk_max_position_notional: Decimal | None = Field(default=Decimal(50_000), gt=0)
-    risk_max_gross_exposure: Decimal | None = Field(default=Decimal(250_000), gt=0)
-    risk_price_collar_bps: Decimal | None = Field(default=Decimal(500), gt=0)
-    risk_max_open_orders_per_symbol: int | None = Field(default=50, ge=1)
-    risk_max_open_orders_per_account: int | None = Field(default=200, ge=1)
-    risk_max_orders_per_second: int | None = Field(default=20, ge=1)
-    risk_max_orders_per_minute: int | None = Field(default=600, ge=1)
-    risk_daily_loss_limit: Decimal | None = Field(default=Decimal(5_000), gt=0)
-    risk_loss_streak_limit: int | None = Field(default=3, ge=1)
-    risk_loss_streak_cooldown_seconds: int = Field(default=1800, ge=1)
+    # The bounds are the ones the API accepts for an account's own limits (risk.limits), so both can be shown alike.
+    risk_min_order_qty: Decimal | None = Field(default=None, gt=0, lt=MAX_AMOUNT)
+    risk_max_order_qty: Decimal | None = Field(default=None, gt=0, lt=MAX_AMOUNT)
+    risk_min_order_notional: Decimal | None = Field(default=None, gt=0, lt=MAX_AMOUNT)
+    risk_max_order_notional: Decimal | None = Field(default=Decimal(100_000), gt=0, lt=MAX_AMOUNT)
+    risk_max_position_notional: Decimal | None = Field(default=Decimal(50_000), gt=0, lt=MAX_AMOUNT)
+    risk_max_gross_exposure: Decimal | None = Field(default=Decimal(250_000), gt=0, lt=MAX_AMOUNT)
+    risk_price_collar_bps: Decimal | None = Field(default=Decimal(500), gt=0, lt=MAX_AMOUNT)
+    risk_max_open_orders_per_symbol: int | None = Field(default=50, ge=1, le=MAX_COUNT)
+    risk_max_open_orders_per_account: int | None = Field(default=200, ge=1, le=MAX_COUNT)
+    risk_max_orders_per_second: int | None = Field(default=20, ge=1, le=MAX_COUNT)
+    risk_max_orders_per_minute: int | None = Field(default=600, ge=1, le=MAX_COUNT)
+    risk_daily_loss_limit: Decimal | None = Field(default=Decimal(5_000), gt=0, lt=MAX_AMOUNT)
+    risk_loss_streak_limit: int | None = Field(default=3, ge=1, le=MAX_COUNT)
+    risk_loss_streak_cooldown_seconds: int = Field(default=1800, ge=1, le=MAX_SECONDS)
     # Broker circuit breaker: this many failures within the window open it ("off": never) for open_seconds.
     broker_breaker_failures: int | None = Field(default=5, ge=1)
     broker_breaker_window_seconds: float = Field(default=60.0, gt=0)

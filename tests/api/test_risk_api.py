@@ -134,6 +134,10 @@ async def test_the_kill_switch_and_limits_need_admin_and_name_only_existing_acco
     assert r.status_code == 404
     r = await h.client.post("/v1/risk/halt", json={"reason": ""}, headers=admin)
     assert r.status_code == 422
+    for path in ("/v1/risk/halt", "/v1/risk/resume"):
+        r = await h.client.post(path, json={"reason": "x", "scope": "global", "account_id": "acct-b"}, headers=admin)
+        assert r.status_code == 422
+        assert r.json()["code"] == "invalid_scope"
     r = await h.client.post("/v1/risk/halt", content=b"reason=x", headers=admin)
     assert r.status_code == 415
     r = await h.client.post("/v1/risk/halt", content=b"{", headers={**admin, "content-type": "application/json"})
@@ -234,7 +238,15 @@ async def test_the_daily_loss_limit_reduces_the_account_and_the_state_shows_why(
         events = (await h.client.get("/v1/risk/state", headers=trader)).json()["events"]
         assert events[0]["kind"] == "daily_loss_breached"
         await h.client.post("/v1/risk/resume", json={"reason": "reviewed"}, headers=admin)
+        assert await denied(h, trader, order("buy", "0.01")) == ["daily_loss"]  # a plain resume keeps the breach
+        r = await h.client.post(
+            "/v1/risk/resume", json={"reason": "reviewed", "reset_restrictions": True}, headers=admin
+        )
+        assert r.status_code == 200
         await place(h, trader, order("buy", "0.01"))
+        state = (await h.client.get("/v1/risk/state", headers=trader)).json()
+        assert state["state"] == "active"
+        assert state["pnl"]["breached"] is False
     finally:
         await h.client.aclose()
         await container.stop()

@@ -6,28 +6,40 @@ work, a fake broker and a fake clock.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from execsvc.core import ledger
 from execsvc.core.clock import FakeClock
 from execsvc.core.commands import SubmitOrder
-from execsvc.core.errors import BrokerCircuitOpen, BrokerUnavailable, InvalidLimits, OutcomeUnknown
+from execsvc.core.errors import BrokerCircuitOpen, BrokerUnavailable, InvalidLimits, OutcomeUnknown, Overloaded
 from execsvc.core.ledger import fee_for
 from execsvc.core.markets import MarketRules, Quote
 from execsvc.core.orders import OrderStatus, WorkingTotals
 from execsvc.core.reports import Accepted, Filled
-from execsvc.core.trading import GLOBAL, AccountRisk, ManualState, RiskControls, TradingState, strictest
+from execsvc.core.trading import (
+    GLOBAL,
+    AccountRisk,
+    AccountWatch,
+    ManualState,
+    RiskControls,
+    TradingState,
+    strictest,
+)
+from execsvc.core.uow import AccountInfo
 from execsvc.core.values import OrderType, Side
 from execsvc.marketdata.book import MarketBook, MarketConfig
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.halt import halt, resume
-from execsvc.pipeline.risk import effective_state, put_limits, roll_day
+from execsvc.pipeline.risk import effective_state, put_limits, watch_day
 from execsvc.pipeline.submit import submit_order, validate_order
 from execsvc.risk import AccountSnapshot, Approved, Denied, MarketSnapshot, OrderIntent, RiskLimits, evaluate
 from execsvc.risk.engine import (
@@ -40,7 +52,7 @@ from execsvc.risk.engine import (
     reduces_position,
 )
 from execsvc.risk.limits import LimitOverrides, effective, limits_for, parse_overrides
-from execsvc.routing.breaker import Breakers, CircuitBreaker, CircuitState
+from execsvc.routing.breaker import Breakers, CircuitBreaker, CircuitState, Claim
 from execsvc.routing.router import OrderRouter
 from tests.unit.fakes import FakeBroker, FakeStore
 
@@ -140,7 +152,8 @@ def test_the_strictest_state_wins_and_names_its_source() -> None:
 
 def test_equity_values_every_balance_at_its_last_mark() -> None:
     marks = {"BTC/USDT": D(100)}
-    assert equity({"USDT": D(50), "BTC": D("1.5"), "XYZ": D(3)}, marks.get, "USDT") == D(200)  # XYZ: no mark
+    assert equity({"USDT": D(50), "BTC": D("1.5"), "XYZ": D(0)}, marks.get, "USDT") == D(200)
+    assert equity({"USDT": D(50), "BTC": D("1.5"), "XYZ": D(3)}, marks.get, "USDT") is None  # XYZ has no mark
 
 
 # -- properties ---------------------------------------------------------------------------------------------------
@@ -238,18 +251,20 @@ def test_the_breaker_opens_after_n_failures_in_the_window_and_half_opens_for_one
     opened = NOW + timedelta(seconds=12)
     breaker.failed(opened)
     assert breaker.state(opened) is CircuitState.OPEN
-    assert not breaker.begin(opened)
+    assert breaker.claim(opened) is None
     assert breaker.blocked_until(opened) == opened + timedelta(seconds=30)
     probe_time = opened + timedelta(seconds=30)
     assert breaker.state(probe_time) is CircuitState.HALF_OPEN
     assert breaker.blocked_until(probe_time) is None
-    assert breaker.begin(probe_time)  # the probe
-    assert not breaker.begin(probe_time)  # only one
+    probe = breaker.claim(probe_time)
+    assert probe is not None
+    assert probe.probe  # the probe
+    assert breaker.claim(probe_time) is None  # only one
     assert breaker.blocked_until(probe_time) is not None
     breaker.failed(probe_time)  # the probe failed: open again for a full period
     assert breaker.state(probe_time + timedelta(seconds=29)) is CircuitState.OPEN
     again = probe_time + timedelta(seconds=30)
-    assert breaker.begin(again)
+    assert breaker.claim(again) is not None
     breaker.succeeded(again)
     assert breaker.state(again) is CircuitState.CLOSED
     assert breaker.describe(again)["recent_failures"] == 0
@@ -263,9 +278,14 @@ def test_a_breaker_switched_off_never_opens_and_an_abandoned_probe_frees_the_slo
     breaker = CircuitBreaker("venue", failures=1, open_for=timedelta(seconds=1))
     breaker.failed(NOW)
     later = NOW + timedelta(seconds=1)
-    assert breaker.begin(later)
-    breaker.abandon()
-    assert breaker.begin(later)
+    probe = breaker.claim(later)
+    assert probe is not None
+    breaker.abandon(probe)
+    second = breaker.claim(later)
+    assert second is not None
+    assert second.probe
+    breaker.abandon(Claim(probe=False))  # an order that was not the probe frees nothing
+    assert breaker.claim(later) is None
 
 
 # -- the pipeline keeping the state ------------------------------------------------------------------------------
@@ -340,16 +360,58 @@ async def test_resume_resets_the_daily_loss_from_the_equity_now() -> None:
     await world.trade(Side.BUY, "1", "50000")
     world.book.set_mark(BTC, D(40000))
     assert await world.rejected_by(Side.BUY, "0.01") == ["daily_loss"]
-    await resume(world.pipeline, ACCOUNT, "reviewed", "token:admin")
+    await resume(world.pipeline, ACCOUNT, "reviewed", "token:admin", reset=True)
     assert await world.rejected_by(Side.BUY, "0.01") == []
     assert world.store.committed.risk[ACCOUNT].day_start_equity == D("89950")  # 50,000 cash left - 50 fee + 40,000
 
 
-async def test_the_day_roll_takes_every_accounts_baseline_once() -> None:
-    world = World()
-    assert await roll_day(world.pipeline, [ACCOUNT, "other", "ghost"]) == 2
-    assert await roll_day(world.pipeline, [ACCOUNT, "other"]) == 0
+async def test_a_resume_without_reset_keeps_the_days_loss() -> None:
+    world = World(RiskLimits(daily_loss_limit=D(1000), max_position_notional=None, max_gross_exposure=None))
+    await world.trade(Side.BUY, "1", "50000")
+    world.book.set_mark(BTC, D(49500))  # 550 down with the fee
+    await halt(world.pipeline, ACCOUNT, TradingState.HALTED, "maintenance", "token:admin", None)
+    await resume(world.pipeline, ACCOUNT, "maintenance over", "token:admin")
+    assert world.store.committed.risk[ACCOUNT].day_start_equity == D(100_000)  # still counted from the day's start
+    world.book.set_mark(BTC, D(49000))
+    assert await world.rejected_by(Side.BUY, "0.01") == ["daily_loss"]
+
+
+def watching(world: World) -> list[AccountWatch]:
+    state = world.store.committed
+    return [
+        AccountWatch(a, state.risk.get(a, AccountRisk()), state.limits.get(a, (0, None))[1], state.balances[a])
+        for a in sorted(state.accounts)
+    ]
+
+
+async def test_the_day_watcher_takes_baselines_and_records_a_breach_without_an_order() -> None:
+    world = World(RiskLimits(daily_loss_limit=D(1000), max_position_notional=None, max_gross_exposure=None))
+    assert await watch_day(world.pipeline, watching(world)) == 2
+    assert await watch_day(world.pipeline, watching(world)) == 0  # nothing to do
     assert world.store.committed.risk["other"].day_start_equity == D(100_000)
+    await world.trade(Side.BUY, "1", "50000")
+    world.book.set_mark(BTC, D(48000))  # a dip...
+    assert await watch_day(world.pipeline, watching(world)) == 1
+    world.book.set_mark(BTC, D(52000))  # ...that recovers before the next order
+    assert world.store.committed.risk[ACCOUNT].loss_breached_on == START.date()
+    assert [e.kind for e in world.store.committed.risk_events] == ["daily_loss_breached"]
+    assert await world.rejected_by(Side.BUY, "0.01") == ["daily_loss"]
+    world.clock.advance(hours=1)  # midnight: new baselines
+    world.book.set_mark(BTC, D(52000))
+    assert await watch_day(world.pipeline, watching(world)) == 2
+    assert world.store.committed.risk[ACCOUNT].day_start_equity == D("101950")
+
+
+async def test_an_asset_without_a_mark_leaves_the_equity_unknown_and_decides_nothing() -> None:
+    world = World(RiskLimits(daily_loss_limit=D(1000), max_position_notional=None, max_gross_exposure=None))
+    await world.trade(Side.BUY, "1", "50000")
+    baseline = world.store.committed.risk[ACCOUNT]
+    world.book._marks.clear()  # a restart before the feed's first tick
+    assert equity({"USDT": D(1), "BTC": D(1)}, world.book.mark, "USDT") is None
+    assert await watch_day(world.pipeline, watching(world)) == 1  # only the account holding nothing but USDT
+    world.clock.advance(hours=1)  # even on a new day no baseline is taken from a partial value
+    assert await watch_day(world.pipeline, watching(world)) == 1
+    assert world.store.committed.risk[ACCOUNT] == baseline
 
 
 async def test_losing_round_trips_in_a_row_start_a_cooldown_and_a_win_resets_the_count() -> None:
@@ -464,3 +526,76 @@ async def test_a_broker_rejection_is_an_answer_and_does_not_trip_the_breaker() -
     world.broker.script_submit(BrokerRejected("insufficient margin"))
     await submit_order(world.pipeline, SubmitOrder(ACCOUNT, BTC, Side.BUY, OrderType.MARKET, D("0.01")))
     assert world.pipeline.breakers("fake").state(world.clock.now()) is CircuitState.CLOSED
+
+
+async def test_a_losing_probe_race_is_refused_and_not_stored() -> None:
+    world = World(breakers=Breakers(failures=1, open_for=timedelta(seconds=30)))
+    world.broker.script_submit(BrokerUnavailable("down"))
+    await submit_order(world.pipeline, SubmitOrder(ACCOUNT, BTC, Side.BUY, OrderType.MARKET, D("0.01")))
+    world.clock.advance(seconds=30)
+    world.book.set_mark(BTC, D(50000))
+    entered, release = world.broker.hold_next_submit()
+    probe = asyncio.create_task(world.trade(Side.BUY, "0.01", "50000"))
+    await entered.wait()
+    stored = len(world.store.committed.orders)
+    with pytest.raises(BrokerCircuitOpen):  # the probe is in flight: the next order waits its turn
+        await submit_order(world.pipeline, SubmitOrder("other", BTC, Side.BUY, OrderType.MARKET, D("0.01")))
+    assert len(world.store.committed.orders) == stored
+    release.set()
+    assert await probe is OrderStatus.FILLED
+    assert world.pipeline.breakers("fake").state(world.clock.now()) is CircuitState.CLOSED
+
+
+async def test_a_flip_shares_its_fee_between_the_trip_it_closes_and_the_one_it_opens() -> None:
+    world = World(
+        RiskLimits(loss_streak_limit=1, max_position_notional=None, max_gross_exposure=None, max_order_notional=None)
+    )
+    world.store.committed.balances[ACCOUNT]["BTC"] = D(3)  # inventory, so the spot sell below can flip the position
+    await world.trade(Side.BUY, "1", "50000")  # fee 50 to the trip
+    await world.trade(Side.SELL, "3", "50100")  # +100 gross; fee 150.3: 50.1 closes, 100.2 opens the short
+    position = world.store.committed.positions[(ACCOUNT, BTC)]
+    assert position.trip_pnl == D("-100.2")  # the short starts with its share of the fee
+    # The long's trip: +100 gross, -50 to open, -50.1 to close: a loss of 0.1, which trips a streak of one.
+    assert world.store.committed.risk[ACCOUNT].cooldown_until is not None
+    assert ledger.split_fee(D("150.3"), D(3), D(1)) == (D("50.1"), D("100.2"))
+    assert ledger.split_fee(D(1), D(3), D(3)) == (D(1), D(0))
+
+
+async def test_one_account_that_cannot_be_locked_does_not_stop_the_halt_sweep() -> None:
+    world = World()
+    for account in (ACCOUNT, "other"):
+        world.broker.script_submit([Accepted("v")])
+        await submit_order(world.pipeline, SubmitOrder(account, BTC, Side.BUY, OrderType.LIMIT, D("0.1"), D(49000)))
+    store = world.store
+
+    class BusyAccounts:
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        async def lock(self, account_id: str, *, finishing: bool = False) -> AccountInfo | None:
+            if account_id == ACCOUNT:
+                raise Overloaded("the account is busy")
+            result: AccountInfo | None = await self.real.lock(account_id, finishing=finishing)
+            return result
+
+    def busy_store() -> Any:
+        uow = store()
+        uow.accounts = BusyAccounts(uow.accounts)  # type: ignore[assignment]
+        return uow
+
+    world.pipeline.uow = busy_store
+    change = await halt(world.pipeline, GLOBAL, TradingState.HALTED, "incident", "token:t1", [ACCOUNT, "other"])
+    assert [f[:2] for f in change.cancel_failures] == [(ACCOUNT, None)]
+    assert len(change.canceled) == 1  # the other account's order
+
+
+def test_settings_take_the_bounds_the_api_shows() -> None:
+    from pydantic import ValidationError
+
+    from execsvc.config import Settings
+
+    with pytest.raises(ValidationError):
+        Settings(risk_max_orders_per_minute=2_000_000)
+    with pytest.raises(ValidationError):
+        Settings(risk_loss_streak_cooldown_seconds=604_801)
+    assert Settings(risk_daily_loss_limit="off").risk_limits().daily_loss_limit is None

@@ -455,21 +455,9 @@ class Pnl(BaseModel):
     day: date
     currency: str
     day_start_equity: SignedDecimal | None
-    equity: Annotated[
-        str,
-        Field(
-            description="A signed decimal number as a string.",
-            examples=["-12.5", "0", "1000"],
-            pattern="^-?[0-9]+(\\.[0-9]+)?$",
-        ),
-    ]
+    equity: Annotated[SignedDecimal | None, Field(description="Null while a held asset has no mark to be valued at.")]
     today: Annotated[
-        str,
-        Field(
-            description="A signed decimal number as a string.",
-            examples=["-12.5", "0", "1000"],
-            pattern="^-?[0-9]+(\\.[0-9]+)?$",
-        ),
+        SignedDecimal | None, Field(description="Today's PnL; null while the equity or the day's baseline is unknown.")
     ]
     daily_loss_limit: Annotated[
         str | None,
@@ -552,13 +540,20 @@ class ResumeRequest(BaseModel):
             pattern="^[A-Za-z0-9._-]{1,64}$",
         ),
     ] = None
+    reset_restrictions: Annotated[
+        bool,
+        Field(
+            description="Also lift the account's automatic restrictions: the daily loss counts afresh from the equity now, and a\nlosing streak and its cooldown are forgotten. Without it a breach of the daily loss limit holds until\nthe UTC day ends.\n"
+        ),
+    ] = False
 
 
 class CancelFailure(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    order_id: UUID
+    account_id: str
+    order_id: UUID | None
     error: str
 
 
@@ -570,7 +565,12 @@ class StateChange(BaseModel):
     account_id: str | None
     state: ScopeState
     canceled_order_ids: list[UUID]
-    cancel_failures: list[CancelFailure]
+    cancel_failures: Annotated[
+        list[CancelFailure],
+        Field(
+            description="Orders left open, with why; `order_id` is null when the account's orders could not be listed."
+        ),
+    ]
 
 
 class AccountLimits(BaseModel):

@@ -87,6 +87,16 @@ def closed_trip(before: Position, after: Position) -> Decimal | None:
         return before.trip_pnl + (after.realized_pnl - before.realized_pnl)
 
 
+def split_fee(fee: Decimal, qty: Decimal, closable: Decimal) -> tuple[Decimal, Decimal]:
+    """A fill's fee split between the quantity that closes a position (up to ``closable``) and the rest, which opens
+    the next one; the closing share is rounded, the opening share is what remains, so the two add up exactly."""
+    if qty <= closable:
+        return fee, ZERO
+    with localcontext(MONEY_CONTEXT):
+        closing = quantize(fee * closable / qty)
+        return closing, fee - closing
+
+
 def with_trip_fee(position: Position, fee: Decimal) -> Position:
     """Charge a fee to the position's current round trip."""
     with localcontext(MONEY_CONTEXT):

@@ -7,6 +7,7 @@ consecutive-loss cooldown). The state an order meets is the most restrictive of 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -73,6 +74,16 @@ class RiskControls:
     global_: ManualState = field(default_factory=ManualState)
     limits_version: int = 0
     limits_json: str | None = None  # the account's limit overrides (see risk.limits), None when it has none
+
+
+@dataclass(frozen=True, slots=True)
+class AccountWatch:
+    """What the day watcher reads of an account without its lock: its risk state, limits and balances."""
+
+    account_id: str
+    risk: AccountRisk
+    limits_json: str | None
+    balances: Mapping[str, Decimal]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from execsvc.core.ledger import Position
 from execsvc.core.orders import Order, WorkingTotals
-from execsvc.core.trading import GLOBAL, RiskControls, RiskEvent, TradingState
+from execsvc.core.trading import GLOBAL, AccountWatch, RiskControls, RiskEvent, TradingState
 from execsvc.db import tables as t
 from execsvc.db.engine import autocommit
 from execsvc.db.repositories import (
@@ -24,6 +24,7 @@ from execsvc.db.repositories import (
     SqlPositions,
     SqlRisk,
     order_from_row,
+    risk_from_row,
 )
 
 T = TypeVar("T")
@@ -241,6 +242,31 @@ class RiskReads:
                 for r in rows
             ]
         return RiskView(controls, balances, positions, working, audit)
+
+    async def watch(self) -> list[AccountWatch]:
+        """Every account's risk state, limit overrides and balances, in two statements (for the day watcher)."""
+        a, r, lim, b = t.accounts.c, t.risk_states.c, t.risk_limits.c, t.balances.c
+        stmt = (
+            select(a.id.label("account_id"), *[c for c in r if c.name != "scope"], lim.overrides)
+            .select_from(
+                t.accounts.outerjoin(t.risk_states, r.scope == a.id).outerjoin(t.risk_limits, lim.account_id == a.id)
+            )
+            .order_by(a.id)
+        )
+        async with self.snapshot_engine.connect() as conn, conn.begin():
+            rows = (await conn.execute(stmt)).all()
+            balances: dict[str, dict[str, Decimal]] = {}
+            for row in await conn.execute(select(b.account_id, b.asset, b.total)):
+                balances.setdefault(row.account_id, {})[row.asset] = row.total
+        return [
+            AccountWatch(
+                row.account_id,
+                risk_from_row(None if row.state is None else row._mapping),
+                row.overrides,
+                balances.get(row.account_id, {}),
+            )
+            for row in rows
+        ]
 
     async def limits(self, account_id: str) -> tuple[LimitVersion | None, list[LimitVersion]]:
         """The account's current limit overrides (None: never changed) and every version, newest first."""

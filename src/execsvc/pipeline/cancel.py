@@ -39,7 +39,7 @@ async def cancel_order(pipeline: Pipeline, cmd: CancelOrder) -> Order:
         await record_transition(uow, pipeline, applied)
         await uow.commit()
     broker = pipeline.router.broker_for(account)
-    breaker = pipeline.breakers(broker.name)
+    breaker = pipeline.breakers(account.broker)
     reports: list[BrokerReport]
     try:
         reports = list(await broker.cancel(applied.order))

@@ -81,12 +81,13 @@ async def apply_reports(
                 position = ledger.apply_fill(before, order.side, report.qty, report.price)
                 fee = report.fee if report.fee_asset == symbol.quote else Decimal(0)
                 trip = ledger.closed_trip(before, position)
-                if trip is not None:
-                    trips.append(trip - fee)  # the closing fill's fee belongs to the trip it closes
-                    if position.qty == 0:
-                        position = ledger.with_trip_fee(position, fee)
-                elif fee:
+                if trip is None:
                     position = ledger.with_trip_fee(position, fee)
+                else:
+                    # The fee is shared between the trip the fill closes and, on a flip, the one it opens.
+                    closing, opening = ledger.split_fee(fee, report.qty, abs(before.qty))
+                    trips.append(trip - closing)
+                    position = ledger.with_trip_fee(position, closing if position.qty == 0 else opening)
                 await uow.positions.save(order.account_id, order.symbol, position, now)
                 if balances is None:
                     balances = await uow.balances.get(order.account_id)

@@ -23,6 +23,7 @@ from execsvc.core.trading import (
     GLOBAL,
     SYSTEM_ACTOR,
     AccountRisk,
+    AccountWatch,
     ManualState,
     RiskControls,
     RiskEvent,
@@ -46,8 +47,8 @@ class Assessment:
     decision: RiskDecision
     limits: RiskLimits
     controls: RiskControls
-    equity: Decimal
-    day_pnl: Decimal
+    equity: Decimal | None
+    day_pnl: Decimal | None
 
 
 def exposure(
@@ -83,15 +84,24 @@ def last_price(pipeline: Pipeline) -> Callable[[str], Decimal | None]:
     return price
 
 
-def account_equity(pipeline: Pipeline, balances: Mapping[str, Decimal]) -> Decimal:
-    """The account's balances valued at the last marks, in the valuation asset."""
+def account_equity(pipeline: Pipeline, balances: Mapping[str, Decimal]) -> Decimal | None:
+    """The account's balances valued at the last marks, in the valuation asset (None while one has no mark)."""
     return equity(balances, last_price(pipeline), pipeline.valuation_asset)
 
 
-def day_pnl(risk: AccountRisk, value: Decimal, now: datetime) -> Decimal:
-    """Today's PnL: equity now less equity at the start of the UTC day (zero before a baseline is taken today)."""
-    if risk.day != now.date() or risk.day_start_equity is None:
+def has_baseline(risk: AccountRisk, now: datetime) -> bool:
+    """The account's equity at the start of today is known."""
+    return risk.day == now.date() and risk.day_start_equity is not None
+
+
+def day_pnl(risk: AccountRisk, value: Decimal | None, now: datetime) -> Decimal | None:
+    """Today's PnL: equity now less equity at the start of the UTC day. Zero when today's baseline is about to be
+    taken (from this same value); None while the equity is unknown."""
+    if value is None:
+        return None
+    if not has_baseline(risk, now):
         return ZERO
+    assert risk.day_start_equity is not None
     with exact():
         return value - risk.day_start_equity
 
@@ -160,18 +170,33 @@ async def record_event(uow: UnitOfWork, event: RiskEvent) -> None:
 
 
 async def settle_day(uow: UnitOfWork, account_id: str, assessment: Assessment, now: datetime) -> None:
-    """Under the account lock: take today's equity baseline on the day's first order, and record a breach of the
-    daily loss limit (the account then only reduces until the day ends or an admin resets it)."""
-    risk = assessment.controls.account
+    """Under the account lock, with an order: see ``settle``."""
+    limit = assessment.limits.daily_loss_limit
+    await settle(uow, account_id, assessment.controls.account, limit, assessment.equity, assessment.day_pnl, now)
+
+
+async def settle(
+    uow: UnitOfWork,
+    account_id: str,
+    risk: AccountRisk,
+    limit: Decimal | None,
+    value: Decimal | None,
+    pnl: Decimal | None,
+    now: datetime,
+) -> None:
+    """Under the account lock: take today's equity baseline if there is none yet, and record a breach of the daily
+    loss limit (the account then only reduces until the day ends or an admin resets it). Nothing is decided while
+    the equity is unknown (a held asset without a mark)."""
+    if value is None or pnl is None:
+        return
     today = now.date()
     changed = risk
-    if risk.day != today or risk.day_start_equity is None:
-        changed = replace(changed, day=today, day_start_equity=assessment.equity)
-    limit = assessment.limits.daily_loss_limit
-    if limit is not None and assessment.day_pnl <= -limit and risk.loss_breached_on != today:
+    if not has_baseline(risk, now):
+        changed = replace(changed, day=today, day_start_equity=value)
+    if limit is not None and pnl <= -limit and risk.loss_breached_on != today:
         changed = replace(changed, loss_breached_on=today)
-        detail = {"day_pnl": to_str(assessment.day_pnl), "limit": to_str(limit)}
-        reason = f"today's PnL {to_str(assessment.day_pnl)} reached the daily loss limit of {to_str(limit)}"
+        detail = {"day_pnl": to_str(pnl), "limit": to_str(limit)}
+        reason = f"today's PnL {to_str(pnl)} reached the daily loss limit of {to_str(limit)}"
         await record_event(
             uow, RiskEvent(account_id, "daily_loss_breached", TradingState.REDUCING, reason, SYSTEM_ACTOR, now, detail)
         )
@@ -207,8 +232,9 @@ async def count_round_trips(
 async def set_state(
     pipeline: Pipeline, scope: str, state: TradingState, reason: str, actor: str, *, reset: bool = False
 ) -> ManualState:
-    """Set a scope's manual state, audited. ``reset`` (resuming an account) also lifts the automatic restrictions:
-    the daily loss counts afresh from the equity now, and a losing streak and its cooldown are forgotten."""
+    """Set a scope's manual state, audited. ``reset`` (for an account) also lifts the automatic restrictions: the
+    daily loss counts afresh from the equity now (or from the next valuation, while a mark is missing), and a losing
+    streak and its cooldown are forgotten."""
     async with pipeline.uow() as uow:
         now = pipeline.clock.now()
         if scope != GLOBAL and await uow.accounts.lock(scope, finishing=True) is None:
@@ -218,33 +244,46 @@ async def set_state(
         changed = replace(current, manual=manual)
         if reset and scope != GLOBAL:
             value = account_equity(pipeline, await uow.balances.get(scope))
-            changed = replace(changed, day=now.date(), day_start_equity=value, loss_breached_on=None)
+            changed = replace(
+                changed, day=None if value is None else now.date(), day_start_equity=value, loss_breached_on=None
+            )
             changed = replace(changed, loss_streak=0, cooldown_until=None)
         await uow.risk.save(scope, changed)
         kind = {TradingState.ACTIVE: "resumed", TradingState.REDUCING: "reducing", TradingState.HALTED: "halted"}
-        await record_event(uow, RiskEvent(scope, kind[state], state, reason, actor, now))
+        detail = {"reset_restrictions": True} if reset and scope != GLOBAL else {}
+        await record_event(uow, RiskEvent(scope, kind[state], state, reason, actor, now, detail))
         await uow.commit()
     log.warning("trading_state_changed", scope=scope, state=state.value, reason=reason, actor=actor)
     return manual
 
 
-async def roll_day(pipeline: Pipeline, accounts: Iterable[str]) -> int:
-    """Take the day's equity baseline of every account that has none for today (run soon after 00:00 UTC, so the
-    daily PnL counts from midnight, not from the day's first order). Returns how many were taken."""
-    taken = 0
-    for account_id in accounts:
+async def watch_day(pipeline: Pipeline, accounts: Iterable[AccountWatch]) -> int:
+    """Keep every account's day current without waiting for its next order: take the equity baseline soon after
+    00:00 UTC, and record a breach of the daily loss limit when marks move (so a dip that recovers before the next
+    order still counts, and subscribers hear of it). Reads first without the lock; takes an account's lock only to
+    write, re-reading under it. Returns how many accounts were written."""
+    written = 0
+    for seen in accounts:
+        now = pipeline.clock.now()
+        limit = limits_for(pipeline.limits, seen.limits_json, None).daily_loss_limit
+        value = account_equity(pipeline, seen.balances)
+        pnl = day_pnl(seen.risk, value, now)
+        breach = limit is not None and pnl is not None and pnl <= -limit and seen.risk.loss_breached_on != now.date()
+        if value is None or (has_baseline(seen.risk, now) and not breach):
+            continue
         async with pipeline.uow() as uow:
-            if await uow.accounts.lock(account_id, finishing=True) is None:
+            if await uow.accounts.lock(seen.account_id, finishing=True) is None:
                 continue
             now = pipeline.clock.now()
-            risk = (await uow.risk.controls(account_id)).account
-            if risk.day == now.date() and risk.day_start_equity is not None:
-                continue
-            value = account_equity(pipeline, await uow.balances.get(account_id))
-            await uow.risk.save(account_id, replace(risk, day=now.date(), day_start_equity=value))
+            controls = await uow.risk.controls(seen.account_id)
+            value = account_equity(pipeline, await uow.balances.get(seen.account_id))
+            limit = limits_for(pipeline.limits, controls.limits_json, None).daily_loss_limit
+            await settle(
+                uow, seen.account_id, controls.account, limit, value, day_pnl(controls.account, value, now), now
+            )
             await uow.commit()
-            taken += 1
-    return taken
+            written += 1
+    return written
 
 
 async def put_limits(pipeline: Pipeline, account_id: str, overrides: LimitOverrides, actor: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 
@@ -24,12 +25,13 @@ from execsvc.core.ids import new_client_order_id, new_id
 from execsvc.core.money import ZERO
 from execsvc.core.orders import Applied, Order, OrderStatus, Transition, apply
 from execsvc.core.reports import BrokerReport, OutcomeWasUnknown, Rejected
-from execsvc.core.uow import IdempotencyRecord
+from execsvc.core.uow import AccountInfo, IdempotencyRecord, UnitOfWork
 from execsvc.core.values import OrderType, Symbol
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.reports import apply_reports, record_transition
-from execsvc.pipeline.risk import assess, settle_day
+from execsvc.pipeline.risk import Assessment, assess, settle_day
 from execsvc.risk import Denied, RiskDecision, audit
+from execsvc.routing.breaker import Claim
 
 log = structlog.get_logger(__name__)
 
@@ -112,69 +114,85 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
                 # An order that does not fit the market is bad input: answered, never stored, its id not used up.
                 pipeline.observer.risk_denied(broken)
                 raise BreaksMarketRules(tuple((v.rule, v.limit, v.value, v.message) for v in broken))
-            circuit = tuple(v for v in decision.violations if v.rule == "broker_circuit")
-            if circuit:
-                # The broker is failing: a passing condition, so nothing is stored and the client retries later.
-                pipeline.observer.risk_denied(circuit)
-                raise BrokerCircuitOpen(account.broker, pipeline.breakers(account.broker).blocked_until(now), now)
-        await settle_day(uow, account.id, assessment, now)
-
-        order = Order(
-            id=new_id(),
-            client_order_id=cmd.client_order_id or new_client_order_id(),
-            account_id=account.id,
-            symbol=cmd.symbol,
-            side=cmd.side,
-            type=cmd.type,
-            time_in_force=cmd.time_in_force,
-            qty=cmd.qty,
-            limit_price=cmd.limit_price,
-            status=OrderStatus.PENDING_NEW,
-            filled_qty=ZERO,
-            avg_fill_price=None,
-            fees=ZERO,
-            fee_asset=Symbol.parse(cmd.symbol).quote,
-            reject_code=None,
-            reject_reason=None,
-            venue_order_id=None,
-            created_at=now,
-            updated_at=now,
-            risk=audit(decision, assessment.limits),
-        )
-        created = Applied(order, Transition(order.id, None, OrderStatus.PENDING_NEW, "submitted", now))
-        steps = [created]
-        if isinstance(decision, Denied):
-            reason = "; ".join(v.message for v in decision.violations)
-            steps.append(apply(order, Rejected("risk_rejected", reason), now))
-        await uow.orders.add(steps[-1].order)
-        for step in steps:
-            await record_transition(uow, pipeline, step)
-        if cmd.idempotency_key is not None and cmd.fingerprint is not None:
-            await uow.idempotency.add(
-                IdempotencyRecord(
-                    account.id,
-                    cmd.idempotency_key,
-                    cmd.fingerprint,
-                    order.id,
-                    None,
-                    None,
-                    now,
-                    now + pipeline.idempotency_retention,
-                )
-            )
-        await uow.commit()
-    order = steps[-1].order
+        breaker = pipeline.breakers(account.broker)
+        claim = None if isinstance(decision, Denied) else breaker.claim(now)
+        circuit = [v for v in decision.violations if v.rule == "broker_circuit"] if isinstance(decision, Denied) else []
+        if circuit or (claim is None and not isinstance(decision, Denied)):
+            # The broker is failing: a passing condition, so nothing is stored and the client retries later.
+            pipeline.observer.risk_denied(tuple(circuit))
+            raise BrokerCircuitOpen(account.broker, breaker.blocked_until(now), now)
+        try:
+            order = await _record(pipeline, uow, account.id, cmd, assessment, now)
+        except BaseException:
+            if claim is not None:
+                breaker.abandon(claim)  # never sent: if it was the probe, another order may be
+            raise
     if isinstance(decision, Denied):
         pipeline.observer.risk_denied(decision.violations)
         return SubmitResult(order, decision)
+    assert claim is not None
+    return SubmitResult(await _send(pipeline, account, order, claim, started), decision)
 
+
+async def _record(
+    pipeline: Pipeline, uow: UnitOfWork, account_id: str, cmd: SubmitOrder, assessment: Assessment, now: datetime
+) -> Order:
+    """Write the order (pending_new, or rejected with the risk engine's reasons), its audit, the idempotency record
+    and the day's risk state, and commit; returns the order as written."""
+    decision = assessment.decision
+    await settle_day(uow, account_id, assessment, now)
+    order = Order(
+        id=new_id(),
+        client_order_id=cmd.client_order_id or new_client_order_id(),
+        account_id=account_id,
+        symbol=cmd.symbol,
+        side=cmd.side,
+        type=cmd.type,
+        time_in_force=cmd.time_in_force,
+        qty=cmd.qty,
+        limit_price=cmd.limit_price,
+        status=OrderStatus.PENDING_NEW,
+        filled_qty=ZERO,
+        avg_fill_price=None,
+        fees=ZERO,
+        fee_asset=Symbol.parse(cmd.symbol).quote,
+        reject_code=None,
+        reject_reason=None,
+        venue_order_id=None,
+        created_at=now,
+        updated_at=now,
+        risk=audit(decision, assessment.limits),
+    )
+    steps = [Applied(order, Transition(order.id, None, OrderStatus.PENDING_NEW, "submitted", now))]
+    if isinstance(decision, Denied):
+        reason = "; ".join(v.message for v in decision.violations)
+        steps.append(apply(order, Rejected("risk_rejected", reason), now))
+    await uow.orders.add(steps[-1].order)
+    for step in steps:
+        await record_transition(uow, pipeline, step)
+    if cmd.idempotency_key is not None and cmd.fingerprint is not None:
+        await uow.idempotency.add(
+            IdempotencyRecord(
+                account_id,
+                cmd.idempotency_key,
+                cmd.fingerprint,
+                order.id,
+                None,
+                None,
+                now,
+                now + pipeline.idempotency_retention,
+            )
+        )
+    await uow.commit()
+    return steps[-1].order
+
+
+async def _send(pipeline: Pipeline, account: AccountInfo, order: Order, claim: Claim, started: float) -> Order:
+    """Send a committed order to its broker, outside any transaction, and record the answer."""
     broker = pipeline.router.broker_for(account)
-    breaker = pipeline.breakers(broker.name)
+    breaker = pipeline.breakers(account.broker)
     reports: list[BrokerReport]
     try:
-        if not breaker.begin(pipeline.clock.now()):
-            # Another order became the half-open probe while this one was being written: it is not sent.
-            raise BrokerCircuitOpen(broker.name, breaker.blocked_until(pipeline.clock.now()), pipeline.clock.now())
         reports = list(await broker.submit(order))
         breaker.succeeded(pipeline.clock.now())
     except OutcomeUnknown as exc:
@@ -184,8 +202,6 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
     except BrokerRejected as exc:
         breaker.succeeded(pipeline.clock.now())  # an answer: the broker is up
         reports = [Rejected(exc.code, str(exc))]
-    except BrokerCircuitOpen as exc:
-        reports = [Rejected(exc.code, str(exc))]
     except BrokerUnavailable as exc:
         breaker.failed(pipeline.clock.now())
         reports = [Rejected(exc.code, str(exc))]
@@ -194,11 +210,10 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
         log.exception("broker_submit_failed", order_id=str(order.id))
         reports = [OutcomeWasUnknown(f"unexpected broker error: {exc!r}")]
     except BaseException:
-        breaker.abandon()  # cancelled while waiting: no verdict on the broker
+        breaker.abandon(claim)  # cancelled while waiting: no verdict on the broker
         raise
     pipeline.observer.broker_acknowledged(time.perf_counter() - started)
-    order = await apply_reports(pipeline, order.id, reports, broker.name, order.account_id)
-    return SubmitResult(order, decision)
+    return await apply_reports(pipeline, order.id, reports, broker.name, order.account_id)
 
 
 async def complete_request(pipeline: Pipeline, account_id: str, key: str, status: int, body: bytes) -> None:

@@ -639,11 +639,13 @@ def market_buy_price(market_data: MarketData, limits: RiskLimits) -> Callable[[s
     return price
 
 
-def equity(balances: Mapping[str, Decimal], price: Callable[[str], Decimal | None], valuation_asset: str) -> Decimal:
+def equity(
+    balances: Mapping[str, Decimal], price: Callable[[str], Decimal | None], valuation_asset: str
+) -> Decimal | None:
     """The account's value in the valuation asset: every balance at the last mark of ``ASSET/VALUATION``.
 
-    An asset with no mark at all is left out (it cannot be valued); the last mark counts however old it is, since
-    a value is needed even while a feed is late.
+    None while an asset held has no mark at all: a value that leaves it out would read as a loss (or hide one). The
+    last mark counts however old it is, since a value is needed even while a feed is late.
     """
     total = ZERO
     with exact():
@@ -652,6 +654,7 @@ def equity(balances: Mapping[str, Decimal], price: Callable[[str], Decimal | Non
                 total += amount
             elif amount:
                 mark = price(f"{asset}/{valuation_asset}")
-                if mark is not None:
-                    total += amount * mark
+                if mark is None:
+                    return None
+                total += amount * mark
         return quantize(total)

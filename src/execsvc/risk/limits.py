@@ -179,8 +179,8 @@ def _parse(path: str, name: str, raw: Any, listed: set[str], errors: list[tuple[
         except ValueError:
             errors.append((path, f"{raw!r} is not a decimal number within 18 decimal places"))
             return _BAD
-        if value < 0 or value >= MAX_AMOUNT:
-            errors.append((path, f"{name} must be from 0 to below 1e22"))
+        if value <= 0 or value >= MAX_AMOUNT:
+            errors.append((path, f"{name} must be greater than zero and below 1e22"))
             return _BAD
         return value
     if kind in ("count", "seconds"):

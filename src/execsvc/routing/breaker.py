@@ -30,6 +30,13 @@ class CircuitState(StrEnum):
 PROBE_RETRY = timedelta(seconds=1)
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The right to send one order; ``probe`` when it is the half-open circuit's one trial order."""
+
+    probe: bool
+
+
 @dataclass(slots=True)
 class CircuitBreaker:
     """The breaker of one broker. ``failures`` None switches it off (always closed)."""
@@ -60,19 +67,21 @@ class CircuitBreaker:
             return self._opened_at + self.open_for
         return now + PROBE_RETRY if self._probing else None
 
-    def begin(self, now: datetime) -> bool:
-        """Claim the right to send one order now; in half-open state only one order (the probe) gets it."""
+    def claim(self, now: datetime) -> Claim | None:
+        """Claim the right to send one order now, or None when the circuit refuses it. In half-open state only one
+        order at a time gets it: the probe."""
         state = self.state(now)
         if state is CircuitState.CLOSED:
-            return True
+            return Claim(probe=False)
         if state is CircuitState.HALF_OPEN and not self._probing:
             self._probing = True
-            return True
-        return False
+            return Claim(probe=True)
+        return None
 
-    def abandon(self) -> None:
-        """The claimed order was not sent after all: let another be the probe."""
-        self._probing = False
+    def abandon(self, claim: Claim) -> None:
+        """The claimed order was not sent after all: if it was the probe, let another order be."""
+        if claim.probe:
+            self._probing = False
 
     def succeeded(self, now: datetime) -> None:
         """The broker answered."""

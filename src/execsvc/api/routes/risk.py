@@ -21,7 +21,7 @@ from execsvc.core.money import ZERO, exact, quantize, to_str
 from execsvc.core.tokens import grants
 from execsvc.core.trading import GLOBAL, ManualState, TradingState, strictest
 from execsvc.pipeline.halt import StateChange, halt, resume
-from execsvc.pipeline.risk import account_equity, day_pnl, effective_state, exposure, put_limits
+from execsvc.pipeline.risk import account_equity, day_pnl, effective_state, exposure, has_baseline, put_limits
 from execsvc.risk import RiskLimits
 from execsvc.risk.limits import ACCOUNT_FIELDS, SYMBOL_FIELDS, LimitOverrides, limits_for, parse_overrides
 
@@ -48,6 +48,17 @@ async def _account(request: Request, who: Principal, account_id: str | None) -> 
     if not await _services(request).risk_reads.account_exists(account_id):
         raise AccountNotFound(f"account {account_id!r} does not exist")
     return account_id
+
+
+def _one_scope(scope: str, account_id: str | None) -> None:
+    """A global halt or resume names no account."""
+    if scope == "global" and account_id is not None:
+        raise ApiProblem(
+            422,
+            "invalid_scope",
+            "scope 'global' applies to every account: leave account_id out, or use scope 'account'",
+            errors=[{"field": "body.account_id", "message": "not allowed with scope 'global'"}],
+        )
 
 
 def _actor(who: Principal) -> str:
@@ -78,7 +89,7 @@ def _change_out(change: StateChange) -> Response:
         account_id=None if change.scope == GLOBAL else change.scope,
         state=_scope_out(change.state),
         canceled_order_ids=list(change.canceled),
-        cancel_failures=[api.CancelFailure(order_id=o, error=e) for o, e in change.cancel_failures],
+        cancel_failures=[api.CancelFailure(account_id=a, order_id=o, error=e) for a, o, e in change.cancel_failures],
     )
     return Response(body.model_dump_json(by_alias=True), media_type=JSON)
 
@@ -109,9 +120,10 @@ async def risk_state(
     limits = limits_for(pipeline.limits, view.controls.limits_json, None)
     risk = view.controls.account
     value = account_equity(pipeline, view.balances)
-    pnl = day_pnl(risk, value, now)
+    # Unknown until today's baseline is taken (by the day watcher, or the day's first order).
+    pnl = day_pnl(risk, value, now) if has_baseline(risk, now) else None
     loss_limit = limits.daily_loss_limit
-    breached = risk.loss_breached_on == today or (loss_limit is not None and pnl <= -loss_limit)
+    breached = risk.loss_breached_on == today or (loss_limit is not None and pnl is not None and pnl <= -loss_limit)
 
     manual, reason = effective_state(view.controls)
     restrictions: list[api.Restriction] = []
@@ -120,7 +132,8 @@ async def risk_state(
     automatic: list[TradingState] = []
     if breached and loss_limit is not None:
         midnight = datetime.combine(today + timedelta(days=1), time(), tzinfo=now.tzinfo)
-        why = f"today's PnL {to_str(pnl)} reached the daily loss limit of {to_str(loss_limit)}"
+        lost = "today's loss" if pnl is None else f"today's PnL {to_str(pnl)}"
+        why = f"{lost} reached the daily loss limit of {to_str(loss_limit)}"
         restrictions.append(api.Restriction(rule="daily_loss", state="reducing", reason=why, until=midnight))
         automatic.append(TradingState.REDUCING)
     if limits.loss_streak_limit is not None and risk.cooldown_until is not None and now < risk.cooldown_until:
@@ -140,7 +153,7 @@ async def risk_state(
         with exact():
             gross = sum((abs(v) for v in values.values()), ZERO)
         headroom.append(_headroom("gross_exposure", None, limits.max_gross_exposure, gross))
-    if loss_limit is not None:
+    if loss_limit is not None and pnl is not None:
         headroom.append(_headroom("daily_loss", None, loss_limit, max(ZERO, -pnl)))
     by_symbol: dict[str, int] = {}
     for totals in view.working:
@@ -169,11 +182,11 @@ async def risk_state(
             currency=pipeline.valuation_asset,
             day_start_equity=(
                 None
-                if risk.day != today or risk.day_start_equity is None
+                if not has_baseline(risk, now) or risk.day_start_equity is None
                 else api.SignedDecimal(to_str(risk.day_start_equity))
             ),
-            equity=to_str(value),
-            today=to_str(pnl),
+            equity=None if value is None else api.SignedDecimal(to_str(value)),
+            today=None if pnl is None else api.SignedDecimal(to_str(pnl)),
             daily_loss_limit=None if loss_limit is None else to_str(loss_limit),
             breached=breached,
         ),
@@ -205,6 +218,7 @@ async def post_halt(request: Request, who: Annotated[Principal, Depends(can_admi
     """Halt trading (the kill switch), optionally cancelling every open order."""
     body = await _body(request, api.HaltRequest)
     services = _services(request)
+    _one_scope(body.scope, body.account_id)
     if body.scope == "global":
         scope = GLOBAL
         cancel_in = await services.risk_reads.account_ids() if body.cancel_open_orders else None
@@ -219,8 +233,10 @@ async def post_halt(request: Request, who: Annotated[Principal, Depends(can_admi
 async def post_resume(request: Request, who: Annotated[Principal, Depends(can_admin)]) -> Response:
     """Lift a halt."""
     body = await _body(request, api.ResumeRequest)
+    _one_scope(body.scope, body.account_id)
     scope = GLOBAL if body.scope == "global" else await _account(request, who, body.account_id)
-    change = await resume(_services(request).pipeline, scope, body.reason or "resumed", _actor(who))
+    reset = body.reset_restrictions and scope != GLOBAL
+    change = await resume(_services(request).pipeline, scope, body.reason or "resumed", _actor(who), reset=reset)
     return _change_out(change)
 
 
