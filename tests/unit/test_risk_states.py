@@ -599,3 +599,11 @@ def test_settings_take_the_bounds_the_api_shows() -> None:
     with pytest.raises(ValidationError):
         Settings(risk_loss_streak_cooldown_seconds=604_801)
     assert Settings(risk_daily_loss_limit="off").risk_limits().daily_loss_limit is None
+
+
+def test_the_symbol_whitelist_can_be_switched_off() -> None:
+    from execsvc.config import Settings
+
+    assert [m.symbol for m in Settings().listed_markets()] == ["BTC/USDT", "ETH/USDT"]
+    assert [m.symbol for m in Settings(symbols="*").listed_markets()] == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    assert [m.symbol for m in Settings(symbols="ETH/USDT").listed_markets()] == ["ETH/USDT"]

@@ -35,9 +35,14 @@ from execsvc.core.trading import GLOBAL, AccountRisk, RiskControls, RiskEvent
 from execsvc.core.uow import AccountInfo, IdempotencyRecord
 from execsvc.core.values import Side
 from execsvc.db.admin import TokenRecord
-from execsvc.db.repositories import order_from_row, risk_event_values, risk_from_row, risk_values
+from execsvc.db.repositories import IN_FLIGHT, order_from_row, risk_event_values, risk_from_row, risk_values
 
 WORKING = [s.value for s in OrderStatus if s.is_working]
+# Working statuses as a literal list in the SQL text, not a parameter: only then can PostgreSQL prove that a query's
+# condition implies the predicate of the partial index ix_orders_working and use it in a prepared (generic) plan.
+# With `status = ANY($n)` the background loops read the whole orders table, every few seconds, forever growing.
+WORKING_IN = "(" + ", ".join(f"'{status}'" for status in WORKING) + ")"
+IN_FLIGHT_IN = "(" + ", ".join(f"'{status}'" for status in IN_FLIGHT) + ")"
 ORDER_COLUMNS = (
     "id, account_id, client_order_id, symbol, side, type, time_in_force, qty, limit_price, status, filled_qty, "
     "avg_fill_price, fees, fee_asset, reject_code, reject_reason, venue_order_id, created_at, updated_at, risk"
@@ -335,7 +340,7 @@ _WORKING_TOTALS = (
     "COALESCE(SUM(qty - filled_qty) FILTER (WHERE limit_price IS NOT NULL), 0) AS priced_qty, "
     "COALESCE(SUM((qty - filled_qty) * limit_price) FILTER (WHERE limit_price IS NOT NULL), 0) AS priced_value, "
     "COALESCE(SUM(qty - filled_qty) FILTER (WHERE limit_price IS NULL), 0) AS unpriced_qty, "
-    "count(*) AS n FROM orders WHERE account_id = $1 AND status = ANY($2::text[]) GROUP BY symbol, side"
+    f"count(*) AS n FROM orders WHERE account_id = $1 AND status IN {WORKING_IN} GROUP BY symbol, side"
 )
 
 
@@ -419,7 +424,6 @@ class PgAccounts(_Repo):
             f"ARRAY(SELECT b.total FROM balances b WHERE b.account_id = a.id ORDER BY b.asset) AS totals{working}, "
             f"{_RISK_COLUMNS} FROM accounts a {_RISK_JOINS} WHERE a.id = $1",
             account_id,
-            *(() if finishing else (WORKING,)),
         )
         if row is None:
             return None
@@ -492,9 +496,8 @@ class PgOrders(_Repo):
     async def working(self, account_id: str) -> Sequence[Order]:
         conn = await self.s.begin()
         rows = await conn.fetch(
-            f"SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = $1 AND status = ANY($2::text[])",
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = $1 AND status IN {WORKING_IN}",
             account_id,
-            WORKING,
         )
         return [order_from_record(r) for r in rows]
 
@@ -503,15 +506,14 @@ class PgOrders(_Repo):
         if cached is not None:
             return cached
         conn = await self.s.begin()
-        return _totals(await conn.fetch(_WORKING_TOTALS, account_id, WORKING))
+        return _totals(await conn.fetch(_WORKING_TOTALS, account_id))
 
     async def in_flight(self, updated_before: datetime) -> Sequence[tuple[Order, str]]:
         conn = await self.s.begin()
         rows = await conn.fetch(
             f"SELECT {ORDER_COLUMNS_O}, a.broker AS account_broker "
             "FROM orders o JOIN accounts a ON a.id = o.account_id "
-            "WHERE o.status = ANY($1::text[]) AND o.updated_at < $2 ORDER BY o.id LIMIT 500",
-            ["pending_new", "unknown", "pending_cancel"],
+            f"WHERE o.status IN {IN_FLIGHT_IN} AND o.updated_at < $1 ORDER BY o.id LIMIT 500",
             updated_before,
         )
         return [(order_from_record(r), r["account_broker"]) for r in rows]
@@ -520,9 +522,8 @@ class PgOrders(_Repo):
         conn = await self.s.begin()
         rows = await conn.fetch(
             f"SELECT {ORDER_COLUMNS_O} FROM orders o JOIN accounts a ON a.id = o.account_id "
-            "WHERE a.broker = $1 AND o.status = ANY($2::text[]) ORDER BY o.id",
+            f"WHERE a.broker = $1 AND o.status IN {WORKING_IN} ORDER BY o.id",
             broker,
-            WORKING,
         )
         return [order_from_record(r) for r in rows]
 
