@@ -93,6 +93,17 @@ CONFIG = SchemathesisConfig.from_dict(
                 "include-operation-id": ["submitOrder", "validateOrder"],
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "422"]}},
             },
+            # A schema-valid URL can still be refused: not http(s), or a private, loopback or link-local target
+            # (SSRF); 422 `invalid_webhook_url`, and only that code (see `_RULE_CODES`).
+            {
+                "include-operation-id": ["createWebhook", "updateWebhook"],
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "422"]}},
+            },
+            {
+                "include-operation-id": ["listWebhookDeliveries"],
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "400"]}},
+                "generation": {"allow-extra-parameters": False},
+            },
             # The risk reads ignore unknown query parameters like the list operations above.
             {
                 "include-operation-id": ["getRiskState", "getRiskLimits", "getRiskLimitHistory"],
@@ -223,6 +234,23 @@ def aim_risk_changes_at_the_reader(context: schemathesis.HookContext, case: Case
     return case
 
 
+# --------------------------------------------------------------------------- webhook URLs that can be accepted
+#
+# Generated URLs are almost never absolute http(s) URLs to a public host, so subscriptions would only ever be refused
+# and the 201 path untested. Three in four positive cases get a plausible public URL (nothing is delivered: the
+# live server runs no webhook worker).
+
+
+@schema.hook("map_case").apply_to(method="POST", path="/v1/webhooks")
+def plausible_webhook_urls(context: schemathesis.HookContext, case: Case) -> Case:
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive or not isinstance(case.body, dict):
+        return case
+    if uuid.uuid4().int % 4:
+        case.body = {**case.body, "url": f"https://hooks.example.com/{uuid.uuid4().hex}"}
+    return case
+
+
 # --------------------------------------------------------------------------- HTTP framing headers
 #
 # Negative cases may carry arbitrary extra headers, and now and then one is named like an HTTP/1.1 framing header
@@ -251,6 +279,9 @@ _RULE_CODES = {
     "GET /v1/orders": {400: {"invalid_cursor"}},
     "GET /v1/fills": {400: {"invalid_cursor"}},
     "PUT /v1/risk/limits": {422: {"invalid_limits"}},
+    "POST /v1/webhooks": {422: {"invalid_webhook_url"}},
+    "PATCH /v1/webhooks/{webhook_id}": {422: {"invalid_webhook_url"}},
+    "GET /v1/webhooks/{webhook_id}/deliveries": {400: {"invalid_cursor"}},
 }
 # Codes that mean "your request does not match the schema": never right for schema-valid data.
 _SCHEMA_CODES = {"validation_failed", "malformed_json", "invalid_idempotency_key", "unsupported_media_type"}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from uuid import UUID
 
 import structlog
 from fastapi import FastAPI
@@ -36,6 +37,8 @@ from execsvc.pipeline.reconcile import reconcile_in_flight
 from execsvc.pipeline.risk import watch_day
 from execsvc.ratelimit import LocalRateCounter, RedisRateCounter
 from execsvc.routing.router import OrderRouter
+from execsvc.webhooks.store import WebhookStore
+from execsvc.webhooks.worker import DeliveryWorker, LocalQueue, Queue, RedisQueue
 
 log = structlog.get_logger(__name__)
 PURGE_INTERVAL_SECONDS = 600
@@ -58,6 +61,7 @@ class Container:
     services: Services
     run_feed: bool
     pg_pool: PgPool | None = None
+    webhook_worker: DeliveryWorker | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -74,6 +78,8 @@ class Container:
             )
         self.tasks.append(asyncio.create_task(self._purge_loop(), name="idempotency-purge"))
         self.tasks.append(asyncio.create_task(self._reconcile_loop(), name="reconcile"))
+        if self.webhook_worker is not None:
+            await self.webhook_worker.start()
 
     async def stop(self) -> None:
         """Stop the loops and close connections."""
@@ -83,6 +89,8 @@ class Container:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.tasks.clear()
+        if self.webhook_worker is not None:
+            await self.webhook_worker.stop()
         if self.redis is not None:
             await self.redis.aclose()
         if self.pg_pool is not None:
@@ -133,6 +141,22 @@ class Container:
         return create_app(self.services, lifespan=lifespan)
 
 
+def build_worker(settings: Settings) -> tuple[DeliveryWorker, Metrics, Callable[[], Awaitable[None]]]:
+    """A delivery worker process's parts: the worker, its metrics, and what closes its connections."""
+    engine = make_engine(settings.sqlalchemy_url, settings.db_pool_size)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    queue: Queue = LocalQueue() if redis is None else RedisQueue(redis, settings.redis_prefix)
+    metrics = Metrics()
+    worker = DeliveryWorker(WebhookStore(engine), queue, SystemClock(), settings.webhook_config(), metrics)
+
+    async def close() -> None:
+        if redis is not None:
+            await redis.aclose()
+        await engine.dispose()
+
+    return worker, metrics, close
+
+
 def build(
     settings: Settings,
     *,
@@ -173,6 +197,20 @@ def build(
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     pipeline.rate = LocalRateCounter() if redis is None else RedisRateCounter(redis, settings.redis_prefix)
     reads = ReadModel(engine)
+    write_lock = uow.write_lock if isinstance(uow, SqlUnitOfWorkFactory) else None
+    webhook_store = WebhookStore(engine, write_lock)
+    queue: Queue = LocalQueue() if redis is None else RedisQueue(redis, settings.redis_prefix)
+    worker = (
+        DeliveryWorker(webhook_store, queue, clock, settings.webhook_config(), metrics)
+        if settings.webhook_in_process
+        else None
+    )
+
+    async def wake(delivery_id: UUID) -> None:
+        try:
+            await queue.put([delivery_id])
+        except Exception:  # the worker's sweep queues it anyway
+            log.warning("webhook_queue_unavailable", exc_info=True)
 
     async def redis_ping() -> None:
         assert redis is not None
@@ -188,6 +226,10 @@ def build(
         spec_path=spec_path,
         authenticate=partial(authenticate, token_lookup),
         readiness={"database": lambda: ping(engine), "redis": redis_ping if redis is not None else None},
+        webhooks=webhook_store,
+        webhook_allow_private=settings.webhook_allow_private_targets,
+        webhook_secret_grace_hours=settings.webhook_secret_grace_hours,
+        webhook_wake=wake,
     )
     return Container(
         settings=settings,
@@ -203,4 +245,5 @@ def build(
         services=services,
         run_feed=run_feed,
         pg_pool=pg_pool,
+        webhook_worker=worker,
     )

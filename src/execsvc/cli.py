@@ -1,9 +1,10 @@
-"""The ``execsvc`` command: serve, db upgrade, tokens create|list|revoke."""
+"""The ``execsvc`` command: serve, worker, db upgrade, tokens create|list|revoke."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API and the background loops")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+
+    worker = sub.add_parser("worker", help="relay the outbox and deliver webhooks (several may run)")
+    worker.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -115,6 +119,29 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from execsvc.bootstrap import build_worker
+
+    await _prepare_schema(settings)
+    worker, metrics, close = build_worker(settings)
+    if args.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, registry=metrics.registry)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await worker.start()
+    print("execsvc worker: delivering webhooks", file=sys.stderr, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await worker.stop()
+        await close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     args = _parser().parse_args(argv)
@@ -122,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_json)
     if args.command == "serve":
         return _serve(args, settings)
+    if args.command == "worker":
+        return asyncio.run(_worker(args, settings))
     if args.command == "db":
         asyncio.run(migrate.upgrade(settings.sqlalchemy_url, args.revision))
         print(f"database at {args.revision}")

@@ -15,6 +15,7 @@ from execsvc.marketdata.book import MarketConfig
 from execsvc.risk import RiskLimits
 from execsvc.risk.limits import MAX_AMOUNT, MAX_COUNT, MAX_SECONDS
 from execsvc.routing.breaker import Breakers
+from execsvc.webhooks.worker import WebhookConfig
 
 
 def _no_float(value: object) -> object:
@@ -118,6 +119,19 @@ class Settings(BaseSettings):
     broker_breaker_window_seconds: float = Field(default=60.0, gt=0)
     broker_breaker_open_seconds: float = Field(default=30.0, gt=0)
     redis_prefix: str = "execsvc:"
+    # Webhooks.
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+    )
+    webhook_allow_private_targets: bool = False
+    webhook_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    webhook_concurrency: int = Field(default=16, ge=1, le=1000)
+    webhook_secret_grace_hours: float = Field(default=24.0, ge=0)
+    webhook_queue_stale_seconds: float = Field(default=30.0, gt=0)
+    # Where deliveries are made: "auto" in the serving process when no Redis is configured (else by `execsvc
+    # worker` processes), "in-process" always there too, "off" never in the serving process.
+    webhook_worker: Literal["auto", "in-process", "off"] = "auto"
     market_buffer_bps: Decimal = Field(default=Decimal(50), ge=0)
     reconcile_interval_seconds: float = Field(default=5.0, gt=0)
     reconcile_after_seconds: float = Field(default=10.0, gt=0)
@@ -136,6 +150,36 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [s.strip() for s in value.split(",") if s.strip()]
         return value
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _non_negative_schedule(cls, value: list[float]) -> list[float]:
+        if any(v < 0 for v in value) or len(value) > 50:
+            raise ValueError("give at most 50 retry delays in seconds, none negative")
+        return value
+
+    @property
+    def webhook_in_process(self) -> bool:
+        """The serving process delivers webhooks itself."""
+        return self.webhook_worker == "in-process" or (self.webhook_worker == "auto" and self.redis_url is None)
+
+    def webhook_config(self) -> WebhookConfig:
+        """The delivery worker's configuration."""
+        return WebhookConfig(
+            timeout=self.webhook_timeout_seconds,
+            schedule=tuple(self.webhook_retry_schedule),
+            allow_private=self.webhook_allow_private_targets,
+            max_body_bytes=self.webhook_max_body_bytes,
+            concurrency=self.webhook_concurrency,
+            queue_stale=timedelta(seconds=self.webhook_queue_stale_seconds),
+        )
 
     @field_validator("starting_balances", mode="before")
     @classmethod

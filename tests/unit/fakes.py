@@ -292,7 +292,7 @@ class FakeEvents(_Repo):
 
 
 class FakeFills(_Repo):
-    async def add(self, order: Order, fill: Filled, broker: str, at: datetime) -> bool:
+    async def add(self, fill_id: UUID, order: Order, fill: Filled, broker: str, at: datetime) -> bool:
         await _io()
         key = (broker, fill.trade_id)
         if key in self.state.fills:

@@ -37,6 +37,7 @@ from execsvc.core.values import OrderType, Side, TimeInForce
 from execsvc.marketdata.book import MarketBook, MarketConfig
 from execsvc.pipeline.cancel import cancel_order
 from execsvc.pipeline.deps import Pipeline
+from execsvc.pipeline.payloads import ORDER_EVENTS
 from execsvc.pipeline.reports import apply_reports
 from execsvc.pipeline.submit import SubmitResult, complete_request, submit_order
 from execsvc.risk import Approved, Denied, RiskLimits
@@ -148,7 +149,13 @@ async def test_market_buy_ends_filled_with_position_balances_fill_and_event_trai
     assert h.store.balances(ACCOUNT) == {"USDT": D("74962.4875"), "BTC": D("0.5")}
     (stored,) = h.store.committed.fills.values()
     assert (stored.order_id, stored.broker, stored.fill.trade_id) == (order.id, "fake", f"t-{order.id}")
-    assert h.store.topics() == ["order.updated", "order.updated", "fill.created", "order.updated"]
+    assert h.store.topics() == [
+        "order.submitted",
+        "order.accepted",
+        "fill.created",
+        "position.changed",
+        "order.filled",
+    ]
     assert order.venue_order_id == f"v-{order.id}"
     assert len(h.broker.called("submit")) == 1
 
@@ -492,16 +499,17 @@ async def test_every_state_change_writes_its_outbox_entry_in_the_same_commit(h: 
 
     assert h.store.commits
     for commit in h.store.commits:
-        updates = [e for e in commit.outbox if e.topic == "order.updated"]
-        assert [
-            (e.payload["order"]["id"], e.payload["transition"]["from"], e.payload["transition"]["to"]) for e in updates
-        ] == [
-            (str(t.order_id), None if t.from_status is None else t.from_status.value, t.to_status.value)
-            for _, t in commit.events
+        # Every transition is an event named after the status it reaches, with the order as it then stands.
+        updates = [e for e in commit.outbox if e.topic.startswith("order.")]
+        assert [(e.payload["id"], e.topic) for e in updates] == [
+            (str(t.order_id), ORDER_EVENTS[t.to_status]) for _, t in commit.events
         ]
         created = [e.payload["trade_id"] for e in commit.outbox if e.topic == "fill.created"]
         assert created == [f.fill.trade_id for f in commit.fills]
-    assert len(h.store.committed.outbox) == len(h.store.committed.events) + len(h.store.committed.fills)
+        positions = [e for e in commit.outbox if e.topic == "position.changed"]
+        assert len(positions) == len(commit.fills)
+    committed = h.store.committed
+    assert len(committed.outbox) == len(committed.events) + 2 * len(committed.fills)
 
 
 async def test_a_failed_commit_leaves_neither_order_nor_outbox_rows(h: Harness) -> None:

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from execsvc.core import errors as e
 from execsvc.observability.context import request_id
+from execsvc.webhooks.urls import InvalidWebhookUrl
 
 log = structlog.get_logger(__name__)
 
@@ -125,6 +126,8 @@ def _domain(exc: e.ExecsvcError) -> Response:
             return problem_response(503, exc.code, str(exc), headers={"Retry-After": str(exc.retry_after)})
         case e.BrokerUnavailable():
             return problem_response(503, exc.code, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        case InvalidWebhookUrl():
+            return problem_response(422, exc.code, str(exc), errors=[{"field": "body.url", "message": str(exc)}])
         case e.InvalidLimits():
             errors = [{"field": f"body.{f}", "message": m} for f, m in exc.errors]
             return problem_response(422, exc.code, str(exc), errors=errors)

@@ -12,57 +12,28 @@ from decimal import Decimal
 from uuid import UUID
 
 from execsvc.api.errors import ApiProblem
+from execsvc.api.resources import fill_out
 from execsvc.contract import models as api
 from execsvc.core.commands import SubmitOrder
 from execsvc.core.markets import MarketRules, Quote
 from execsvc.core.money import parse_amount, to_str
-from execsvc.core.orders import Order
 from execsvc.core.values import OrderType, Side, TimeInForce
 from execsvc.db.queries import FillView
 
 
-def _opt(value: Decimal | None) -> str | None:
-    return None if value is None else to_str(value)
-
-
-def order_out(order: Order) -> api.Order:
-    """The wire form of an order."""
-    return api.Order(
-        id=order.id,
-        client_order_id=order.client_order_id,
-        account_id=order.account_id,
-        symbol=order.symbol,
-        side=order.side.value,
-        type=order.type.value,
-        time_in_force=order.time_in_force.value,
-        qty=to_str(order.qty),
-        limit_price=_opt(order.limit_price),
-        status=order.status.value,
-        filled_qty=to_str(order.filled_qty),
-        avg_fill_price=_opt(order.avg_fill_price),
-        fees=to_str(order.fees),
-        fee_asset=order.fee_asset,
-        reject_code=order.reject_code,
-        reject_reason=order.reject_reason,
-        risk=None if order.risk is None else api.RiskAudit.model_validate(order.risk.to_json()),
-        created_at=order.created_at,
-        updated_at=order.updated_at,
-    )
-
-
-def fill_out(fill: FillView) -> api.Fill:
-    """The wire form of a fill."""
-    return api.Fill(
-        id=fill.id,
-        order_id=fill.order_id,
-        symbol=fill.symbol,
-        side=fill.side,
-        qty=to_str(fill.qty),
-        price=to_str(fill.price),
-        fee=to_str(fill.fee),
-        fee_asset=fill.fee_asset,
-        trade_id=fill.trade_id,
-        created_at=fill.created_at,
+def fill_view_out(fill: FillView) -> api.Fill:
+    """The wire form of a recorded fill."""
+    return fill_out(
+        fill.id,
+        fill.order_id,
+        fill.symbol,
+        fill.side,
+        fill.qty,
+        fill.price,
+        fill.fee,
+        fill.fee_asset,
+        fill.trade_id,
+        fill.created_at,
     )
 
 

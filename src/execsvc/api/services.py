@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from uuid import UUID
 
 from execsvc.db.admin import TokenRecord
 from execsvc.db.queries import ReadModel, RiskReads
 from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
+from execsvc.webhooks.store import WebhookStore
 
 
 @dataclass(slots=True)
@@ -27,3 +29,12 @@ class Services:
     authenticate: Callable[[str], Awaitable[TokenRecord | None]]
     # Checks run by /readyz, by name; each raises when its dependency is unreachable. None: not configured.
     readiness: dict[str, Callable[[], Awaitable[None]] | None]
+    webhooks: WebhookStore
+    webhook_allow_private: bool = False
+    webhook_secret_grace_hours: float = 24.0
+    # Queue a delivery now (best effort: the worker's sweep finds it anyway).
+    webhook_wake: Callable[[UUID], Awaitable[None]] = lambda _: _nothing()
+
+
+async def _nothing() -> None:
+    return None

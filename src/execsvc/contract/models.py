@@ -731,6 +731,179 @@ class LimitVersionList(BaseModel):
     items: list[LimitVersion]
 
 
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    url: Annotated[str, Field(max_length=2000, min_length=1)]
+    events: Annotated[
+        list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed"]],
+        Field(max_length=20, min_length=1),
+    ]
+    description: Annotated[str | None, Field(max_length=500)] = None
+
+
+class WebhookUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    url: Annotated[str | None, Field(max_length=2000, min_length=1)] = None
+    events: Annotated[
+        list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed"]] | None,
+        Field(max_length=20, min_length=1),
+    ] = None
+    description: Annotated[str | None, Field(max_length=500)] = None
+    enabled: bool | None = None
+
+
+class Webhook(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: UUID
+    url: str
+    events: list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed"]]
+    description: str | None
+    enabled: bool
+    disabled_reason: Annotated[
+        str | None,
+        Field(description="Why deliveries stopped (an endpoint that answered 410), until it is enabled again."),
+    ]
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class WebhookWithSecret(BaseModel):
+    """
+    A subscription with its signing secret (only when made, and on rotation).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: UUID
+    url: str
+    events: list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed"]]
+    description: str | None
+    enabled: bool
+    disabled_reason: Annotated[
+        str | None,
+        Field(description="Why deliveries stopped (an endpoint that answered 410), until it is enabled again."),
+    ]
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    secret: Annotated[
+        str,
+        Field(
+            description="The Standard Webhooks signing secret (`whsec_` + base64).", pattern="^whsec_[A-Za-z0-9+/=]+$"
+        ),
+    ]
+
+
+class WebhookList(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    items: list[Webhook]
+
+
+class WebhookAttempt(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    attempt: Annotated[int, Field(ge=1)]
+    status_code: int | None
+    latency_ms: Annotated[int, Field(ge=0)]
+    error: str | None
+    next_attempt_at: AwareDatetime | None
+    at: AwareDatetime
+
+
+class WebhookDelivery(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: Annotated[
+        UUID,
+        Field(
+            description="Sent as `webhook-id` (`msg_` + this id without dashes), the same on every retry and replay."
+        ),
+    ]
+    webhook_id: UUID
+    event_id: str
+    event_type: str
+    status: Literal["pending", "succeeded", "dead"]
+    attempts: Annotated[int, Field(ge=0)]
+    next_attempt_at: AwareDatetime
+    last_status_code: int | None
+    last_error: str | None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    attempt_log: list[WebhookAttempt]
+
+
+class WebhookDeliveryPage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    items: list[WebhookDelivery]
+    next_cursor: str | None
+
+
+class FillEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: str
+    type: Literal["fill.created"]
+    created_at: AwareDatetime
+    data: Fill
+
+
+class PositionEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: str
+    type: Literal["position.changed"]
+    created_at: AwareDatetime
+    data: Position
+
+
+class Data(BaseModel):
+    scope: Literal["account", "global"]
+    account_id: str | None
+    kind: str
+    state: Literal["active", "reducing", "halted"] | None
+    reason: str
+    actor: str
+    at: AwareDatetime
+
+
+class RiskStateEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: str
+    type: Literal["risk.halted", "risk.resumed"]
+    created_at: AwareDatetime
+    data: Data
+
+
+class Data1(BaseModel):
+    webhook_id: UUID
+
+
+class PingEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: str
+    type: Literal["ping"]
+    created_at: AwareDatetime
+    data: Data1
+
+
 class Problem(BaseModel):
     """
     An RFC 9457 problem document.
@@ -845,3 +1018,13 @@ class OrderPage(BaseModel):
     )
     items: list[Order]
     next_cursor: str | None
+
+
+class OrderEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: str
+    type: Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown"]
+    created_at: AwareDatetime
+    data: Order

@@ -79,7 +79,7 @@ class EventRepository(Protocol):
 
 
 class FillRepository(Protocol):
-    async def add(self, order: Order, fill: Filled, broker: str, at: datetime) -> bool:
+    async def add(self, fill_id: UUID, order: Order, fill: Filled, broker: str, at: datetime) -> bool:
         """Record a fill; False when the broker's trade id is already recorded (the fill is then ignored)."""
         ...
 

@@ -26,7 +26,6 @@ from uuid import UUID
 import asyncpg
 
 from execsvc.core.errors import DependencyUnavailable, Overloaded
-from execsvc.core.ids import new_id
 from execsvc.core.ledger import Position
 from execsvc.core.money import normalize
 from execsvc.core.orders import Order, OrderStatus, Transition, WorkingTotals
@@ -537,9 +536,9 @@ class PgEvents(_Repo):
 
 
 class PgFills(_Repo):
-    async def add(self, order: Order, fill: Filled, broker: str, at: datetime) -> bool:
+    async def add(self, fill_id: UUID, order: Order, fill: Filled, broker: str, at: datetime) -> bool:
         row = (
-            new_id(),
+            fill_id,
             order.id,
             order.account_id,
             order.symbol,

@@ -14,7 +14,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from execsvc.core.ids import new_id
 from execsvc.core.ledger import Position
 from execsvc.core.orders import Order, OrderStatus, RiskAudit, Transition, WorkingTotals, working_totals
 from execsvc.core.reports import Filled
@@ -235,9 +234,9 @@ class SqlEvents(_Repo):
 
 
 class SqlFills(_Repo):
-    async def add(self, order: Order, fill: Filled, broker: str, at: datetime) -> bool:
+    async def add(self, fill_id: UUID, order: Order, fill: Filled, broker: str, at: datetime) -> bool:
         values = {
-            "id": new_id(),
+            "id": fill_id,
             "order_id": order.id,
             "account_id": order.account_id,
             "symbol": order.symbol,

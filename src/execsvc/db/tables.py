@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -213,4 +214,63 @@ risk_events = Table(
     Column("detail", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Index(None, "scope", "id"),
+)
+
+# Webhook subscriptions: where an account's events go, and the secrets that sign them. The secret must be kept in
+# the clear to sign with (HMAC); it is shown once, when made, and never logged.
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("account_id", String(64), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("events", Text, nullable=False),  # comma-separated event types
+    Column("description", Text, nullable=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("disabled_reason", Text, nullable=True),
+    Column("secret", String(100), nullable=False),
+    Column("previous_secret", String(100), nullable=True),  # still signs until previous_secret_until (rotation)
+    Column("previous_secret_until", UtcDateTime, nullable=True),
+    Column("deleted_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# One event to one subscription. The body is fixed when the delivery is made, so every attempt sends the same bytes.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("subscription_id", Uuid, ForeignKey("webhook_subscriptions.id"), nullable=False),
+    Column("account_id", String(64), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("sequence", BigInteger, nullable=False),  # the outbox id: commit order within an account
+    Column("order_key", String(64), nullable=True),  # events of one order go out in sequence
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, succeeded, dead
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("enqueued_at", UtcDateTime, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "subscription_id", "id"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "subscription_id", "order_key", "sequence"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("delivery_id", Uuid, ForeignKey("webhook_deliveries.id"), nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("latency_ms", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
 )

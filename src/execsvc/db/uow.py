@@ -98,7 +98,8 @@ class SqlUnitOfWorkFactory:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        # SQLite has one writer: the order path and the webhook store take turns through this lock.
+        self.write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, self._write_lock)
+        return SqlUnitOfWork(self.engine, self.write_lock)

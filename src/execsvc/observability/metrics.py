@@ -45,6 +45,36 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.webhook_deliveries_total = Counter(
+            "webhook_deliveries_total",
+            "Webhook delivery attempts by outcome (succeeded, retry, dead, gone).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.webhook_delivery_seconds = Histogram(
+            "webhook_delivery_seconds",
+            "Duration of one webhook delivery attempt.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0),
+            registry=self.registry,
+        )
+        self.webhook_queue_depth = Gauge(
+            "webhook_queue_depth", "Webhook deliveries pending (due or waiting to retry).", registry=self.registry
+        )
+        self.webhook_oldest_pending = Gauge(
+            "webhook_oldest_pending_seconds", "Age of the oldest pending webhook delivery.", registry=self.registry
+        )
+
+    # WebhookObserver
+    def delivery_finished(self, outcome: str, seconds: float) -> None:
+        """Count an attempt and observe its duration."""
+        self.webhook_deliveries_total.labels(outcome).inc()
+        self.webhook_delivery_seconds.observe(seconds)
+
+    def backlog(self, pending: int, oldest_seconds: float) -> None:
+        """The pending deliveries and the oldest one's age."""
+        self.webhook_queue_depth.set(pending)
+        self.webhook_oldest_pending.set(oldest_seconds)
+
     # PipelineObserver
     def order_recorded(self, order: Order) -> None:
         """Count the status the order reached."""

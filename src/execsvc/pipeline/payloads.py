@@ -1,16 +1,52 @@
-"""The JSON payloads of outbox events (the webhook and stream bodies). Amounts are strings."""
+"""The outbox events: their types, and as data the REST resource they are about (the webhook and stream bodies).
+
+Every order transition is an event named after the state it reaches; a fill is ``fill.created`` with the fill and
+``position.changed`` with the position after it. The data is the resource exactly as the REST API shows it
+(``api/resources.py``; a test holds the two to the same JSON). Amounts are strings.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
-from execsvc.core.money import to_str
-from execsvc.core.orders import Order, Transition
+from execsvc.core import ledger
+from execsvc.core.markets import Quote
+from execsvc.core.money import ZERO, to_str
+from execsvc.core.orders import Order, OrderStatus
 from execsvc.core.reports import Filled
 
+ORDER_EVENTS = {
+    OrderStatus.PENDING_NEW: "order.submitted",
+    OrderStatus.OPEN: "order.accepted",
+    OrderStatus.PARTIALLY_FILLED: "order.partially_filled",
+    OrderStatus.FILLED: "order.filled",
+    OrderStatus.PENDING_CANCEL: "order.cancel_requested",
+    OrderStatus.CANCELED: "order.canceled",
+    OrderStatus.REJECTED: "order.rejected",
+    OrderStatus.EXPIRED: "order.expired",
+    OrderStatus.UNKNOWN: "order.unknown",
+}
+FILL_CREATED = "fill.created"
+POSITION_CHANGED = "position.changed"
+RISK_HALTED = "risk.halted"
+RISK_RESUMED = "risk.resumed"
+PING = "ping"
+EVENT_TYPES = (*ORDER_EVENTS.values(), FILL_CREATED, POSITION_CHANGED, RISK_HALTED, RISK_RESUMED)
 
-def order_payload(order: Order) -> dict[str, Any]:
-    """An order as it appears in events."""
+
+def _opt(value: Decimal | None) -> str | None:
+    return None if value is None else to_str(value)
+
+
+def _time(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def order_data(order: Order) -> dict[str, Any]:
+    """An order as ``GET /v1/orders/{id}`` shows it."""
     return {
         "id": str(order.id),
         "client_order_id": order.client_order_id,
@@ -20,43 +56,50 @@ def order_payload(order: Order) -> dict[str, Any]:
         "type": order.type.value,
         "time_in_force": order.time_in_force.value,
         "qty": to_str(order.qty),
-        "limit_price": None if order.limit_price is None else to_str(order.limit_price),
+        "limit_price": _opt(order.limit_price),
         "status": order.status.value,
         "filled_qty": to_str(order.filled_qty),
-        "avg_fill_price": None if order.avg_fill_price is None else to_str(order.avg_fill_price),
+        "avg_fill_price": _opt(order.avg_fill_price),
         "fees": to_str(order.fees),
         "fee_asset": order.fee_asset,
         "reject_code": order.reject_code,
         "reject_reason": order.reject_reason,
         "risk": None if order.risk is None else order.risk.to_json(),
-        "created_at": order.created_at.isoformat(),
-        "updated_at": order.updated_at.isoformat(),
+        "created_at": _time(order.created_at),
+        "updated_at": _time(order.updated_at),
     }
 
 
-def order_event_payload(order: Order, transition: Transition) -> dict[str, Any]:
-    """An ``order.updated`` event: the order after the transition, and the transition."""
-    return {
-        "order": order_payload(order),
-        "transition": {
-            "from": None if transition.from_status is None else transition.from_status.value,
-            "to": transition.to_status.value,
-            "reason": transition.reason,
-            "at": transition.at.isoformat(),
-        },
-    }
+def order_event(order: Order) -> tuple[str, dict[str, Any]]:
+    """The event of an order reaching its current status, with the order as data."""
+    return ORDER_EVENTS[order.status], order_data(order)
 
 
-def fill_payload(order: Order, fill: Filled) -> dict[str, Any]:
-    """A ``fill.created`` event."""
+def fill_data(fill_id: UUID, order: Order, fill: Filled, at: datetime) -> dict[str, Any]:
+    """A fill as ``GET /v1/fills`` shows it."""
     return {
+        "id": str(fill_id),
         "order_id": str(order.id),
-        "client_order_id": order.client_order_id,
         "symbol": order.symbol,
         "side": order.side.value,
-        "trade_id": fill.trade_id,
         "qty": to_str(fill.qty),
         "price": to_str(fill.price),
         "fee": to_str(fill.fee),
         "fee_asset": fill.fee_asset,
+        "trade_id": fill.trade_id,
+        "created_at": _time(fill.at or at),
+    }
+
+
+def position_data(symbol: str, position: ledger.Position, mark: Quote | None) -> dict[str, Any]:
+    """A position as ``GET /v1/positions`` shows it, valued at the mark."""
+    price = None if mark is None else mark.price
+    return {
+        "symbol": symbol,
+        "qty": to_str(position.qty),
+        "avg_entry_price": to_str(position.avg_entry_price),
+        "realized_pnl": to_str(position.realized_pnl),
+        "unrealized_pnl": to_str(ZERO if price is None else ledger.unrealized_pnl(position, price)),
+        "mark_price": _opt(price),
+        "notional": to_str(ZERO if price is None else ledger.notional(position, price)),
     }

@@ -10,12 +10,13 @@ import structlog
 
 from execsvc.core import ledger
 from execsvc.core.errors import IllegalTransition, InvalidFill, OrderNotFound
+from execsvc.core.ids import new_id
 from execsvc.core.orders import Applied, Order, apply
 from execsvc.core.reports import BrokerReport, Filled
 from execsvc.core.uow import UnitOfWork
 from execsvc.core.values import Symbol
 from execsvc.pipeline.deps import Pipeline
-from execsvc.pipeline.payloads import fill_payload, order_event_payload
+from execsvc.pipeline.payloads import FILL_CREATED, POSITION_CHANGED, fill_data, order_event, position_data
 from execsvc.pipeline.risk import count_round_trips
 
 log = structlog.get_logger(__name__)
@@ -27,12 +28,8 @@ async def record_transition(uow: UnitOfWork, pipeline: Pipeline, applied: Applie
         return
     order = applied.order
     await uow.events.add(order.account_id, applied.transition)
-    await uow.outbox.add(
-        "order.updated",
-        order.account_id,
-        order_event_payload(order, applied.transition),
-        applied.transition.at,
-    )
+    topic, data = order_event(order)
+    await uow.outbox.add(topic, order.account_id, data, applied.transition.at)
     pipeline.observer.order_recorded(order)
 
 
@@ -74,7 +71,8 @@ async def apply_reports(
                 log.warning("report_refused", order_id=str(order.id), report=repr(report), error=str(exc))
                 continue
             if isinstance(report, Filled):
-                if not await uow.fills.add(order, report, broker, now):
+                fill_id = new_id()
+                if not await uow.fills.add(fill_id, order, report, broker, now):
                     log.info("duplicate_fill_ignored", order_id=str(order.id), trade_id=report.trade_id)
                     continue
                 before = await uow.positions.get(order.account_id, order.symbol)
@@ -96,7 +94,11 @@ async def apply_reports(
                 )
                 balances = ledger.apply_balance_changes(balances, changes)
                 touched.update(changes)
-                await uow.outbox.add("fill.created", order.account_id, fill_payload(order, report), now)
+                await uow.outbox.add(FILL_CREATED, order.account_id, fill_data(fill_id, order, report, now), now)
+                mark = pipeline.market_data.mark(order.symbol)
+                await uow.outbox.add(
+                    POSITION_CHANGED, order.account_id, position_data(order.symbol, position, mark), now
+                )
             await record_transition(uow, pipeline, applied)
             changed = changed or applied.order is not order
             order = applied.order

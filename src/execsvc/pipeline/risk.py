@@ -33,6 +33,7 @@ from execsvc.core.trading import (
 from execsvc.core.uow import UnitOfWork
 from execsvc.core.values import Side
 from execsvc.pipeline.deps import Pipeline
+from execsvc.pipeline.payloads import RISK_HALTED, RISK_RESUMED
 from execsvc.risk import AccountSnapshot, MarketSnapshot, OrderIntent, RiskDecision, RiskLimits, evaluate
 from execsvc.risk.engine import equity, market_buy_price, reserved_funds
 from execsvc.risk.limits import LimitOverrides, limits_for
@@ -155,7 +156,7 @@ async def assess(
 async def record_event(uow: UnitOfWork, event: RiskEvent) -> None:
     """Audit a state change and queue its event for subscribers (``risk.halted`` or ``risk.resumed``)."""
     await uow.risk.add_event(event)
-    topic = "risk.resumed" if event.state is TradingState.ACTIVE else "risk.halted"
+    topic = RISK_RESUMED if event.state is TradingState.ACTIVE else RISK_HALTED
     payload = {
         "scope": "global" if event.scope == GLOBAL else "account",
         "account_id": None if event.scope == GLOBAL else event.scope,

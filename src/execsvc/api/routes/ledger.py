@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from execsvc.api.auth import Principal, can_read
-from execsvc.api.mapping import decode_cursor, encode_cursor, fill_out, market_out, parse_time
+from execsvc.api.mapping import decode_cursor, encode_cursor, fill_view_out, market_out, parse_time
+from execsvc.api.resources import position_out
 from execsvc.api.routes.orders import JSON, CursorQuery, LimitQuery, SymbolQuery
 from execsvc.api.services import Services
 from execsvc.contract import models as api
@@ -54,7 +55,7 @@ async def list_fills(
         limit=limit,
         before=decode_cursor(cursor),
     )
-    body = api.FillPage(items=[fill_out(f) for f in page.items], next_cursor=encode_cursor(page.last_id))
+    body = api.FillPage(items=[fill_view_out(f) for f in page.items], next_cursor=encode_cursor(page.last_id))
     return Response(body.model_dump_json(), media_type=JSON)
 
 
@@ -65,17 +66,7 @@ async def list_positions(request: Request, who: Annotated[Principal, Depends(can
     items = []
     for symbol, position in await services.reads.positions(who.account_id):
         mark = _mark(services.pipeline.market_data, symbol)
-        items.append(
-            api.Position(
-                symbol=symbol,
-                qty=to_str(position.qty),
-                avg_entry_price=to_str(position.avg_entry_price),
-                realized_pnl=to_str(position.realized_pnl),
-                unrealized_pnl=to_str(ZERO if mark is None else ledger.unrealized_pnl(position, mark)),
-                mark_price=None if mark is None else to_str(mark),
-                notional=to_str(ZERO if mark is None else ledger.notional(position, mark)),
-            )
-        )
+        items.append(position_out(symbol, position, mark))
     return Response(api.PositionList(items=items).model_dump_json(), media_type=JSON)
 
 

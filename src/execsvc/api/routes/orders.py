@@ -12,7 +12,8 @@ from starlette.responses import Response
 
 from execsvc.api.auth import Principal, can_read, can_write
 from execsvc.api.errors import PROBLEM, ApiProblem, problem_body, validation_problem
-from execsvc.api.mapping import decode_cursor, encode_cursor, order_out, submit_command
+from execsvc.api.mapping import decode_cursor, encode_cursor, submit_command
+from execsvc.api.resources import order_out
 from execsvc.api.services import Services
 from execsvc.contract import models as api
 from execsvc.core.commands import CancelOrder

@@ -68,7 +68,8 @@ def _actor(who: Principal) -> str:
 M = TypeVar("M", bound=BaseModel)
 
 
-async def _body(request: Request, model: type[M]) -> M:
+async def parse_body(request: Request, model: type[M]) -> M:
+    """The JSON body as ``model``: 415 when it is not JSON, 400 when unreadable, 422 naming each invalid field."""
     if not _is_json(request.headers.get("content-type", "")):
         raise ApiProblem(415, "unsupported_media_type", "send the request as application/json")
     try:
@@ -216,7 +217,7 @@ async def risk_state(
 @router.post("/v1/risk/halt")
 async def post_halt(request: Request, who: Annotated[Principal, Depends(can_admin)]) -> Response:
     """Halt trading (the kill switch), optionally cancelling every open order."""
-    body = await _body(request, api.HaltRequest)
+    body = await parse_body(request, api.HaltRequest)
     services = _services(request)
     _one_scope(body.scope, body.account_id)
     if body.scope == "global":
@@ -232,7 +233,7 @@ async def post_halt(request: Request, who: Annotated[Principal, Depends(can_admi
 @router.post("/v1/risk/resume")
 async def post_resume(request: Request, who: Annotated[Principal, Depends(can_admin)]) -> Response:
     """Lift a halt."""
-    body = await _body(request, api.ResumeRequest)
+    body = await parse_body(request, api.ResumeRequest)
     _one_scope(body.scope, body.account_id)
     scope = GLOBAL if body.scope == "global" else await _account(request, who, body.account_id)
     reset = body.reset_restrictions and scope != GLOBAL
@@ -289,7 +290,7 @@ async def put_limits_route(
 ) -> Response:
     """Replace the account's limit overrides."""
     account = await _account(request, who, account_id)
-    body = await _body(request, api.LimitOverrides)
+    body = await parse_body(request, api.LimitOverrides)
     services = _services(request)
     given = {} if body.limits is None else body.limits.model_dump(mode="json", exclude_unset=True)
     per_symbol = {

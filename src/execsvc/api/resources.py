@@ -1,0 +1,86 @@
+"""The domain as the contract shows it: the REST resources.
+
+Webhook and stream events carry the same resources, built without the contract models in ``pipeline/payloads.py``
+(only the API imports those); ``tests/unit/test_payloads.py`` holds the two to the same JSON, so
+``GET /v1/orders/{id}`` and an ``order.filled`` event cannot disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from execsvc.contract import models as api
+from execsvc.core import ledger
+from execsvc.core.money import ZERO, to_str
+from execsvc.core.orders import Order
+
+
+def _opt(value: Decimal | None) -> str | None:
+    return None if value is None else to_str(value)
+
+
+def order_out(order: Order) -> api.Order:
+    """The wire form of an order."""
+    return api.Order(
+        id=order.id,
+        client_order_id=order.client_order_id,
+        account_id=order.account_id,
+        symbol=order.symbol,
+        side=order.side.value,
+        type=order.type.value,
+        time_in_force=order.time_in_force.value,
+        qty=to_str(order.qty),
+        limit_price=_opt(order.limit_price),
+        status=order.status.value,
+        filled_qty=to_str(order.filled_qty),
+        avg_fill_price=_opt(order.avg_fill_price),
+        fees=to_str(order.fees),
+        fee_asset=order.fee_asset,
+        reject_code=order.reject_code,
+        reject_reason=order.reject_reason,
+        risk=None if order.risk is None else api.RiskAudit.model_validate(order.risk.to_json()),
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+    )
+
+
+def fill_out(
+    fill_id: UUID,
+    order_id: UUID,
+    symbol: str,
+    side: str,
+    qty: Decimal,
+    price: Decimal,
+    fee: Decimal,
+    fee_asset: str,
+    trade_id: str,
+    created_at: datetime,
+) -> api.Fill:
+    """The wire form of a fill."""
+    return api.Fill(
+        id=fill_id,
+        order_id=order_id,
+        symbol=symbol,
+        side=side,
+        qty=to_str(qty),
+        price=to_str(price),
+        fee=to_str(fee),
+        fee_asset=fee_asset,
+        trade_id=trade_id,
+        created_at=created_at,
+    )
+
+
+def position_out(symbol: str, position: ledger.Position, mark: Decimal | None) -> api.Position:
+    """The wire form of a position, valued at ``mark`` (None: not valued)."""
+    return api.Position(
+        symbol=symbol,
+        qty=to_str(position.qty),
+        avg_entry_price=to_str(position.avg_entry_price),
+        realized_pnl=to_str(position.realized_pnl),
+        unrealized_pnl=to_str(ZERO if mark is None else ledger.unrealized_pnl(position, mark)),
+        mark_price=None if mark is None else to_str(mark),
+        notional=to_str(ZERO if mark is None else ledger.notional(position, mark)),
+    )

@@ -1,0 +1,254 @@
+"""Signed webhooks end to end, with a real receiver on loopback, on SQLite and PostgreSQL (worker in process).
+
+Every delivered message is verified with the ``standardwebhooks`` package, the way a consumer would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from tests.conftest import Harness, start_harness
+from tests.support.receiver import HANG, Received, Receiver
+
+FAST = {
+    "webhook_allow_private_targets": True,
+    "webhook_retry_schedule": "0.3,0.3",
+    "webhook_timeout_seconds": 1.0,
+    "webhook_worker": "in-process",
+}
+ALL = ["order.submitted", "order.accepted", "order.filled", "order.canceled", "order.rejected", "fill.created",
+       "position.changed", "risk.halted", "risk.resumed"]  # fmt: skip
+
+
+@pytest.fixture
+async def hooks(db_url: str) -> AsyncIterator[Harness]:
+    h, container = await start_harness(db_url, **FAST)
+    try:
+        yield h
+    finally:
+        await h.client.aclose()
+        await container.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = Receiver()
+    yield r
+    await r.stop()
+
+
+async def subscribe(h: Harness, url: str, events: list[str] = ALL, account: str = "acct-a") -> dict[str, Any]:
+    admin = await h.auth(account, "admin")
+    r = await h.client.post("/v1/webhooks", json={"url": url, "events": events}, headers=admin)
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def verify(secret: str, message: Received) -> dict[str, Any]:
+    payload: dict[str, Any] = Webhook(secret).verify(message.body, message.headers)
+    return payload
+
+
+async def market_buy(h: Harness, qty: str = "0.01", account: str = "acct-a") -> dict[str, Any]:
+    headers = await h.auth(account)
+    body = {"symbol": "BTC/USDT", "side": "buy", "type": "market", "qty": qty}
+    r = await h.client.post("/v1/orders", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    result: dict[str, Any] = r.json()
+    return result
+
+
+async def test_every_event_arrives_signed_and_verifiable_and_tampering_fails(
+    hooks: Harness, receiver: Receiver
+) -> None:
+    url = await receiver.start()
+    sub = await subscribe(hooks, url)
+    assert sub["secret"].startswith("whsec_")
+    order = await market_buy(hooks)
+    # Events of different keys (the order, the position) may overtake each other; sort them back into commit order.
+    messages = sorted(await receiver.wait_for(5), key=lambda m: int(json.loads(m.body)["id"].removeprefix("evt_")))
+    events = [verify(sub["secret"], m) for m in messages]
+    types = [e["type"] for e in events]
+    assert types == ["order.submitted", "order.accepted", "fill.created", "position.changed", "order.filled"]
+    filled = events[4]
+    assert filled["data"] == (await hooks.client.get(f"/v1/orders/{order['id']}", headers=await hooks.auth())).json()
+    assert events[2]["data"]["order_id"] == order["id"]
+    assert events[3]["data"]["symbol"] == "BTC/USDT"
+    message = messages[4]
+    assert message.headers["content-type"] == "application/json"
+    assert message.headers["user-agent"].startswith("execsvc-webhooks/")
+    assert message.headers["webhook-id"].startswith("msg_")
+    for tampered in (
+        Received(message.path, message.headers, message.body.replace(b'"filled"', b'"canceled"')),
+        Received(message.path, {**message.headers, "webhook-id": "msg_other"}, message.body),
+        Received(
+            message.path,
+            {**message.headers, "webhook-timestamp": str(int(message.headers["webhook-timestamp"]) + 1)},
+            message.body,
+        ),
+    ):
+        with pytest.raises(WebhookVerificationError):
+            verify(sub["secret"], tampered)
+
+
+async def test_a_500_is_retried_and_every_attempt_is_logged(hooks: Harness, receiver: Receiver) -> None:
+    receiver.script.extend([500])
+    url = await receiver.start()
+    sub = await subscribe(hooks, url, ["order.filled"])
+    await market_buy(hooks)
+    first, second = await receiver.wait_for(2)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]  # stable across retries
+    verify(sub["secret"], second)
+    admin = await hooks.auth("acct-a", "admin")
+    page = (await hooks.client.get(f"/v1/webhooks/{sub['id']}/deliveries", headers=admin)).json()
+    (delivery,) = page["items"]
+    for _ in range(50):
+        if delivery["status"] == "succeeded":
+            break
+        await asyncio.sleep(0.1)
+        delivery = (await hooks.client.get(f"/v1/webhooks/{sub['id']}/deliveries", headers=admin)).json()["items"][0]
+    assert delivery["status"] == "succeeded"
+    assert [a["status_code"] for a in delivery["attempt_log"]] == [500, 200]
+    assert delivery["attempt_log"][0]["next_attempt_at"] is not None
+    done = await hooks.client.get(f"/v1/webhooks/{sub['id']}/deliveries", params={"status": "succeeded"}, headers=admin)
+    assert len(done.json()["items"]) == 1
+
+
+async def test_410_disables_the_subscription(hooks: Harness, receiver: Receiver) -> None:
+    receiver.default = 410
+    url = await receiver.start()
+    sub = await subscribe(hooks, url, ["order.filled"])
+    await market_buy(hooks)
+    await receiver.wait_for(1)
+    admin = await hooks.auth("acct-a", "admin")
+    for _ in range(50):
+        webhook = (await hooks.client.get(f"/v1/webhooks/{sub['id']}", headers=admin)).json()
+        if not webhook["enabled"]:
+            break
+        await asyncio.sleep(0.1)
+    assert webhook["enabled"] is False
+    assert "410" in webhook["disabled_reason"]
+    await market_buy(hooks)
+    await asyncio.sleep(1.0)
+    assert len(receiver.received) == 1  # nothing more goes to a disabled subscription
+    r = await hooks.client.patch(f"/v1/webhooks/{sub['id']}", json={"enabled": True}, headers=admin)
+    assert r.json()["enabled"] is True
+    assert r.json()["disabled_reason"] is None
+
+
+async def test_a_hanging_endpoint_goes_dead_without_holding_up_another(hooks: Harness, receiver: Receiver) -> None:
+    receiver.default = HANG  # type: ignore[assignment]
+    healthy = Receiver()
+    try:
+        stuck = await subscribe(hooks, await receiver.start(), ["order.filled"])
+        fine = await subscribe(hooks, await healthy.start(), ["order.filled"])
+        await market_buy(hooks)
+        (message,) = await healthy.wait_for(1, within=5)
+        verify(fine["secret"], message)
+        admin = await hooks.auth("acct-a", "admin")
+        for _ in range(100):
+            items = (await hooks.client.get(f"/v1/webhooks/{stuck['id']}/deliveries", headers=admin)).json()["items"]
+            if items and items[0]["status"] == "dead":
+                break
+            await asyncio.sleep(0.1)
+        assert items[0]["status"] == "dead"  # 3 attempts (1 + the 2 retries of the schedule), each timed out
+        assert items[0]["attempts"] == 3
+        assert "no answer" in items[0]["attempt_log"][0]["error"]
+        dead = items[0]
+        r = await hooks.client.post(f"/v1/webhooks/deliveries/{dead['id']}/replay", headers=admin)
+        assert r.status_code == 202
+        receiver.default = 200
+        await receiver.wait_for(4, within=10)
+        assert receiver.received[-1].headers["webhook-id"] == receiver.received[0].headers["webhook-id"]
+    finally:
+        await healthy.stop()
+
+
+async def test_events_of_one_order_arrive_in_commit_order_even_across_a_retry(
+    hooks: Harness, receiver: Receiver
+) -> None:
+    receiver.script.extend([503])  # the first event fails once: the next ones must wait for it
+    url = await receiver.start()
+    sub = await subscribe(hooks, url, ["order.submitted", "order.accepted", "order.canceled"])
+    headers = await hooks.auth()
+    body = {"symbol": "BTC/USDT", "side": "buy", "type": "limit", "qty": "0.01", "limit_price": "60000"}
+    order = (await hooks.client.post("/v1/orders", json=body, headers=headers)).json()
+    await hooks.client.delete(f"/v1/orders/{order['id']}", headers=headers)
+    messages = await receiver.wait_for(4)
+    types = [verify(sub["secret"], m)["type"] for m in messages]
+    assert types == ["order.submitted", "order.submitted", "order.accepted", "order.canceled"]
+
+
+async def test_rotation_signs_with_both_secrets_for_the_grace_period(hooks: Harness, receiver: Receiver) -> None:
+    url = await receiver.start()
+    sub = await subscribe(hooks, url, ["order.filled"])
+    admin = await hooks.auth("acct-a", "admin")
+    rotated = (await hooks.client.post(f"/v1/webhooks/{sub['id']}/rotate-secret", headers=admin)).json()
+    assert rotated["secret"] != sub["secret"]
+    await market_buy(hooks)
+    (message,) = await receiver.wait_for(1)
+    assert len(message.headers["webhook-signature"].split(" ")) == 2
+    verify(sub["secret"], message)
+    verify(rotated["secret"], message)
+
+
+async def test_ping_and_the_subscription_api(hooks: Harness, receiver: Receiver) -> None:
+    url = await receiver.start()
+    sub = await subscribe(hooks, url, ["order.filled"])
+    admin = await hooks.auth("acct-a", "admin")
+    assert "secret" not in (await hooks.client.get(f"/v1/webhooks/{sub['id']}", headers=admin)).json()
+    listed = (await hooks.client.get("/v1/webhooks", headers=admin)).json()["items"]
+    assert [w["id"] for w in listed] == [sub["id"]]
+    r = await hooks.client.post(f"/v1/webhooks/{sub['id']}/test", headers=admin)
+    assert r.status_code == 202
+    (ping,) = await receiver.wait_for(1)
+    assert verify(sub["secret"], ping)["type"] == "ping"
+    other = await hooks.auth("acct-b", "admin")
+    assert (await hooks.client.get(f"/v1/webhooks/{sub['id']}", headers=other)).status_code == 404
+    r = await hooks.client.patch(f"/v1/webhooks/{sub['id']}", json={"events": ["fill.created"]}, headers=admin)
+    assert r.json()["events"] == ["fill.created"]
+    assert (await hooks.client.delete(f"/v1/webhooks/{sub['id']}", headers=admin)).status_code == 204
+    assert (await hooks.client.get(f"/v1/webhooks/{sub['id']}", headers=admin)).status_code == 404
+    trader = await hooks.auth("acct-a")
+    assert (await hooks.client.get("/v1/webhooks", headers=trader)).status_code == 403
+
+
+async def test_private_targets_are_refused_unless_allowed(db_url: str) -> None:
+    h, container = await start_harness(db_url)
+    try:
+        admin = await h.auth("acct-a", "admin")
+        for url in ("http://127.0.0.1:9/hook", "http://169.254.169.254/latest", "ftp://example.com/x"):
+            r = await h.client.post("/v1/webhooks", json={"url": url, "events": ["order.filled"]}, headers=admin)
+            assert r.status_code == 422, url
+            assert r.json()["code"] == "invalid_webhook_url"
+        r = await h.client.post(
+            "/v1/webhooks", json={"url": "https://example.com/hook", "events": ["order.filled"]}, headers=admin
+        )
+        assert r.status_code == 201
+        dup = {"url": "https://example.com/hook", "events": ["order.filled", "order.filled"]}
+        assert (await h.client.post("/v1/webhooks", json=dup, headers=admin)).status_code == 422
+    finally:
+        await h.client.aclose()
+        await container.stop()
+
+
+async def test_an_event_from_a_rolled_back_transaction_is_never_delivered(hooks: Harness, receiver: Receiver) -> None:
+    url = await receiver.start()
+    sub = await subscribe(hooks, url, ["order.filled"])
+    pipeline = hooks.container.pipeline
+    async with pipeline.uow() as uow:
+        await uow.outbox.add("order.filled", "acct-a", {"id": "rolled-back"}, pipeline.clock.now())
+        # no commit: the unit of work rolls back
+    await market_buy(hooks)
+    (message,) = await receiver.wait_for(1)
+    await asyncio.sleep(0.5)
+    assert len(receiver.received) == 1
+    assert verify(sub["secret"], message)["data"]["id"] != "rolled-back"
+    assert json.loads(message.body)["type"] == "order.filled"

@@ -1,0 +1,69 @@
+"""Events carry the resources exactly as the REST API shows them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from execsvc.api.resources import fill_out, order_out, position_out
+from execsvc.core.ids import new_id
+from execsvc.core.ledger import Position
+from execsvc.core.markets import Quote
+from execsvc.core.orders import Order, OrderStatus, RiskAudit
+from execsvc.core.reports import Filled
+from execsvc.core.values import OrderType, Side, TimeInForce
+from execsvc.pipeline.payloads import ORDER_EVENTS, fill_data, order_data, position_data
+
+D = Decimal
+AT = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+
+
+def order(status: OrderStatus, limit: Decimal | None, risk: RiskAudit | None) -> Order:
+    return Order(
+        id=new_id(),
+        client_order_id="c-1",
+        account_id="acct",
+        symbol="BTC/USDT",
+        side=Side.SELL,
+        type=OrderType.LIMIT if limit else OrderType.MARKET,
+        time_in_force=TimeInForce.GTC,
+        qty=D("0.12345"),
+        limit_price=limit,
+        status=status,
+        filled_qty=D("0.1"),
+        avg_fill_price=D("65000.5"),
+        fees=D("6.50005"),
+        fee_asset="USDT",
+        reject_code=None,
+        reject_reason=None,
+        venue_order_id="v-1",
+        created_at=AT,
+        updated_at=AT,
+        risk=risk,
+    )
+
+
+@pytest.mark.parametrize("status", list(OrderStatus))
+@pytest.mark.parametrize("limit", [None, D("64000.10")])
+def test_an_order_event_carries_the_order_as_the_api_shows_it(status: OrderStatus, limit: Decimal | None) -> None:
+    audit = RiskAudit(False, ("price_collar",), (("price_collar", "500 bps", "600 bps", "too far"),))
+    for risk in (None, audit):
+        o = order(status, limit, risk)
+        assert order_data(o) == order_out(o).model_dump(mode="json")
+    assert status in ORDER_EVENTS
+
+
+def test_fill_and_position_events_carry_the_resources_as_the_api_shows_them() -> None:
+    o = order(OrderStatus.FILLED, None, None)
+    fill_id = new_id()
+    fill = Filled("t-1", D("0.1"), D("65000.5"), D("6.50005"), "USDT")
+    expected = fill_out(fill_id, o.id, o.symbol, "sell", fill.qty, fill.price, fill.fee, "USDT", "t-1", AT)
+    assert fill_data(fill_id, o, fill, AT) == expected.model_dump(mode="json")
+    position = Position(D("-0.1"), D("65000.5"), D("12.5"))
+    for mark in (None, Quote(D("64000"), AT)):
+        price = None if mark is None else mark.price
+        assert position_data("BTC/USDT", position, mark) == position_out("BTC/USDT", position, price).model_dump(
+            mode="json"
+        )
