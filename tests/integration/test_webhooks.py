@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.conftest import Harness, start_harness
+from execsvc.db import migrate
+from tests.conftest import Harness, empty_tables, start_harness
+from tests.support import services
 from tests.support.receiver import HANG, Received, Receiver
 
 FAST = {
@@ -26,14 +29,32 @@ ALL = ["order.submitted", "order.accepted", "order.filled", "order.canceled", "o
        "position.changed", "risk.halted", "risk.resumed"]  # fmt: skip
 
 
-@pytest.fixture
-async def hooks(db_url: str) -> AsyncIterator[Harness]:
-    h, container = await start_harness(db_url, **FAST)
+@pytest.fixture(params=["sqlite", "postgres", pytest.param("postgres+redis", marks=pytest.mark.redis)])
+async def hooks(
+    request: pytest.FixtureRequest, sqlite_url: str, pg_server: services.PostgresServer
+) -> AsyncIterator[Harness]:
+    """The app with its delivery worker in process: on SQLite and PostgreSQL with the in-process queue, and on
+    PostgreSQL with the Redis queue (as `execsvc worker` processes use it)."""
+    overrides: dict[str, object] = dict(FAST)
+    dsn = None
+    url = sqlite_url
+    if request.param != "sqlite":
+        dsn = await services.create_database(pg_server.admin_dsn)
+        url = "postgresql+asyncpg://" + dsn.split("://", 1)[1]
+        await migrate.upgrade(url)
+    if request.param == "postgres+redis":
+        overrides["redis_url"] = services.redis_server().url
+        overrides["redis_prefix"] = f"execsvc-test-{uuid.uuid4().hex[:8]}:"
+    h, container = await start_harness(url, **overrides)
     try:
         yield h
     finally:
         await h.client.aclose()
         await container.stop()
+        if dsn is None:
+            await empty_tables(url)
+        else:
+            await services.drop_database(pg_server.admin_dsn, dsn)
 
 
 @pytest.fixture
@@ -119,6 +140,9 @@ async def test_a_500_is_retried_and_every_attempt_is_logged(hooks: Harness, rece
     assert delivery["attempt_log"][0]["next_attempt_at"] is not None
     done = await hooks.client.get(f"/v1/webhooks/{sub['id']}/deliveries", params={"status": "succeeded"}, headers=admin)
     assert len(done.json()["items"]) == 1
+    metrics = (await hooks.client.get("/metrics")).text
+    assert 'webhook_deliveries_total{outcome="retry"} 1.0' in metrics
+    assert 'webhook_deliveries_total{outcome="succeeded"} 1.0' in metrics
 
 
 async def test_410_disables_the_subscription(hooks: Harness, receiver: Receiver) -> None:
