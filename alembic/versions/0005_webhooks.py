@@ -78,9 +78,11 @@ def upgrade() -> None:
     op.create_index("ix_webhook_deliveries_subscription_id_id", "webhook_deliveries", ["subscription_id", "id"])
     op.create_index("ix_webhook_deliveries_status_next_attempt_at", "webhook_deliveries", ["status", "next_attempt_at"])
     op.create_index(
-        "ix_webhook_deliveries_subscription_id_order_key_sequence",
+        "ix_webhook_deliveries_pending_key",
         "webhook_deliveries",
         ["subscription_id", "order_key", "sequence"],
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
     )
     op.create_table(
         "webhook_attempts",
@@ -103,7 +105,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_webhook_attempts_delivery_id", table_name="webhook_attempts")
     op.drop_table("webhook_attempts")
-    op.drop_index("ix_webhook_deliveries_subscription_id_order_key_sequence", table_name="webhook_deliveries")
+    op.drop_index("ix_webhook_deliveries_pending_key", table_name="webhook_deliveries")
     op.drop_index("ix_webhook_deliveries_status_next_attempt_at", table_name="webhook_deliveries")
     op.drop_index("ix_webhook_deliveries_subscription_id_id", table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")

@@ -207,6 +207,8 @@ def build(
     )
 
     async def wake(delivery_id: UUID) -> None:
+        if worker is None and redis is None:
+            return  # nothing in this process reads the local queue; a worker's sweep finds the delivery
         try:
             await queue.put([delivery_id])
         except Exception:  # the worker's sweep queues it anyway

@@ -9,12 +9,14 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from execsvc.db import migrate
+from execsvc.webhooks.store import Attempt
 from tests.conftest import Harness, empty_tables, start_harness
 from tests.support import services
 from tests.support.receiver import HANG, Received, Receiver
@@ -276,3 +278,77 @@ async def test_an_event_from_a_rolled_back_transaction_is_never_delivered(hooks:
     assert len(receiver.received) == 1
     assert verify(sub["secret"], message)["data"]["id"] != "rolled-back"
     assert json.loads(message.body)["type"] == "order.filled"
+
+
+async def test_a_disabled_subscription_keeps_its_pending_deliveries_until_enabled(
+    hooks: Harness, receiver: Receiver
+) -> None:
+    receiver.script.extend([500])
+    url = await receiver.start()
+    sub = await subscribe(hooks, url, ["order.filled"])
+    admin = await hooks.auth("acct-a", "admin")
+    await market_buy(hooks)
+    await receiver.wait_for(1)
+    await hooks.client.patch(f"/v1/webhooks/{sub['id']}", json={"enabled": False}, headers=admin)
+    await asyncio.sleep(1.5)  # the retry came due: it waits, parked, and is not dead-lettered
+    assert len(receiver.received) == 1
+    items = (await hooks.client.get(f"/v1/webhooks/{sub['id']}/deliveries", headers=admin)).json()["items"]
+    assert items[0]["status"] == "pending"
+    await hooks.client.patch(f"/v1/webhooks/{sub['id']}", json={"enabled": True}, headers=admin)
+    first, second = await receiver.wait_for(2)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+
+
+async def test_a_replay_while_an_attempt_is_under_way_is_refused(hooks: Harness, receiver: Receiver) -> None:
+    receiver.script.extend([HANG])
+    url = await receiver.start()
+    sub = await subscribe(hooks, url, ["order.filled"])
+    admin = await hooks.auth("acct-a", "admin")
+    await market_buy(hooks)
+    await receiver.wait_for(1)
+    (delivery,) = (await hooks.client.get(f"/v1/webhooks/{sub['id']}/deliveries", headers=admin)).json()["items"]
+    r = await hooks.client.post(f"/v1/webhooks/deliveries/{delivery['id']}/replay", headers=admin)
+    assert r.status_code == 409
+    assert r.json()["code"] == "delivery_in_flight"
+    missing = await hooks.client.post(f"/v1/webhooks/deliveries/{uuid.uuid4()}/replay", headers=admin)
+    assert missing.status_code == 404
+
+
+async def test_a_claim_that_outlived_its_lease_cannot_overwrite_the_takeover(sqlite_url: str) -> None:
+    h, container = await start_harness(sqlite_url, webhook_worker="off", webhook_allow_private_targets=True)
+    try:
+        store = container.services.webhooks
+        await subscribe(h, "http://127.0.0.1:9/hook", ["order.filled"])
+        pipeline = container.pipeline
+        now = pipeline.clock.now()
+        async with pipeline.uow() as uow:
+            await uow.outbox.add("order.filled", "acct-a", {"id": "o-1"}, now)
+            await uow.commit()
+        (delivery_id,) = await store.relay(now)
+        lease = timedelta(seconds=5)
+        first = await store.claim(delivery_id, now, lease)
+        assert first is not None
+        assert await store.claim(delivery_id, now, lease) is None  # held
+        later = now + timedelta(seconds=6)
+        second = await store.claim(delivery_id, later, lease)  # the first worker died, or hangs: taken over
+        assert second is not None
+        done = Attempt(1, 200, 5, None, None, later)
+        assert await store.finish(first[0], done, "succeeded", later) is None  # discarded
+        assert await store.finish(second[0], done, "succeeded", later) == []
+        delivery = await store.delivery("acct-a", delivery_id)
+        assert delivery is not None
+        assert delivery.status == "succeeded"
+    finally:
+        await h.client.aclose()
+        await container.stop()
+        await empty_tables(sqlite_url)
+
+
+async def test_a_url_the_http_client_cannot_use_is_refused_when_subscribing(hooks: Harness) -> None:
+    admin = await hooks.auth("acct-a", "admin")
+    for url in ("http://\u2603.net/hook", "http://exa mple.com/"):
+        r = await hooks.client.post("/v1/webhooks", json={"url": url, "events": ["order.filled"]}, headers=admin)
+        assert r.status_code == 422, url
+        assert r.json()["code"] == "invalid_webhook_url"
+    bad = {"url": "https://example.com/x", "events": ["order.filled"], "description": "a\u0000b"}
+    assert (await hooks.client.post("/v1/webhooks", json=bad, headers=admin)).status_code == 422

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from execsvc.core import errors as e
 from execsvc.observability.context import request_id
+from execsvc.webhooks.store import DeliveryInFlight
 from execsvc.webhooks.urls import InvalidWebhookUrl
 
 log = structlog.get_logger(__name__)
@@ -126,6 +127,8 @@ def _domain(exc: e.ExecsvcError) -> Response:
             return problem_response(503, exc.code, str(exc), headers={"Retry-After": str(exc.retry_after)})
         case e.BrokerUnavailable():
             return problem_response(503, exc.code, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        case DeliveryInFlight():
+            return problem_response(409, exc.code, str(exc), headers={"Retry-After": "1"})
         case InvalidWebhookUrl():
             return problem_response(422, exc.code, str(exc), errors=[{"field": "body.url", "message": str(exc)}])
         case e.InvalidLimits():

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     """An engine tuned for its backend."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # hide_parameters: a failing statement's values (webhook secrets among them) stay out of error messages.
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -32,6 +33,7 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         pool_recycle=1800,
         pool_timeout=5,
         connect_args={"timeout": 5, "command_timeout": 30},
+        hide_parameters=True,
     )
 
 

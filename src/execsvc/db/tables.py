@@ -259,7 +259,16 @@ webhook_deliveries = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index(None, "subscription_id", "id"),
     Index(None, "status", "next_attempt_at"),
-    Index(None, "subscription_id", "order_key", "sequence"),
+)
+# The per-order sequence looks only at pending deliveries: a partial index keeps it off the delivered history.
+_pending = webhook_deliveries.c.status == "pending"
+Index(
+    "ix_webhook_deliveries_pending_key",
+    webhook_deliveries.c.subscription_id,
+    webhook_deliveries.c.order_key,
+    webhook_deliveries.c.sequence,
+    postgresql_where=_pending,
+    sqlite_where=_pending,
 )
 
 webhook_attempts = Table(

@@ -11,21 +11,30 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy import exists, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from execsvc.core.errors import ExecsvcError
 from execsvc.core.ids import new_id
 from execsvc.db import tables as t
 
+# The advisory lock key the relay serialises on (any constant distinct from the account locks' hashes).
+RELAY_LOCK = 0x5EB400C5
 PENDING = "pending"
 SUCCEEDED = "succeeded"
 DEAD = "dead"
 STATUSES = (PENDING, SUCCEEDED, DEAD)
+
+
+class DeliveryInFlight(ExecsvcError):
+    """A replay asked for while an attempt of the delivery is under way."""
+
+    code = "delivery_in_flight"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +48,8 @@ class Subscription:
     description: str | None
     enabled: bool
     disabled_reason: str | None
-    secret: str
-    previous_secret: str | None
+    secret: str = field(repr=False)
+    previous_secret: str | None = field(repr=False)
     previous_secret_until: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -83,6 +92,7 @@ class Delivery:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    lease_until: datetime | None = None  # while claimed: the claim's token (see ``finish``)
 
 
 def _subscription(m: Any) -> Subscription:
@@ -119,6 +129,19 @@ def _delivery(m: Any) -> Delivery:
         m["last_error"],
         m["created_at"],
         m["updated_at"],
+        m["lease_until"],
+    )
+
+
+def _waits_for_earlier() -> Any:
+    """A pending delivery's condition of waiting: an earlier event with its key for its subscription is pending."""
+    d = t.webhook_deliveries.c
+    e = t.webhook_deliveries.alias("earlier").c
+    return exists().where(
+        e.subscription_id == d.subscription_id,
+        e.order_key == d.order_key,
+        e.sequence < d.sequence,
+        e.status == PENDING,
     )
 
 
@@ -223,6 +246,13 @@ class WebhookStore:
                 .where(s.id == subscription_id, s.account_id == account_id, s.deleted_at.is_(None))
                 .values(updated_at=now, **values)
             )
+            if result.rowcount and values.get("enabled") is True:
+                d = t.webhook_deliveries.c  # what waited, parked, while it was disabled goes now
+                await conn.execute(
+                    update(t.webhook_deliveries)
+                    .where(d.subscription_id == subscription_id, d.status == PENDING, d.next_attempt_at > now)
+                    .values(next_attempt_at=now, enqueued_at=None, updated_at=now)
+                )
         return bool(result.rowcount)
 
     async def delete_subscription(self, account_id: str, subscription_id: UUID, now: datetime) -> bool:
@@ -264,11 +294,21 @@ class WebhookStore:
             stmt = stmt.with_for_update(skip_locked=True)
         created: list[UUID] = []
         async with self._tx() as conn:
+            # One relay at a time: with two, SKIP LOCKED would let the second relay an order's later event while
+            # the first still holds its earlier one, and the per-order sequence would break. Others just skip.
+            if (
+                self.postgres
+                and not (await conn.execute(text(f"SELECT pg_try_advisory_xact_lock({RELAY_LOCK})"))).scalar()
+            ):
+                return []
             events = (await conn.execute(stmt)).all()
             if not events:
                 return []
             accounts = {e.account_id for e in events}
-            subs_stmt = select(t.webhook_subscriptions).where(s.enabled.is_(True), s.deleted_at.is_(None))
+            topics = {e.topic for e in events}
+            subs_stmt = select(t.webhook_subscriptions).where(
+                s.enabled.is_(True), s.deleted_at.is_(None), or_(*[s.events.contains(topic) for topic in topics])
+            )
             if "" not in accounts:
                 subs_stmt = subs_stmt.where(s.account_id.in_(accounts))
             subs = [_subscription(r._mapping) for r in await conn.execute(subs_stmt)]
@@ -344,14 +384,7 @@ class WebhookStore:
         """Take a due delivery for one attempt (a lease, so a crashed worker's delivery is retried after it), unless
         an earlier event of the same order for the same subscription is still pending: it goes first."""
         d = t.webhook_deliveries.c
-        earlier = t.webhook_deliveries.alias("earlier")
-        e = earlier.c
-        blocked = exists().where(
-            e.subscription_id == d.subscription_id,
-            e.order_key == d.order_key,
-            e.sequence < d.sequence,
-            e.status == PENDING,
-        )
+        blocked = _waits_for_earlier()
         stmt = (
             update(t.webhook_deliveries)
             .where(
@@ -384,26 +417,22 @@ class WebhookStore:
         status: str,
         now: datetime,
         disable_reason: str | None = None,
-    ) -> list[UUID]:
+    ) -> list[UUID] | None:
         """Record an attempt and the delivery's new state; returns the deliveries now free to go (the next event of
-        the same order, when this one is final)."""
-        d = t.webhook_deliveries.c
+        the same order, when this one is final), or None when the claim was lost meanwhile (its lease ran out and
+        another worker, or a replay, took the delivery): the result is then discarded, never written over theirs."""
+        d, s = t.webhook_deliveries.c, t.webhook_subscriptions.c
         freed: list[UUID] = []
         async with self._tx() as conn:
-            await conn.execute(
-                insert(t.webhook_attempts).values(
-                    delivery_id=delivery.id,
-                    attempt=attempt.attempt,
-                    status_code=attempt.status_code,
-                    latency_ms=attempt.latency_ms,
-                    error=attempt.error,
-                    next_attempt_at=attempt.next_attempt_at,
-                    created_at=attempt.at,
+            if disable_reason is not None:  # the subscription first, as delete_subscription locks them
+                await conn.execute(
+                    update(t.webhook_subscriptions)
+                    .where(s.id == delivery.subscription_id)
+                    .values(enabled=False, disabled_reason=disable_reason, updated_at=now)
                 )
-            )
-            await conn.execute(
+            result = await conn.execute(
                 update(t.webhook_deliveries)
-                .where(d.id == delivery.id)
+                .where(d.id == delivery.id, d.lease_until == delivery.lease_until)
                 .values(
                     status=status,
                     attempts=attempt.attempt,
@@ -415,13 +444,20 @@ class WebhookStore:
                     updated_at=now,
                 )
             )
-            if disable_reason is not None:
-                s = t.webhook_subscriptions.c
-                await conn.execute(
-                    update(t.webhook_subscriptions)
-                    .where(s.id == delivery.subscription_id)
-                    .values(enabled=False, disabled_reason=disable_reason, updated_at=now)
+            if not result.rowcount:
+                await conn.rollback()
+                return None
+            await conn.execute(
+                insert(t.webhook_attempts).values(
+                    delivery_id=delivery.id,
+                    attempt=attempt.attempt,
+                    status_code=attempt.status_code,
+                    latency_ms=attempt.latency_ms,
+                    error=attempt.error,
+                    next_attempt_at=attempt.next_attempt_at,
+                    created_at=attempt.at,
                 )
+            )
             if status != PENDING and delivery.order_key is not None:
                 row = (
                     await conn.execute(
@@ -438,6 +474,16 @@ class WebhookStore:
                 if row is not None:
                     freed.append(row.id)
         return freed
+
+    async def postpone(self, delivery: Delivery, until: datetime, now: datetime) -> None:
+        """Give a claimed delivery back untried until ``until`` (its subscription is disabled: it waits, parked)."""
+        d = t.webhook_deliveries.c
+        async with self._tx() as conn:
+            await conn.execute(
+                update(t.webhook_deliveries)
+                .where(d.id == delivery.id, d.lease_until == delivery.lease_until)
+                .values(lease_until=None, enqueued_at=None, next_attempt_at=until, updated_at=now)
+            )
 
     async def release(self, delivery_id: UUID, now: datetime) -> None:
         """Give a claimed delivery back untried (the worker is stopping)."""
@@ -460,6 +506,7 @@ class WebhookStore:
                 d.next_attempt_at <= now,
                 or_(d.lease_until.is_(None), d.lease_until < now),
                 or_(d.enqueued_at.is_(None), d.enqueued_at < now - stale),
+                or_(d.order_key.is_(None), ~_waits_for_earlier()),  # freed by finish() when their turn comes
             )
             .order_by(d.next_attempt_at)
             .limit(limit)
@@ -473,15 +520,33 @@ class WebhookStore:
         return ids
 
     async def replay(self, account_id: str, delivery_id: UUID, now: datetime) -> Delivery | None:
-        """Send a delivery again (same body, same ``webhook-id``), whatever became of it."""
+        """Send a delivery again (same body, same ``webhook-id``) on a fresh retry schedule, whatever became of it.
+
+        A replay stands outside the per-order sequence (it neither waits for nor holds up other events: its order
+        has moved on). Raises ``DeliveryInFlight`` while an attempt is under way."""
         d = t.webhook_deliveries.c
         async with self._tx() as conn:
             result = await conn.execute(
                 update(t.webhook_deliveries)
-                .where(d.id == delivery_id, d.account_id == account_id)
-                .values(status=PENDING, next_attempt_at=now, lease_until=None, enqueued_at=now, updated_at=now)
+                .where(
+                    d.id == delivery_id,
+                    d.account_id == account_id,
+                    or_(d.lease_until.is_(None), d.lease_until < now),
+                )
+                .values(
+                    status=PENDING,
+                    attempts=0,
+                    order_key=None,
+                    next_attempt_at=now,
+                    lease_until=None,
+                    enqueued_at=now,
+                    updated_at=now,
+                )
             )
         if not result.rowcount:
+            existing = await self.delivery(account_id, delivery_id)
+            if existing is not None:
+                raise DeliveryInFlight(f"delivery {delivery_id} is being attempted right now; replay it afterwards")
             return None
         return await self.delivery(account_id, delivery_id)
 

@@ -11,6 +11,8 @@ import ipaddress
 import socket
 from urllib.parse import SplitResult, urlsplit
 
+import httpx
+
 from execsvc.core.errors import ExecsvcError
 
 MAX_URL_LENGTH = 2000
@@ -123,12 +125,13 @@ def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 
 
 def _ascii_host(host: str) -> str:
-    """``host`` as the resolver will see it: non-ASCII names go through IDNA, which also maps lookalike dots."""
+    """``host`` as the HTTP client will connect to it: non-ASCII names go through the same IDNA rules httpx applies
+    (IDNA 2008, which also maps lookalike dots), so the name checked and resolved is the name connected to."""
     if host.isascii():
         return host.lower()
     try:
-        return host.encode("idna").decode("ascii").lower()
-    except UnicodeError as exc:
+        return httpx.URL(f"http://{host}/").raw_host.decode("ascii").lower()
+    except (httpx.InvalidURL, UnicodeError) as exc:
         raise InvalidWebhookUrl(f"webhook URL host {host!r} is not a valid domain name") from exc
 
 
@@ -157,4 +160,8 @@ def _split(url: str) -> tuple[SplitResult, str]:
         raise InvalidWebhookUrl(f"webhook URL has an invalid port: {exc}") from exc
     if port is not None and not 1 <= port <= 65535:
         raise InvalidWebhookUrl("webhook URL port must be between 1 and 65535")
+    try:
+        httpx.URL(url)  # what the client will send to must parse there too
+    except httpx.InvalidURL as exc:
+        raise InvalidWebhookUrl(f"webhook URL is malformed: {exc}") from exc
     return parts, host

@@ -102,6 +102,10 @@ class WebhookConfig:
     relay_interval: float = 0.2
     sweep_interval: float = 1.0
     retry_after_cap: float = 36000.0
+    # Attempts in flight per subscription in one worker: an endpoint that hangs holds this many slots, no more.
+    per_subscription: int = 2
+    # A disabled subscription's pending deliveries wait (parked) and are looked at again this often.
+    parked_for: timedelta = timedelta(seconds=60)
 
     @property
     def lease(self) -> timedelta:
@@ -159,11 +163,12 @@ class DeliveryWorker:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
     _slots: asyncio.Semaphore | None = None
+    _busy: dict[UUID, int] = field(default_factory=dict)  # attempts in flight per subscription
 
     async def start(self) -> None:
         """Start the loops."""
         if self.client is None:
-            self.client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+            self.client = httpx.AsyncClient(timeout=self.config.timeout, follow_redirects=False, trust_env=False)
         self._slots = asyncio.Semaphore(self.config.concurrency)
         for name, loop in (("relay", self._relay_loop), ("sweep", self._sweep_loop), ("consume", self._consume_loop)):
             self._tasks.append(asyncio.create_task(self._forever(name, loop), name=f"webhooks-{name}"))
@@ -243,18 +248,37 @@ class DeliveryWorker:
             self._slots.release()
 
     async def deliver(self, delivery_id: UUID) -> str | None:
-        """One attempt at a delivery, if it is due and free to go; returns its status afterwards (None: not taken)."""
+        """One attempt at a delivery, if it is due and free to go; returns its status afterwards (None: not taken,
+        or given back)."""
         now = self.clock.now()
         claimed = await self.store.claim(delivery_id, now, self.config.lease)
         if claimed is None:
             return None
         delivery, subscription = claimed
+        if not subscription.enabled:
+            await self.store.postpone(delivery, now + self.config.parked_for, now)
+            return None
+        if self._busy.get(subscription.id, 0) >= self.config.per_subscription:
+            # The endpoint already has its share of attempts under way (perhaps hanging): this one waits about as
+            # long as an attempt can take, untried, rather than take a slot other endpoints need.
+            await self.store.postpone(delivery, now + timedelta(seconds=self.config.timeout), now)
+            return None
+        self._busy[subscription.id] = self._busy.get(subscription.id, 0) + 1
         try:
             status, attempt, disable = await self._attempt(delivery, subscription)
         except asyncio.CancelledError:
             await asyncio.shield(self.store.release(delivery.id, self.clock.now()))
             raise
+        finally:
+            left = self._busy[subscription.id] - 1
+            if left:
+                self._busy[subscription.id] = left
+            else:
+                del self._busy[subscription.id]
         freed = await self.store.finish(delivery, attempt, status, self.clock.now(), disable)
+        if freed is None:
+            log.warning("webhook_claim_lost", delivery_id=str(delivery.id))
+            return None
         if freed:
             await self.queue.put(freed)
         return status
@@ -276,36 +300,30 @@ class DeliveryWorker:
             self.observer.delivery_finished("retry", time.perf_counter() - started)
             return PENDING, Attempt(number, code, latency, error, now + timedelta(seconds=delay), now)
 
-        if not subscription.enabled:
-            status, attempt = (
-                DEAD,
-                Attempt(number, None, 0, f"subscription disabled: {subscription.disabled_reason}", None, now),
-            )
-            self.observer.delivery_finished("dead", 0.0)
-            return status, attempt, None
         body = delivery.body.encode()
         if len(body) > self.config.max_body_bytes:
             self.observer.delivery_finished("dead", 0.0)
             too_big = f"the body ({len(body)} bytes) exceeds the limit of {self.config.max_body_bytes}"
             return DEAD, Attempt(number, None, 0, too_big, None, now), None
-        try:
-            await check_destination(subscription.url, self.config.allow_private)
-        except InvalidWebhookUrl as exc:
-            return (*outcome(None, str(exc)), None)
         timestamp = int(now.timestamp())
         headers = webhook_headers(
             subscription.signing_secrets(now), f"msg_{delivery.id.hex}", timestamp, body, USER_AGENT
         )
         assert self.client is not None
         try:
-            response = await self.client.post(
-                subscription.url, content=body, headers=headers, timeout=self.config.timeout
-            )
-        except httpx.TimeoutException:
+            # One bound for the whole attempt (name lookup, connect, send, the answer's head): the client's own
+            # timeouts apply per step, and an endpoint trickling bytes would outlive the claim's lease.
+            async with asyncio.timeout(self.config.timeout):
+                await check_destination(subscription.url, self.config.allow_private)
+                async with self.client.stream("POST", subscription.url, content=body, headers=headers) as response:
+                    code = response.status_code  # the body is never read: only the status counts
+                    retry_header = response.headers.get("retry-after")
+        except InvalidWebhookUrl as exc:
+            return (*outcome(None, str(exc)), None)
+        except TimeoutError:
             return (*outcome(None, f"no answer within {self.config.timeout:g}s"), None)
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # whatever the client raises, it is a failed attempt, recorded and retried
             return (*outcome(None, f"{type(exc).__name__}: {exc}"[:500]), None)
-        code = response.status_code
         if code == 410:
             self.observer.delivery_finished("gone", time.perf_counter() - started)
             latency = int((time.perf_counter() - started) * 1000)
@@ -313,7 +331,7 @@ class DeliveryWorker:
             return DEAD, Attempt(number, code, latency, reason, None, now), reason
         wait = None
         if code in (429, 503):
-            after = retry_after(response.headers.get("retry-after"), now)
+            after = retry_after(retry_header, now)
             if after is not None and backoff(self.config.schedule, number) is not None:
                 wait = min(after, self.config.retry_after_cap)
         error = None if 200 <= code < 300 else f"HTTP {code}"
