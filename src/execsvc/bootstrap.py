@@ -206,11 +206,11 @@ def build(
         else None
     )
 
-    async def wake(delivery_id: UUID) -> None:
+    async def wake(delivery_id: UUID, subscription_id: UUID) -> None:
         if worker is None and redis is None:
             return  # nothing in this process reads the local queue; a worker's sweep finds the delivery
         try:
-            await queue.put([delivery_id])
+            await queue.put([(delivery_id, subscription_id)])
         except Exception:  # the worker's sweep queues it anyway
             log.warning("webhook_queue_unavailable", exc_info=True)
 

@@ -32,8 +32,8 @@ class Services:
     webhooks: WebhookStore
     webhook_allow_private: bool = False
     webhook_secret_grace_hours: float = 24.0
-    # Queue a delivery now (best effort: the worker's sweep finds it anyway).
-    webhook_wake: Callable[[UUID], Awaitable[None]] = lambda _: _nothing()
+    # Queue a delivery (and its subscription) now; best effort: the worker's sweep finds it anyway.
+    webhook_wake: Callable[[UUID, UUID], Awaitable[None]] = lambda _d, _s: _nothing()
 
 
 async def _nothing() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ PENDING = "pending"
 SUCCEEDED = "succeeded"
 DEAD = "dead"
 STATUSES = (PENDING, SUCCEEDED, DEAD)
+# What the queue carries: a delivery and its subscription (so a worker can hold back a busy endpoint's deliveries
+# without claiming them).
+Job = tuple[UUID, UUID]
 
 
 class DeliveryInFlight(ExecsvcError):
@@ -133,6 +137,7 @@ def _delivery(m: Any) -> Delivery:
     )
 
 
+@functools.cache
 def _waits_for_earlier() -> Any:
     """A pending delivery's condition of waiting: an earlier event with its key for its subscription is pending."""
     d = t.webhook_deliveries.c
@@ -283,7 +288,7 @@ class WebhookStore:
 
     # -- the relay: outbox -> deliveries ------------------------------------------------------------------------
 
-    async def relay(self, now: datetime, limit: int = 200) -> list[UUID]:
+    async def relay(self, now: datetime, limit: int = 200) -> list[Job]:
         """Turn committed, unpublished outbox events into deliveries (one per matching enabled subscription) and
         mark them published, in one transaction; returns the new deliveries' ids. Global events (no account) go to
         every account's subscriptions."""
@@ -292,7 +297,7 @@ class WebhookStore:
         stmt = stmt.order_by(o.id).limit(limit)
         if self.postgres:
             stmt = stmt.with_for_update(skip_locked=True)
-        created: list[UUID] = []
+        created: list[Job] = []
         async with self._tx() as conn:
             # One relay at a time: with two, SKIP LOCKED would let the second relay an order's later event while
             # the first still holds its earlier one, and the per-order sequence would break. Others just skip.
@@ -324,7 +329,7 @@ class WebhookStore:
                 body = envelope(event_id, event.topic, event.created_at, event.payload)
                 for sub in interested:
                     delivery_id = new_id()
-                    created.append(delivery_id)
+                    created.append((delivery_id, sub.id))
                     rows.append(
                         {
                             "id": delivery_id,
@@ -417,12 +422,12 @@ class WebhookStore:
         status: str,
         now: datetime,
         disable_reason: str | None = None,
-    ) -> list[UUID] | None:
+    ) -> list[Job] | None:
         """Record an attempt and the delivery's new state; returns the deliveries now free to go (the next event of
         the same order, when this one is final), or None when the claim was lost meanwhile (its lease ran out and
         another worker, or a replay, took the delivery): the result is then discarded, never written over theirs."""
         d, s = t.webhook_deliveries.c, t.webhook_subscriptions.c
-        freed: list[UUID] = []
+        freed: list[Job] = []
         async with self._tx() as conn:
             if disable_reason is not None:  # the subscription first, as delete_subscription locks them
                 await conn.execute(
@@ -472,7 +477,7 @@ class WebhookStore:
                     )
                 ).first()
                 if row is not None:
-                    freed.append(row.id)
+                    freed.append((row.id, delivery.subscription_id))
         return freed
 
     async def postpone(self, delivery: Delivery, until: datetime, now: datetime) -> None:
@@ -495,12 +500,12 @@ class WebhookStore:
                 .values(lease_until=None, enqueued_at=None, updated_at=now)
             )
 
-    async def due(self, now: datetime, stale: timedelta, limit: int = 500) -> list[UUID]:
+    async def due(self, now: datetime, stale: timedelta, limit: int = 500) -> list[Job]:
         """Pending deliveries that are due and that no queue holds (never queued, a retry come due, or queued so
         long ago the queue must have lost them, e.g. Redis restarted empty); marks them queued now."""
         d = t.webhook_deliveries.c
         stmt = (
-            select(d.id)
+            select(d.id, d.subscription_id)
             .where(
                 d.status == PENDING,
                 d.next_attempt_at <= now,
@@ -514,10 +519,11 @@ class WebhookStore:
         if self.postgres:
             stmt = stmt.with_for_update(skip_locked=True)
         async with self._tx() as conn:
-            ids = list((await conn.execute(stmt)).scalars())
-            if ids:
+            jobs: list[Job] = [(r.id, r.subscription_id) for r in await conn.execute(stmt)]
+            if jobs:
+                ids = [j[0] for j in jobs]
                 await conn.execute(update(t.webhook_deliveries).where(d.id.in_(ids)).values(enqueued_at=now))
-        return ids
+        return jobs
 
     async def replay(self, account_id: str, delivery_id: UUID, now: datetime) -> Delivery | None:
         """Send a delivery again (same body, same ``webhook-id``) on a fresh retry schedule, whatever became of it.

@@ -51,6 +51,8 @@ async def check_destination(url: str, allow_private: bool) -> None:
     rebinding: a resolver can answer differently between this check and the client's own lookup when it connects.
     """
     parts, host = _split(check_url(url, allow_private))
+    if ip_literal(host) is not None:
+        return  # nothing to resolve: check_url judged the address itself
     port = parts.port or DEFAULT_PORTS[parts.scheme.lower()]
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)

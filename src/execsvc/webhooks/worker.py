@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,7 +29,7 @@ from redis.asyncio import Redis
 from execsvc import __version__
 from execsvc.core.clock import Clock
 from execsvc.webhooks.signing import webhook_headers
-from execsvc.webhooks.store import DEAD, PENDING, SUCCEEDED, Attempt, Delivery, Subscription, WebhookStore
+from execsvc.webhooks.store import DEAD, PENDING, SUCCEEDED, Attempt, Delivery, Job, Subscription, WebhookStore
 from execsvc.webhooks.urls import InvalidWebhookUrl, check_destination
 
 log = structlog.get_logger(__name__)
@@ -38,23 +39,23 @@ DEFAULT_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
 class Queue(Protocol):
-    """Carries delivery ids from the relay and the sweeper to the consumers."""
+    """Carries jobs (delivery, subscription) from the relay and the sweeper to the consumers."""
 
-    async def put(self, ids: Sequence[UUID]) -> None: ...
-    async def take(self, limit: int, wait: float) -> list[UUID]: ...
+    async def put(self, jobs: Sequence[Job]) -> None: ...
+    async def take(self, limit: int, wait: float) -> list[Job]: ...
 
 
 class LocalQueue:
     """In process: the embedded default (no Redis)."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[UUID] = asyncio.Queue()
+        self._queue: asyncio.Queue[Job] = asyncio.Queue()
 
-    async def put(self, ids: Sequence[UUID]) -> None:
-        for delivery_id in ids:
-            self._queue.put_nowait(delivery_id)
+    async def put(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            self._queue.put_nowait(job)
 
-    async def take(self, limit: int, wait: float) -> list[UUID]:
+    async def take(self, limit: int, wait: float) -> list[Job]:
         try:
             first = await asyncio.wait_for(self._queue.get(), wait)
         except TimeoutError:
@@ -73,11 +74,11 @@ class RedisQueue:
         self.redis = redis
         self.key = f"{prefix}webhooks:queue"
 
-    async def put(self, ids: Sequence[UUID]) -> None:
-        if ids:
-            await self.redis.lpush(self.key, *[str(i) for i in ids])
+    async def put(self, jobs: Sequence[Job]) -> None:
+        if jobs:
+            await self.redis.lpush(self.key, *[f"{d}:{s}" for d, s in jobs])
 
-    async def take(self, limit: int, wait: float) -> list[UUID]:
+    async def take(self, limit: int, wait: float) -> list[Job]:
         found = await self.redis.brpop([self.key], timeout=max(1, int(wait)))
         if found is None:
             return []
@@ -86,7 +87,11 @@ class RedisQueue:
             more = await self.redis.rpop(self.key, limit - 1)
             if isinstance(more, list):
                 values.extend(more)
-        return [UUID(v.decode() if isinstance(v, bytes) else v) for v in values]
+        jobs = []
+        for value in values:
+            delivery, _, subscription = (value.decode() if isinstance(value, bytes) else value).partition(":")
+            jobs.append((UUID(delivery), UUID(subscription)))
+        return jobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +107,9 @@ class WebhookConfig:
     relay_interval: float = 0.2
     sweep_interval: float = 1.0
     retry_after_cap: float = 36000.0
-    # Attempts in flight per subscription in one worker: an endpoint that hangs holds this many slots, no more.
-    per_subscription: int = 2
+    # Attempts in flight per subscription in one worker: an endpoint that hangs holds this many slots, no more; its
+    # other deliveries wait in the worker (unclaimed), not in the slots other endpoints need.
+    per_subscription: int = 4
     # A disabled subscription's pending deliveries wait (parked) and are looked at again this often.
     parked_for: timedelta = timedelta(seconds=60)
 
@@ -164,6 +170,8 @@ class DeliveryWorker:
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
     _slots: asyncio.Semaphore | None = None
     _busy: dict[UUID, int] = field(default_factory=dict)  # attempts in flight per subscription
+    _waiting: dict[UUID, deque[UUID]] = field(default_factory=dict)  # per busy subscription, deliveries held back
+    _held: set[UUID] = field(default_factory=set)  # deliveries waiting or in flight here (the queue may repeat one)
 
     async def start(self) -> None:
         """Start the loops."""
@@ -228,15 +236,26 @@ class DeliveryWorker:
         return len(ids)
 
     async def _consume_loop(self) -> float:
-        assert self._slots is not None
-        for delivery_id in await self.queue.take(self.config.concurrency, 1.0):
-            await self._slots.acquire()
-            task = asyncio.create_task(self._deliver_in_slot(delivery_id))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+        for delivery_id, subscription_id in await self.queue.take(self.config.concurrency, 1.0):
+            if delivery_id in self._held:
+                continue
+            self._held.add(delivery_id)
+            if self._busy.get(subscription_id, 0) >= self.config.per_subscription:
+                self._waiting.setdefault(subscription_id, deque()).append(delivery_id)
+            else:
+                await self._launch(delivery_id, subscription_id)
         return 0.0
 
-    async def _deliver_in_slot(self, delivery_id: UUID) -> None:
+    async def _launch(self, delivery_id: UUID, subscription_id: UUID) -> None:
+        """Start one delivery in a slot (waiting for a free one: backpressure on the queue)."""
+        assert self._slots is not None
+        await self._slots.acquire()
+        self._busy[subscription_id] = self._busy.get(subscription_id, 0) + 1
+        task = asyncio.create_task(self._deliver_in_slot(delivery_id, subscription_id))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _deliver_in_slot(self, delivery_id: UUID, subscription_id: UUID) -> None:
         assert self._slots is not None
         try:
             await self.deliver(delivery_id)
@@ -245,7 +264,22 @@ class DeliveryWorker:
         except Exception:  # the lease runs out and the sweeper tries again
             log.warning("webhook_delivery_failed", delivery_id=str(delivery_id), exc_info=True)
         finally:
+            self._held.discard(delivery_id)
             self._slots.release()
+            left = self._busy[subscription_id] - 1
+            waiting = self._waiting.get(subscription_id)
+            if waiting:
+                self._busy[subscription_id] = left
+                next_id = waiting.popleft()
+                if not waiting:
+                    del self._waiting[subscription_id]
+                task = asyncio.create_task(self._launch(next_id, subscription_id))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+            elif left:
+                self._busy[subscription_id] = left
+            else:
+                del self._busy[subscription_id]
 
     async def deliver(self, delivery_id: UUID) -> str | None:
         """One attempt at a delivery, if it is due and free to go; returns its status afterwards (None: not taken,
@@ -258,23 +292,11 @@ class DeliveryWorker:
         if not subscription.enabled:
             await self.store.postpone(delivery, now + self.config.parked_for, now)
             return None
-        if self._busy.get(subscription.id, 0) >= self.config.per_subscription:
-            # The endpoint already has its share of attempts under way (perhaps hanging): this one waits about as
-            # long as an attempt can take, untried, rather than take a slot other endpoints need.
-            await self.store.postpone(delivery, now + timedelta(seconds=self.config.timeout), now)
-            return None
-        self._busy[subscription.id] = self._busy.get(subscription.id, 0) + 1
         try:
             status, attempt, disable = await self._attempt(delivery, subscription)
         except asyncio.CancelledError:
             await asyncio.shield(self.store.release(delivery.id, self.clock.now()))
             raise
-        finally:
-            left = self._busy[subscription.id] - 1
-            if left:
-                self._busy[subscription.id] = left
-            else:
-                del self._busy[subscription.id]
         freed = await self.store.finish(delivery, attempt, status, self.clock.now(), disable)
         if freed is None:
             log.warning("webhook_claim_lost", delivery_id=str(delivery.id))

@@ -195,7 +195,7 @@ async def test_webhook(request: Request, who: Admin, webhook_id: UUID) -> Respon
     event_id = f"evt_ping_{int(now.timestamp() * 1000)}"
     body = envelope(event_id, "ping", now, json.dumps({"webhook_id": str(sub.id)}))
     delivery_id = await services.webhooks.add_ping(sub, body, event_id, now)
-    await services.webhook_wake(delivery_id)
+    await services.webhook_wake(delivery_id, sub.id)
     delivery = await services.webhooks.delivery(who.account_id, delivery_id)
     assert delivery is not None
     return Response(_delivery_out(delivery, []).model_dump_json(), 202, media_type=JSON)
@@ -228,5 +228,5 @@ async def replay(request: Request, who: Admin, delivery_id: UUID) -> Response:
     delivery = await services.webhooks.replay(who.account_id, delivery_id, services.pipeline.clock.now())
     if delivery is None:
         raise ApiProblem(404, "delivery_not_found", f"delivery {delivery_id} does not exist")
-    await services.webhook_wake(delivery_id)
+    await services.webhook_wake(delivery_id, delivery.subscription_id)
     return Response(_delivery_out(delivery, []).model_dump_json(), 202, media_type=JSON)
