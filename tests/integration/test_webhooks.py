@@ -324,7 +324,7 @@ async def test_a_claim_that_outlived_its_lease_cannot_overwrite_the_takeover(sql
         async with pipeline.uow() as uow:
             await uow.outbox.add("order.filled", "acct-a", {"id": "o-1"}, now)
             await uow.commit()
-        (delivery_id,) = await store.relay(now)
+        ((delivery_id, _),) = await store.relay(now)
         lease = timedelta(seconds=5)
         first = await store.claim(delivery_id, now, lease)
         assert first is not None

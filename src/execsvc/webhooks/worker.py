@@ -172,9 +172,11 @@ class DeliveryWorker:
     _busy: dict[UUID, int] = field(default_factory=dict)  # attempts in flight per subscription
     _waiting: dict[UUID, deque[UUID]] = field(default_factory=dict)  # per busy subscription, deliveries held back
     _held: set[UUID] = field(default_factory=set)  # deliveries waiting or in flight here (the queue may repeat one)
+    _stopping: bool = False
 
     async def start(self) -> None:
         """Start the loops."""
+        self._stopping = False
         if self.client is None:
             self.client = httpx.AsyncClient(timeout=self.config.timeout, follow_redirects=False, trust_env=False)
         self._slots = asyncio.Semaphore(self.config.concurrency)
@@ -182,15 +184,18 @@ class DeliveryWorker:
             self._tasks.append(asyncio.create_task(self._forever(name, loop), name=f"webhooks-{name}"))
 
     async def stop(self) -> None:
-        """Stop the loops and let deliveries in flight end (they are retried if cut short)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in [*self._tasks, *self._inflight]:
-            if task in self._inflight:
+        """Stop the loops and cut deliveries in flight short (each gives its claim back, so it is retried)."""
+        self._stopping = True
+        while self._tasks or self._inflight:
+            tasks = [*self._tasks, *self._inflight]
+            for task in tasks:
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._tasks.clear()
+            self._inflight.difference_update(tasks)
+        self._waiting.clear()
+        self._held.clear()
+        self._busy.clear()
         if self.client is not None:
             await self.client.aclose()
             self.client = None
@@ -267,7 +272,7 @@ class DeliveryWorker:
             self._held.discard(delivery_id)
             self._slots.release()
             left = self._busy[subscription_id] - 1
-            waiting = self._waiting.get(subscription_id)
+            waiting = None if self._stopping else self._waiting.get(subscription_id)
             if waiting:
                 self._busy[subscription_id] = left
                 next_id = waiting.popleft()
