@@ -38,12 +38,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -101,6 +101,7 @@ RISK_CHECKS = (
     "broker_circuit",
 )
 
+T = TypeVar("T")
 # One request as the receiver saw it: arrival (Unix seconds), the request line and headers, the body.
 Record = tuple[float, bytes, bytes]
 
@@ -184,8 +185,10 @@ class Receiver:
     def url(self, n: int) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/{n}"
 
-    def collect(self) -> list[Record]:
+    def collect(self, timeout: float = 25.0) -> list[Record]:
         self._conn.send("stop")
+        if not self._conn.poll(timeout):
+            raise RuntimeError(f"the webhook receiver sent nothing back within {timeout:g} s")
         records: list[Record] = self._conn.recv()
         self.process.join(10)
         return records
@@ -312,7 +315,7 @@ async def wait_delivered(engine: AsyncEngine, expected: int, limit_s: float) -> 
     d = t.webhook_deliveries.c
     async with engine.connect() as conn:
         last = (await conn.execute(select(func.max(d.updated_at)).where(d.status == SUCCEEDED))).scalar_one()
-    assert last is not None
+    assert isinstance(last, datetime)
     return last
 
 
@@ -336,7 +339,8 @@ async def queue_for(backend: Backend) -> AsyncIterator[Queue]:
 async def run_backend(backend: Backend, args: argparse.Namespace) -> Result:
     """One end-to-end run against a fresh, empty database."""
     await migrate.upgrade(backend.url)
-    engine = make_engine(backend.url, pool_size=max(10, args.concurrency))
+    # a connection for each delivery in flight, the relay, the sweeper and the poll
+    engine = make_engine(backend.url, pool_size=args.concurrency + 4)
     receiver = Receiver()
     try:
         store = WebhookStore(engine, asyncio.Lock() if backend.write_lock else None)
@@ -350,12 +354,40 @@ async def run_backend(backend: Backend, args: argparse.Namespace) -> Result:
                 finished = await wait_delivered(engine, args.events * args.subscriptions, args.timeout)
                 cpu = time.process_time() - cpu  # this process: the worker (and aiosqlite's thread), the polling
             finally:
-                await worker.stop()
-        records = await asyncio.to_thread(receiver.collect)
+                await bounded(worker.stop(), "DeliveryWorker.stop()")
+        records = await bounded(asyncio.to_thread(receiver.collect), "collecting the receiver's records")
     finally:
         receiver.close()
-        await engine.dispose()
+        await bounded(engine.dispose(), "engine.dispose()")
+        await settle()
     return summarise(backend, args, records, secrets, (finished - started).total_seconds(), cpu)
+
+
+async def bounded(step: Awaitable[T], what: str, seconds: float = 30.0) -> T:
+    """Await a shutdown step, but fail loudly (with every task's stack) rather than hang the bench."""
+    try:
+        return await asyncio.wait_for(step, seconds)
+    except TimeoutError:
+        dump_tasks()
+        raise RuntimeError(f"{what} did not finish within {seconds:g} s (task stacks above)") from None
+
+
+async def settle(seconds: float = 10.0) -> None:
+    """Cancel what is still running (so ``asyncio.run`` cannot hang on it at exit), and say what would not end."""
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in others:
+        task.cancel()
+    if others:
+        _, pending = await asyncio.wait(others, timeout=seconds)
+        if pending:
+            dump_tasks()
+            raise RuntimeError(f"{len(pending)} tasks did not end within {seconds:g} s of being cancelled")
+
+
+def dump_tasks() -> None:
+    for task in asyncio.all_tasks():
+        print(f"--- {task!r}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- checking and figures
@@ -504,8 +536,15 @@ def main() -> int:
             ),
             Backend("SQLite + LocalQueue", f"sqlite+aiosqlite:///{tmp / 'webhooks.db'}", write_lock=True),
         ]
+        # newer workers also cap the attempts in flight per subscription: with few subscriptions that is the limit
+        per_subscription = getattr(WebhookConfig(), "per_subscription", None)
+        cap = "" if per_subscription is None else f", at most {per_subscription} in flight per subscription"
         for backend in backends:
-            print(f"{backend.name}: {args.events} events x {args.subscriptions} subscriptions ...", flush=True)
+            print(
+                f"{backend.name}: {args.events} events x {args.subscriptions} subscriptions, "
+                f"concurrency {args.concurrency}{cap} ...",
+                flush=True,
+            )
             result = asyncio.run(run_backend(backend, args))
             results.append(result)
             cpu_ms = result.worker_cpu_s / result.deliveries * 1000
@@ -517,8 +556,8 @@ def main() -> int:
             )
         print(
             f"\n## Webhook delivery throughput\n\n- machine: {os.cpu_count()} cores, Python "
-            f"{platform.python_version()}, PostgreSQL {version}\n- command: python bench/webhooks.py "
-            f"{' '.join(sys.argv[1:])}\n\n{table(results)}",
+            f"{platform.python_version()}, PostgreSQL {version}\n- command: "
+            f"{' '.join(['python', 'bench/webhooks.py', *sys.argv[1:]])}\n\n{table(results)}",
             flush=True,
         )
         return 0
