@@ -1,0 +1,128 @@
+# Generated from openapi/asyncapi.yaml by scripts/generate-contract. Do not edit.
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
+
+
+class StreamMessages(RootModel[Any]):
+    root: Annotated[Any, Field(title="StreamMessages")]
+
+
+class AuthRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    action: Literal["auth"]
+    token: Annotated[str, Field(max_length=200, min_length=1)]
+
+
+class Symbol(RootModel[str]):
+    root: Annotated[str, Field(pattern="^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$")]
+
+
+class SubscribeRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    action: Literal["subscribe"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk"]
+    since_seq: Annotated[
+        int | None, Field(description="Resume after this sequence number (account channels).", ge=0)
+    ] = None
+    symbols: Annotated[
+        list[Symbol] | None,
+        Field(description="For `markets`, the symbols wanted (default every listed market).", max_length=100),
+    ] = None
+
+
+class UnsubscribeRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    action: Literal["unsubscribe"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk"]
+
+
+class AuthenticatedMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    type: Literal["authenticated"]
+    account_id: str
+    scopes: list[str]
+
+
+class SubscribedMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    type: Literal["subscribed"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk"]
+    seq: Annotated[
+        int, Field(description="The channel's latest sequence number; updates continue from the next.", ge=0)
+    ]
+
+
+class UnsubscribedMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    type: Literal["unsubscribed"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk"]
+
+
+class UpdateMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    channel: Literal["orders", "fills", "positions", "markets", "risk"]
+    seq: Annotated[
+        int, Field(description="Strictly increasing per account and channel (per symbol on `markets`).", ge=1)
+    ]
+    event: Annotated[str | None, Field(description="The event type, as webhooks name it (`order.filled`, ...).")] = None
+    data: Annotated[
+        dict[str, Any],
+        Field(
+            description="The resource as the REST API shows it (an Order, a Fill, a Position, a Market, a risk state)."
+        ),
+    ]
+
+
+class SnapshotMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    type: Literal["snapshot"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk"]
+    seq: Annotated[
+        int, Field(description="The sequence number the snapshot stands at; updates continue from the next.", ge=0)
+    ]
+    data: Annotated[
+        list[dict[str, Any]],
+        Field(description="The channel's current state (the resources as the REST API lists them)."),
+    ]
+
+
+class HeartbeatMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    type: Literal["heartbeat"]
+    at: AwareDatetime
+
+
+class ErrorMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    type: Literal["error"]
+    code: Annotated[
+        str,
+        Field(
+            description="A stable code (`invalid_message`, `unknown_channel`, `insufficient_scope`, `too_many_subscriptions`, `rate_limited`)."
+        ),
+    ]
+    message: str
