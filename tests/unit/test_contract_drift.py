@@ -15,6 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = Path("src/execsvc/contract/models.py")
+STREAM = Path("src/execsvc/contract/stream.py")
 TIMEOUT = 120
 
 
@@ -38,6 +39,7 @@ def repo_copy() -> Iterator[Path]:
         shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
         (root / MODELS).parent.mkdir(parents=True)
         shutil.copy2(REPO / MODELS, root / MODELS)
+        shutil.copy2(REPO / STREAM, root / STREAM)
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -48,8 +50,9 @@ def test_committed_models_match_the_spec() -> None:
     assert result.returncode == 0, f"scripts/check-contract failed:\n{result.stdout}\n{result.stderr}"
 
 
-def test_check_fails_when_the_models_were_edited(repo_copy: Path) -> None:
-    models = repo_copy / MODELS
+@pytest.mark.parametrize("generated", [MODELS, STREAM], ids=["rest", "stream"])
+def test_check_fails_when_the_models_were_edited(repo_copy: Path, generated: Path) -> None:
+    models = repo_copy / generated
     lines = models.read_text(encoding="utf-8").splitlines(keepends=True)
     # Rename the first model field, as a hand edit would.
     field = re.compile(r"^(\s+)([a-z_][a-z0-9_]*)(: )")
@@ -61,7 +64,7 @@ def test_check_fails_when_the_models_were_edited(repo_copy: Path) -> None:
     result = _run(repo_copy / "scripts" / "check-contract", repo_copy)
 
     assert result.returncode != 0, f"the check passed on edited models:\n{result.stdout}\n{result.stderr}"
-    assert "differ from the spec" in result.stderr
+    assert f"{generated} differs from its document" in result.stderr
     # It failed on the edit, not on something else: the diff shows both sides of the changed line.
     assert f"-{lines[index]}" in result.stdout
     assert f"+{original}" in result.stdout
