@@ -14,6 +14,9 @@ from uuid import UUID
 import structlog
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from execsvc.api.app import SPEC_PATH, create_app
@@ -141,10 +144,27 @@ class Container:
         return create_app(self.services, lifespan=lifespan)
 
 
+def redis_client(url: str) -> Redis:
+    """A Redis client that fails fast when Redis is down.
+
+    redis-py waits 5 s for an answer and retries a failed command ten times by default: a Redis that stops
+    answering (a partition, a stalled server) would hold the account lock, under which the order-rate check runs,
+    for most of a minute per order before the 503. One quick retry rides over a dropped connection; more only
+    delays the answer.
+    """
+    return Redis.from_url(
+        url,
+        # One retry, on a dropped connection only: a Redis that does not answer will not answer a second time.
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 1, supported_errors=(RedisConnectionError,)),
+        socket_connect_timeout=1.0,
+        socket_timeout=2.0,  # above the webhook queue's 1 s blocking pop; a Redis that stops answering fails in 2 s
+    )
+
+
 def build_worker(settings: Settings) -> tuple[DeliveryWorker, Metrics, Callable[[], Awaitable[None]]]:
     """A delivery worker process's parts: the worker, its metrics, and what closes its connections."""
     engine = make_engine(settings.sqlalchemy_url, settings.db_pool_size)
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = redis_client(settings.redis_url) if settings.redis_url else None
     queue: Queue = LocalQueue() if redis is None else RedisQueue(redis, settings.redis_prefix)
     metrics = Metrics()
     worker = DeliveryWorker(WebhookStore(engine), queue, SystemClock(), settings.webhook_config(), metrics)
@@ -194,7 +214,7 @@ def build(
         breakers=settings.breakers(),
         valuation_asset=settings.valuation_asset,
     )
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = redis_client(settings.redis_url) if settings.redis_url else None
     pipeline.rate = LocalRateCounter() if redis is None else RedisRateCounter(redis, settings.redis_prefix)
     reads = ReadModel(engine)
     write_lock = uow.write_lock if isinstance(uow, SqlUnitOfWorkFactory) else None
