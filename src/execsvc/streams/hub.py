@@ -149,6 +149,10 @@ class Hub:
                 if not subscribers:
                     del self._subscribers[(account_id, name)]
 
+    def accounts_on(self, channel: str) -> list[str]:
+        """The accounts with a subscriber on ``channel`` (where a service-wide event goes)."""
+        return sorted({account for account, name in self._subscribers if name == channel})
+
     def subscribers(self) -> int:
         """Subscriptions open now."""
         return sum(len(s) for s in self._subscribers.values())
