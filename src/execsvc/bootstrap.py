@@ -40,6 +40,8 @@ from execsvc.pipeline.reconcile import reconcile_in_flight
 from execsvc.pipeline.risk import watch_day
 from execsvc.ratelimit import LocalRateCounter, RedisRateCounter
 from execsvc.routing.router import OrderRouter
+from execsvc.streams.feed import OutboxTail
+from execsvc.streams.hub import Hub
 from execsvc.webhooks.store import WebhookStore
 from execsvc.webhooks.worker import DeliveryWorker, LocalQueue, Queue, RedisQueue
 
@@ -65,6 +67,7 @@ class Container:
     run_feed: bool
     pg_pool: PgPool | None = None
     webhook_worker: DeliveryWorker | None = None
+    stream_tail: OutboxTail | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -83,6 +86,8 @@ class Container:
         self.tasks.append(asyncio.create_task(self._reconcile_loop(), name="reconcile"))
         if self.webhook_worker is not None:
             await self.webhook_worker.start()
+        if self.stream_tail is not None:
+            await self.stream_tail.start()
 
     async def stop(self) -> None:
         """Stop the loops and close connections."""
@@ -94,6 +99,8 @@ class Container:
         self.tasks.clear()
         if self.webhook_worker is not None:
             await self.webhook_worker.stop()
+        if self.stream_tail is not None:
+            await self.stream_tail.stop()
         if self.redis is not None:
             await self.redis.aclose()
         if self.pg_pool is not None:
@@ -226,6 +233,8 @@ def build(
         else None
     )
 
+    hub = Hub()
+
     async def wake(delivery_id: UUID, subscription_id: UUID) -> None:
         if worker is None and redis is None:
             return  # nothing in this process reads the local queue; a worker's sweep finds the delivery
@@ -252,6 +261,7 @@ def build(
         webhook_allow_private=settings.webhook_allow_private_targets,
         webhook_secret_grace_hours=settings.webhook_secret_grace_hours,
         webhook_wake=wake,
+        stream_hub=hub,
     )
     return Container(
         settings=settings,
@@ -268,4 +278,5 @@ def build(
         run_feed=run_feed,
         pg_pool=pg_pool,
         webhook_worker=worker,
+        stream_tail=OutboxTail(engine, hub),
     )

@@ -11,6 +11,7 @@ from execsvc.db.admin import TokenRecord
 from execsvc.db.queries import ReadModel, RiskReads
 from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
+from execsvc.streams.hub import Hub
 from execsvc.webhooks.store import WebhookStore
 
 
@@ -30,6 +31,8 @@ class Services:
     # Checks run by /readyz, by name; each raises when its dependency is unreachable. None: not configured.
     readiness: dict[str, Callable[[], Awaitable[None]] | None]
     webhooks: WebhookStore
+    # The stream hub of this instance (None: streaming is not running here).
+    stream_hub: Hub | None = None
     webhook_allow_private: bool = False
     webhook_secret_grace_hours: float = 24.0
     # Queue a delivery (and its subscription) now; best effort: the worker's sweep finds it anyway.
