@@ -225,7 +225,7 @@ SACRIFICIAL_ACCOUNT = "contract-reader"
 @schema.hook("map_case").apply_to(path_regex=r"^/v1/risk/(halt|resume|limits)$")
 def aim_risk_changes_at_the_reader(context: schemathesis.HookContext, case: Case) -> Case:
     meta = case.meta
-    if meta is None or not meta.generation.mode.is_positive:
+    if meta is not None and not meta.generation.mode.is_positive:
         return case
     if case.method.upper() == "PUT":
         case.query = {**(case.query or {}), "account_id": SACRIFICIAL_ACCOUNT}

@@ -262,3 +262,12 @@ async def test_what_if_reports_the_trading_state_without_placing(harness: Harnes
     assert r.json()["approved"] is False
     assert [v["rule"] for v in r.json()["violations"]] == ["trading_state"]
     assert (await h.client.get("/v1/orders", headers=trader)).json()["items"] == []
+
+
+async def test_text_with_nul_is_bad_input_not_a_server_error(harness: Harness) -> None:
+    admin = await harness.auth("acct-a", "admin")
+    for path in ("/v1/risk/halt", "/v1/risk/resume"):
+        r = await harness.client.post(path, json={"reason": "a\u0000b"}, headers=admin)
+        assert r.status_code == 422, r.text
+        assert r.json()["code"] == "validation_failed"
+    assert (await harness.client.get("/v1/risk/state", headers=admin)).json()["state"] == "active"

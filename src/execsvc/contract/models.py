@@ -514,7 +514,7 @@ class HaltRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    reason: Annotated[str, Field(max_length=500, min_length=1)]
+    reason: Annotated[str, Field(max_length=500, min_length=1, pattern="^[^\\x00]*$")]
     scope: Literal["account", "global"] = "account"
     account_id: Annotated[
         str | None,
@@ -531,7 +531,7 @@ class ResumeRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    reason: Annotated[str | None, Field(max_length=500, min_length=1)] = None
+    reason: Annotated[str | None, Field(max_length=500, min_length=1, pattern="^[^\\x00]*$")] = None
     scope: Literal["account", "global"] = "account"
     account_id: Annotated[
         str | None,
@@ -740,7 +740,7 @@ class WebhookCreate(BaseModel):
         list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed"]],
         Field(max_length=20, min_length=1),
     ]
-    description: Annotated[str | None, Field(max_length=500)] = None
+    description: Annotated[str | None, Field(max_length=500, pattern="^[^\\x00]*$")] = None
 
 
 class WebhookUpdate(BaseModel):
@@ -752,7 +752,7 @@ class WebhookUpdate(BaseModel):
         list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed"]] | None,
         Field(max_length=20, min_length=1),
     ] = None
-    description: Annotated[str | None, Field(max_length=500)] = None
+    description: Annotated[str | None, Field(max_length=500, pattern="^[^\\x00]*$")] = None
     enabled: bool | None = None
 
 
