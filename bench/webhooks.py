@@ -45,23 +45,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TypeVar, cast
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+from startup import ensure_venv  # bench/startup.py: the script's own directory is first on the path
 
-
-def _ensure_venv() -> None:
-    """Re-run under the project's virtualenv when started with another interpreter."""
-    try:
-        import execsvc  # noqa: F401
-    except ImportError:
-        if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
-            os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
-        raise
-
-
-_ensure_venv()
-sys.path.insert(0, str(ROOT))
+ensure_venv()
 
 import asyncpg  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
