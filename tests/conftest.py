@@ -5,6 +5,7 @@ Each backend gets one database per test session, migrated once; tables are empti
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -22,7 +24,14 @@ from execsvc.core.clock import SystemClock
 from execsvc.db import migrate
 from execsvc.db.tables import metadata
 from execsvc.marketdata.book import MarketBook, MarketConfig
-from tests.support.services import PostgresServer, create_database, drop_database, postgres_server
+from tests.support.services import (
+    PostgresServer,
+    RedisServer,
+    create_database,
+    drop_database,
+    postgres_server,
+    redis_server,
+)
 
 MARKETS = [
     MarketConfig("BTC/USDT", Decimal("0.01"), Decimal("0.00001"), Decimal("0.00001"), Decimal(5), Decimal(65000)),
@@ -43,6 +52,28 @@ DESK_LIMITS = (
     "risk_loss_streak_limit",
     "broker_breaker_failures",
 )
+
+
+@pytest.fixture(scope="session")
+def redis_srv() -> Iterator[RedisServer]:
+    """One Redis for the session (found, or a throwaway); tests keep apart by key prefix."""
+    server = redis_server()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def redis_prefix(redis_srv: RedisServer) -> AsyncIterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"execsvc-test-{uuid.uuid4().hex}:"
+    yield prefix
+    client = Redis.from_url(redis_srv.url)
+    try:
+        keys = [key async for key in client.scan_iter(f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,27 +9,9 @@ from redis.asyncio import Redis
 
 from execsvc.core.errors import DependencyUnavailable
 from execsvc.ratelimit import LocalRateCounter, RedisRateCounter
-from tests.support.services import RedisServer, free_port, redis_server
+from tests.support.services import RedisServer, free_port
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def redis_srv() -> Iterator[RedisServer]:
-    server = redis_server()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-async def prefix(redis_srv: RedisServer) -> AsyncIterator[str]:
-    prefix = f"execsvc-test-{uuid.uuid4().hex}:"
-    yield prefix
-    client = Redis.from_url(redis_srv.url)
-    keys = [key async for key in client.scan_iter(f"{prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 async def windows(counter: LocalRateCounter | RedisRateCounter) -> None:
@@ -49,18 +29,18 @@ async def test_local_counter_slides_both_windows() -> None:
     await windows(LocalRateCounter())
 
 
-async def test_redis_counter_slides_both_windows(redis_srv: RedisServer, prefix: str) -> None:
+async def test_redis_counter_slides_both_windows(redis_srv: RedisServer, redis_prefix: str) -> None:
     client = Redis.from_url(redis_srv.url)
     try:
-        await windows(RedisRateCounter(client, prefix))
+        await windows(RedisRateCounter(client, redis_prefix))
     finally:
         await client.aclose()
 
 
-async def test_two_instances_share_one_count(redis_srv: RedisServer, prefix: str) -> None:
+async def test_two_instances_share_one_count(redis_srv: RedisServer, redis_prefix: str) -> None:
     one, two = Redis.from_url(redis_srv.url), Redis.from_url(redis_srv.url)
     try:
-        a, b = RedisRateCounter(one, prefix), RedisRateCounter(two, prefix)
+        a, b = RedisRateCounter(one, redis_prefix), RedisRateCounter(two, redis_prefix)
         for i in range(5):
             await (a if i % 2 else b).hit("shared", T0 + timedelta(milliseconds=i))
         assert await a.count("shared", T0 + timedelta(milliseconds=10)) == (5, 5)
@@ -70,21 +50,21 @@ async def test_two_instances_share_one_count(redis_srv: RedisServer, prefix: str
         await two.aclose()
 
 
-async def test_an_unreachable_redis_is_a_dependency_error(prefix: str) -> None:
+async def test_an_unreachable_redis_is_a_dependency_error(redis_prefix: str) -> None:
     client = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
     try:
         with pytest.raises(DependencyUnavailable):
-            await RedisRateCounter(client, prefix).hit("a", T0)
+            await RedisRateCounter(client, redis_prefix).hit("a", T0)
     finally:
         await client.aclose()
 
 
 async def test_two_service_instances_share_the_order_rate_through_redis(
-    pg_only_url: str, redis_srv: RedisServer, prefix: str
+    pg_only_url: str, redis_srv: RedisServer, redis_prefix: str
 ) -> None:
     from tests.conftest import start_harness
 
-    limits = {"redis_url": redis_srv.url, "redis_prefix": prefix, "risk_max_orders_per_minute": 3}
+    limits = {"redis_url": redis_srv.url, "redis_prefix": redis_prefix, "risk_max_orders_per_minute": 3}
     one, c1 = await start_harness(pg_only_url, **limits)
     two, c2 = await start_harness(pg_only_url, **limits)
     try:

@@ -43,6 +43,14 @@ def autocommit(engine: AsyncEngine) -> AsyncEngine:
 
 
 async def ping(engine: AsyncEngine) -> None:
-    """Raise when the database does not answer."""
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
+    """Raise when the database does not answer.
+
+    A second try on a fresh connection: the pool does not pre-ping, so after an outage the first checkout may be a
+    connection that died with it (its failure invalidates the pool); that says nothing about the database now.
+    """
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))

@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 
 from execsvc import __version__
 from execsvc.core.clock import Clock
+from execsvc.observability.logging import OutageLog
 from execsvc.webhooks.signing import webhook_headers
 from execsvc.webhooks.store import DEAD, PENDING, SUCCEEDED, Attempt, Delivery, Job, Subscription, WebhookStore
 from execsvc.webhooks.urls import InvalidWebhookUrl, check_destination
@@ -56,11 +57,19 @@ class LocalQueue:
             self._queue.put_nowait(job)
 
     async def take(self, limit: int, wait: float) -> list[Job]:
+        # asyncio.wait, not wait_for: on Python 3.11 wait_for loses a cancellation that arrives as a job does.
+        getter = asyncio.ensure_future(self._queue.get())
         try:
-            first = await asyncio.wait_for(self._queue.get(), wait)
-        except TimeoutError:
+            await asyncio.wait((getter,), timeout=wait)
+        except asyncio.CancelledError:
+            if getter.done() and not getter.cancelled():
+                self._queue.put_nowait(getter.result())  # taken as we were cancelled: give it back
+            getter.cancel()
+            raise
+        if not getter.done():
+            getter.cancel()
             return []
-        ids = [first]
+        ids = [getter.result()]
         while len(ids) < limit and not self._queue.empty():
             ids.append(self._queue.get_nowait())
         return ids
@@ -201,14 +210,16 @@ class DeliveryWorker:
             self.client = None
 
     async def _forever(self, name: str, step: Callable[[], Awaitable[float]]) -> None:
+        outage = OutageLog(log, "webhook_loop_failed")
         while True:
             try:
                 pause = await step()
+                outage.ok(loop=name)
             except asyncio.CancelledError:
                 raise
             except Exception:  # an outage (database, Redis) must not end the loop
-                log.warning("webhook_loop_failed", loop=name, exc_info=True)
-                pause = 1.0
+                outage.failed(loop=name)
+                pause = outage.backoff(1.0, 5.0)
             if pause:
                 await asyncio.sleep(pause)
 
