@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import structlog
@@ -36,12 +37,16 @@ from execsvc.marketdata.simulated import SimulatedFeed
 from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.paper_session import PaperMatcher, restore_paper_book, run_market_loop
+from execsvc.pipeline.payloads import market_data as market_payload
 from execsvc.pipeline.reconcile import reconcile_in_flight
 from execsvc.pipeline.risk import watch_day
 from execsvc.ratelimit import LocalRateCounter, RedisRateCounter
 from execsvc.routing.router import OrderRouter
 from execsvc.streams.feed import OutboxTail
-from execsvc.streams.hub import Hub
+from execsvc.streams.hub import Hub, MemoryLog, StreamLog, Streams
+from execsvc.streams.limits import TokenConnections
+from execsvc.streams.markets import MarketStream
+from execsvc.streams.redis_log import FeedReader, RedisLog
 from execsvc.webhooks.store import WebhookStore
 from execsvc.webhooks.worker import DeliveryWorker, LocalQueue, Queue, RedisQueue
 
@@ -68,6 +73,8 @@ class Container:
     pg_pool: PgPool | None = None
     webhook_worker: DeliveryWorker | None = None
     stream_tail: OutboxTail | None = None
+    stream_reader: FeedReader | None = None
+    market_stream: MarketStream | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -86,6 +93,8 @@ class Container:
         self.tasks.append(asyncio.create_task(self._reconcile_loop(), name="reconcile"))
         if self.webhook_worker is not None:
             await self.webhook_worker.start()
+        if self.stream_reader is not None:
+            await self.stream_reader.start()
         if self.stream_tail is not None:
             await self.stream_tail.start()
 
@@ -101,6 +110,10 @@ class Container:
             await self.webhook_worker.stop()
         if self.stream_tail is not None:
             await self.stream_tail.stop()
+        if self.stream_reader is not None:
+            await self.stream_reader.stop()
+        if self.market_stream is not None:
+            self.market_stream.close()
         if self.redis is not None:
             await self.redis.aclose()
         if self.pg_pool is not None:
@@ -233,7 +246,30 @@ def build(
         else None
     )
 
+    # Streams: numbered in this process (the embedded default) or in Redis, where every instance reads them.
+    stream_config = settings.stream_config()
     hub = Hub()
+    stream_log: StreamLog
+    reader = None
+    if redis is None:
+        stream_log = MemoryLog(hub, stream_config.window)
+    else:
+        stream_log = RedisLog(redis, settings.redis_prefix, stream_config.window)
+        reader = FeedReader(stream_log, hub.dispatch, hub.wants, hub.resync)
+    book = market_data
+
+    def render_market(symbol: str) -> dict[str, Any]:
+        rules = book.rules(symbol)
+        assert rules is not None
+        return market_payload(rules, book.mark(symbol))
+
+    markets = MarketStream(hub, [m.symbol for m in book.markets()], render_market, stream_config.market_rate)
+    book.listen(markets.on_mark)
+    tail = OutboxTail(engine, stream_log)
+    if pg_pool is not None:
+        pg_pool.on_outbox = tail.wake
+    elif isinstance(uow, SqlUnitOfWorkFactory):
+        uow.on_outbox = tail.wake
 
     async def wake(delivery_id: UUID, subscription_id: UUID) -> None:
         if worker is None and redis is None:
@@ -261,7 +297,9 @@ def build(
         webhook_allow_private=settings.webhook_allow_private_targets,
         webhook_secret_grace_hours=settings.webhook_secret_grace_hours,
         webhook_wake=wake,
-        stream_hub=hub,
+        streams=Streams(hub, stream_log, markets.current),
+        stream_config=stream_config,
+        stream_connections=TokenConnections(),
     )
     return Container(
         settings=settings,
@@ -278,5 +316,7 @@ def build(
         run_feed=run_feed,
         pg_pool=pg_pool,
         webhook_worker=worker,
-        stream_tail=OutboxTail(engine, hub),
+        stream_tail=tail,
+        stream_reader=reader,
+        market_stream=markets,
     )

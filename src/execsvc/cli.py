@@ -115,6 +115,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_config=None,
         access_log=False,
         server_header=False,
+        # A stream client that answers no ping is dropped within interval + timeout.
+        ws_ping_interval=settings.ws_ping_interval_seconds,
+        ws_ping_timeout=settings.ws_ping_timeout_seconds,
+        ws_per_message_deflate=settings.ws_compression,
+        ws_max_size=settings.ws_max_message_bytes,
     )
     return 0
 

@@ -15,6 +15,7 @@ from execsvc.marketdata.book import MarketConfig
 from execsvc.risk import RiskLimits
 from execsvc.risk.limits import MAX_AMOUNT, MAX_COUNT, MAX_SECONDS
 from execsvc.routing.breaker import Breakers
+from execsvc.streams.limits import StreamConfig
 from execsvc.webhooks.worker import WebhookConfig
 
 
@@ -132,6 +133,19 @@ class Settings(BaseSettings):
     # Where deliveries are made: "auto" in the serving process when no Redis is configured (else by `execsvc
     # worker` processes), "in-process" always there too, "off" never in the serving process.
     webhook_worker: Literal["auto", "in-process", "off"] = "auto"
+    # WebSocket streams.
+    ws_resume_window: int = Field(default=1000, ge=1, le=100_000)
+    ws_send_queue: int = Field(default=2000, ge=10, le=1_000_000)
+    ws_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    ws_ping_interval_seconds: float = Field(default=15.0, gt=0)
+    ws_ping_timeout_seconds: float = Field(default=15.0, gt=0)
+    ws_max_subscriptions: int = Field(default=10, ge=1)
+    ws_max_connections_per_token: int = Field(default=20, ge=1)
+    ws_max_messages_per_second: float = Field(default=10.0, gt=0)
+    ws_message_burst: int = Field(default=20, ge=1)
+    ws_market_rate: float = Field(default=4.0, gt=0, le=1000)
+    ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)  # a larger client message closes (1009)
+    ws_compression: bool = False  # permessage-deflate: each connection compresses each message on its own
     market_buffer_bps: Decimal = Field(default=Decimal(50), ge=0)
     reconcile_interval_seconds: float = Field(default=5.0, gt=0)
     reconcile_after_seconds: float = Field(default=10.0, gt=0)
@@ -179,6 +193,21 @@ class Settings(BaseSettings):
             max_body_bytes=self.webhook_max_body_bytes,
             concurrency=self.webhook_concurrency,
             queue_stale=timedelta(seconds=self.webhook_queue_stale_seconds),
+        )
+
+    def stream_config(self) -> StreamConfig:
+        """The WebSocket streams' configuration."""
+        return StreamConfig(
+            window=self.ws_resume_window,
+            send_queue=self.ws_send_queue,
+            heartbeat_seconds=self.ws_heartbeat_seconds,
+            ping_interval_seconds=self.ws_ping_interval_seconds,
+            ping_timeout_seconds=self.ws_ping_timeout_seconds,
+            max_subscriptions=self.ws_max_subscriptions,
+            max_connections_per_token=self.ws_max_connections_per_token,
+            max_messages_per_second=self.ws_max_messages_per_second,
+            message_burst=self.ws_message_burst,
+            market_rate=self.ws_market_rate,
         )
 
     @field_validator("starting_balances", mode="before")

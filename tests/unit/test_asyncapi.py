@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import ValidationError
+from starlette.routing import WebSocketRoute
 
+from execsvc.api.routes import stream as routes
 from execsvc.contract import stream
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "openapi" / "asyncapi.yaml"
@@ -71,3 +73,8 @@ def test_the_generated_models_hold_the_protocol() -> None:
             (stream.AuthRequest if bad["action"] == "auth" else stream.SubscribeRequest).model_validate(bad)
     update = stream.UpdateMessage(channel="fills", seq=1, data={"id": "f-1"})
     assert update.model_dump(exclude_none=True) == {"channel": "fills", "seq": 1, "data": {"id": "f-1"}}
+
+
+def test_every_websocket_path_served_is_a_channel_of_the_document(doc: dict[str, Any]) -> None:
+    served = {route.path for route in routes.router.routes if isinstance(route, WebSocketRoute)}
+    assert served == {channel["address"] for channel in doc["channels"].values()}

@@ -7,14 +7,15 @@ from decimal import Decimal
 
 import pytest
 
+from execsvc.api.mapping import market_out
 from execsvc.api.resources import fill_out, order_out, position_out
 from execsvc.core.ids import new_id
 from execsvc.core.ledger import Position
-from execsvc.core.markets import Quote
+from execsvc.core.markets import MarketRules, Quote
 from execsvc.core.orders import Order, OrderStatus, RiskAudit
 from execsvc.core.reports import Filled
 from execsvc.core.values import OrderType, Side, TimeInForce
-from execsvc.pipeline.payloads import ORDER_EVENTS, fill_data, order_data, position_data
+from execsvc.pipeline.payloads import ORDER_EVENTS, fill_data, market_data, order_data, position_data
 
 D = Decimal
 AT = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
@@ -67,3 +68,10 @@ def test_fill_and_position_events_carry_the_resources_as_the_api_shows_them() ->
         assert position_data("BTC/USDT", position, mark) == position_out("BTC/USDT", position, price).model_dump(
             mode="json"
         )
+
+
+@pytest.mark.parametrize("marked", [True, False])
+def test_a_market_update_carries_the_market_as_the_api_shows_it(marked: bool) -> None:
+    rules = MarketRules("BTC/USDT", D("0.01"), D("0.00001"), D("0.00001"), D("5"))
+    mark = Quote(D("65000.10"), AT) if marked else None
+    assert market_data(rules, mark) == market_out(rules, mark).model_dump(mode="json")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID
 
@@ -11,7 +11,8 @@ from execsvc.db.admin import TokenRecord
 from execsvc.db.queries import ReadModel, RiskReads
 from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
-from execsvc.streams.hub import Hub
+from execsvc.streams.hub import Streams
+from execsvc.streams.limits import StreamConfig, TokenConnections
 from execsvc.webhooks.store import WebhookStore
 
 
@@ -31,8 +32,10 @@ class Services:
     # Checks run by /readyz, by name; each raises when its dependency is unreachable. None: not configured.
     readiness: dict[str, Callable[[], Awaitable[None]] | None]
     webhooks: WebhookStore
-    # The stream hub of this instance (None: streaming is not running here).
-    stream_hub: Hub | None = None
+    # This instance's streams (None: streaming is not running here), their settings and open connections.
+    streams: Streams | None = None
+    stream_config: StreamConfig = field(default_factory=StreamConfig)
+    stream_connections: TokenConnections = field(default_factory=TokenConnections)
     webhook_allow_private: bool = False
     webhook_secret_grace_hours: float = 24.0
     # Queue a delivery (and its subscription) now; best effort: the worker's sweep finds it anyway.

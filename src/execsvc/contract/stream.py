@@ -30,7 +30,8 @@ class SubscribeRequest(BaseModel):
     action: Literal["subscribe"]
     channel: Literal["orders", "fills", "positions", "markets", "risk"]
     since_seq: Annotated[
-        int | None, Field(description="Resume after this sequence number (account channels).", ge=0)
+        int | None,
+        Field(description="Resume after this sequence number (account channels; ignored on `markets`).", ge=0),
     ] = None
     symbols: Annotated[
         list[Symbol] | None,
@@ -62,7 +63,10 @@ class SubscribedMessage(BaseModel):
     type: Literal["subscribed"]
     channel: Literal["orders", "fills", "positions", "markets", "risk"]
     seq: Annotated[
-        int, Field(description="The channel's latest sequence number; updates continue from the next.", ge=0)
+        int,
+        Field(
+            description="The channel's latest sequence number; updates continue from the next (0 on `markets`).", ge=0
+        ),
     ]
 
 
@@ -82,7 +86,10 @@ class UpdateMessage(BaseModel):
     seq: Annotated[
         int, Field(description="Strictly increasing per account and channel (per symbol on `markets`).", ge=1)
     ]
-    event: Annotated[str | None, Field(description="The event type, as webhooks name it (`order.filled`, ...).")] = None
+    event: Annotated[
+        str | None,
+        Field(description="The event type, as webhooks name it (`order.filled`, ...; `market.mark` on `markets`)."),
+    ] = None
     data: Annotated[
         dict[str, Any],
         Field(
@@ -102,7 +109,9 @@ class SnapshotMessage(BaseModel):
     ]
     data: Annotated[
         list[dict[str, Any]],
-        Field(description="The channel's current state (the resources as the REST API lists them)."),
+        Field(
+            description="The channel's current state, as the REST API shows it (every working order and the latest 100 orders, the latest 100 fills, every position, every market; on `risk`, one item, the account's `GET /v1/risk/state`)."
+        ),
     ]
 
 
@@ -122,7 +131,7 @@ class ErrorMessage(BaseModel):
     code: Annotated[
         str,
         Field(
-            description="A stable code (`invalid_message`, `unknown_channel`, `insufficient_scope`, `too_many_subscriptions`, `rate_limited`)."
+            description="A stable code (`invalid_message`, `unknown_symbol`, `too_many_subscriptions`, `stream_unavailable`)."
         ),
     ]
     message: str

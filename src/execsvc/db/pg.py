@@ -16,7 +16,7 @@ import contextlib
 import hashlib
 import json
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
@@ -742,9 +742,12 @@ class PgUnitOfWork:
     outbox: PgOutbox
     risk: PgRisk
 
-    def __init__(self, pool: asyncpg.Pool, account_locks: AccountLocks) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, account_locks: AccountLocks, on_outbox: Callable[[], None] | None = None
+    ) -> None:
         self._session = _Session(pool, account_locks)
         self._committed = False
+        self._on_outbox = on_outbox
 
     async def __aenter__(self) -> Self:
         session = self._session
@@ -760,11 +763,14 @@ class PgUnitOfWork:
         return self
 
     async def commit(self) -> None:
+        events = bool(self._session.outbox)
         await self._session.flush()
         if self._session.begun:
             conn = await self._session.connection()
             await conn.execute("COMMIT")
         self._committed = True
+        if events and self._on_outbox is not None:
+            self._on_outbox()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -795,6 +801,7 @@ class PgPool:
         self._pool: asyncpg.Pool | None = None
         self._auth_pool: asyncpg.Pool | None = None
         self._account_locks = AccountLocks()
+        self.on_outbox: Callable[[], None] | None = None  # told after a commit that wrote outbox rows
 
     async def open(self) -> None:
         """Create the pools; connections are made on first use, so this works while the database is down."""
@@ -832,7 +839,7 @@ class PgPool:
 
     def unit_of_work(self) -> PgUnitOfWork:
         """A unit of work on this pool (the pipeline's ``UnitOfWorkFactory``)."""
-        return PgUnitOfWork(self.pool, self._account_locks)
+        return PgUnitOfWork(self.pool, self._account_locks, self.on_outbox)
 
     async def lookup_token(self, token_id: str) -> tuple[str, TokenRecord] | None:
         """The stored secret hash and record of a token id, or None."""

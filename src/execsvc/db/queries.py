@@ -103,6 +103,15 @@ class ReadModel:
         items = [order_from_row(r) for r in rows[:limit]]
         return Page(items, items[-1].id if len(rows) > limit else None)
 
+    async def working_orders(self, account_id: str, limit: int) -> list[Order]:
+        """The account's orders that can still change, newest first (at most ``limit``)."""
+        o = t.orders.c
+        stmt = (
+            select(t.orders).where(o.account_id == account_id, o.status.in_(WORKING)).order_by(o.id.desc()).limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [order_from_row(r) for r in await conn.execute(stmt)]
+
     async def fills(
         self,
         account_id: str,

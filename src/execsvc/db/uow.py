@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -39,9 +40,15 @@ class SqlUnitOfWork:
     outbox: SqlOutbox
     risk: SqlRisk
 
-    def __init__(self, engine: AsyncEngine, write_lock: asyncio.Lock | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        write_lock: asyncio.Lock | None = None,
+        on_outbox: Callable[[], None] | None = None,
+    ) -> None:
         self._engine = engine
         self._write_lock = write_lock
+        self._on_outbox = on_outbox
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
         self._holds_lock = False
@@ -71,8 +78,11 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         assert self._tx is not None
         await self.events.flush()
+        events = bool(self.outbox.pending)
         await self.outbox.flush()
         await self._tx.commit()
+        if events and self._on_outbox is not None:
+            self._on_outbox()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -100,6 +110,7 @@ class SqlUnitOfWorkFactory:
         self.engine = engine
         # SQLite has one writer: the order path and the webhook store take turns through this lock.
         self.write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self.on_outbox: Callable[[], None] | None = None  # told after a commit that wrote outbox rows
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, self.write_lock)
+        return SqlUnitOfWork(self.engine, self.write_lock, self.on_outbox)

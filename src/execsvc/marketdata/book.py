@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -35,6 +35,11 @@ class MarketBook:
         self._rules = {m.symbol: m.rules for m in markets}
         self._clock = clock
         self._marks: dict[str, Quote] = {}
+        self._listeners: list[Callable[[str, Quote], None]] = []
+
+    def listen(self, listener: Callable[[str, Quote], None]) -> None:
+        """Call ``listener(symbol, quote)`` with every new mark (it must not block: it runs in the feed's step)."""
+        self._listeners.append(listener)
 
     def markets(self) -> Sequence[MarketRules]:
         """Every listed market, in configuration order."""
@@ -54,6 +59,8 @@ class MarketBook:
             raise KeyError(symbol)
         quote = Quote(price, self._clock.now())
         self._marks[symbol] = quote
+        for listener in self._listeners:
+            listener(symbol, quote)
         return quote
 
     def config(self, symbol: str) -> MarketConfig:

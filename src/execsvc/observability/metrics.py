@@ -64,6 +64,36 @@ class Metrics:
             "webhook_oldest_pending_seconds", "Age of the oldest pending webhook delivery.", registry=self.registry
         )
 
+        self.ws_connections = Gauge(
+            "ws_connections", "WebSocket connections open (authenticated).", registry=self.registry
+        )
+        self.ws_messages_sent_total = Counter(
+            "ws_messages_sent_total",
+            "WebSocket messages sent, by channel (control: subscribed, snapshot, heartbeat, error ...).",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.ws_drops_total = Counter(
+            "ws_drops_total",
+            "WebSocket connections the server closed, by reason (too_slow, unauthorized, forbidden, auth_timeout, "
+            "revoked, rate_limited, too_many_connections), and those lost without a close handshake (lost: no "
+            "answer to pings, or the network dropped).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.ws_send_queue_high_water = Gauge(
+            "ws_send_queue_high_water",
+            "The most messages any connection has had waiting in its send queue since the instance started.",
+            registry=self.registry,
+        )
+        self._ws_high_water = 0
+
+    def ws_queue_depth(self, depth: int) -> None:
+        """Raise the send-queue high-water mark to ``depth`` if it is higher."""
+        if depth > self._ws_high_water:
+            self._ws_high_water = depth
+            self.ws_send_queue_high_water.set(depth)
+
     # WebhookObserver
     def delivery_finished(self, outcome: str, seconds: float) -> None:
         """Count an attempt and observe its duration."""

@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from execsvc.core import ledger
-from execsvc.core.markets import Quote
+from execsvc.core.markets import MarketRules, Quote
 from execsvc.core.money import ZERO, to_str
 from execsvc.core.orders import Order, OrderStatus
 from execsvc.core.reports import Filled
@@ -102,4 +102,19 @@ def position_data(symbol: str, position: ledger.Position, mark: Quote | None) ->
         "unrealized_pnl": to_str(ZERO if price is None else ledger.unrealized_pnl(position, price)),
         "mark_price": _opt(price),
         "notional": to_str(ZERO if price is None else ledger.notional(position, price)),
+    }
+
+
+def market_data(rules: MarketRules, mark: Quote | None) -> dict[str, Any]:
+    """A market as ``GET /v1/markets`` shows it, with its latest mark."""
+    return {
+        "symbol": rules.symbol,
+        "base": rules.base,
+        "quote": rules.quote,
+        "tick_size": to_str(rules.tick_size),
+        "qty_step": to_str(rules.qty_step),
+        "min_qty": to_str(rules.min_qty),
+        "min_notional": to_str(rules.min_notional),
+        "mark_price": None if mark is None else to_str(mark.price),
+        "mark_time": None if mark is None else _time(mark.at),
     }

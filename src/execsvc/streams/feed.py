@@ -1,98 +1,148 @@
-"""Feed the stream hub from the outbox: every committed event of an account channel, in commit order per account.
+"""Feed the stream log from the outbox: every committed event of an account channel, in commit order per account.
 
-The tail polls the outbox for rows after the last it saw. Ids are taken at insert, so a transaction that commits
-after a later id was seen would be skipped by a plain ``id > last``: the tail re-reads a margin below its high-water
-mark and remembers what it published recently, so such a row is still published (once). Within an account,
-commit order and id order agree (the account lock serialises its writers).
+The tail polls the outbox for rows after the last it saw, and at once when this process commits an outbox row
+(``wake``). Ids are taken at insert, so a transaction that commits after a later id was seen would be skipped by a
+plain ``id > last``: the ids below the high-water mark that were missing when it passed them (holes: a transaction
+still in flight, or rolled back) are asked for again with every poll until they show up, fall ``MARGIN`` ids
+behind, or are two minutes old (longer than any transaction of the service, whose locks time out in seconds).
+Within an account, commit order and id order agree (the account lock serialises its writers). A
+service-wide event (a global halt) goes to the risk channel of every account.
+
+With the in-process log the tail begins after what is already committed (a new log: clients resuming from an older
+one get snapshots). With the Redis log it begins at the id publishing got to, less the margin, so the events
+committed while no instance was tailing are still streamed; the log ignores what it has already appended.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-from collections import deque
+import time
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from execsvc.aio import cancel_and_wait
 from execsvc.db import tables as t
-from execsvc.streams.hub import Hub, channel_of
+from execsvc.observability.logging import OutageLog
+from execsvc.streams.hub import Entry, StreamLog, channel_of
 
 log = structlog.get_logger(__name__)
-MARGIN = 1000  # ids re-read below the high-water mark (a transaction that took an id and committed late)
+MARGIN = 1000  # how far behind the high-water mark a missing id is still waited for ...
+HOLE_SECONDS = 120.0  # ... and how long
+MIN_GAP = 0.01  # seconds between two reads of the outbox
 
 
 class OutboxTail:
-    """Publishes committed outbox events to the hub's account channels."""
+    """Appends committed outbox events to the stream log."""
 
-    def __init__(self, engine: AsyncEngine, hub: Hub, interval: float = 0.1) -> None:
+    def __init__(self, engine: AsyncEngine, stream_log: StreamLog, interval: float = 0.1) -> None:
         self.engine = engine
-        self.hub = hub
+        self.log = stream_log
         self.interval = interval
-        self.high = 0
-        self._recent: deque[int] = deque(maxlen=4 * MARGIN)
-        self._seen: set[int] = set()
+        self.high = 0  # the highest id appended
+        self.holes: dict[int, float] = {}  # ids below ``high`` not seen yet, and since when (monotonic)
+        self._woken = asyncio.Event()
+        self._polling = asyncio.Lock()  # one poll at a time: two would both append what neither has recorded
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def wake(self) -> None:
+        """This process committed outbox rows: read them now rather than at the next poll."""
+        self._woken.set()
 
     async def start(self) -> None:
-        """Begin after what is already committed: a stream carries what happens from now on."""
+        """Begin after what is already committed, or where publishing got to when the log outlives processes."""
         o = t.outbox.c
         async with self.engine.connect() as conn:
-            self.high = int((await conn.execute(select(func.coalesce(func.max(o.id), 0)))).scalar_one())
-            for row_id in (await conn.execute(select(o.id).where(o.id > self.high - MARGIN))).scalars():
-                self._remember(int(row_id))
+            newest = int((await conn.execute(select(func.coalesce(func.max(o.id), 0)))).scalar_one())
+            # Ids below the newest that are missing may belong to transactions still in flight (another instance's).
+            present = set((await conn.execute(select(o.id).where(o.id > newest - MARGIN))).scalars())
+        try:
+            point = await self.log.resume_point()
+        except Exception:  # the log is down: stream from now on
+            log.warning("stream_log_unavailable", exc_info=True)
+            point = None
+        if point is None:
+            self.high = newest
+            now = time.monotonic()
+            self.holes = {i: now for i in range(max(1, newest - MARGIN + 1), newest + 1) if i not in present}
+        else:  # everything in the margin below is asked for again; the log skips what it has
+            self.high = max(0, min(point, newest) - MARGIN)
         self._task = asyncio.create_task(self._run(), name="stream-outbox-tail")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        outage = OutageLog(log, "stream_tail_failed")
+        last = 0.0
+        while not self._stopping:
+            # At most one read per MIN_GAP: under load every commit wakes the tail, and one read takes them all.
+            await asyncio.sleep(max(0.0, last + MIN_GAP - time.monotonic()))
+            last = time.monotonic()
+            self._woken.clear()
             try:
                 published = await self.poll()
+                outage.ok()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # an outage must not end the tail; it reads again after it
-                log.warning("stream_tail_failed", exc_info=True)
-                published = 0
+            except Exception:  # an outage must not end the tail; it reads again after it, backing off
+                outage.failed()
+                await asyncio.sleep(outage.backoff(self.interval, 2.0))
+                continue
             if not published:
-                await asyncio.sleep(self.interval)
+                # asyncio.wait, not wait_for: on Python 3.11 wait_for loses a cancellation that arrives as the wait
+                # ends (a commit's wake during shutdown), and stop() then waited for ever.
+                woken = asyncio.ensure_future(self._woken.wait())
+                try:
+                    await asyncio.wait((woken,), timeout=self.interval)
+                finally:
+                    woken.cancel()
 
     async def poll(self, limit: int = 500) -> int:
-        """Publish the outbox rows not yet published; returns how many."""
+        """Append the outbox rows not yet appended; returns how many."""
+        async with self._polling:
+            return await self._poll(limit)
+
+    async def _poll(self, limit: int) -> int:
         o = t.outbox.c
-        stmt = (
-            select(o.id, o.topic, o.account_id, o.payload)
-            .where(o.id > self.high - MARGIN)
-            .order_by(o.id)
-            .limit(limit + MARGIN)
-        )
+        wanted = o.id > self.high
+        if self.holes:
+            wanted = or_(wanted, o.id.in_(sorted(self.holes)))
+        stmt = select(o.id, o.topic, o.account_id, o.payload).where(wanted).order_by(o.id).limit(limit)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
+            everyone: list[str] | None = None
+            if any(not r.account_id and channel_of(r.topic) for r in rows):
+                everyone = list((await conn.execute(select(t.accounts.c.id).order_by(t.accounts.c.id))).scalars())
+        entries: list[Entry] = []
         published = 0
         for row in rows:
-            if row.id in self._seen or row.id <= self.high - MARGIN:
-                continue
-            self._remember(row.id)
             channel = channel_of(row.topic)
             if channel is None:
                 continue
-            data = json.loads(row.payload)
-            accounts = [row.account_id] if row.account_id else self.hub.accounts_on(channel)
-            for account_id in accounts:  # a service-wide event goes to every account listening
-                self.hub.publish(account_id, channel, row.topic, data)
             published += 1
+            if row.account_id:
+                entries.append(Entry(row.id, row.account_id, channel, row.topic, row.payload))
+            else:  # a service-wide event: every account's channel
+                entries.extend(Entry(row.id, a, channel, row.topic, row.payload) for a in everyone or ())
+        if entries:
+            await self.log.append_many(entries)
+        for row in rows:
+            self._passed(row.id)  # only once appended: a failure above reads the rows again
         return published
 
-    def _remember(self, row_id: int) -> None:
-        if len(self._recent) == self._recent.maxlen:
-            self._seen.discard(self._recent[0])
-        self._recent.append(row_id)
-        self._seen.add(row_id)
-        self.high = max(self.high, row_id)
+    def _passed(self, row_id: int) -> None:
+        now = time.monotonic()
+        if row_id > self.high:
+            self.holes.update(dict.fromkeys(range(self.high + 1, row_id), now))
+            self.high = row_id
+        else:
+            self.holes.pop(row_id, None)
+        if self.holes and (min(self.holes) <= self.high - MARGIN or min(self.holes.values()) < now - HOLE_SECONDS):
+            # Given up on: rolled back (most of them), or a transaction longer than any the service runs.
+            self.holes = {i: at for i, at in self.holes.items() if i > self.high - MARGIN and at >= now - HOLE_SECONDS}

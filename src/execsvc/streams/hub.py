@@ -1,26 +1,36 @@
-"""The stream hub: per-account, per-channel sequence numbers, a resume window, and fan-out to bounded queues.
+"""The stream core: numbered updates, subscribers with bounded queues, and resume without a silent gap.
 
-Transport-free, so the protocol's guarantees are tested without a socket: every update on an account's channel gets
-the next sequence number; the last ``window`` updates are kept, so a client resuming after ``since_seq`` gets exactly
-what it missed, or is told that the gap is older than the window (it then needs a snapshot), never a silent gap;
-each subscriber has a bounded queue, and one that cannot keep up is dropped (its ``on_drop`` is called) without
-slowing anyone else.
+Transport-free, so the protocol's guarantees are tested without a socket.
 
-This is the in-process hub of the embedded default (one instance). Across instances the sequence numbers and the
-window must come from one place (a Redis Stream per account and channel); that, and the WebSocket endpoint on top,
-are what remains of issue 5.
+- A **log** (``MemoryLog`` here, ``RedisLog`` across instances) gives every update on an account's channel the next
+  sequence number and keeps the last ``window`` of them. Sequence numbers start at ``epoch_base()`` (the log's
+  start in ms, times 1000), so a log that was lost and restarted (a restarted embedded instance, an emptied Redis)
+  numbers above everything it numbered before and a client resuming from the old numbers gets a snapshot.
+- The **hub** fans the updates out to this process's subscribers.
+- A **subscriber** (one connection) has a bounded queue; one that cannot keep up is dropped (``on_drop``) without
+  slowing anyone else. It holds a channel's live updates while its resume read is under way, then queues what it
+  missed, then what was held, each seq once and in order. A jump in the numbers (a feed that fell behind its own
+  window, a log that restarted) is never passed on silently: the subscriber queues a snapshot instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
-# The outbox topics each channel carries.
+import structlog
+
+log = structlog.get_logger(__name__)
+
+# The outbox topics each account channel carries.
 CHANNEL_OF_TOPIC_PREFIX = {"order.": "orders", "fill.": "fills", "position.": "positions", "risk.": "risk"}
+ACCOUNT_CHANNELS = frozenset(CHANNEL_OF_TOPIC_PREFIX.values())
+MARKETS = "markets"
 
 
 def channel_of(topic: str) -> str | None:
@@ -31,18 +41,76 @@ def channel_of(topic: str) -> str | None:
     return None
 
 
+def epoch_base(now: float | None = None) -> int:
+    """Where a new log's numbers start: above any number an earlier log of the same channel can have given."""
+    return int((time.time() if now is None else now) * 1000) * 1000
+
+
 @dataclass(frozen=True, slots=True)
 class Update:
-    """One message on a channel: ``{"channel", "seq", "event", "data"}`` on the wire."""
+    """One message on a channel: ``{"channel", "seq", "event", "data"}`` on the wire, serialised once for all."""
 
     channel: str
     seq: int
     event: str
     data: Mapping[str, Any]
+    text: str = field(init=False, repr=False, compare=False)
 
-    def wire(self) -> dict[str, Any]:
-        """The message as sent."""
-        return {"channel": self.channel, "seq": self.seq, "event": self.event, "data": dict(self.data)}
+    def __post_init__(self) -> None:
+        wire = {"channel": self.channel, "seq": self.seq, "event": self.event, "data": self.data}
+        object.__setattr__(self, "text", json.dumps(wire, separators=(",", ":")))
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A protocol message for one subscriber (``subscribed``, ``unsubscribed``, ``error``, ...), sent in turn."""
+
+    message: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotDue:
+    """The subscriber needs the channel's current state; updates continue after ``seq``."""
+
+    channel: str
+    seq: int
+
+
+Outgoing = Update | Notice | SnapshotDue
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """The answer of a log to a subscribe: the channel's latest seq, and what was missed (None: too old)."""
+
+    seq: int
+    missed: list[Update] | None
+
+
+class Entry(NamedTuple):
+    """An outbox event for one account's channel: ``payload`` is its data as JSON text."""
+
+    source: int
+    account_id: str
+    channel: str
+    event: str
+    payload: str
+
+
+class StreamLog(Protocol):
+    """Numbers and keeps the updates of account channels, and answers resumes."""
+
+    async def append(self, source: int, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> None:
+        """Number and keep one update (``source``: the outbox id; an id appended before is ignored)."""
+
+    async def append_many(self, entries: Sequence[Entry]) -> None:
+        """Number and keep several updates, in order (the data as the outbox holds it: JSON text)."""
+
+    async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
+        """The channel's latest seq, and the updates after ``seq`` (None when some are no longer kept)."""
+
+    async def resume_point(self) -> int | None:
+        """The outbox id publishing got to, when the log outlives this process (None: start from now)."""
 
 
 @dataclass(slots=True)
@@ -62,9 +130,11 @@ class ChannelLog:
         return update
 
     def since(self, seq: int) -> list[Update] | None:
-        """The updates after ``seq``, or None when some of them are no longer kept (a snapshot is needed)."""
-        if seq >= self.seq:
+        """The updates after ``seq``, or None when some of them are not kept (or ``seq`` is from another log)."""
+        if seq == self.seq:
             return []
+        if seq > self.seq:
+            return None  # numbered by a log that is gone: the client's view is of something else
         oldest = self.kept[0].seq if self.kept else self.seq + 1
         if seq + 1 < oldest:
             return None
@@ -72,87 +142,229 @@ class ChannelLog:
 
 
 @dataclass(eq=False)
+class _ChannelState:
+    last: int = 0  # the seq last queued
+    held: list[Update] | None = None  # live updates arriving while the resume read is under way
+
+
+@dataclass(eq=False)
 class Subscriber:
-    """One connection's outgoing side: a bounded queue, and what to do when it overflows."""
+    """One connection's outgoing side: a bounded queue of what to send, and what it is subscribed to."""
 
     account_id: str
     capacity: int = 1000
     on_drop: Callable[[Subscriber], None] = lambda _: None
-    queue: asyncio.Queue[Update] = field(init=False)
+    queue: asyncio.Queue[Outgoing] = field(init=False)
     dropped: bool = False
     high_water: int = 0
+    channels: dict[str, _ChannelState] = field(default_factory=dict)
+    symbols: frozenset[str] | None = None  # the markets wanted (None: every listed market)
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.capacity)
 
-    def offer(self, update: Update) -> None:
-        """Queue an update; a subscriber too slow to drain its queue is dropped, never waited for."""
+    def put(self, item: Outgoing) -> bool:
+        """Queue something to send; a subscriber too slow to drain its queue is dropped, never waited for."""
         if self.dropped:
-            return
+            return False
         try:
-            self.queue.put_nowait(update)
+            self.queue.put_nowait(item)
         except asyncio.QueueFull:
             self.dropped = True
             self.on_drop(self)
-            return
+            return False
         self.high_water = max(self.high_water, self.queue.qsize())
+        return True
 
+    def offer(self, update: Update) -> None:
+        """A live update on one of this subscriber's channels."""
+        state = self.channels.get(update.channel)
+        if state is None:
+            return
+        if update.channel == MARKETS:
+            if self.symbols is None or update.data.get("symbol") in self.symbols:
+                self.put(update)
+            return
+        if state.held is not None:
+            state.held.append(update)
+            return
+        self._deliver(update.channel, state, update)
 
-@dataclass(frozen=True, slots=True)
-class Subscription:
-    """The answer to a subscribe: the channel's latest seq, and what the subscriber missed (None: too old)."""
+    def _deliver(self, channel: str, state: _ChannelState, update: Update, replay: bool = False) -> None:
+        if update.seq <= state.last and replay:
+            return  # already queued (what a resume read and the live feed both carried)
+        if update.seq == state.last + 1:
+            self.put(update)
+        else:  # a jump, or a number again (a log that went back): the state now stands here; never a silent gap
+            self.put(SnapshotDue(channel, update.seq))
+        state.last = update.seq
 
-    seq: int
-    missed: list[Update] | None
+    def resync(self, channel: str) -> None:
+        """Updates of the channel were lost on their way here: queue a snapshot of it."""
+        state = self.channels.get(channel)
+        if state is not None and state.held is None:
+            self.put(SnapshotDue(channel, state.last))
+
+    def hold(self, channel: str) -> None:
+        """Start a subscription: live updates are held until ``resume``."""
+        self.channels[channel] = _ChannelState(held=[])
+
+    def resume(self, channel: str, answer: Subscription, since_seq: int | None) -> None:
+        """Finish a subscription: ``subscribed``, then what was missed (or a snapshot), then what was held."""
+        state = self.channels.get(channel)
+        if state is None or state.held is None:
+            return
+        held, state.held = state.held, None
+        self.put(Notice({"type": "subscribed", "channel": channel, "seq": answer.seq}))
+        missed = answer.missed
+        room = self.capacity - self.queue.qsize() - len(held) - 1
+        if since_seq is None:
+            state.last = answer.seq
+        elif missed is None or len(missed) > room:  # too old, or too much to replay: the state instead
+            self.put(SnapshotDue(channel, answer.seq))
+            state.last = answer.seq
+        else:
+            state.last = since_seq
+            for update in missed:
+                self._deliver(channel, state, update, replay=True)
+        for update in held:
+            self._deliver(channel, state, update, replay=True)
+
+    def subscribe_markets(self, symbols: Iterable[str] | None) -> None:
+        """Take market updates (of ``symbols`` only, when given)."""
+        self.channels[MARKETS] = _ChannelState()
+        self.symbols = None if symbols is None else frozenset(symbols)
+
+    def leave(self, channel: str) -> None:
+        """Stop taking a channel's updates."""
+        self.channels.pop(channel, None)
+        if channel == MARKETS:
+            self.symbols = None
 
 
 class Hub:
-    """Sequence numbers, resume windows and fan-out for every account's channels, in this process."""
+    """Fans updates out to this process's subscribers."""
 
-    def __init__(self, window: int = 1000) -> None:
-        self.window = window
-        self._logs: dict[tuple[str, str], ChannelLog] = {}
+    def __init__(self) -> None:
         self._subscribers: dict[tuple[str, str], set[Subscriber]] = {}
+        self._markets: set[Subscriber] = set()
+
+    def dispatch(self, account_id: str, update: Update) -> None:
+        """An account channel's update, to that account's subscribers on it."""
+        for subscriber in list(self._subscribers.get((account_id, update.channel), ())):
+            subscriber.offer(update)
+
+    def resync(self) -> None:
+        """The feed lost updates (it fell behind, or Redis came back emptied): snapshots for every subscription."""
+        for (_, channel), subscribers in list(self._subscribers.items()):
+            for subscriber in list(subscribers):
+                subscriber.resync(channel)
+
+    def wants(self, account_id: str, channel: str) -> bool:
+        """Whether a subscriber here takes the account's channel."""
+        return (account_id, channel) in self._subscribers
+
+    def dispatch_market(self, update: Update) -> None:
+        """A market update, to every markets subscriber (each applies its symbols filter)."""
+        for subscriber in list(self._markets):
+            subscriber.offer(update)
+
+    def add(self, subscriber: Subscriber, channel: str) -> None:
+        """Route the channel's updates to the subscriber."""
+        if channel == MARKETS:
+            self._markets.add(subscriber)
+        else:
+            self._subscribers.setdefault((subscriber.account_id, channel), set()).add(subscriber)
+
+    def remove(self, subscriber: Subscriber, channel: str | None = None) -> None:
+        """Stop routing a channel (every channel when None) to the subscriber."""
+        for name in [channel] if channel is not None else [*subscriber.channels, MARKETS]:
+            if name == MARKETS:
+                self._markets.discard(subscriber)
+                continue
+            key = (subscriber.account_id, name)
+            subscribers = self._subscribers.get(key)
+            if subscribers is not None:
+                subscribers.discard(subscriber)
+                if not subscribers:
+                    del self._subscribers[key]
+        if channel is None:
+            subscriber.channels.clear()
+        else:
+            subscriber.leave(channel)
+
+    def subscriptions(self) -> int:
+        """Subscriptions open now."""
+        return sum(len(s) for s in self._subscribers.values()) + len(self._markets)
+
+
+class MemoryLog:
+    """The embedded default's log: in this process, handing each update to the hub as it is numbered."""
+
+    def __init__(self, hub: Hub, window: int = 1000, base: int | None = None) -> None:
+        self.hub = hub
+        self.window = window
+        self.base = epoch_base() if base is None else base
+        self._logs: dict[tuple[str, str], ChannelLog] = {}
 
     def _log(self, account_id: str, channel: str) -> ChannelLog:
         key = (account_id, channel)
         log = self._logs.get(key)
         if log is None:
-            log = self._logs[key] = ChannelLog(self.window)
+            log = self._logs[key] = ChannelLog(self.window, self.base)
         return log
 
-    def publish(self, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> Update:
-        """Number an update on the account's channel, keep it, and offer it to every subscriber."""
-        update = self._log(account_id, channel).append(channel, event, data)
-        for subscriber in list(self._subscribers.get((account_id, channel), ())):
-            subscriber.offer(update)
-        return update
+    async def append(self, source: int, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> None:
+        self.hub.dispatch(account_id, self._log(account_id, channel).append(channel, event, data))
 
-    def subscribe(self, subscriber: Subscriber, channel: str, since_seq: int | None = None) -> Subscription:
-        """Subscribe to the subscriber's account's channel; with ``since_seq``, what it missed is queued first.
+    async def append_many(self, entries: Sequence[Entry]) -> None:
+        for e in entries:
+            try:
+                data = json.loads(e.payload)
+            except ValueError:  # cannot happen to what the service wrote; never let one row stop every stream
+                log.error("stream_event_unreadable", outbox_id=e.source, topic=e.event)
+                continue
+            await self.append(e.source, e.account_id, e.channel, e.event, data)
 
-        The missed updates are queued before any new one can be (nothing awaits in between), so the subscriber sees
-        every seq after ``since_seq`` exactly once and in order, or is told (``missed`` None) to take a snapshot.
-        """
-        log = self._log(subscriber.account_id, channel)
-        missed = [] if since_seq is None else log.since(since_seq)
-        for update in missed or ():
-            subscriber.offer(update)
-        self._subscribers.setdefault((subscriber.account_id, channel), set()).add(subscriber)
-        return Subscription(log.seq, missed)
+    async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
+        log = self._log(account_id, channel)
+        return Subscription(log.seq, [] if seq is None else log.since(seq))
+
+    async def resume_point(self) -> int | None:
+        return None
+
+
+class Streams:
+    """What the WebSocket endpoint uses: subscribe and unsubscribe, over a log and this process's hub."""
+
+    def __init__(self, hub: Hub, log: StreamLog, market_snapshot: Callable[[], list[Update]] | None = None) -> None:
+        self.hub = hub
+        self.log = log
+        self.market_snapshot = market_snapshot or list
+
+    async def subscribe(self, subscriber: Subscriber, channel: str, since_seq: int | None = None) -> None:
+        """Subscribe to an account channel; with ``since_seq``, what was missed comes first (or a snapshot)."""
+        subscriber.hold(channel)
+        self.hub.add(subscriber, channel)
+        try:
+            answer = await self.log.since(subscriber.account_id, channel, since_seq)
+        except BaseException:
+            self.hub.remove(subscriber, channel)
+            raise
+        subscriber.resume(channel, answer, since_seq)
+
+    def subscribe_markets(self, subscriber: Subscriber, symbols: Iterable[str] | None) -> None:
+        """Subscribe to market updates: ``subscribed``, the current marks, then every throttled update."""
+        subscriber.subscribe_markets(symbols)
+        self.hub.add(subscriber, MARKETS)
+        subscriber.put(Notice({"type": "subscribed", "channel": MARKETS, "seq": 0}))
+        current = [
+            u for u in self.market_snapshot() if subscriber.symbols is None or u.data["symbol"] in subscriber.symbols
+        ]
+        subscriber.put(
+            Notice({"type": "snapshot", "channel": MARKETS, "seq": 0, "data": [dict(u.data) for u in current]})
+        )
 
     def unsubscribe(self, subscriber: Subscriber, channel: str | None = None) -> None:
-        """Stop sending a channel (every channel when None) to the subscriber."""
-        for (account_id, name), subscribers in list(self._subscribers.items()):
-            if account_id == subscriber.account_id and (channel is None or name == channel):
-                subscribers.discard(subscriber)
-                if not subscribers:
-                    del self._subscribers[(account_id, name)]
-
-    def accounts_on(self, channel: str) -> list[str]:
-        """The accounts with a subscriber on ``channel`` (where a service-wide event goes)."""
-        return sorted({account for account, name in self._subscribers if name == channel})
-
-    def subscribers(self) -> int:
-        """Subscriptions open now."""
-        return sum(len(s) for s in self._subscribers.values())
+        """Leave a channel (every channel when None)."""
+        self.hub.remove(subscriber, channel)

@@ -113,7 +113,12 @@ async def risk_state(
 ) -> Response:
     """The account's trading state, today's PnL, headroom, open orders and breakers."""
     account = await _account(request, who, account_id)
-    services = _services(request)
+    body = await state_of(_services(request), account)
+    return Response(body.model_dump_json(by_alias=True), media_type=JSON)
+
+
+async def state_of(services: Services, account: str) -> api.RiskState:
+    """An account's risk state as ``GET /v1/risk/state`` shows it (also the ``risk`` stream's snapshot)."""
     pipeline = services.pipeline
     view = await services.risk_reads.view(account)
     now = pipeline.clock.now()
@@ -172,7 +177,7 @@ async def risk_state(
     if limits.max_orders_per_minute is not None:
         headroom.append(_headroom("order_rate_minute", None, limits.max_orders_per_minute, per_minute))
 
-    body = api.RiskState(
+    return api.RiskState(
         account_id=account,
         state=strictest(manual, *automatic).value,
         account=_scope_out(risk.manual),
@@ -211,7 +216,6 @@ async def risk_state(
             for e in view.events
         ],
     )
-    return Response(body.model_dump_json(by_alias=True), media_type=JSON)
 
 
 @router.post("/v1/risk/halt")

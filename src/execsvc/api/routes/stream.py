@@ -1,9 +1,14 @@
-"""WebSocket streams (issue 5, first version: one instance; see openapi/asyncapi.yaml).
+"""WebSocket streams (openapi/asyncapi.yaml is the contract).
 
-``/v1/ws`` takes any channel; ``/ws/orders`` and ``/ws/positions`` subscribe to theirs on connect. Authentication is
-an ``Authorization: Bearer`` header on the upgrade or, for browsers, an ``auth`` message within 5 s; nothing is sent
-before it succeeds. Close codes: 4401 (no, a bad or a revoked token), 4403 (the token lacks ``orders:read``), 4408
-(no ``auth`` in time), 4413 (too slow to drain its queue).
+``/v1/ws`` takes any channel; ``/ws/orders``, ``/ws/positions`` and ``/ws/markets`` subscribe to theirs on connect.
+Authentication is an ``Authorization: Bearer`` header on the upgrade or, for browsers, an ``auth`` message within
+5 s; nothing is sent before it succeeds. Everything a connection sends goes through its one bounded queue, in
+order; a client too slow to drain it is closed (4413), never waited for.
+
+Close codes: 4401 (no, a bad or a revoked token), 4403 (the token lacks ``orders:read``), 4408 (no ``auth`` in
+time), 4413 (too slow to drain its queue), 4429 (too many connections for the token, or messages faster than
+allowed), 1011 (no answer to pings within the keepalive timeout; uvicorn then closes the socket), 1013 (streaming
+is not running on this instance).
 """
 
 from __future__ import annotations
@@ -11,30 +16,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from execsvc.api.mapping import fill_view_out
 from execsvc.api.resources import order_out, position_out
+from execsvc.api.routes.risk import state_of
 from execsvc.api.services import Services
 from execsvc.contract import stream
 from execsvc.core.tokens import grants
-from execsvc.streams.hub import Subscriber, Update
+from execsvc.db.admin import TokenRecord
+from execsvc.streams.hub import ACCOUNT_CHANNELS, MARKETS, Notice, SnapshotDue, Subscriber, Update
+from execsvc.streams.limits import MessageRate
 
 router = APIRouter()
-AUTH_TIMEOUT = 5.0
-HEARTBEAT_SECONDS = 15.0
-RECHECK_TOKEN_SECONDS = 5.0
-MAX_SUBSCRIPTIONS = 10
-QUEUE_CAPACITY = 1000
+log = structlog.get_logger(__name__)
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_TOO_SLOW = 4413
-ACCOUNT_CHANNELS = {"orders", "fills", "positions", "risk"}
+CLOSE_TOO_MANY = 4429
+CLOSE_UNAVAILABLE = 1013
+CLOSE_UNSUPPORTED = 1003
+SNAPSHOT_ITEMS = 100
+MAX_WORKING_ITEMS = 10_000  # far above any account's open-order limit
+CLOSE_WAIT_SECONDS = 5.0
 
 
 @router.websocket("/v1/ws")
@@ -55,78 +66,164 @@ async def positions_channel(websocket: WebSocket) -> None:
     await _serve(websocket, "positions")
 
 
-class _Connection:
-    """One client: its subscriber, its sends (one at a time), its subscriptions."""
+@router.websocket("/ws/markets")
+async def markets_channel(websocket: WebSocket) -> None:
+    """The ``markets`` channel (every listed market), subscribed on connect."""
+    await _serve(websocket, MARKETS)
 
-    def __init__(self, websocket: WebSocket, services: Services, account_id: str, token: str) -> None:
+
+class _Closing(Exception):
+    """Close the connection with this code and reason, counting the drop under ``why``."""
+
+    def __init__(self, code: int, reason: str, why: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.why = why
+
+
+class _Connection:
+    """One client: its queue (through which everything it is sent goes), its subscriptions, its limits."""
+
+    def __init__(self, websocket: WebSocket, services: Services, record: TokenRecord, token: str) -> None:
+        assert services.streams is not None
         self.ws = websocket
         self.services = services
+        self.streams = services.streams
+        self.config = services.stream_config
         self.token = token
-        self.lock = asyncio.Lock()
+        self.token_id = record.id
+        self.last_sent = time.monotonic()
         self.too_slow = asyncio.Event()
-        self.subscriber = Subscriber(account_id, QUEUE_CAPACITY, on_drop=lambda _: self.too_slow.set())
-        self.channels: set[str] = set()
+        self.subscriber = Subscriber(record.account_id, self.config.send_queue, on_drop=lambda _: self.too_slow.set())
+        self.rate = MessageRate(self.config.max_messages_per_second, self.config.message_burst)
 
-    async def send(self, message: dict[str, Any]) -> None:
-        async with self.lock:
-            await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+    def notice(self, message: dict[str, Any]) -> None:
+        self.subscriber.put(Notice(message))
 
-    async def error(self, code: str, message: str) -> None:
-        await self.send({"type": "error", "code": code, "message": message})
+    def error(self, code: str, message: str) -> None:
+        self.notice({"type": "error", "code": code, "message": message})
 
-    async def subscribe(self, channel: str, since_seq: int | None) -> None:
-        hub = self.services.stream_hub
-        assert hub is not None
-        if channel not in ACCOUNT_CHANNELS:
-            await self.error("unknown_channel", f"the {channel!r} channel is not streamed yet")
+    async def subscribe(self, channel: str, since_seq: int | None, symbols: list[str] | None) -> None:
+        subscriber = self.subscriber
+        if channel not in subscriber.channels and len(subscriber.channels) >= self.config.max_subscriptions:
+            self.error("too_many_subscriptions", f"at most {self.config.max_subscriptions} channels per connection")
             return
-        if channel not in self.channels and len(self.channels) >= MAX_SUBSCRIPTIONS:
-            await self.error("too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS} channels per connection")
+        if channel == MARKETS:
+            listed = {m.symbol for m in self.services.pipeline.market_data.markets()}
+            unknown = sorted(set(symbols or ()) - listed)
+            if unknown:
+                self.error("unknown_symbol", f"not listed here: {', '.join(unknown)}")
+                return
+            self.streams.unsubscribe(subscriber, MARKETS)
+            self.streams.subscribe_markets(subscriber, symbols)
             return
-        answer = hub.subscribe(self.subscriber, channel, since_seq)
-        self.channels.add(channel)
-        await self.send({"type": "subscribed", "channel": channel, "seq": answer.seq})
-        if answer.missed is None:
-            data = await snapshot(self.services, self.subscriber.account_id, channel)
-            await self.send({"type": "snapshot", "channel": channel, "seq": answer.seq, "data": data})
+        assert channel in ACCOUNT_CHANNELS  # the contract's channel names are markets and these
+        self.streams.unsubscribe(subscriber, channel)
+        try:
+            await self.streams.subscribe(subscriber, channel, since_seq)
+        except Exception:  # the log (Redis) is unreachable: say so, keep the connection
+            self.error("stream_unavailable", f"the {channel} channel is unavailable now; subscribe again shortly")
 
-    async def unsubscribe(self, channel: str) -> None:
-        hub = self.services.stream_hub
-        assert hub is not None
-        hub.unsubscribe(self.subscriber, channel)
-        self.channels.discard(channel)
-        await self.send({"type": "unsubscribed", "channel": channel})
+    def unsubscribe(self, channel: str) -> None:
+        self.streams.unsubscribe(self.subscriber, channel)
+        self.notice({"type": "unsubscribed", "channel": channel})
 
     async def pump(self) -> None:
-        """Send queued updates; a heartbeat after each quiet spell; drop the client if its token is revoked."""
-        quiet = 0.0
+        """Send what is queued, in order."""
+        queue = self.subscriber.queue
+        metrics = self.services.metrics
+        sent = metrics.ws_messages_sent_total
         while True:
-            try:
-                update: Update = await asyncio.wait_for(self.subscriber.queue.get(), RECHECK_TOKEN_SECONDS)
-            except TimeoutError:
-                if await self.services.authenticate(self.token) is None:
-                    await self.ws.close(CLOSE_UNAUTHORIZED, "the token was revoked")
-                    return
-                quiet += RECHECK_TOKEN_SECONDS
-                if quiet >= HEARTBEAT_SECONDS:
-                    quiet = 0.0
-                    await self.send({"type": "heartbeat", "at": datetime.now(UTC).isoformat()})
+            item = queue.get_nowait() if not queue.empty() else await queue.get()
+            metrics.ws_queue_depth(self.subscriber.high_water)
+            if isinstance(item, Update):
+                await self.ws.send_text(item.text)
+                sent.labels(item.channel).inc()
+            elif isinstance(item, SnapshotDue):
+                data = await snapshot(self.services, self.subscriber.account_id, item.channel)
+                await self._send({"type": "snapshot", "channel": item.channel, "seq": item.seq, "data": data})
+            else:
+                await self._send(dict(item.message), "control")
+            self.last_sent = time.monotonic()
+
+    async def heartbeat(self) -> None:
+        """A heartbeat message after each ``heartbeat_seconds`` without another (a timer beside the pump, which
+        then waits on its queue alone: a timeout around every wait cost a fifth of the CPU of a fan-out)."""
+        every = self.config.heartbeat_seconds
+        while True:
+            await asyncio.sleep(max(0.0, self.last_sent + every - time.monotonic()))
+            if time.monotonic() - self.last_sent >= every:
+                self.notice({"type": "heartbeat", "at": datetime.now(UTC).isoformat()})
+                self.last_sent = time.monotonic()
+
+    async def _send(self, message: dict[str, Any], channel: str = "control") -> None:
+        await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+        self.services.metrics.ws_messages_sent_total.labels(channel).inc()
+
+    async def watch_token(self) -> None:
+        """Close the connection once its token is revoked: looked up every ``token_recheck_seconds``, unless
+        another connection of the token found it valid in the last half of that (one lookup per token, not per
+        connection; a revocation is seen within 1.5 times the interval)."""
+        tokens = self.services.stream_connections
+        while True:
+            await asyncio.sleep(self.config.token_recheck_seconds)
+            if tokens.verified_within(self.token_id, self.config.token_recheck_seconds / 2):
                 continue
-            quiet = 0.0
-            await self.send(update.wire())
+            try:
+                record = await self.services.authenticate(self.token)
+            except Exception:  # the database is down: keep serving, check again
+                log.warning("stream_token_check_failed", exc_info=True)
+                continue
+            if record is None:
+                raise _Closing(CLOSE_UNAUTHORIZED, "the token was revoked", "revoked")
+            tokens.verified(self.token_id)
 
+    async def slow(self) -> None:
+        await self.too_slow.wait()
+        raise _Closing(CLOSE_TOO_SLOW, "too slow to keep up: reconnect with since_seq", "too_slow")
 
-SNAPSHOT_ITEMS = 100
+    async def read(self) -> None:
+        """Handle the client's messages until it goes away."""
+        while True:
+            raw = await _receive_text(self.ws)
+            if not self.rate.allow():
+                limit = self.config.max_messages_per_second
+                raise _Closing(CLOSE_TOO_MANY, f"more than {limit:g} messages per second", "rate_limited")
+            await self.handle(raw)
+
+    async def handle(self, raw: str) -> None:
+        try:
+            action = json.loads(raw).get("action")
+        except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, nested beyond reason
+            action = None
+        try:
+            if action == "subscribe":
+                request = stream.SubscribeRequest.model_validate_json(raw)
+                symbols = None if request.symbols is None else [s.root for s in request.symbols]
+                await self.subscribe(request.channel, request.since_seq, symbols)
+            elif action == "unsubscribe":
+                self.unsubscribe(stream.UnsubscribeRequest.model_validate_json(raw).channel)
+            else:
+                self.error("invalid_message", "send subscribe or unsubscribe (see openapi/asyncapi.yaml)")
+        except ValidationError as exc:
+            self.error("invalid_message", str(exc.errors(include_url=False)[0]["msg"]))
 
 
 async def snapshot(services: Services, account_id: str, channel: str) -> list[dict[str, Any]]:
-    """A channel's current state, for a client whose gap is older than the kept window: the latest orders or
-    fills (newest first, as the REST lists show them), every position; the risk channel's state is
-    ``GET /v1/risk/state``."""
+    """A channel's current state, for a client whose gap is older than the kept window, as the REST API shows it:
+    every working order and the latest 100 (newest first), the latest 100 fills, every position, or the risk state
+    (one item, as ``GET /v1/risk/state`` shows it).
+
+    It is read when it is sent, so it may already hold changes numbered after its seq; those updates still follow
+    (apply each resource by id, newest ``updated_at`` wins)."""
     reads = services.reads
-    if channel == "orders":
+    if channel == "orders":  # every order that can still change, and the latest ones whatever their state
         page = await reads.orders(account_id, status=None, symbol=None, side=None, limit=SNAPSHOT_ITEMS, before=None)
-        return [order_out(o).model_dump(mode="json") for o in page.items]
+        working = await reads.working_orders(account_id, MAX_WORKING_ITEMS)
+        seen = {o.id for o in page.items}
+        orders = sorted([*page.items, *(o for o in working if o.id not in seen)], key=lambda o: o.id, reverse=True)
+        return [order_out(o).model_dump(mode="json") for o in orders]
     if channel == "fills":
         fills = await reads.fills(
             account_id, order_id=None, symbol=None, since=None, until=None, limit=SNAPSHOT_ITEMS, before=None
@@ -139,79 +236,100 @@ async def snapshot(services: Services, account_id: str, channel: str) -> list[di
             quote = market.mark(symbol)
             out.append(position_out(symbol, position, None if quote is None else quote.price).model_dump(mode="json"))
         return out
+    if channel == "risk":
+        return [(await state_of(services, account_id)).model_dump(mode="json", by_alias=True)]
     return []
 
 
-async def _authenticate(websocket: WebSocket, services: Services) -> tuple[str, Any] | None:
+async def _receive_text(websocket: WebSocket) -> str:
+    """The client's next text message; a binary one closes the connection (1003), a close ends the handler."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text: str | None = message.get("text")
+    if text is None:
+        raise _Closing(CLOSE_UNSUPPORTED, "send JSON text messages", "invalid_frame")
+    return text
+
+
+async def _authenticate(websocket: WebSocket, services: Services) -> tuple[str, TokenRecord]:
     header = websocket.headers.get("authorization")
+    timeout = services.stream_config.auth_timeout_seconds
     if header:
         kind, _, token = header.partition(" ")
         token = token.strip() if kind.lower() == "bearer" else ""
     else:
         try:
-            raw = await asyncio.wait_for(websocket.receive_text(), AUTH_TIMEOUT)
+            raw = await asyncio.wait_for(_receive_text(websocket), timeout)
         except TimeoutError:
-            await websocket.close(CLOSE_AUTH_TIMEOUT, "authenticate within 5 s")
-            return None
+            raise _Closing(CLOSE_AUTH_TIMEOUT, f"authenticate within {timeout:g} s", "auth_timeout") from None
         try:
             token = stream.AuthRequest.model_validate_json(raw).token
         except ValidationError:
             token = ""
     record = await services.authenticate(token) if token else None
     if record is None:
-        await websocket.close(CLOSE_UNAUTHORIZED, "the token is missing, unknown or revoked")
-        return None
+        raise _Closing(CLOSE_UNAUTHORIZED, "the token is missing, unknown or revoked", "unauthorized")
     if not grants(record.scopes, "orders:read"):
-        await websocket.close(CLOSE_FORBIDDEN, "streams need the orders:read scope")
-        return None
+        raise _Closing(CLOSE_FORBIDDEN, "streams need the orders:read scope", "forbidden")
     return token, record
 
 
 async def _serve(websocket: WebSocket, channel: str | None) -> None:
     services: Services = websocket.app.state.services
+    metrics = services.metrics
     await websocket.accept()
-    if services.stream_hub is None:
-        await websocket.close(1013, "streaming is not running on this instance")
+    if services.streams is None:
+        await websocket.close(CLOSE_UNAVAILABLE, "streaming is not running on this instance")
         return
-    found = await _authenticate(websocket, services)
-    if found is None:
-        return
-    token, record = found
-    conn = _Connection(websocket, services, record.account_id, token)
-    await conn.send({"type": "authenticated", "account_id": record.account_id, "scopes": sorted(record.scopes)})
-    if channel is not None:
-        await conn.subscribe(channel, None)
-    pump = asyncio.create_task(conn.pump())
-    slow = asyncio.create_task(conn.too_slow.wait())
-    reader = asyncio.create_task(_read(conn))
     try:
-        done, _ = await asyncio.wait({pump, slow, reader}, return_when=asyncio.FIRST_COMPLETED)
-        if slow in done:
-            with contextlib.suppress(Exception):
-                await websocket.close(CLOSE_TOO_SLOW, "too slow to keep up: reconnect with since_seq")
+        token, record = await _authenticate(websocket, services)
+    except _Closing as closing:
+        metrics.ws_drops_total.labels(closing.why).inc()
+        with contextlib.suppress(Exception):
+            await websocket.close(closing.code, closing.reason)
+        return
+    except WebSocketDisconnect:
+        return
+    connections = services.stream_connections
+    limit = services.stream_config.max_connections_per_token
+    if not connections.take(record.id, limit):
+        metrics.ws_drops_total.labels("too_many_connections").inc()
+        await websocket.close(CLOSE_TOO_MANY, f"at most {limit} connections per token")
+        return
+    metrics.ws_connections.inc()
+    conn = _Connection(websocket, services, record, token)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        conn.notice({"type": "authenticated", "account_id": record.account_id, "scopes": sorted(record.scopes)})
+        if channel is not None:
+            await conn.subscribe(channel, None, None)
+        tasks = [
+            asyncio.create_task(c)
+            for c in (conn.pump(), conn.heartbeat(), conn.read(), conn.watch_token(), conn.slow())
+        ]
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            failure = task.exception()
+            if isinstance(failure, _Closing):
+                metrics.ws_drops_total.labels(failure.why).inc()
+                # A client that reads nothing never takes the close frame: give up on it after a while (the
+                # socket is then the operating system's to time out).
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(websocket.close(failure.code, failure.reason), CLOSE_WAIT_SECONDS)
+            elif isinstance(failure, WebSocketDisconnect):
+                if failure.code in (1005, 1006):  # gone without a close: no answer to pings, or a dead network
+                    metrics.ws_drops_total.labels("lost").inc()
+            elif failure is not None:
+                log.warning("stream_connection_failed", exc_info=failure)
+                with contextlib.suppress(Exception):
+                    await websocket.close(1011, "internal error")
     finally:
-        for task in (pump, slow, reader):
+        for task in tasks:
             task.cancel()
-        services.stream_hub.unsubscribe(conn.subscriber)
-
-
-async def _read(conn: _Connection) -> None:
-    """Handle the client's messages until it goes away."""
-    with contextlib.suppress(WebSocketDisconnect):
-        while True:
-            raw = await conn.ws.receive_text()
-            try:
-                action = json.loads(raw).get("action")
-            except (ValueError, AttributeError):
-                action = None
-            try:
-                if action == "subscribe":
-                    request = stream.SubscribeRequest.model_validate_json(raw)
-                    await conn.subscribe(request.channel, request.since_seq)
-                elif action == "unsubscribe":
-                    leave = stream.UnsubscribeRequest.model_validate_json(raw)
-                    await conn.unsubscribe(leave.channel)
-                else:
-                    await conn.error("invalid_message", "send subscribe or unsubscribe (see openapi/asyncapi.yaml)")
-            except ValidationError as exc:
-                await conn.error("invalid_message", str(exc.errors(include_url=False)[0]["msg"]))
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        services.streams.unsubscribe(conn.subscriber)
+        connections.give_back(record.id)
+        metrics.ws_connections.dec()

@@ -1,0 +1,23 @@
+"""Small asyncio helpers the service's background loops share."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+
+async def cancel_and_wait(task: asyncio.Task[None], attempts: int = 20, every: float = 0.25) -> None:
+    """Cancel a background loop and wait until it has ended.
+
+    A loop can lose a cancellation: a client library that turns it into its own error (which the loop, riding out
+    outages, logs and retries), or ``asyncio.wait_for`` on Python 3.11 when its wait ends at the same moment. So the
+    cancellation is repeated until the task is done (the loops also check a stop flag); a loop that still runs after
+    ``attempts`` is left, not waited for."""
+    for _ in range(attempts):
+        task.cancel()
+        done, _ = await asyncio.wait((task,), timeout=every)
+        if done:
+            break
+    if task.done():
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            task.result()

@@ -1,0 +1,193 @@
+"""The Redis stream log against a real Redis: one numbering whoever appends, duplicates ignored, resume or "too old",
+a lost log numbering above the old one, the feed every instance reads, and a tail that catches up after a stop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from execsvc.streams import redis_log
+from execsvc.streams.feed import OutboxTail
+from execsvc.streams.hub import Update
+from execsvc.streams.redis_log import FeedReader, RedisLog
+from tests.conftest import Harness, start_harness
+from tests.support.proxy import TcpProxy
+from tests.support.services import RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+async def redis(redis_srv: RedisServer, redis_prefix: str) -> AsyncIterator[tuple[Redis, str]]:
+    client = Redis.from_url(redis_srv.url)
+    try:
+        yield client, redis_prefix
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def pg_harness(pg_only_url: str) -> AsyncIterator[Harness]:
+    h, container = await start_harness(pg_only_url)
+    try:
+        yield h
+    finally:
+        await h.client.aclose()
+        await container.stop()
+
+
+async def test_two_appenders_share_one_numbering_and_a_duplicate_is_ignored(redis: tuple[Redis, str]) -> None:
+    client, prefix = redis
+    first, second = RedisLog(client, prefix, window=3), RedisLog(client, prefix, window=3)
+    start = (await first.since("a", "orders", None)).seq
+    await first.append(1, "a", "orders", "order.submitted", {"n": 1})
+    await second.append(1, "a", "orders", "order.submitted", {"n": 1})  # the other instance's tail, same row
+    await second.append(2, "a", "orders", "order.accepted", {"n": 2})
+    await first.append(3, "b", "orders", "order.accepted", {"n": 3})  # another account numbers on its own
+    answer = await second.since("a", "orders", start)
+    assert answer.seq == start + 2
+    assert answer.missed == [
+        Update("orders", start + 1, "order.submitted", {"n": 1}),
+        Update("orders", start + 2, "order.accepted", {"n": 2}),
+    ]
+    assert await first.resume_point() == 3
+
+
+async def test_resume_within_the_window_or_too_old_or_from_a_lost_log(redis: tuple[Redis, str]) -> None:
+    client, prefix = redis
+    log = RedisLog(client, prefix, window=3)
+    start = (await log.since("a", "orders", None)).seq
+    for n in range(1, 6):
+        await log.append(n, "a", "orders", "order.accepted", {"n": n})
+    assert [u.seq - start for u in (await log.since("a", "orders", start + 2)).missed or ()] == [3, 4, 5]
+    assert (await log.since("a", "orders", start + 1)).missed is None  # start + 2 is no longer kept
+    assert (await log.since("a", "orders", start + 5)).missed == []
+    assert (await log.since("a", "orders", start + 6)).missed is None  # a number this log never gave
+
+    await client.delete(*[key async for key in client.scan_iter(f"{prefix}*")])  # Redis lost everything
+    await asyncio.sleep(0.002)
+    after = await log.since("a", "orders", start + 5)
+    assert after.seq > start + 5  # numbered above what came before
+    assert after.missed is None  # and the old client gets a snapshot
+
+
+async def test_every_instance_reads_the_feed(redis: tuple[Redis, str]) -> None:
+    client, prefix = redis
+    log = RedisLog(client, prefix)
+    got: list[list[tuple[str, Update]]] = [[], []]
+    readers = [FeedReader(log, lambda account, u, i=i: got[i].append((account, u))) for i in (0, 1)]
+    for reader in readers:
+        await reader.start()
+    try:
+        await log.append(7, "a", "fills", "fill.created", {"id": "f"})
+        for _ in range(200):
+            if all(got):
+                break
+            await asyncio.sleep(0.01)
+        for seen in got:
+            ((account, update),) = seen
+            assert (account, update.channel, update.event, update.data) == ("a", "fills", "fill.created", {"id": "f"})
+    finally:
+        for reader in readers:
+            await reader.stop()
+
+
+async def test_a_tail_started_later_streams_what_was_committed_while_none_ran(
+    pg_harness: Harness, redis: tuple[Redis, str]
+) -> None:
+    client, prefix = redis
+    h = pg_harness
+    log = RedisLog(client, prefix)
+    body = {"symbol": "BTC/USDT", "side": "buy", "type": "market", "qty": "0.01"}
+    headers = await h.auth("acct-a")
+    start = (await log.since("acct-a", "orders", None)).seq
+    first = OutboxTail(h.container.engine, log)
+    await first.start()
+    assert (await h.client.post("/v1/orders", json=body, headers=headers)).status_code == 201
+    await first.poll()
+    await first.stop()
+    assert (await h.client.post("/v1/orders", json=body, headers=headers)).status_code == 201  # no tail running
+    second = OutboxTail(h.container.engine, log)
+    await second.start()
+    try:
+        await second.poll()
+    finally:
+        await second.stop()
+    answer = await log.since("acct-a", "orders", start)
+    assert answer.missed is not None
+    assert [u.seq - start for u in answer.missed] == [1, 2, 3, 4, 5, 6]  # both orders, each event once
+
+
+async def test_a_row_older_than_every_id_remembered_is_not_numbered_again(
+    redis: tuple[Redis, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, prefix = redis
+    monkeypatch.setattr(redis_log, "KEEP_IDS", 3)
+    log = RedisLog(client, prefix)
+    start = (await log.since("a", "orders", None)).seq
+    for n in range(1, 6):
+        await log.append(n, "a", "orders", "order.accepted", {"n": n})
+    await log.append(1, "a", "orders", "order.accepted", {"n": 1})  # a lagging instance, long after
+    assert (await log.since("a", "orders", None)).seq == start + 5
+
+
+async def test_a_reader_that_finds_the_feed_trimmed_past_it_asks_for_snapshots(
+    redis: tuple[Redis, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, prefix = redis
+    monkeypatch.setattr(redis_log, "FEED_BATCH", 1)  # every read looks like a full batch: the check runs each time
+    log = RedisLog(client, prefix)
+    got: list[Update] = []
+    lost: list[bool] = []
+    reader = FeedReader(log, lambda _a, u: got.append(u), lost=lambda: lost.append(True))
+    await log.append(1, "a", "orders", "order.accepted", {"n": 1})
+    await reader.start()
+    try:
+        await log.append(2, "a", "orders", "order.accepted", {"n": 2})
+        for _ in range(200):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        assert lost == []  # read in turn: nothing lost
+        await client.delete(log.feed)  # emptied under the reader (as a Redis restarted empty)
+        await log.append(3, "a", "orders", "order.accepted", {"n": 3})
+        for _ in range(200):
+            if lost:
+                break
+            await asyncio.sleep(0.01)
+        assert lost == [True]
+    finally:
+        await reader.stop()
+
+
+async def test_appends_survive_a_script_flush_and_a_cut_connection_without_keeping_it_from_the_pool(
+    redis_srv: RedisServer, redis_prefix: str
+) -> None:
+    """A Redis that lost its scripts (a restart) gets the script again; an append that fails on a cut connection
+    gives the connection back, so a pool of one still serves the next append once Redis is back."""
+    target = urlsplit(redis_srv.url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    url = target._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
+    client = Redis.from_url(url, max_connections=1, socket_connect_timeout=1)
+    log = RedisLog(client, redis_prefix)
+    try:
+        start = (await log.since("a", "orders", None)).seq
+        await client.script_flush()
+        await log.append(1, "a", "orders", "order.accepted", {"n": 1})
+        await proxy.cut()
+        for n in (2, 3):
+            with pytest.raises(RedisError):
+                await log.append(n, "a", "orders", "order.accepted", {"n": n})
+        await proxy.restore()
+        await log.append(4, "a", "orders", "order.accepted", {"n": 4})
+        answer = await log.since("a", "orders", start)
+        assert [(u.seq - start, u.data) for u in answer.missed or ()] == [(1, {"n": 1}), (2, {"n": 4})]
+    finally:
+        await client.aclose()
+        await proxy.close()
