@@ -31,6 +31,11 @@ async def redis(redis_srv: RedisServer, redis_prefix: str) -> AsyncIterator[tupl
         await client.aclose()
 
 
+async def buy(h: Harness, headers: dict[str, str]) -> None:
+    body = {"symbol": "BTC/USDT", "side": "buy", "type": "market", "qty": "0.01"}
+    assert (await h.client.post("/v1/orders", json=body, headers=headers)).status_code == 201
+
+
 @pytest.fixture
 async def pg_harness(pg_only_url: str) -> AsyncIterator[Harness]:
     h, container = await start_harness(pg_only_url)
@@ -103,15 +108,14 @@ async def test_a_tail_started_later_streams_what_was_committed_while_none_ran(
     client, prefix = redis
     h = pg_harness
     log = RedisLog(client, prefix)
-    body = {"symbol": "BTC/USDT", "side": "buy", "type": "market", "qty": "0.01"}
     headers = await h.auth("acct-a")
     start = (await log.since("acct-a", "orders", None)).seq
     first = OutboxTail(h.container.engine, log)
     await first.start()
-    assert (await h.client.post("/v1/orders", json=body, headers=headers)).status_code == 201
+    await buy(h, headers)
     await first.poll()
     await first.stop()
-    assert (await h.client.post("/v1/orders", json=body, headers=headers)).status_code == 201  # no tail running
+    await buy(h, headers)  # no tail running
     second = OutboxTail(h.container.engine, log)
     await second.start()
     try:
@@ -191,3 +195,38 @@ async def test_appends_survive_a_script_flush_and_a_cut_connection_without_keepi
     finally:
         await client.aclose()
         await proxy.close()
+
+
+async def test_a_log_restored_from_an_older_state_numbers_again_what_it_lost_as_it_was(
+    pg_harness: Harness, redis: tuple[Redis, str]
+) -> None:
+    """A failover to a lagging replica: Redis forgets the last appends but keeps the numbering from before them.
+    The next order must not take numbers clients have already seen for other events."""
+    client, prefix = redis
+    h = pg_harness
+    log = RedisLog(client, prefix)
+    headers = await h.auth("acct-a")
+    start = (await log.since("acct-a", "orders", None)).seq
+    tail = OutboxTail(h.container.engine, log)
+    await tail.start()
+    try:
+        await buy(h, headers)
+        await tail.poll()
+        older = {key: await client.dump(key) async for key in client.scan_iter(f"{prefix}*")}
+        for _ in range(2):
+            await buy(h, headers)
+        await tail.poll()
+        seen = [(u.seq, u.event, u.data) for u in (await log.since("acct-a", "orders", start)).missed or ()]
+        assert len(seen) == 9
+
+        await client.delete(*[key async for key in client.scan_iter(f"{prefix}*")])
+        for key, value in older.items():
+            await client.restore(key, 0, value)
+        await buy(h, headers)
+        while await tail.poll():
+            pass
+    finally:
+        await tail.stop()
+    now = [(u.seq, u.event, u.data) for u in (await log.since("acct-a", "orders", start)).missed or ()]
+    assert now[:9] == seen  # every number given before means what it meant
+    assert [seq - start for seq, _, _ in now] == list(range(1, 13))  # and the new order numbers on after them

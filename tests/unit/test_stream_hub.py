@@ -103,8 +103,8 @@ class RacingLog:
     async def append(self, source: int, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> None:
         await self.inner.append(source, account_id, channel, event, data)
 
-    async def append_many(self, entries: Sequence[Entry]) -> None:
-        await self.inner.append_many(entries)
+    async def append_many(self, entries: Sequence[Entry], after: int = 0) -> None:
+        await self.inner.append_many(entries, after)
 
     async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
         for n in self.during[:1]:  # one lands before the read

@@ -10,13 +10,16 @@ service-wide event (a global halt) goes to the risk channel of every account.
 
 With the in-process log the tail begins after what is already committed (a new log: clients resuming from an older
 one get snapshots). With the Redis log it begins at the id publishing got to, less the margin, so the events
-committed while no instance was tailing are still streamed; the log ignores what it has already appended.
+committed while no instance was tailing are still streamed; the log ignores what it has already appended. A Redis
+log restored from an older state refuses the tail's next batch (``LogWentBack``); the tail reads again from what it
+holds, so what it lost is numbered again, in outbox order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 
 import structlog
 from sqlalchemy import func, or_, select
@@ -25,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from execsvc.aio import cancel_and_wait
 from execsvc.db import tables as t
 from execsvc.observability.logging import OutageLog
-from execsvc.streams.hub import Entry, StreamLog, channel_of
+from execsvc.streams.hub import Entry, LogWentBack, StreamLog, channel_of
 
 log = structlog.get_logger(__name__)
 MARGIN = 1000  # how far behind the high-water mark a missing id is still waited for ...
@@ -41,6 +44,7 @@ class OutboxTail:
         self.log = stream_log
         self.interval = interval
         self.high = 0  # the highest id appended
+        self.taken = 0  # the highest id the log took from this tail: a log holding less went back
         self.holes: dict[int, float] = {}  # ids below ``high`` not seen yet, and since when (monotonic)
         self._woken = asyncio.Event()
         self._polling = asyncio.Lock()  # one poll at a time: two would both append what neither has recorded
@@ -69,6 +73,7 @@ class OutboxTail:
             self.holes = {i: now for i in range(max(1, newest - MARGIN + 1), newest + 1) if i not in present}
         else:  # everything in the margin below is asked for again; the log skips what it has
             self.high = max(0, min(point, newest) - MARGIN)
+        self.taken = 0
         self._task = asyncio.create_task(self._run(), name="stream-outbox-tail")
 
     async def stop(self) -> None:
@@ -113,12 +118,13 @@ class OutboxTail:
         wanted = o.id > self.high
         if self.holes:
             wanted = or_(wanted, o.id.in_(sorted(self.holes)))
-        stmt = select(o.id, o.topic, o.account_id, o.payload).where(wanted).order_by(o.id).limit(limit)
+        stmt = select(o.id, o.topic, o.account_id, o.payload, o.created_at).where(wanted).order_by(o.id).limit(limit)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
-            everyone: list[str] | None = None
+            accounts: list[tuple[str, datetime]] = []
             if any(not r.account_id and channel_of(r.topic) for r in rows):
-                everyone = list((await conn.execute(select(t.accounts.c.id).order_by(t.accounts.c.id))).scalars())
+                a = t.accounts.c
+                accounts = [(r.id, r.created_at) for r in await conn.execute(select(a.id, a.created_at).order_by(a.id))]
         entries: list[Entry] = []
         published = 0
         for row in rows:
@@ -128,13 +134,30 @@ class OutboxTail:
             published += 1
             if row.account_id:
                 entries.append(Entry(row.id, row.account_id, channel, row.topic, row.payload))
-            else:  # a service-wide event: every account's channel
-                entries.extend(Entry(row.id, a, channel, row.topic, row.payload) for a in everyone or ())
+            else:  # a service-wide event: the channel of every account there was then (the same on every read)
+                entries.extend(
+                    Entry(row.id, a_id, channel, row.topic, row.payload)
+                    for a_id, created in accounts
+                    if created <= row.created_at
+                )
         if entries:
-            await self.log.append_many(entries)
+            try:
+                await self.log.append_many(entries, after=self.taken)
+            except LogWentBack as gone:
+                self._rewind(gone.high)
+                return await self._poll(limit)
+            self.taken = max(self.taken, entries[-1].source)
         for row in rows:
             self._passed(row.id)  # only once appended: a failure above reads the rows again
         return published
+
+    def _rewind(self, held: int) -> None:
+        """The log went back to holding outbox ids up to ``held``: read again from there (less the margin, whose ids
+        it skips if it has them), so what it lost is appended again in outbox order."""
+        log.warning("stream_log_went_back", held=held, taken=self.taken, high=self.high)
+        self.high = max(0, min(held, self.high) - MARGIN)
+        self.holes = {i: at for i, at in self.holes.items() if i <= self.high}
+        self.taken = 0
 
     def _passed(self, row_id: int) -> None:
         now = time.monotonic()

@@ -97,14 +97,25 @@ class Entry(NamedTuple):
     payload: str
 
 
+class LogWentBack(Exception):
+    """The stream log lost appends it had taken (restored from an older state); it holds outbox ids up to ``high``."""
+
+    def __init__(self, high: int) -> None:
+        super().__init__(f"the stream log went back: it holds outbox ids up to {high}")
+        self.high = high
+
+
 class StreamLog(Protocol):
     """Numbers and keeps the updates of account channels, and answers resumes."""
 
     async def append(self, source: int, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> None:
         """Number and keep one update (``source``: the outbox id; an id appended before is ignored)."""
 
-    async def append_many(self, entries: Sequence[Entry]) -> None:
-        """Number and keep several updates, in order (the data as the outbox holds it: JSON text)."""
+    async def append_many(self, entries: Sequence[Entry], after: int = 0) -> None:
+        """Number and keep several updates, in order (the data as the outbox holds it: JSON text).
+
+        ``after``: the highest outbox id the caller has seen this log take; a log that no longer holds it numbers
+        nothing and raises ``LogWentBack``."""
 
     async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
         """The channel's latest seq, and the updates after ``seq`` (None when some are no longer kept)."""
@@ -317,7 +328,7 @@ class MemoryLog:
     async def append(self, source: int, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> None:
         self.hub.dispatch(account_id, self._log(account_id, channel).append(channel, event, data))
 
-    async def append_many(self, entries: Sequence[Entry]) -> None:
+    async def append_many(self, entries: Sequence[Entry], after: int = 0) -> None:
         for e in entries:
             try:
                 data = json.loads(e.payload)

@@ -2,11 +2,11 @@
 
 Per account and channel there are three keys: ``seq`` (the latest sequence number), ``log`` (a Stream whose entry
 ids are ``<seq>-0``, trimmed to ``window`` entries: what a resuming client can be given) and ``ids`` (the outbox ids
-already appended, the latest ``KEEP_IDS``). One Lua script appends atomically: it skips an outbox id seen before (or
-older than every id remembered, once ``KEEP_IDS`` are), takes the next seq, adds the entry to the channel's log and
-to the shared ``feed`` Stream, and raises the ``outbox_high`` mark. So every instance's outbox tail may append every
-event (no leader to elect or lose): the first append numbers it and the others are no-ops, and an instance that
-stops leaves nothing unpublished while another runs.
+already appended, the latest ``KEEP_IDS``). One Lua script appends a tail's batch atomically: for each entry it
+skips an outbox id seen before (or older than every id remembered, once ``KEEP_IDS`` are), takes the next seq, adds
+the entry to the channel's log and to the shared ``feed`` Stream, and raises the ``outbox_high`` mark. So every
+instance's outbox tail may append every event (no leader to elect or lose): the first append numbers it and the
+others are no-ops, and an instance that stops leaves nothing unpublished while another runs.
 
 Each instance reads the feed (``XREAD BLOCK``) and hands the entries to its hub; the seq in each entry is the one
 every instance sees. A reader that finds the feed trimmed past where it was (it fell behind, or Redis came back
@@ -14,6 +14,13 @@ emptied) has its hub send snapshots. A resume is one script too: the channel's s
 client's, or "too old" when the first of them is no longer kept (or the client's seq is above the channel's: a log
 that was lost). A channel's numbering starts at ``epoch_base()`` when its ``seq`` key is created, so an emptied
 Redis numbers above what it numbered before.
+
+A Redis restored from an older state (a failover to a lagging replica, an old snapshot) has lost the last appends
+but kept the numbering from before them. Numbering on from there would give numbers clients have already seen to
+other events: a client resuming from one would miss events without a sign. So the script refuses a batch from a
+tail that has seen it take a higher outbox id than it now holds (``LogWentBack``), and the tail appends again from
+there, in outbox order. Within an account, outbox order is commit order (the account lock), so each channel is
+numbered again exactly as it was: a resume from a number given before the loss gets what it would have got.
 """
 
 from __future__ import annotations
@@ -25,11 +32,10 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
 from execsvc.aio import cancel_and_wait
 from execsvc.observability.logging import OutageLog
-from execsvc.streams.hub import Entry, Subscription, Update, epoch_base
+from execsvc.streams.hub import Entry, LogWentBack, Subscription, Update, epoch_base
 
 log = structlog.get_logger(__name__)
 KEEP_IDS = 5000  # outbox ids remembered per channel: far more than a tail re-reads (its margin, 1000)
@@ -37,22 +43,37 @@ FEED_LENGTH = 10_000  # feed entries kept; a reader further behind than this sen
 FEED_BATCH = 500
 
 _APPEND = """
-if redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 0 end
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[9]) then
-    local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-    if tonumber(ARGV[1]) < tonumber(oldest[2]) then return 0 end  -- older than what is remembered: appended long ago
+-- KEYS: feed, outbox_high, then seq, log, ids of each entry's channel.
+-- ARGV: base, window, feed length, ids kept, after; then source, account, channel, event, data of each entry.
+local high = redis.call('GET', KEYS[2])
+if high and tonumber(high) < tonumber(ARGV[5]) then return {-1, high} end
+high = tonumber(high or '0')
+local keep = tonumber(ARGV[4])
+local raised = false
+local appended = 0
+for i = 0, (#KEYS - 2) / 3 - 1 do
+    local seq_key, log_key, ids_key = KEYS[3 + 3 * i], KEYS[4 + 3 * i], KEYS[5 + 3 * i]
+    local a = 6 + 5 * i
+    local source = tonumber(ARGV[a])
+    local seen = redis.call('ZSCORE', ids_key, ARGV[a])
+    if not seen and redis.call('ZCARD', ids_key) >= keep then
+        local oldest = redis.call('ZRANGE', ids_key, 0, 0, 'WITHSCORES')
+        seen = source < tonumber(oldest[2])  -- older than what is remembered: appended long ago
+    end
+    if not seen then
+        if redis.call('EXISTS', seq_key) == 0 then redis.call('SET', seq_key, ARGV[1]) end
+        local sid = string.format('%d', redis.call('INCR', seq_key))
+        redis.call('XADD', log_key, 'MAXLEN', ARGV[2], sid .. '-0', 'event', ARGV[a + 3], 'data', ARGV[a + 4])
+        redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'account', ARGV[a + 1], 'channel', ARGV[a + 2],
+            'seq', sid, 'event', ARGV[a + 3], 'data', ARGV[a + 4])
+        redis.call('ZADD', ids_key, ARGV[a], ARGV[a])
+        redis.call('ZREMRANGEBYRANK', ids_key, 0, -keep - 1)
+        if source > high then high = source; raised = true end
+        appended = appended + 1
+    end
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], ARGV[2]) end
-local seq = redis.call('INCR', KEYS[1])
-local sid = string.format('%d', seq)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], sid .. '-0', 'event', ARGV[7], 'data', ARGV[8])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*',
-    'account', ARGV[5], 'channel', ARGV[6], 'seq', sid, 'event', ARGV[7], 'data', ARGV[8])
-redis.call('ZADD', KEYS[3], ARGV[1], ARGV[1])
-redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[9]) - 1)
-local high = tonumber(redis.call('GET', KEYS[5]) or '0')
-if tonumber(ARGV[1]) > high then redis.call('SET', KEYS[5], ARGV[1]) end
-return seq
+if raised then redis.call('SET', KEYS[2], string.format('%d', high)) end
+return {appended, string.format('%d', high)}
 """
 
 _SINCE = """
@@ -105,40 +126,22 @@ class RedisLog:
     async def append(self, source: int, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> None:
         await self.append_many([Entry(source, account_id, channel, event, json.dumps(data, separators=(",", ":")))])
 
-    async def append_many(self, entries: Sequence[Entry]) -> None:
-        """One round trip for the lot: a pipeline of ``EVALSHA`` of the append script, in order.
+    async def append_many(self, entries: Sequence[Entry], after: int = 0) -> None:
+        """One script call for the lot, so it is numbered at once and in order, whoever else appends.
 
-        The script is loaded (and the lot sent again) only when Redis answers ``NOSCRIPT``: after a restart, or on
-        first use. Sending it again is safe, as an outbox id already appended is a no-op. (A pipeline given the
-        script object would ask ``SCRIPT EXISTS`` first, one more round trip per lot, and keep its connection out of
-        the pool if that failed.)"""
-        base = epoch_base()
-        try:
-            await self._append_lot(entries, base)
-        except NoScriptError:
-            self._append.sha = await self.redis.script_load(_APPEND)
-            await self._append_lot(entries, base)
-
-    async def _append_lot(self, entries: Sequence[Entry], base: int) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:  # leaving it returns the connection to the pool
-            for e in entries:
-                pipe.evalsha(
-                    self._append.sha,
-                    5,
-                    *self._keys(e.account_id, e.channel),
-                    self.feed,
-                    self.high,
-                    e.source,
-                    base,
-                    self.window,
-                    FEED_LENGTH,
-                    e.account_id,
-                    e.channel,
-                    e.event,
-                    e.payload,
-                    KEEP_IDS,
-                )
-            await pipe.execute()
+        ``after`` is the highest outbox id this appender has seen the log take: a log that no longer holds it (Redis
+        restored from an older state: a failover to a lagging replica, an old snapshot) numbers nothing and raises
+        ``LogWentBack``, so the appender can append again, in order, what the log lost."""
+        if not entries:
+            return
+        keys = [self.feed, self.high]
+        args: list[str | int] = [epoch_base(), self.window, FEED_LENGTH, KEEP_IDS, after]
+        for e in entries:
+            keys.extend(self._keys(e.account_id, e.channel))
+            args.extend((e.source, e.account_id, e.channel, e.event, e.payload))
+        status, high = await self._append(keys=keys, args=args)  # loads the script on NOSCRIPT (a restarted Redis)
+        if int(status) < 0:
+            raise LogWentBack(int(high))
 
     async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
         seq_key, log_key, _ = self._keys(account_id, channel)
