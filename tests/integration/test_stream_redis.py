@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from execsvc.streams import redis_log
 from execsvc.streams.feed import OutboxTail
-from execsvc.streams.hub import Update
+from execsvc.streams.hub import Hub, Outgoing, SnapshotDue, Streams, Subscriber, Update
 from execsvc.streams.redis_log import FeedReader, RedisLog
 from tests.conftest import Harness, start_harness
 from tests.support.proxy import TcpProxy
@@ -29,6 +29,13 @@ async def redis(redis_srv: RedisServer, redis_prefix: str) -> AsyncIterator[tupl
         yield client, redis_prefix
     finally:
         await client.aclose()
+
+
+def drain(subscriber: Subscriber) -> list[Outgoing]:
+    out = []
+    while not subscriber.queue.empty():
+        out.append(subscriber.queue.get_nowait())
+    return out
 
 
 async def buy(h: Harness, headers: dict[str, str]) -> None:
@@ -230,3 +237,50 @@ async def test_a_log_restored_from_an_older_state_numbers_again_what_it_lost_as_
     now = [(u.seq, u.event, u.data) for u in (await log.since("acct-a", "orders", start)).missed or ()]
     assert now[:9] == seen  # every number given before means what it meant
     assert [seq - start for seq, _, _ in now] == list(range(1, 13))  # and the new order numbers on after them
+
+
+@pytest.mark.parametrize("back", [5, None], ids=["resume", "fresh"])
+async def test_subscribes_while_another_instance_appends_see_each_seq_once_and_no_snapshot(
+    redis: tuple[Redis, str], redis_srv: RedisServer, back: int | None
+) -> None:
+    """The feed reader lags the log: what a resume read returned may still come from the feed after it. That is
+    no gap and no reason for a snapshot; it is sent once."""
+    client, prefix = redis
+    hub = Hub()
+    log = RedisLog(client, prefix)
+    streams = Streams(hub, log)
+    reader = FeedReader(log, hub.dispatch, hub.wants, hub.resync)
+    await reader.start()
+    other = Redis.from_url(redis_srv.url)
+    appender = RedisLog(other, prefix)  # another instance's tail
+    stop = asyncio.Event()
+
+    async def append() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            await appender.append(n, "a", "orders", "order.accepted", {"n": n})
+
+    task = asyncio.create_task(append())
+    seen: list[list[tuple[str, int | None]]] = []
+    try:
+        await asyncio.sleep(0.05)
+        for _ in range(30):
+            latest = (await log.since("a", "orders", None)).seq
+            subscriber = Subscriber("a", capacity=100_000)
+            await streams.subscribe(subscriber, "orders", None if back is None else latest - back)
+            await asyncio.sleep(0.02)
+            streams.unsubscribe(subscriber)
+            items = [i for i in drain(subscriber) if isinstance(i, Update | SnapshotDue)]
+            seen.append([(type(i).__name__, i.seq) for i in items])
+    finally:
+        stop.set()
+        await task
+        await reader.stop()
+        await other.aclose()
+    assert sum(map(len, seen)) > 30  # the appender kept appending
+    for items in seen:
+        assert all(kind == "Update" for kind, _ in items), items
+        seqs = [seq for _, seq in items]
+        assert seqs == sorted(set(seqs)), items  # in turn, each once
+        assert len(seqs) < 2 or seqs[-1] - seqs[0] == len(seqs) - 1, items  # and no gap

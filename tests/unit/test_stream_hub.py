@@ -148,7 +148,7 @@ async def test_a_resumed_subscriber_sees_every_seq_once_in_order_or_a_snapshot(
         assert [i.seq for i in items if isinstance(i, Update)] == list(range(since + 1, latest + 1))
 
 
-async def test_a_jump_in_the_numbers_becomes_a_snapshot_never_a_silent_gap() -> None:
+async def test_a_jump_in_the_numbers_becomes_a_snapshot_never_a_silent_gap_and_a_number_again_is_dropped() -> None:
     streams, _ = stack()
     subscriber = Subscriber("a")
     await streams.subscribe(subscriber, "orders")
@@ -156,17 +156,68 @@ async def test_a_jump_in_the_numbers_becomes_a_snapshot_never_a_silent_gap() -> 
     subscriber.offer(Update("orders", 1, "order.accepted", {}))
     subscriber.offer(Update("orders", 5, "order.filled", {}))  # 2..4 never came
     subscriber.offer(Update("orders", 6, "order.filled", {}))
-    subscriber.offer(Update("orders", 4, "order.filled", {}))  # a number again: the log went back
-    subscriber.offer(Update("orders", 5, "order.filled", {}))
-    streams.hub.resync()  # the feed lost some
+    subscriber.offer(Update("orders", 4, "order.filled", {}))  # a number again: queued before (or its snapshot was)
+    subscriber.offer(Update("orders", 6, "order.filled", {}))
+    subscriber.offer(Update("orders", 7, "order.filled", {}))
     assert drain(subscriber) == [
         Update("orders", 1, "order.accepted", {}),
         SnapshotDue("orders", 5),
         Update("orders", 6, "order.filled", {}),
-        SnapshotDue("orders", 4),
-        Update("orders", 5, "order.filled", {}),
-        SnapshotDue("orders", 5),
+        Update("orders", 7, "order.filled", {}),
     ]
+
+
+async def test_updates_lost_on_their_way_here_ask_for_one_snapshot_then_updates_follow() -> None:
+    streams, _ = stack()
+    subscriber = Subscriber("a")
+    await streams.subscribe(subscriber, "orders")
+    drain(subscriber)
+    subscriber.offer(Update("orders", 1, "order.accepted", {}))
+    streams.hub.resync()  # the feed lost 2..4: which seq the snapshot stands at is read when it is sent
+    subscriber.offer(Update("orders", 5, "order.filled", {}))
+    subscriber.offer(Update("orders", 6, "order.filled", {}))
+    assert drain(subscriber) == [
+        Update("orders", 1, "order.accepted", {}),
+        SnapshotDue("orders", None),
+        Update("orders", 5, "order.filled", {}),  # not a second snapshot
+        Update("orders", 6, "order.filled", {}),
+    ]
+
+
+async def test_updates_lost_while_a_resume_read_runs_ask_for_a_snapshot_after_it() -> None:
+    hub = Hub()
+    inner = MemoryLog(hub, base=0)
+
+    class LosingLog(RacingLog):
+        async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
+            hub.resync()  # the feed lost something while the read was under way
+            return await self.inner.since(account_id, channel, seq)
+
+    streams = Streams(hub, LosingLog(inner, []))
+    await inner.append(1, "a", "orders", "order.accepted", {})
+    subscriber = Subscriber("a")
+    await streams.subscribe(subscriber, "orders", since_seq=0)
+    assert drain(subscriber)[1:] == [Update("orders", 1, "order.accepted", {}), SnapshotDue("orders", None)]
+
+
+async def test_a_resume_then_the_same_updates_from_a_lagging_feed_gives_each_seq_once() -> None:
+    """The Redis feed reader lags the log: what a resume read returned may still come live after it."""
+    streams, log = stack()
+    for n in range(1, 4):
+        await log.append(n, "a", "orders", "order.accepted", {"n": n})
+    lagging = [Update("orders", n, "order.accepted", {"n": n}) for n in range(1, 4)]
+    resumed, fresh = Subscriber("a"), Subscriber("a")
+    await streams.subscribe(resumed, "orders", since_seq=1)
+    await streams.subscribe(fresh, "orders")
+    for update in lagging:
+        streams.hub.dispatch("a", update)
+    await log.append(4, "a", "orders", "order.filled", {"n": 4})
+    assert [(type(i).__name__, getattr(i, "seq", None)) for i in drain(resumed)[1:]] == [
+        ("Update", 2),
+        ("Update", 3),
+        ("Update", 4),
+    ]
+    assert [(type(i).__name__, getattr(i, "seq", None)) for i in drain(fresh)[1:]] == [("Update", 4)]
 
 
 async def test_a_slow_consumer_is_dropped_and_the_others_get_everything() -> None:

@@ -105,7 +105,11 @@ class SnapshotMessage(BaseModel):
     type: Literal["snapshot"]
     channel: Literal["orders", "fills", "positions", "markets", "risk"]
     seq: Annotated[
-        int, Field(description="The sequence number the snapshot stands at; updates continue from the next.", ge=0)
+        int,
+        Field(
+            description="The sequence number the snapshot stands at (the channel's latest when it is sent); updates continue from the next.",
+            ge=0,
+        ),
     ]
     data: Annotated[
         list[dict[str, Any]],

@@ -70,10 +70,12 @@ class Notice:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotDue:
-    """The subscriber needs the channel's current state; updates continue after ``seq``."""
+    """The subscriber needs the channel's current state, which stands at least at ``seq`` (None: not known, after
+    updates were lost on their way here). The sender reads the channel's latest seq, then the state, and sends
+    nothing queued of the channel numbered at or below that seq."""
 
     channel: str
-    seq: int
+    seq: int | None
 
 
 Outgoing = Update | Notice | SnapshotDue
@@ -154,8 +156,9 @@ class ChannelLog:
 
 @dataclass(eq=False)
 class _ChannelState:
-    last: int = 0  # the seq last queued
+    last: int | None = 0  # the seq last queued (None: a snapshot of unknown seq was; whatever comes next follows it)
     held: list[Update] | None = None  # live updates arriving while the resume read is under way
+    lost: bool = False  # updates were lost while the resume read was under way
 
 
 @dataclass(eq=False)
@@ -201,20 +204,27 @@ class Subscriber:
             return
         self._deliver(update.channel, state, update)
 
-    def _deliver(self, channel: str, state: _ChannelState, update: Update, replay: bool = False) -> None:
-        if update.seq <= state.last and replay:
-            return  # already queued (what a resume read and the live feed both carried)
-        if update.seq == state.last + 1:
+    def _deliver(self, channel: str, state: _ChannelState, update: Update) -> None:
+        if state.last is not None and update.seq <= state.last:
+            # Already queued: the resume read and the live feed both carried it (the feed reader lags the log), or
+            # a log restored from an older state numbered again what it lost (as it was: see ``redis_log``).
+            return
+        if state.last is None or update.seq == state.last + 1:
             self.put(update)
-        else:  # a jump, or a number again (a log that went back): the state now stands here; never a silent gap
+        else:  # a jump: the state now stands here; never a silent gap
             self.put(SnapshotDue(channel, update.seq))
         state.last = update.seq
 
     def resync(self, channel: str) -> None:
-        """Updates of the channel were lost on their way here: queue a snapshot of it."""
+        """Updates of the channel were lost on their way here: queue a snapshot of it (its seq read when sent)."""
         state = self.channels.get(channel)
-        if state is not None and state.held is None:
-            self.put(SnapshotDue(channel, state.last))
+        if state is None:
+            return
+        if state.held is not None:  # after the resume, whose read may not cover what was lost
+            state.lost = True
+            return
+        self.put(SnapshotDue(channel, None))
+        state.last = None
 
     def hold(self, channel: str) -> None:
         """Start a subscription: live updates are held until ``resume``."""
@@ -237,9 +247,12 @@ class Subscriber:
         else:
             state.last = since_seq
             for update in missed:
-                self._deliver(channel, state, update, replay=True)
+                self._deliver(channel, state, update)
         for update in held:
-            self._deliver(channel, state, update, replay=True)
+            self._deliver(channel, state, update)
+        if state.lost:
+            state.lost = False
+            self.resync(channel)
 
     def subscribe_markets(self, symbols: Iterable[str] | None) -> None:
         """Take market updates (of ``symbols`` only, when given)."""

@@ -134,18 +134,37 @@ class _Connection:
         queue = self.subscriber.queue
         metrics = self.services.metrics
         sent = metrics.ws_messages_sent_total
+        covered: dict[str, int] = {}  # per channel, the seq of the last snapshot sent
         while True:
             item = queue.get_nowait() if not queue.empty() else await queue.get()
             metrics.ws_queue_depth(self.subscriber.high_water)
             if isinstance(item, Update):
+                if item.seq <= covered.get(item.channel, 0):
+                    continue  # queued before the snapshot, which already holds it
                 await self.ws.send_text(item.text)
                 sent.labels(item.channel).inc()
             elif isinstance(item, SnapshotDue):
-                data = await snapshot(self.services, self.subscriber.account_id, item.channel)
-                await self._send({"type": "snapshot", "channel": item.channel, "seq": item.seq, "data": data})
+                seq, data = await self._snapshot(item)
+                covered[item.channel] = seq
+                await self._send({"type": "snapshot", "channel": item.channel, "seq": seq, "data": data})
             else:
+                if item.message.get("type") == "subscribed":
+                    covered.pop(str(item.message["channel"]), None)  # a new subscription numbers from its own seq
                 await self._send(dict(item.message), "control")
             self.last_sent = time.monotonic()
+
+    async def _snapshot(self, due: SnapshotDue) -> tuple[int, list[dict[str, Any]]]:
+        """The seq and state a snapshot carries: the channel's latest seq, read first, so the state read next holds
+        every update up to it (and what was queued behind the snapshot up to it is not sent)."""
+        account_id = self.subscriber.account_id
+        try:
+            latest = (await self.streams.log.since(account_id, due.channel, None)).seq
+            return max(latest, due.seq or 0), await snapshot(self.services, account_id, due.channel)
+        except Exception:
+            log.warning("stream_snapshot_failed", channel=due.channel, exc_info=True)
+            raise _Closing(
+                CLOSE_UNAVAILABLE, "the channel's state cannot be read now: reconnect with since_seq", "unavailable"
+            ) from None
 
     async def heartbeat(self) -> None:
         """A heartbeat message after each ``heartbeat_seconds`` without another (a timer beside the pump, which
