@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from execsvc.streams import redis_log
 from execsvc.streams.feed import OutboxTail
-from execsvc.streams.hub import Hub, Outgoing, SnapshotDue, Streams, Subscriber, Update
+from execsvc.streams.hub import Entry, Hub, Outgoing, SnapshotDue, Streams, Subscriber, Update
 from execsvc.streams.redis_log import FeedReader, RedisLog
 from tests.conftest import Harness, start_harness
 from tests.support.proxy import TcpProxy
@@ -284,3 +284,19 @@ async def test_subscribes_while_another_instance_appends_see_each_seq_once_and_n
         seqs = [seq for _, seq in items]
         assert seqs == sorted(set(seqs)), items  # in turn, each once
         assert len(seqs) < 2 or seqs[-1] - seqs[0] == len(seqs) - 1, items  # and no gap
+
+
+async def test_an_append_passes_the_json_through_leaves_out_what_is_not_a_json_object_and_says_what_it_holds(
+    redis: tuple[Redis, str],
+) -> None:
+    client, prefix = redis
+    log = RedisLog(client, prefix)
+    start = (await log.since("a", "orders", None)).seq
+    rows = ['{"n":1}', "not json", '{"n":2}', "[2]"]
+    held = await log.append_many([Entry(i, "a", "orders", "order.accepted", r) for i, r in enumerate(rows, 10)])
+    assert held == 12  # the highest outbox id it holds: the next ``after``
+    assert await log.append_many([Entry(13, "a", "orders", "order.accepted", "{")], after=held) == held
+    missed = (await log.since("a", "orders", start)).missed or []
+    assert [(u.seq - start, u.text) for u in missed] == [
+        (n, f'{{"channel":"orders","seq":{start + n},"event":"order.accepted","data":{{"n":{n}}}}}') for n in (1, 2)
+    ]

@@ -4,6 +4,7 @@ consumers dropped without holding anyone up, the markets throttle and the connec
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,6 +18,7 @@ from execsvc.core.markets import Quote
 from execsvc.streams.hub import (
     Entry,
     Hub,
+    JsonObject,
     MemoryLog,
     Notice,
     Outgoing,
@@ -103,8 +105,8 @@ class RacingLog:
     async def append(self, source: int, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> None:
         await self.inner.append(source, account_id, channel, event, data)
 
-    async def append_many(self, entries: Sequence[Entry], after: int = 0) -> None:
-        await self.inner.append_many(entries, after)
+    async def append_many(self, entries: Sequence[Entry], after: int = 0) -> int:
+        return await self.inner.append_many(entries, after)
 
     async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
         for n in self.during[:1]:  # one lands before the read
@@ -337,8 +339,26 @@ def test_outbox_topics_map_to_channels() -> None:
 
 
 def test_an_update_is_serialised_once_as_the_protocol_says() -> None:
-    update = Update("orders", 7, "order.filled", {"id": "x"})
-    assert update.text == '{"channel":"orders","seq":7,"event":"order.filled","data":{"id":"x"}}'
+    update = Update("orders", 7, "order.filled", {"id": "x", "qty": "0.1"})
+    assert update.text == '{"channel":"orders","seq":7,"event":"order.filled","data":{"id":"x","qty":"0.1"}}'
+    passed_through = Update("orders", 7, "order.filled", JsonObject('{"id":"x","qty":"0.1"}'))
+    assert passed_through.text == update.text  # the outbox's JSON as it is, not decoded and encoded again
+    assert passed_through == update
+    assert json.loads(Update('or"d', 1, "e\n", JsonObject("{}")).text) == {
+        "channel": 'or"d',
+        "seq": 1,
+        "event": "e\n",
+        "data": {},
+    }
+
+
+async def test_a_row_whose_data_is_not_a_json_object_is_left_out_and_the_rest_streamed() -> None:
+    streams, log = stack()
+    subscriber = Subscriber("a")
+    await streams.subscribe(subscriber, "orders")
+    rows = ['{"n":1}', "not json", "[1]", '{"n":2}']
+    await log.append_many([Entry(i, "a", "orders", "order.accepted", row) for i, row in enumerate(rows, 1)])
+    assert [(u.seq, dict(u.data)) for u in updates(subscriber)] == [(1, {"n": 1}), (2, {"n": 2})]
 
 
 @pytest.mark.parametrize("capacity", [1, 2])

@@ -44,7 +44,7 @@ class OutboxTail:
         self.log = stream_log
         self.interval = interval
         self.high = 0  # the highest id appended
-        self.taken = 0  # the highest id the log took from this tail: a log holding less went back
+        self.taken = 0  # the highest outbox id the log held after this tail's last append: holding less, it went back
         self.holes: dict[int, float] = {}  # ids below ``high`` not seen yet, and since when (monotonic)
         self._woken = asyncio.Event()
         self._polling = asyncio.Lock()  # one poll at a time: two would both append what neither has recorded
@@ -142,11 +142,10 @@ class OutboxTail:
                 )
         if entries:
             try:
-                await self.log.append_many(entries, after=self.taken)
+                self.taken = await self.log.append_many(entries, after=self.taken)
             except LogWentBack as gone:
                 self._rewind(gone.high)
                 return await self._poll(limit)
-            self.taken = max(self.taken, entries[-1].source)
         for row in rows:
             self._passed(row.id)  # only once appended: a failure above reads the rows again
         return published

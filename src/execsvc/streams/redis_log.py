@@ -35,7 +35,7 @@ from redis.asyncio import Redis
 
 from execsvc.aio import cancel_and_wait
 from execsvc.observability.logging import OutageLog
-from execsvc.streams.hub import Entry, LogWentBack, Subscription, Update, epoch_base
+from execsvc.streams.hub import Entry, JsonObject, LogWentBack, Subscription, Update, epoch_base, readable
 
 log = structlog.get_logger(__name__)
 KEEP_IDS = 5000  # outbox ids remembered per channel: far more than a tail re-reads (its margin, 1000)
@@ -126,14 +126,15 @@ class RedisLog:
     async def append(self, source: int, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> None:
         await self.append_many([Entry(source, account_id, channel, event, json.dumps(data, separators=(",", ":")))])
 
-    async def append_many(self, entries: Sequence[Entry], after: int = 0) -> None:
+    async def append_many(self, entries: Sequence[Entry], after: int = 0) -> int:
         """One script call for the lot, so it is numbered at once and in order, whoever else appends.
 
         ``after`` is the highest outbox id this appender has seen the log take: a log that no longer holds it (Redis
         restored from an older state: a failover to a lagging replica, an old snapshot) numbers nothing and raises
         ``LogWentBack``, so the appender can append again, in order, what the log lost."""
+        entries = readable(entries)
         if not entries:
-            return
+            return after
         keys = [self.feed, self.high]
         args: list[str | int] = [epoch_base(), self.window, FEED_LENGTH, KEEP_IDS, after]
         for e in entries:
@@ -142,6 +143,7 @@ class RedisLog:
         status, high = await self._append(keys=keys, args=args)  # loads the script on NOSCRIPT (a restarted Redis)
         if int(status) < 0:
             raise LogWentBack(int(high))
+        return int(high)
 
     async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
         seq_key, log_key, _ = self._keys(account_id, channel)
@@ -154,7 +156,7 @@ class RedisLog:
         for entry_id, fields in entries:
             values = _fields(fields)
             missed.append(
-                Update(channel, int(_text(entry_id).split("-")[0]), values["event"], json.loads(values["data"]))
+                Update(channel, int(_text(entry_id).split("-")[0]), values["event"], JsonObject(values["data"]))
             )
         return Subscription(current, missed)
 
@@ -206,7 +208,7 @@ class RedisLog:
                         values = _fields(fields)
                         if not wants(values["account"], values["channel"]):
                             continue  # no subscriber here: not worth decoding
-                        data = json.loads(values["data"])
+                        data = JsonObject(values["data"])  # checked as JSON when appended
                         deliver(values["account"], Update(values["channel"], int(values["seq"]), values["event"], data))
                 outage.ok()
             except asyncio.CancelledError:
