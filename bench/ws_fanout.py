@@ -382,7 +382,11 @@ def main() -> int:
             ports = list(two_free_ports())[: args.instances]
             # One token for every client: lift the per-token connection cap (per instance), as provision() lifts
             # the risk limits. A server without that setting ignores it.
-            env = {**stack.env, "EXECSVC_WS_MAX_CONNECTIONS_PER_TOKEN": str(max(args.clients, 1))}
+            env = {  # every client uses one token: its per-token limits must admit them all
+                **stack.env,
+                "EXECSVC_WS_MAX_CONNECTIONS_PER_TOKEN": str(max(args.clients, 1)),
+                "EXECSVC_WS_SUBSCRIBE_BURST": str(max(args.clients, 100)),
+            }
             for n, port in enumerate(ports, 1):
                 cmd = [*_execsvc_cmd(), "serve", "--port", str(port)]
                 servers.append(Proc(f"execsvc serve #{n}", cmd, env, args.out.parent / f"ws_fanout_{n}.log"))

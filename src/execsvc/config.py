@@ -144,6 +144,8 @@ class Settings(BaseSettings):
     ws_max_messages_per_second: float = Field(default=10.0, gt=0)
     ws_message_burst: int = Field(default=20, ge=1)
     ws_market_rate: float = Field(default=4.0, gt=0, le=1000)
+    ws_subscribes_per_second: float = Field(default=5.0, gt=0)  # per token and instance: each reads the stream log
+    ws_subscribe_burst: int = Field(default=100, ge=1)
     ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)  # a larger client message closes (1009)
     ws_compression: bool = False  # permessage-deflate: each connection compresses each message on its own
     market_buffer_bps: Decimal = Field(default=Decimal(50), ge=0)
@@ -208,6 +210,8 @@ class Settings(BaseSettings):
             max_messages_per_second=self.ws_max_messages_per_second,
             message_burst=self.ws_message_burst,
             market_rate=self.ws_market_rate,
+            subscribes_per_second=self.ws_subscribes_per_second,
+            subscribe_burst=self.ws_subscribe_burst,
         )
 
     @field_validator("starting_balances", mode="before")

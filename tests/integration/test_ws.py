@@ -429,6 +429,26 @@ async def test_limits_on_subscriptions_connections_and_message_rate(live: Live) 
     assert live.metric("ws_drops_total", '{reason="rate_limited"}') == 1
 
 
+async def test_subscribes_beyond_the_token_budget_get_an_error_and_leave_the_subscription_working(
+    live: Live,
+) -> None:
+    live.tune(subscribe_burst=3, subscribes_per_second=0.001)
+    headers = await bearer(live)
+    async with websockets.connect(f"{live.ws_url}/ws/orders", additional_headers=headers) as ws:
+        await until(ws, 2)  # authenticated, subscribed: one of the three
+        await subscribe(ws, "fills")
+        async with websockets.connect(f"{live.ws_url}/v1/ws", additional_headers=headers) as other:
+            await receive(other)
+            await subscribe(other, "orders")  # the third, on another connection of the token
+            await other.send(json.dumps({"action": "subscribe", "channel": "positions"}))
+            assert (await receive(other))["code"] == "too_many_subscribes"
+        await ws.send(json.dumps({"action": "subscribe", "channel": "orders", "since_seq": 0}))
+        assert (await receive(ws))["code"] == "too_many_subscribes"
+        await buy(live)  # the orders subscription is as it was
+        got = await until(ws, 4)  # and the fills one
+        assert [m["event"] for m in got if m["channel"] == "orders"] == ORDER_EVENTS
+
+
 async def test_metrics_count_connections_and_messages(live: Live) -> None:
     async with websockets.connect(f"{live.ws_url}/ws/orders", additional_headers=await bearer(live)) as ws:
         await until(ws, 2)

@@ -330,6 +330,32 @@ def test_connections_per_token_and_the_message_rate() -> None:
     assert [rate.allow() for _ in range(2)] == [True, False]
 
 
+def test_subscribes_are_budgeted_per_token_across_its_connections_and_reconnects() -> None:
+    clock = Clock()
+    connections = TokenConnections(clock)
+    assert connections.take("t1", 5)
+    assert connections.take("t1", 5)
+    assert [connections.may_subscribe("t1", 1.0, 3) for _ in range(4)] == [True, True, True, False]
+    assert connections.may_subscribe("t2", 1.0, 3)  # another token has its own
+    connections.give_back("t1")
+    connections.give_back("t1")
+    assert connections.take("t1", 5)  # closing every connection and opening one again refills nothing
+    assert not connections.may_subscribe("t1", 1.0, 3)
+    clock.now += 1.0
+    assert connections.may_subscribe("t1", 1.0, 3)
+
+    many = TokenConnections(clock)
+    for n in range(1010):  # tokens that subscribed once and left: their budgets are forgotten once refilled
+        many.may_subscribe(f"gone-{n}", 1.0, 3)
+    clock.now += 0.5
+    assert many.may_subscribe("t1", 1.0, 3)
+    assert len(many._subscribes) == 1011  # not refilled yet: every one kept
+    assert many.take("t1", 5)
+    clock.now += 1.0
+    assert many.may_subscribe("t3", 1.0, 3)
+    assert sorted(many._subscribes) == ["t1", "t3"]  # t1 has a connection here
+
+
 def test_outbox_topics_map_to_channels() -> None:
     assert channel_of("order.filled") == "orders"
     assert channel_of("fill.created") == "fills"

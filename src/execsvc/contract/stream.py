@@ -135,7 +135,7 @@ class ErrorMessage(BaseModel):
     code: Annotated[
         str,
         Field(
-            description="A stable code (`invalid_message`, `unknown_symbol`, `too_many_subscriptions`, `stream_unavailable`)."
+            description="A stable code (`invalid_message`, `unknown_symbol`, `too_many_subscriptions`, `too_many_subscribes`, `stream_unavailable`)."
         ),
     ]
     message: str

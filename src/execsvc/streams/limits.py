@@ -23,15 +23,34 @@ class StreamConfig:
     max_messages_per_second: float = 10.0  # from the client, sustained
     message_burst: int = 20  # from the client, at once
     market_rate: float = 4.0  # updates per second per symbol on the markets channel
+    subscribes_per_second: float = 5.0  # account-channel subscribes per token per instance, sustained ...
+    subscribe_burst: int = 100  # ... and at once (each reads the log: a resume replays, a snapshot reads the database)
 
 
 class TokenConnections:
-    """Connections open per token on this instance, and when each token was last found valid."""
+    """Connections open per token on this instance, when each token was last found valid, and its subscribes."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._open: dict[str, int] = {}
         self._verified: dict[str, float] = {}
+        self._subscribes: dict[str, MessageRate] = {}
         self.clock = clock
+
+    def may_subscribe(self, token_id: str, rate: float, burst: int) -> bool:
+        """Take one account-channel subscribe of the token's budget, shared by its connections (a connection closed
+        and opened again does not refill it); False when the token subscribes faster than allowed."""
+        bucket = self._subscribes.get(token_id)
+        if bucket is None:
+            if len(self._subscribes) > 2 * len(self._open) + 1000:
+                self._forget_full()
+            bucket = self._subscribes[token_id] = MessageRate(rate, burst, self.clock)
+        return bucket.allow()
+
+    def _forget_full(self) -> None:
+        """Drop the budgets of tokens with no connection here that have refilled: they equal a new one."""
+        for token_id, bucket in list(self._subscribes.items()):
+            if token_id not in self._open and bucket.full():
+                del self._subscribes[token_id]
 
     def verified_within(self, token_id: str, seconds: float) -> bool:
         """Whether another connection of the token found it valid less than ``seconds`` ago (no need to look)."""
@@ -72,6 +91,10 @@ class MessageRate:
         self.clock = clock
         self.tokens = float(burst)
         self.at = clock()
+
+    def full(self) -> bool:
+        """Whether the bucket has refilled to ``burst``."""
+        return self.tokens + (self.clock() - self.at) * self.rate >= self.burst
 
     def allow(self) -> bool:
         """Take one message's token; False when the client sends faster than allowed."""

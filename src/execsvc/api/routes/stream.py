@@ -119,6 +119,16 @@ class _Connection:
             self.streams.subscribe_markets(subscriber, symbols)
             return
         assert channel in ACCOUNT_CHANNELS  # the contract's channel names are markets and these
+        config = self.config
+        if not self.services.stream_connections.may_subscribe(
+            self.token_id, config.subscribes_per_second, config.subscribe_burst
+        ):  # each subscribe reads the log (and may replay or snapshot): one token must not starve the instance
+            self.error(
+                "too_many_subscribes",
+                f"at most {config.subscribes_per_second:g} subscribes per second per token "
+                f"({config.subscribe_burst} at once): subscribe again in a moment",
+            )
+            return
         self.streams.unsubscribe(subscriber, channel)
         try:
             await self.streams.subscribe(subscriber, channel, since_seq)
