@@ -24,6 +24,8 @@ from execsvc.core.clock import SystemClock
 from execsvc.db import migrate
 from execsvc.db.tables import metadata
 from execsvc.marketdata.book import MarketBook, MarketConfig
+from execsvc.streams.feed import OutboxTail
+from execsvc.streams.hub import StreamLog
 from tests.support.services import (
     PostgresServer,
     RedisServer,
@@ -162,6 +164,12 @@ class Harness:
 
     async def auth(self, account: str = "acct-a", scopes: str = "orders:read,orders:write") -> dict[str, str]:
         return {"Authorization": f"Bearer {await self.token(account, scopes)}"}
+
+
+def outbox_tail(container: Container, log: StreamLog) -> OutboxTail:
+    """An outbox tail as the service builds one (reading through asyncpg on PostgreSQL)."""
+    pool = container.pg_pool
+    return OutboxTail(container.engine, log, read=None if pool is None else pool.outbox_rows)
 
 
 async def start_harness(url: str, **overrides: object) -> tuple[Harness, Container]:

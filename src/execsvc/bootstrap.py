@@ -265,7 +265,7 @@ def build(
 
     markets = MarketStream(hub, [m.symbol for m in book.markets()], render_market, stream_config.market_rate)
     book.listen(markets.on_mark)
-    tail = OutboxTail(engine, stream_log)
+    tail = OutboxTail(engine, stream_log, read=None if pg_pool is None else pg_pool.outbox_rows)
     if pg_pool is not None:
         pg_pool.on_outbox = tail.wake
     elif isinstance(uow, SqlUnitOfWorkFactory):

@@ -12,9 +12,8 @@ from sqlalchemy import insert
 from execsvc.core.trading import GLOBAL, TradingState
 from execsvc.db import tables as t
 from execsvc.pipeline.halt import halt
-from execsvc.streams.feed import OutboxTail
 from execsvc.streams.hub import Hub, MemoryLog, Streams, Subscriber, Update
-from tests.conftest import Harness
+from tests.conftest import Harness, outbox_tail
 
 
 def drain(subscriber: Subscriber) -> list[Update]:
@@ -35,7 +34,7 @@ async def test_committed_events_reach_their_account_channels_in_order(harness: H
     hub = Hub()
     log = MemoryLog(hub, base=0)
     streams = Streams(hub, log)
-    tail = OutboxTail(h.container.engine, log)
+    tail = outbox_tail(h.container, log)
     await tail.start()
     orders, fills, other = Subscriber("acct-a"), Subscriber("acct-a"), Subscriber("acct-b")
     await streams.subscribe(orders, "orders")
@@ -77,7 +76,7 @@ async def test_a_row_that_commits_after_a_later_id_was_seen_is_still_streamed(ha
     engine = harness.container.engine
     hub = Hub()
     log = MemoryLog(hub, base=0)
-    tail = OutboxTail(engine, log)
+    tail = outbox_tail(harness.container, log)
     await tail.start()
     await tail.stop()  # polled by hand below
     base = tail.high

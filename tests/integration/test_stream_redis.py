@@ -12,10 +12,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from execsvc.streams import redis_log
-from execsvc.streams.feed import OutboxTail
 from execsvc.streams.hub import Entry, Hub, Outgoing, SnapshotDue, Streams, Subscriber, Update
 from execsvc.streams.redis_log import FeedReader, RedisLog
-from tests.conftest import Harness, start_harness
+from tests.conftest import Harness, outbox_tail, start_harness
 from tests.support.proxy import TcpProxy
 from tests.support.services import RedisServer
 
@@ -117,13 +116,13 @@ async def test_a_tail_started_later_streams_what_was_committed_while_none_ran(
     log = RedisLog(client, prefix)
     headers = await h.auth("acct-a")
     start = (await log.since("acct-a", "orders", None)).seq
-    first = OutboxTail(h.container.engine, log)
+    first = outbox_tail(h.container, log)
     await first.start()
     await buy(h, headers)
     await first.poll()
     await first.stop()
     await buy(h, headers)  # no tail running
-    second = OutboxTail(h.container.engine, log)
+    second = outbox_tail(h.container, log)
     await second.start()
     try:
         await second.poll()
@@ -214,7 +213,7 @@ async def test_a_log_restored_from_an_older_state_numbers_again_what_it_lost_as_
     log = RedisLog(client, prefix)
     headers = await h.auth("acct-a")
     start = (await log.since("acct-a", "orders", None)).seq
-    tail = OutboxTail(h.container.engine, log)
+    tail = outbox_tail(h.container, log)
     await tail.start()
     try:
         await buy(h, headers)

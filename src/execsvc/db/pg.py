@@ -841,6 +841,29 @@ class PgPool:
         """A unit of work on this pool (the pipeline's ``UnitOfWorkFactory``)."""
         return PgUnitOfWork(self.pool, self._account_locks, self.on_outbox)
 
+    async def outbox_rows(self, after: int, ids: Sequence[int], limit: int) -> list[tuple[Any, ...]]:
+        """``(id, topic, account_id, payload, created_at)`` of the outbox rows after id ``after`` (at most ``limit``)
+        and of those among ``ids``, in id order: the stream tail's poll, about a fifth of the CPU of the same read
+        through SQLAlchemy (which it makes many times a second under load).
+
+        Two statements, each served by the primary key whatever plan a prepared statement settles on (a single
+        ``id > $1 OR id = ANY($2)`` may be planned as a scan of the whole table)."""
+        conn = await acquire(self.pool)
+        try:
+            rows = await conn.fetch(
+                "SELECT id, topic, account_id, payload, created_at FROM outbox WHERE id > $1 ORDER BY id LIMIT $2",
+                after,
+                limit,
+            )
+            if ids:
+                sql = "SELECT id, topic, account_id, payload, created_at FROM outbox WHERE id = ANY($1::bigint[])"
+                rows = sorted([*await conn.fetch(sql, list(ids)), *rows], key=lambda r: r[0])
+        except CONNECTION_ERRORS as exc:
+            raise DependencyUnavailable("the database is unreachable") from exc
+        finally:
+            await self.pool.release(conn)
+        return [tuple(r) for r in rows]
+
     async def lookup_token(self, token_id: str) -> tuple[str, TokenRecord] | None:
         """The stored secret hash and record of a token id, or None."""
         if self._auth_pool is None:

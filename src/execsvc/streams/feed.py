@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Any, NamedTuple
 
 import structlog
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from execsvc.aio import cancel_and_wait
@@ -36,13 +38,31 @@ HOLE_SECONDS = 120.0  # ... and how long
 MIN_GAP = 0.01  # seconds between two reads of the outbox
 
 
-class OutboxTail:
-    """Appends committed outbox events to the stream log."""
+class OutboxRow(NamedTuple):
+    id: int
+    topic: str
+    account_id: str
+    payload: str
+    created_at: datetime
 
-    def __init__(self, engine: AsyncEngine, stream_log: StreamLog, interval: float = 0.1) -> None:
+
+# Reads ``(id, topic, account_id, payload, created_at)`` of the rows after an id (at most a limit) and of the given
+# ids, in id order.
+OutboxRead = Callable[[int, Sequence[int], int], Awaitable[Sequence[tuple[Any, ...]]]]
+
+
+class OutboxTail:
+    """Appends committed outbox events to the stream log.
+
+    ``read`` reads the outbox (``PgPool.outbox_rows`` on PostgreSQL); by default, through ``engine``."""
+
+    def __init__(
+        self, engine: AsyncEngine, stream_log: StreamLog, interval: float = 0.1, read: OutboxRead | None = None
+    ) -> None:
         self.engine = engine
         self.log = stream_log
         self.interval = interval
+        self._read = read or self._read_sql
         self.high = 0  # the highest id appended
         self.taken = 0  # the highest outbox id the log held after this tail's last append: holding less, it went back
         self.holes: dict[int, float] = {}  # ids below ``high`` not seen yet, and since when (monotonic)
@@ -113,18 +133,26 @@ class OutboxTail:
         async with self._polling:
             return await self._poll(limit)
 
-    async def _poll(self, limit: int) -> int:
+    async def _read_sql(self, after: int, ids: Sequence[int], limit: int) -> list[tuple[Any, ...]]:
         o = t.outbox.c
-        wanted = o.id > self.high
-        if self.holes:
-            wanted = or_(wanted, o.id.in_(sorted(self.holes)))
-        stmt = select(o.id, o.topic, o.account_id, o.payload, o.created_at).where(wanted).order_by(o.id).limit(limit)
+        columns = (o.id, o.topic, o.account_id, o.payload, o.created_at)
+        newer = select(*columns).where(o.id > after).order_by(o.id).limit(limit)
+        async with self.engine.connect() as conn:  # two statements, each served by the primary key
+            rows = [tuple(r) for r in await conn.execute(newer)]
+            if ids:
+                rows = sorted([*(tuple(r) for r in await conn.execute(select(*columns).where(o.id.in_(ids)))), *rows])
+        return rows
+
+    async def _accounts(self) -> list[tuple[str, datetime]]:
+        a = t.accounts.c
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-            accounts: list[tuple[str, datetime]] = []
-            if any(not r.account_id and channel_of(r.topic) for r in rows):
-                a = t.accounts.c
-                accounts = [(r.id, r.created_at) for r in await conn.execute(select(a.id, a.created_at).order_by(a.id))]
+            return [(r.id, r.created_at) for r in await conn.execute(select(a.id, a.created_at).order_by(a.id))]
+
+    async def _poll(self, limit: int) -> int:
+        rows = [OutboxRow._make(r) for r in await self._read(self.high, sorted(self.holes), limit)]
+        accounts: list[tuple[str, datetime]] = []
+        if any(not r.account_id and channel_of(r.topic) for r in rows):  # rare: read the accounts only then
+            accounts = await self._accounts()
         entries: list[Entry] = []
         published = 0
         for row in rows:
