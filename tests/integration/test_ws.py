@@ -447,6 +447,9 @@ async def test_subscribes_beyond_the_token_budget_get_an_error_and_leave_the_sub
         await buy(live)  # the orders subscription is as it was
         got = await until(ws, 4)  # and the fills one
         assert [m["event"] for m in got if m["channel"] == "orders"] == ORDER_EVENTS
+    async with websockets.connect(f"{live.ws_url}/ws/positions", additional_headers=headers) as late:
+        assert await closed_with(late) == stream_routes.CLOSE_TOO_MANY  # of no use without its subscription
+    assert live.metric("ws_drops_total", '{reason="too_many_subscribes"}') == 1
 
 
 async def test_metrics_count_connections_and_messages(live: Live) -> None:

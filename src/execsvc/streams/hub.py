@@ -147,6 +147,17 @@ def readable(entries: Sequence[Entry]) -> list[Entry]:
     return out
 
 
+class LogMark(NamedTuple):
+    """How far a log has taken an appender's events: the highest outbox id it holds, and which log that is (when it
+    began: a Redis emptied and started again is another log; one restored from an older state is the same log)."""
+
+    high: int = 0
+    log: str = ""
+
+
+NO_MARK = LogMark()
+
+
 class LogWentBack(Exception):
     """The stream log lost appends it had taken (restored from an older state); it holds outbox ids up to ``high``."""
 
@@ -161,18 +172,18 @@ class StreamLog(Protocol):
     async def append(self, source: int, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> None:
         """Number and keep one update (``source``: the outbox id; an id appended before is ignored)."""
 
-    async def append_many(self, entries: Sequence[Entry], after: int = 0) -> int:
-        """Number and keep several updates, in order (the data as the outbox holds it: JSON text); returns the
-        highest outbox id the log now holds (0 for a log that cannot go back), the caller's next ``after``.
+    async def append_many(self, entries: Sequence[Entry], after: LogMark = NO_MARK) -> LogMark:
+        """Number and keep several updates, in order (the data as the outbox holds it: JSON text); returns where
+        the log now stands, the caller's next ``after`` (an empty mark from a log that cannot go back).
 
-        ``after``: the highest outbox id the caller has seen this log hold; a log that no longer holds it numbers
+        ``after``: where the caller last saw this log stand; the same log holding less (it went back) numbers
         nothing and raises ``LogWentBack``."""
 
     async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
         """The channel's latest seq, and the updates after ``seq`` (None when some are no longer kept)."""
 
-    async def resume_point(self) -> int | None:
-        """The outbox id publishing got to, when the log outlives this process (None: start from now)."""
+    async def resume_point(self) -> LogMark | None:
+        """Where publishing got to, when the log outlives this process (None: start from now)."""
 
 
 @dataclass(slots=True)
@@ -208,6 +219,7 @@ class _ChannelState:
     last: int | None = 0  # the seq last queued (None: a snapshot of unknown seq was; whatever comes next follows it)
     held: list[Update] | None = None  # live updates arriving while the resume read is under way
     lost: bool = False  # updates were lost while the resume read was under way
+    read: int = 0  # the seq the resume read stood at: the feed may still bring what it carried
 
 
 @dataclass(eq=False)
@@ -254,13 +266,11 @@ class Subscriber:
         self._deliver(update.channel, state, update)
 
     def _deliver(self, channel: str, state: _ChannelState, update: Update) -> None:
-        if state.last is not None and update.seq <= state.last:
-            # Already queued: the resume read and the live feed both carried it (the feed reader lags the log), or
-            # a log restored from an older state numbered again what it lost (as it was: see ``redis_log``).
-            return
+        if state.last is not None and update.seq <= state.read:
+            return  # the resume read carried it, and the live feed brings it again (the feed reader lags the log)
         if state.last is None or update.seq == state.last + 1:
             self.put(update)
-        else:  # a jump: the state now stands here; never a silent gap
+        else:  # a jump, or a number queued before (a log that went back): the state instead; never a silent gap
             self.put(SnapshotDue(channel, update.seq))
         state.last = update.seq
 
@@ -297,6 +307,7 @@ class Subscriber:
             state.last = since_seq
             for update in missed:
                 self._deliver(channel, state, update)
+        state.read = answer.seq  # from here on, what the read carried is dropped when the feed brings it again
         for update in held:
             self._deliver(channel, state, update)
         if state.lost:
@@ -390,16 +401,16 @@ class MemoryLog:
     async def append(self, source: int, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> None:
         self.hub.dispatch(account_id, self._log(account_id, channel).append(channel, event, data))
 
-    async def append_many(self, entries: Sequence[Entry], after: int = 0) -> int:
+    async def append_many(self, entries: Sequence[Entry], after: LogMark = NO_MARK) -> LogMark:
         for e in readable(entries):
             await self.append(e.source, e.account_id, e.channel, e.event, JsonObject(e.payload))
-        return 0
+        return NO_MARK
 
     async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
         log = self._log(account_id, channel)
         return Subscription(log.seq, [] if seq is None else log.since(seq))
 
-    async def resume_point(self) -> int | None:
+    async def resume_point(self) -> LogMark | None:
         return None
 
 

@@ -46,6 +46,12 @@ class TokenConnections:
             bucket = self._subscribes[token_id] = MessageRate(rate, burst, self.clock)
         return bucket.allow()
 
+    def refund_subscribe(self, token_id: str) -> None:
+        """Give back a subscribe that read nothing (the log was unreachable)."""
+        bucket = self._subscribes.get(token_id)
+        if bucket is not None:
+            bucket.refund()
+
     def _forget_full(self) -> None:
         """Drop the budgets of tokens with no connection here that have refilled: they equal a new one."""
         for token_id, bucket in list(self._subscribes.items()):
@@ -95,6 +101,10 @@ class MessageRate:
     def full(self) -> bool:
         """Whether the bucket has refilled to ``burst``."""
         return self.tokens + (self.clock() - self.at) * self.rate >= self.burst
+
+    def refund(self) -> None:
+        """Give back one token taken by ``allow``."""
+        self.tokens = min(float(self.burst), self.tokens + 1)
 
     def allow(self) -> bool:
         """Take one message's token; False when the client sends faster than allowed."""

@@ -31,6 +31,7 @@ from execsvc.api.services import Services
 from execsvc.contract import stream
 from execsvc.core.tokens import grants
 from execsvc.db.admin import TokenRecord
+from execsvc.observability.metrics import Metrics
 from execsvc.streams.hub import ACCOUNT_CHANNELS, MARKETS, Notice, SnapshotDue, Subscriber, Update
 from execsvc.streams.limits import MessageRate
 
@@ -104,36 +105,49 @@ class _Connection:
     def error(self, code: str, message: str) -> None:
         self.notice({"type": "error", "code": code, "message": message})
 
-    async def subscribe(self, channel: str, since_seq: int | None, symbols: list[str] | None) -> None:
+    async def subscribe_on_connect(self, channel: str) -> None:
+        """The convenience paths' one subscription: without it the connection is of no use, so a refusal closes it
+        (its clients send no subscribe of their own to retry with)."""
+        reason = await self.subscribe(channel, None, None)
+        if reason == "too_many_subscribes":
+            raise _Closing(CLOSE_TOO_MANY, "too many subscribes for the token: reconnect in a moment", reason)
+        if reason is not None:
+            raise _Closing(CLOSE_UNAVAILABLE, f"the {channel} channel is unavailable now: reconnect shortly", reason)
+
+    async def subscribe(self, channel: str, since_seq: int | None, symbols: list[str] | None) -> str | None:
+        """Subscribe as the client asked; the error code sent instead, if it was refused."""
         subscriber = self.subscriber
         if channel not in subscriber.channels and len(subscriber.channels) >= self.config.max_subscriptions:
             self.error("too_many_subscriptions", f"at most {self.config.max_subscriptions} channels per connection")
-            return
+            return "too_many_subscriptions"
         if channel == MARKETS:
             listed = {m.symbol for m in self.services.pipeline.market_data.markets()}
             unknown = sorted(set(symbols or ()) - listed)
             if unknown:
                 self.error("unknown_symbol", f"not listed here: {', '.join(unknown)}")
-                return
+                return "unknown_symbol"
             self.streams.unsubscribe(subscriber, MARKETS)
             self.streams.subscribe_markets(subscriber, symbols)
-            return
+            return None
         assert channel in ACCOUNT_CHANNELS  # the contract's channel names are markets and these
         config = self.config
-        if not self.services.stream_connections.may_subscribe(
-            self.token_id, config.subscribes_per_second, config.subscribe_burst
-        ):  # each subscribe reads the log (and may replay or snapshot): one token must not starve the instance
+        budget = self.services.stream_connections
+        if not budget.may_subscribe(self.token_id, config.subscribes_per_second, config.subscribe_burst):
+            # Each subscribe reads the log (and may replay or snapshot): one token must not starve the instance.
             self.error(
                 "too_many_subscribes",
                 f"at most {config.subscribes_per_second:g} subscribes per second per token "
                 f"({config.subscribe_burst} at once): subscribe again in a moment",
             )
-            return
+            return "too_many_subscribes"
         self.streams.unsubscribe(subscriber, channel)
         try:
             await self.streams.subscribe(subscriber, channel, since_seq)
         except Exception:  # the log (Redis) is unreachable: say so, keep the connection
+            budget.refund_subscribe(self.token_id)  # nothing was read: retrying must not run the budget out
             self.error("stream_unavailable", f"the {channel} channel is unavailable now; subscribe again shortly")
+            return "stream_unavailable"
+        return None
 
     def unsubscribe(self, channel: str) -> None:
         self.streams.unsubscribe(self.subscriber, channel)
@@ -304,6 +318,14 @@ async def _authenticate(websocket: WebSocket, services: Services) -> tuple[str, 
     return token, record
 
 
+async def _close(websocket: WebSocket, metrics: Metrics, closing: _Closing) -> None:
+    metrics.ws_drops_total.labels(closing.why).inc()
+    # A client that reads nothing never takes the close frame: give up on it after a while (the socket is then the
+    # operating system's to time out).
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(websocket.close(closing.code, closing.reason), CLOSE_WAIT_SECONDS)
+
+
 async def _serve(websocket: WebSocket, channel: str | None) -> None:
     services: Services = websocket.app.state.services
     metrics = services.metrics
@@ -332,7 +354,11 @@ async def _serve(websocket: WebSocket, channel: str | None) -> None:
     try:
         conn.notice({"type": "authenticated", "account_id": record.account_id, "scopes": sorted(record.scopes)})
         if channel is not None:
-            await conn.subscribe(channel, None, None)
+            try:
+                await conn.subscribe_on_connect(channel)
+            except _Closing as closing:
+                await _close(websocket, metrics, closing)
+                return
         tasks = [
             asyncio.create_task(c)
             for c in (conn.pump(), conn.heartbeat(), conn.read(), conn.watch_token(), conn.slow())
@@ -341,11 +367,7 @@ async def _serve(websocket: WebSocket, channel: str | None) -> None:
         for task in done:
             failure = task.exception()
             if isinstance(failure, _Closing):
-                metrics.ws_drops_total.labels(failure.why).inc()
-                # A client that reads nothing never takes the close frame: give up on it after a while (the
-                # socket is then the operating system's to time out).
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(websocket.close(failure.code, failure.reason), CLOSE_WAIT_SECONDS)
+                await _close(websocket, metrics, failure)
             elif isinstance(failure, WebSocketDisconnect):
                 if failure.code in (1005, 1006):  # gone without a close: no answer to pings, or a dead network
                     metrics.ws_drops_total.labels("lost").inc()
