@@ -7,7 +7,10 @@
 * **append**: ``RedisLog.append_many`` of a batch of 10 events (an outbox tail's poll under load), per event;
 * **feed**: an instance's feed reader taking ``--window`` entries and handing each to the hub for one subscriber,
   per entry (every instance pays this for every event its clients want);
-* the same resume from the in-process log (``MemoryLog``), for scale.
+* the same resume from the in-process log (``MemoryLog``), for scale;
+* **tail poll**: one poll of the outbox tail on PostgreSQL with nothing new, and with 3 new rows (appended to an
+  in-process log, so the figure is the read): through SQLAlchemy (as before, and on SQLite) and through asyncpg
+  (``PgPool.outbox_rows``, what the service uses on PostgreSQL). Under load the tail polls about once per order.
 
 The events are order resources of the size the service writes (about 600 bytes of JSON). Reported as CPU time of
 this process (``time.process_time``) and wall time; Redis's own CPU is not included. ``--no-hiredis`` hides the
@@ -24,6 +27,7 @@ import os
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from startup import ensure_venv
@@ -37,9 +41,14 @@ from redis.asyncio import Redis  # noqa: E402
 from redis.utils import HIREDIS_AVAILABLE  # noqa: E402
 from run import BENCH, code_state  # noqa: E402
 
+from execsvc.db import migrate  # noqa: E402
+from execsvc.db import tables as t  # noqa: E402
+from execsvc.db.engine import make_engine  # noqa: E402
+from execsvc.db.pg import PgPool  # noqa: E402
+from execsvc.streams.feed import OutboxTail  # noqa: E402
 from execsvc.streams.hub import Entry, Hub, MemoryLog, Streams, Subscriber, Update  # noqa: E402
 from execsvc.streams.redis_log import RedisLog  # noqa: E402
-from tests.support.services import redis_server  # noqa: E402
+from tests.support.services import create_database, drop_database, postgres_server, redis_server  # noqa: E402
 
 OUT = BENCH / "out"
 ORDER = {
@@ -132,18 +141,56 @@ async def measure(url: str, window: int, rounds: int) -> dict[str, Any]:
     return results
 
 
+async def measure_tail(admin_dsn: str, rounds: int) -> dict[str, Any]:
+    """CPU and wall time of one outbox-tail poll, read through SQLAlchemy and through asyncpg."""
+    dsn = await create_database(admin_dsn, prefix="execsvc_bench_tail")
+    url = "postgresql+asyncpg://" + dsn.split("://", 1)[1]
+    results: dict[str, Any] = {}
+    try:
+        await migrate.upgrade(url)
+        engine = make_engine(url)
+        pool = PgPool(url, 4)
+        await pool.open()
+        payload = json.dumps(ORDER, separators=(",", ":"))
+        async with engine.begin() as conn:
+            for _ in range(3):
+                await conn.execute(
+                    t.outbox.insert().values(
+                        topic="order.filled", account_id="bench", payload=payload, created_at=datetime.now(UTC)
+                    )
+                )
+        for name, read in (("sqlalchemy", None), ("asyncpg", pool.outbox_rows)):
+            tail = OutboxTail(engine, MemoryLog(Hub(), base=0), read=read)
+            for rows, label in ((0, "nothing_new"), (3, "three_rows")):
+                for warm in (True, False):
+                    start = clocks()
+                    for _ in range(50 if warm else rounds):
+                        tail.high, tail.holes = 3 - rows, {}
+                        await tail.poll()
+                    if not warm:
+                        results[f"tail_poll_{label}_{name}"] = per(start, rounds)
+        await pool.close()
+        await engine.dispose()
+    finally:
+        await drop_database(admin_dsn, dsn)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--window", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--polls", type=int, default=500, help="tail polls measured per case")
     parser.add_argument("--no-hiredis", action="store_true", help="parse Redis replies in Python")
     parser.add_argument("--out", default=str(OUT / "stream_log.json"))
     args = parser.parse_args()
-    redis = redis_server()
+    redis, pg = redis_server(), postgres_server()
     try:
         results = asyncio.run(measure(redis.url, args.window, args.rounds))
+        results.update(asyncio.run(measure_tail(pg.admin_dsn, args.polls)))
     finally:
         redis.close()
+        pg.close()
     results.update(
         {
             "hiredis": HIREDIS_AVAILABLE,
@@ -152,9 +199,9 @@ def main() -> int:
             "code": code_state(dict(os.environ)),
         }
     )
-    for name in ("resume_full_window", "memory_resume_full_window", "append_per_event", "feed_per_entry"):
+    for name in [n for n in results if isinstance(results[n], dict) and "cpu_ms" in results[n]]:
         figures = results[name]
-        print(f"{name:<28} CPU {figures['cpu_ms']:9.4f} ms   wall {figures['wall_ms']:9.4f} ms")
+        print(f"{name:<34} CPU {figures['cpu_ms']:9.4f} ms   wall {figures['wall_ms']:9.4f} ms")
     print(f"hiredis: {HIREDIS_AVAILABLE}; window {args.window}; payload {results['payload_bytes']} bytes")
     OUT.mkdir(exist_ok=True)
     with open(args.out, "w") as f:
