@@ -148,11 +148,9 @@ def readable(entries: Sequence[Entry]) -> list[Entry]:
 
 
 class LogMark(NamedTuple):
-    """How far a log has taken an appender's events: the highest outbox id it holds, and which log that is (when it
-    began: a Redis emptied and started again is another log; one restored from an older state is the same log)."""
+    """How far a log has taken an appender's events: the highest outbox id it holds."""
 
     high: int = 0
-    log: str = ""
 
 
 NO_MARK = LogMark()

@@ -18,14 +18,19 @@ Redis numbers above what it numbered before.
 A Redis restored from an older state (a failover to a lagging replica, an old snapshot) has lost the last appends
 but kept the numbering from before them. Numbering on from there would give numbers clients have already seen to
 other events: a client resuming from one would miss events without a sign. So the script refuses a batch from a
-tail that saw this log (the same ``born``) hold a higher outbox id than it holds now (``LogWentBack``), and the tail
-appends again from there, in outbox order. Within an account, outbox order is commit order (the account lock), so
-each channel is numbered again as it was: a resume from a number given before the loss gets what it would have
-got. Not quite always: a service-wide halt takes no account lock, and one committed late among the lost events
-takes its place in outbox order, not the one it had; a live subscriber then sees a number again and gets a
-snapshot, but a client resuming across it can get the halt and an account event in each other's places. A Redis
-emptied and started again is another log (a new ``born``): it numbers above the old one and nothing is appended
-again. A tail started while Redis was unreachable knows no mark, so it cannot tell.
+tail that saw the log hold a higher outbox id than it holds now (``LogWentBack``), and the tail appends again from
+there, in outbox order. Within an account, outbox order is commit order (the account lock), so each channel is
+numbered again as it was: a resume from a number given before the loss gets what it would have got. Not quite
+always: a service-wide halt takes no account lock, and one committed late among the lost events takes its place
+in outbox order, not the one it had; a live subscriber then sees a number again and gets a snapshot, but a client
+resuming across it can get the halt and an account event in each other's places. A tail started while Redis was
+unreachable knows no mark, so it cannot tell.
+
+A Redis emptied and started again numbers above the old log (clients get snapshots). Once one tail has begun the
+new log, a tail that had appended further to the old one is refused too, and appends again from the margin below
+what the new log holds: the new log may carry again, in commit order, events the old one had, so what a client
+holds last is the latest. (Letting that tail go on and the other catch up later ended with older events after newer
+ones.)
 """
 
 from __future__ import annotations
@@ -59,22 +64,17 @@ FEED_BATCH = 500
 APPEND_BATCH = 1000  # entries per script call: Redis serves no one else while one runs
 
 _APPEND = """
--- KEYS: feed, outbox_high, born, then seq, log, ids of each entry's channel.
--- ARGV: base, window, feed length, ids kept, after (high, log); then source, account, channel, event, data of each.
+-- KEYS: feed, outbox_high, then seq, log, ids of each entry's channel.
+-- ARGV: base, window, feed length, ids kept, after; then source, account, channel, event, data of each entry.
 local high = redis.call('GET', KEYS[2])
-local born = redis.call('GET', KEYS[3])
-if not born then
-    born = ARGV[1]
-    redis.call('SET', KEYS[3], born)
-end
-if high and ARGV[6] == born and tonumber(high) < tonumber(ARGV[5]) then return {-1, high, born} end
+if high and tonumber(high) < tonumber(ARGV[5]) then return {-1, high} end
 high = tonumber(high or '0')
 local keep = tonumber(ARGV[4])
 local raised = false
 local appended = 0
-for i = 0, (#KEYS - 3) / 3 - 1 do
-    local seq_key, log_key, ids_key = KEYS[4 + 3 * i], KEYS[5 + 3 * i], KEYS[6 + 3 * i]
-    local a = 7 + 5 * i
+for i = 0, (#KEYS - 2) / 3 - 1 do
+    local seq_key, log_key, ids_key = KEYS[3 + 3 * i], KEYS[4 + 3 * i], KEYS[5 + 3 * i]
+    local a = 6 + 5 * i
     local source = tonumber(ARGV[a])
     local seen = redis.call('ZSCORE', ids_key, ARGV[a])
     if not seen and redis.call('ZCARD', ids_key) >= keep then
@@ -94,7 +94,7 @@ for i = 0, (#KEYS - 3) / 3 - 1 do
     end
 end
 if raised then redis.call('SET', KEYS[2], string.format('%d', high)) end
-return {appended, string.format('%d', high), born}
+return {appended, string.format('%d', high)}
 """
 
 _SINCE = """
@@ -136,7 +136,6 @@ class RedisLog:
         self.window = window
         self.feed = f"{prefix}ws:feed"
         self.high = f"{prefix}ws:outbox_high"
-        self.born = f"{prefix}ws:born"  # when this log began: a log emptied and begun again is another one
         self._append = redis.register_script(_APPEND)
         self._since = redis.register_script(_SINCE)
         self.stopping = False  # ends ``follow``
@@ -151,24 +150,23 @@ class RedisLog:
     async def append_many(self, entries: Sequence[Entry], after: LogMark = NO_MARK) -> LogMark:
         """One script call per ``APPEND_BATCH`` entries, each numbered at once and in order, whoever else appends.
 
-        ``after`` is where this appender last saw the log stand. The same log (the same ``born``) holding a lower
-        outbox id than that was restored from an older state (a failover to a lagging replica, an old snapshot): it
-        numbers nothing and raises ``LogWentBack``, so the appender can append again, in order, what it lost. A
-        log born since (Redis emptied) numbers above everything before and needs nothing again."""
+        ``after`` is where this appender last saw the log stand. A log holding a lower outbox id than that went
+        back (a failover to a lagging replica, an old snapshot, or Redis emptied and begun again by another tail):
+        it numbers nothing and raises ``LogWentBack``, so the appender can append again, in order, what it lost."""
         mark = after
         for start in range(0, len(entries), APPEND_BATCH):
             lot = readable(entries[start : start + APPEND_BATCH])
             if not lot:
                 continue
-            keys = [self.feed, self.high, self.born]
-            args: list[str | int] = [epoch_base(), self.window, FEED_LENGTH, KEEP_IDS, mark.high, mark.log]
+            keys = [self.feed, self.high]
+            args: list[str | int] = [epoch_base(), self.window, FEED_LENGTH, KEEP_IDS, mark.high]
             for e in lot:
                 keys.extend(self._keys(e.account_id, e.channel))
                 args.extend((e.source, e.account_id, e.channel, e.event, e.payload))
-            status, high, born = await self._append(keys=keys, args=args)  # loads the script on NOSCRIPT
+            status, high = await self._append(keys=keys, args=args)  # loads the script on NOSCRIPT
             if int(status) < 0:
                 raise LogWentBack(int(high))
-            mark = LogMark(int(high), _text(born))
+            mark = LogMark(int(high))
         return mark
 
     async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
@@ -187,8 +185,8 @@ class RedisLog:
         return Subscription(current, missed)
 
     async def resume_point(self) -> LogMark | None:
-        high, born = await self.redis.mget(self.high, self.born)
-        return None if high is None else LogMark(int(high), "" if born is None else _text(born))
+        high: Any = await self.redis.get(self.high)
+        return None if high is None else LogMark(int(high))
 
     async def _lost_since(self, last: str) -> bool:
         """Whether entries after ``last`` were trimmed (or the feed was emptied) before this reader got them."""
