@@ -16,11 +16,9 @@ from hypothesis import strategies as st
 
 from execsvc.core.markets import Quote
 from execsvc.streams.hub import (
-    NO_MARK,
     Entry,
     Hub,
     JsonObject,
-    LogMark,
     MemoryLog,
     Notice,
     Outgoing,
@@ -107,7 +105,7 @@ class RacingLog:
     async def append(self, source: int, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> None:
         await self.inner.append(source, account_id, channel, event, data)
 
-    async def append_many(self, entries: Sequence[Entry], after: LogMark = NO_MARK) -> LogMark:
+    async def append_many(self, entries: Sequence[Entry], after: int = 0) -> int:
         return await self.inner.append_many(entries, after)
 
     async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
@@ -118,7 +116,7 @@ class RacingLog:
             await self.inner.append(n, account_id, channel, "order.accepted", {"n": n})
         return answer
 
-    async def resume_point(self) -> LogMark | None:
+    async def resume_point(self) -> int | None:
         return None
 
 

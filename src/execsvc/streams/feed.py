@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from execsvc.aio import cancel_and_wait
 from execsvc.db import tables as t
 from execsvc.observability.logging import OutageLog
-from execsvc.streams.hub import NO_MARK, Entry, LogWentBack, StreamLog, channel_of
+from execsvc.streams.hub import Entry, LogWentBack, StreamLog, channel_of
 
 log = structlog.get_logger(__name__)
 MARGIN = 1000  # how far behind the high-water mark a missing id is still waited for ...
@@ -64,7 +64,7 @@ class OutboxTail:
         self.interval = interval
         self._read = read or self._read_sql
         self.high = 0  # the highest id appended
-        self.taken = NO_MARK  # where the log stood after this tail's last append: holding less, it went back
+        self.taken = 0  # the highest outbox id the log held after this tail's last append: holding less, it went back
         self.holes: dict[int, float] = {}  # ids below ``high`` not seen yet, and since when (monotonic)
         self._woken = asyncio.Event()
         self._polling = asyncio.Lock()  # one poll at a time: two would both append what neither has recorded
@@ -87,13 +87,13 @@ class OutboxTail:
         except Exception:  # the log is down: stream from now on
             log.warning("stream_log_unavailable", exc_info=True)
             point = None
-        self.taken = point or NO_MARK
+        self.taken = point or 0
         if point is None:
             self.high = newest
             now = time.monotonic()
             self.holes = {i: now for i in range(max(1, newest - MARGIN + 1), newest + 1) if i not in present}
         else:  # everything in the margin below is asked for again; the log skips what it has
-            self.high = max(0, min(point.high, newest) - MARGIN)
+            self.high = max(0, min(point, newest) - MARGIN)
         self._task = asyncio.create_task(self._run(), name="stream-outbox-tail")
 
     async def stop(self) -> None:
@@ -184,7 +184,7 @@ class OutboxTail:
         log.warning("stream_log_went_back", held=held, taken=self.taken, high=self.high)
         self.high = max(0, min(held, self.high) - MARGIN)
         self.holes = {i: at for i, at in self.holes.items() if i <= self.high}
-        self.taken = NO_MARK
+        self.taken = 0
 
     def _passed(self, row_id: int) -> None:
         now = time.monotonic()

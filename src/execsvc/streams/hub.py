@@ -147,15 +147,6 @@ def readable(entries: Sequence[Entry]) -> list[Entry]:
     return out
 
 
-class LogMark(NamedTuple):
-    """How far a log has taken an appender's events: the highest outbox id it holds."""
-
-    high: int = 0
-
-
-NO_MARK = LogMark()
-
-
 class LogWentBack(Exception):
     """The stream log lost appends it had taken (restored from an older state); it holds outbox ids up to ``high``."""
 
@@ -170,18 +161,18 @@ class StreamLog(Protocol):
     async def append(self, source: int, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> None:
         """Number and keep one update (``source``: the outbox id; an id appended before is ignored)."""
 
-    async def append_many(self, entries: Sequence[Entry], after: LogMark = NO_MARK) -> LogMark:
-        """Number and keep several updates, in order (the data as the outbox holds it: JSON text); returns where
-        the log now stands, the caller's next ``after`` (an empty mark from a log that cannot go back).
+    async def append_many(self, entries: Sequence[Entry], after: int = 0) -> int:
+        """Number and keep several updates, in order (the data as the outbox holds it: JSON text); returns the
+        highest outbox id the log now holds, the caller's next ``after`` (0 from a log that cannot go back).
 
-        ``after``: where the caller last saw this log stand; the same log holding less (it went back) numbers
-        nothing and raises ``LogWentBack``."""
+        ``after``: the highest outbox id the caller last saw the log hold; a log holding less (it went back)
+        numbers nothing and raises ``LogWentBack``."""
 
     async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
         """The channel's latest seq, and the updates after ``seq`` (None when some are no longer kept)."""
 
-    async def resume_point(self) -> LogMark | None:
-        """Where publishing got to, when the log outlives this process (None: start from now)."""
+    async def resume_point(self) -> int | None:
+        """The outbox id publishing got to, when the log outlives this process (None: start from now)."""
 
 
 @dataclass(slots=True)
@@ -399,16 +390,16 @@ class MemoryLog:
     async def append(self, source: int, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> None:
         self.hub.dispatch(account_id, self._log(account_id, channel).append(channel, event, data))
 
-    async def append_many(self, entries: Sequence[Entry], after: LogMark = NO_MARK) -> LogMark:
+    async def append_many(self, entries: Sequence[Entry], after: int = 0) -> int:
         for e in readable(entries):
             await self.append(e.source, e.account_id, e.channel, e.event, JsonObject(e.payload))
-        return NO_MARK
+        return 0
 
     async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
         log = self._log(account_id, channel)
         return Subscription(log.seq, [] if seq is None else log.since(seq))
 
-    async def resume_point(self) -> LogMark | None:
+    async def resume_point(self) -> int | None:
         return None
 
 

@@ -46,10 +46,8 @@ from redis.asyncio import Redis
 from execsvc.aio import cancel_and_wait
 from execsvc.observability.logging import OutageLog
 from execsvc.streams.hub import (
-    NO_MARK,
     Entry,
     JsonObject,
-    LogMark,
     LogWentBack,
     Subscription,
     Update,
@@ -147,10 +145,10 @@ class RedisLog:
     async def append(self, source: int, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> None:
         await self.append_many([Entry(source, account_id, channel, event, json.dumps(data, separators=(",", ":")))])
 
-    async def append_many(self, entries: Sequence[Entry], after: LogMark = NO_MARK) -> LogMark:
+    async def append_many(self, entries: Sequence[Entry], after: int = 0) -> int:
         """One script call per ``APPEND_BATCH`` entries, each numbered at once and in order, whoever else appends.
 
-        ``after`` is where this appender last saw the log stand. A log holding a lower outbox id than that went
+        ``after`` is the highest outbox id this appender last saw the log hold. A log holding less than that went
         back (a failover to a lagging replica, an old snapshot, or Redis emptied and begun again by another tail):
         it numbers nothing and raises ``LogWentBack``, so the appender can append again, in order, what it lost."""
         mark = after
@@ -159,14 +157,14 @@ class RedisLog:
             if not lot:
                 continue
             keys = [self.feed, self.high]
-            args: list[str | int] = [epoch_base(), self.window, FEED_LENGTH, KEEP_IDS, mark.high]
+            args: list[str | int] = [epoch_base(), self.window, FEED_LENGTH, KEEP_IDS, mark]
             for e in lot:
                 keys.extend(self._keys(e.account_id, e.channel))
                 args.extend((e.source, e.account_id, e.channel, e.event, e.payload))
             status, high = await self._append(keys=keys, args=args)  # loads the script on NOSCRIPT
             if int(status) < 0:
                 raise LogWentBack(int(high))
-            mark = LogMark(int(high))
+            mark = int(high)
         return mark
 
     async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
@@ -184,9 +182,9 @@ class RedisLog:
             )
         return Subscription(current, missed)
 
-    async def resume_point(self) -> LogMark | None:
+    async def resume_point(self) -> int | None:
         high: Any = await self.redis.get(self.high)
-        return None if high is None else LogMark(int(high))
+        return None if high is None else int(high)
 
     async def _lost_since(self, last: str) -> bool:
         """Whether entries after ``last`` were trimmed (or the feed was emptied) before this reader got them."""
