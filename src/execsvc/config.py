@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from execsvc.marketdata.book import MarketConfig
@@ -149,6 +149,16 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)  # a larger client message closes (1009)
     ws_compression: bool = False  # permessage-deflate: each connection compresses each message on its own
     market_buffer_bps: Decimal = Field(default=Decimal(50), ge=0)
+    # Venue accounts. The key that encrypts venue credentials at rest: one or more Fernet keys, comma-separated, the
+    # first encrypting (the others still decrypt, for rotation). Unset: accounts cannot be given credentials.
+    secrets_key: SecretStr | None = None
+    venue_timeout_seconds: float = Field(default=10.0, gt=0, le=120)  # one request to a venue
+    venue_markets_refresh_seconds: float = Field(default=3600.0, gt=0)  # load_markets again this often
+    venue_ticker_interval_seconds: float = Field(default=2.0, gt=0)  # poll tickers (marks) this often
+    venue_poll_interval_seconds: float = Field(default=2.0, gt=0)  # poll open orders and trades of live accounts
+    # An order the venue does not know is taken as never placed only after this long (venues show orders late).
+    venue_visibility_seconds: float = Field(default=30.0, gt=0)
+    venue_balance_tolerance: Decimal = Field(default=Decimal("0.00000001"), ge=0)  # drift reported beyond this
     reconcile_interval_seconds: float = Field(default=5.0, gt=0)
     reconcile_after_seconds: float = Field(default=10.0, gt=0)
     idempotency_retention_hours: float = Field(default=24.0, ge=24.0)
@@ -222,7 +232,14 @@ class Settings(BaseSettings):
                 _no_float(amount)
         return value
 
-    @field_validator("paper_fee_bps", "paper_slippage_bps", "paper_max_fill_qty", "market_buffer_bps", mode="before")
+    @field_validator(
+        "paper_fee_bps",
+        "paper_slippage_bps",
+        "paper_max_fill_qty",
+        "market_buffer_bps",
+        "venue_balance_tolerance",
+        mode="before",
+    )
     @classmethod
     def _exact_amounts(cls, value: object) -> object:
         return _no_float(value)

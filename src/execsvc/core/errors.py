@@ -117,10 +117,27 @@ class BrokerCircuitOpen(BrokerUnavailable):
         self.retry_after = max(1, math.ceil(wait))
 
 
+class BrokerRateLimited(BrokerUnavailable):
+    """The venue asked us to slow down (HTTP 429/418, DDoS protection) or is in maintenance: nothing was done.
+
+    ``retry_after`` is the venue's own wait in seconds when it named one.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class BrokerRejected(BrokerError):
     """The broker refused the request."""
 
     code = "broker_rejected"
+
+
+class BrokerAuthFailed(BrokerRejected):
+    """The venue refused the account's credentials (a bad key or secret, a missing permission)."""
+
+    code = "broker_auth_failed"
 
 
 class OutcomeUnknown(BrokerError):
