@@ -22,11 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from execsvc.api.app import SPEC_PATH, create_app
 from execsvc.api.services import Services
+from execsvc.brokers.ccxt import CcxtBroker, VenueClient, supported_venues
 from execsvc.brokers.paper import PaperBroker
 from execsvc.config import Settings
 from execsvc.core.clock import Clock, SystemClock
 from execsvc.core.ports import Broker
 from execsvc.core.uow import UnitOfWorkFactory
+from execsvc.core.venues import AccountMode, Credentials, VenueAccount, VenueOptions
 from execsvc.db.admin import TokenLookup, authenticate, lookup_token
 from execsvc.db.engine import make_engine, ping
 from execsvc.db.pg import PgPool
@@ -40,8 +42,10 @@ from execsvc.pipeline.paper_session import PaperMatcher, restore_paper_book, run
 from execsvc.pipeline.payloads import market_data as market_payload
 from execsvc.pipeline.reconcile import reconcile_in_flight
 from execsvc.pipeline.risk import watch_day
+from execsvc.pipeline.venue_session import FindingStore, SyncSettings, VenueSession
 from execsvc.ratelimit import LocalRateCounter, RedisRateCounter
 from execsvc.routing.router import OrderRouter
+from execsvc.routing.venues import FeedSettings, VenueFactories, VenueRegistry
 from execsvc.streams.feed import OutboxTail
 from execsvc.streams.hub import Hub, MemoryLog, StreamLog, Streams
 from execsvc.streams.limits import TokenConnections
@@ -75,13 +79,24 @@ class Container:
     stream_tail: OutboxTail | None = None
     stream_reader: FeedReader | None = None
     market_stream: MarketStream | None = None
+    venues: VenueRegistry | None = None
+    # Every account bound to a venue other than the simulated market (read at start and every so often, so an
+    # account made on another instance is bound here too); where reconciliation findings are kept.
+    venue_accounts: Callable[[], Awaitable[list[VenueAccount]]] | None = None
+    findings: FindingStore | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _sessions: dict[str, VenueSession] = field(default_factory=dict)
 
     async def start(self) -> None:
         """Open the order path's pool, restore the paper book, start the feed and housekeeping loops."""
         if self.pg_pool is not None:
             await self.pg_pool.open()
         await restore_paper_book(self.pipeline, self.paper)
+        if self.venues is not None:
+            await self.bind_venue_accounts()
+            await self.venues.start()
+            await self.sync_venues()  # before the first request: what happened at the venues while we were down
+            self.tasks.append(asyncio.create_task(self._venue_loop(), name="venue-sync"))
         if self.run_feed and isinstance(self.market_data, SimulatedFeed):
             self.tasks.append(
                 asyncio.create_task(
@@ -106,6 +121,8 @@ class Container:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.tasks.clear()
+        if self.venues is not None:
+            await self.venues.stop()
         if self.webhook_worker is not None:
             await self.webhook_worker.stop()
         if self.stream_tail is not None:
@@ -137,12 +154,62 @@ class Container:
                 log.exception("idempotency_purge_failed")
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
+    async def bind_venue_accounts(self) -> int:
+        """Bind every venue account not bound yet; returns how many accounts there are."""
+        if self.venues is None or self.venue_accounts is None:
+            return 0
+        accounts = await self.venue_accounts()
+        for account in accounts:
+            try:
+                await self.venues.bind(account)
+            except Exception:  # one account's bad settings must not keep the others unbound
+                log.exception("venue_bind_failed", account_id=account.account_id, venue=account.venue)
+        by_broker: dict[str, list[str]] = {}
+        for account in accounts:
+            if account.mode is AccountMode.LIVE:
+                by_broker.setdefault(account.broker, []).append(account.account_id)
+        sync = SyncSettings(
+            visibility=timedelta(seconds=self.settings.venue_visibility_seconds),
+            grace=timedelta(seconds=self.settings.reconcile_after_seconds),
+            balance_tolerance=self.settings.venue_balance_tolerance,
+        )
+        for name, ids in by_broker.items():
+            broker = self.venues.live.get(name)
+            session = self._sessions.get(name)
+            if broker is not None and (session is None or session.accounts != ids):
+                self._sessions[name] = VenueSession(self.pipeline, broker, ids, self.findings, self.metrics, sync)
+        for name in set(self._sessions) - set(by_broker):
+            del self._sessions[name]
+        return len(accounts)
+
+    async def sync_venues(self) -> None:
+        """Bring every live account in step with its venue once (see ``pipeline/venue_session.py``)."""
+        for name, session in list(self._sessions.items()):
+            try:
+                await session.sync()
+            except Exception as exc:  # a venue or database outage: the next round tries again
+                log.warning("venue_sync_failed", broker=name, error=str(exc))
+        now = self.clock.now()
+        self.metrics.breaker_states({b.broker: b.state(now).value for b in self.pipeline.breakers.all()})
+
+    async def _venue_loop(self) -> None:
+        rounds = 0
+        while True:
+            await asyncio.sleep(self.settings.venue_poll_interval_seconds)
+            rounds += 1
+            if rounds % 15 == 0:
+                try:
+                    await self.bind_venue_accounts()
+                except Exception:
+                    log.exception("venue_accounts_refresh_failed")
+            await self.sync_venues()
+
     async def _reconcile_loop(self) -> None:
         after = timedelta(seconds=self.settings.reconcile_after_seconds)
         while True:
             await asyncio.sleep(self.settings.reconcile_interval_seconds)
             try:
-                await reconcile_in_flight(self.pipeline, after)
+                await reconcile_in_flight(self.pipeline, after, skip=lambda name: name.startswith("live@"))
             except Exception:  # an outage must not end the loop; it tries again next time
                 log.exception("reconcile_failed")
             try:
@@ -214,6 +281,14 @@ def build(
     paper = PaperBroker(market_data, settings.paper_fee_bps, settings.paper_slippage_bps, settings.paper_max_fill_qty)
     router = OrderRouter({"paper": paper, **(brokers or {})})
     metrics = Metrics()
+
+    def venue_client(venue: str, options: VenueOptions, credentials: Credentials | None) -> VenueClient:
+        return VenueClient(venue, options, credentials, settings.venue_timeout_seconds, metrics)
+
+    def venue_paper(name: str, book: MarketBook) -> PaperBroker:
+        fees, slippage = settings.paper_fee_bps, settings.paper_slippage_bps
+        return PaperBroker(book, fees, slippage, settings.paper_max_fill_qty, name=name)
+
     # PostgreSQL: the order path speaks asyncpg directly. SQLite (the embedded default): SQLAlchemy.
     pg_pool = (
         None
@@ -233,6 +308,23 @@ def build(
         idempotency_retention=timedelta(hours=settings.idempotency_retention_hours),
         breakers=settings.breakers(),
         valuation_asset=settings.valuation_asset,
+    )
+    venues = VenueRegistry(
+        pipeline,
+        router,
+        VenueFactories(
+            client=venue_client,
+            broker=CcxtBroker,
+            paper=venue_paper,
+            matcher=lambda venue_paper_broker: PaperMatcher(pipeline, venue_paper_broker),
+            supported=supported_venues,
+        ),
+        FeedSettings(
+            refresh_seconds=settings.venue_markets_refresh_seconds,
+            interval_seconds=settings.venue_ticker_interval_seconds,
+            listed=settings.is_listed,
+        ),
+        clock,
     )
     redis = redis_client(settings.redis_url) if settings.redis_url else None
     pipeline.rate = LocalRateCounter() if redis is None else RedisRateCounter(redis, settings.redis_prefix)
@@ -319,4 +411,5 @@ def build(
         stream_tail=tail,
         stream_reader=reader,
         market_stream=markets,
+        venues=venues,
     )

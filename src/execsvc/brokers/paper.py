@@ -38,7 +38,7 @@ class _Resting:
 class PaperBroker:
     """A simulated venue in process memory."""
 
-    name = "paper"
+    name: str
     capabilities = BrokerCapabilities(
         order_types=frozenset({"market", "limit"}),
         time_in_force=frozenset({"gtc", "ioc", "fok"}),
@@ -53,7 +53,9 @@ class PaperBroker:
         slippage_bps: Decimal = Decimal(5),
         max_fill_qty: Decimal | None = None,
         history_size: int = 100_000,
+        name: str = "paper",
     ) -> None:
+        self.name = name  # "paper" on the simulated market; "paper@VENUE" on a venue's prices
         self._market_data = market_data
         self._fee_bps = fee_bps
         self._slippage_bps = slippage_bps

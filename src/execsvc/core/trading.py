@@ -84,6 +84,7 @@ class AccountWatch:
     risk: AccountRisk
     limits_json: str | None
     balances: Mapping[str, Decimal]
+    broker: str = "paper"
 
 
 @dataclass(frozen=True, slots=True)

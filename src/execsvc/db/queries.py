@@ -154,6 +154,12 @@ class ReadModel:
             rows = (await conn.execute(stmt)).all()
         return [(r.symbol, Position(r.qty, r.avg_entry_price, r.realized_pnl)) for r in rows]
 
+    async def broker(self, account_id: str) -> str:
+        """The account's broker (``paper`` for an account that does not exist: it lists the simulated markets)."""
+        async with self.engine.connect() as conn:
+            found = await conn.execute(select(t.accounts.c.broker).where(t.accounts.c.id == account_id))
+            return found.scalar_one_or_none() or "paper"
+
     async def account_ledger(
         self, account_id: str
     ) -> tuple[str, dict[str, Decimal], Sequence[Order], list[tuple[str, Position]], list[tuple[str, Decimal]]]:
@@ -198,6 +204,7 @@ class RiskView:
     positions: dict[str, Decimal]
     working: Sequence[WorkingTotals]
     events: list[RiskEvent]
+    broker: str = "paper"
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +240,9 @@ class RiskReads:
         e = t.risk_events.c
         async with self.snapshot_engine.connect() as conn, conn.begin():
             controls = await SqlRisk(conn).controls(account_id)
+            broker = (
+                await conn.execute(select(t.accounts.c.broker).where(t.accounts.c.id == account_id))
+            ).scalar_one_or_none()
             balances = await SqlBalances(conn).get(account_id)
             positions = await SqlPositions(conn).quantities(account_id)
             working = await SqlOrders(conn).working_totals(account_id)
@@ -250,13 +260,13 @@ class RiskReads:
                 )
                 for r in rows
             ]
-        return RiskView(controls, balances, positions, working, audit)
+        return RiskView(controls, balances, positions, working, audit, broker or "paper")
 
     async def watch(self) -> list[AccountWatch]:
         """Every account's risk state, limit overrides and balances, in two statements (for the day watcher)."""
         a, r, lim, b = t.accounts.c, t.risk_states.c, t.risk_limits.c, t.balances.c
         stmt = (
-            select(a.id.label("account_id"), *[c for c in r if c.name != "scope"], lim.overrides)
+            select(a.id.label("account_id"), a.broker, *[c for c in r if c.name != "scope"], lim.overrides)
             .select_from(
                 t.accounts.outerjoin(t.risk_states, r.scope == a.id).outerjoin(t.risk_limits, lim.account_id == a.id)
             )
@@ -273,6 +283,7 @@ class RiskReads:
                 risk_from_row(None if row.state is None else row._mapping),
                 row.overrides,
                 balances.get(row.account_id, {}),
+                row.broker,
             )
             for row in rows
         ]

@@ -63,6 +63,11 @@ class MarketBook:
             listener(symbol, quote)
         return quote
 
+    def replace_rules(self, rules: Sequence[MarketRules]) -> None:
+        """List exactly these markets from now on (a venue's markets, loaded again); marks of the others go."""
+        self._rules = {r.symbol: r for r in rules}
+        self._marks = {s: q for s, q in self._marks.items() if s in self._rules}
+
     def config(self, symbol: str) -> MarketConfig:
         """The configuration of one market."""
         return self._configs[symbol]

@@ -88,6 +88,73 @@ class Metrics:
         )
         self._ws_high_water = 0
 
+        self.venue_request_seconds = Histogram(
+            "venue_request_seconds",
+            "Duration of one request to a venue, by venue, operation and outcome (ok, rejected, not_found, "
+            "throttled, auth, unreached, unknown).",
+            ["venue", "op", "outcome"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )
+        self.venue_errors_total = Counter(
+            "venue_errors_total",
+            "Venue requests that failed, by venue and the class of error (the outcomes of venue_request_seconds).",
+            ["venue", "outcome"],
+            registry=self.registry,
+        )
+        self.venue_rate_limit_wait_seconds = Counter(
+            "venue_rate_limit_wait_seconds_total",
+            "Time requests waited in the client's rate limiter before being sent, by venue.",
+            ["venue"],
+            registry=self.registry,
+        )
+        self.broker_circuit_state = Gauge(
+            "broker_circuit_state",
+            "Each broker's circuit breaker: 0 closed, 1 half-open, 2 open.",
+            ["broker"],
+            registry=self.registry,
+        )
+        self.orders_unknown = Gauge(
+            "orders_unknown",
+            "Orders whose outcome at the venue is not known yet (unknown, or pending_new past the grace period), "
+            "by broker.",
+            ["broker"],
+            registry=self.registry,
+        )
+        self.reconciliation_findings_total = Counter(
+            "reconciliation_findings_total",
+            "New reconciliation findings (external_order, balance_drift, not_found_at_venue), by venue and kind.",
+            ["venue", "kind"],
+            registry=self.registry,
+        )
+        self.broker_auth_failures_total = Counter(
+            "broker_auth_failures_total", "Credentials a venue refused, by broker.", ["broker"], registry=self.registry
+        )
+
+    # VenueObserver
+    def venue_request(self, venue: str, op: str, seconds: float, outcome: str) -> None:
+        """Observe one venue request; count it as an error unless it succeeded."""
+        self.venue_request_seconds.labels(venue, op, outcome).observe(seconds)
+        if outcome != "ok":
+            self.venue_errors_total.labels(venue, outcome).inc()
+
+    def venue_throttled(self, venue: str, seconds: float) -> None:
+        """Add a wait in the rate limiter."""
+        self.venue_rate_limit_wait_seconds.labels(venue).inc(seconds)
+
+    def finding(self, venue: str, kind: str) -> None:
+        """Count a new reconciliation finding."""
+        self.reconciliation_findings_total.labels(venue, kind).inc()
+
+    def unknown_orders(self, broker: str, count: int) -> None:
+        """How many of a broker's orders await the venue's word."""
+        self.orders_unknown.labels(broker).set(count)
+
+    def breaker_states(self, states: dict[str, str]) -> None:
+        """Each broker's circuit state (closed, half_open, open)."""
+        for broker, state in states.items():
+            self.broker_circuit_state.labels(broker).set({"closed": 0, "half_open": 1, "open": 2}.get(state, 0))
+
     def ws_queue_depth(self, depth: int) -> None:
         """Raise the send-queue high-water mark to ``depth`` if it is higher."""
         if depth > self._ws_high_water:
@@ -118,6 +185,10 @@ class Metrics:
     def broker_acknowledged(self, seconds: float) -> None:
         """Observe the request-to-acknowledgement latency."""
         self.order_latency.observe(seconds)
+
+    def broker_auth_failed(self, broker: str) -> None:
+        """Count refused credentials."""
+        self.broker_auth_failures_total.labels(broker).inc()
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -7,6 +7,8 @@ import structlog
 from execsvc.core.commands import CancelOrder
 from execsvc.core.errors import (
     AccountNotFound,
+    BrokerAuthFailed,
+    BrokerRateLimited,
     BrokerRejected,
     BrokerUnavailable,
     OrderNotCancelable,
@@ -17,6 +19,7 @@ from execsvc.core.orders import Order, OrderStatus, apply
 from execsvc.core.reports import BrokerReport, CancelRejected, CancelRequested, OutcomeWasUnknown
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.reports import apply_reports, record_transition
+from execsvc.pipeline.venue_events import venue_refused_credentials
 
 log = structlog.get_logger(__name__)
 
@@ -47,8 +50,15 @@ async def cancel_order(pipeline: Pipeline, cmd: CancelOrder) -> Order:
     except OutcomeUnknown as exc:
         breaker.failed(pipeline.clock.now())
         reports = [OutcomeWasUnknown(str(exc))]
+    except BrokerAuthFailed as exc:
+        breaker.trip(pipeline.clock.now())
+        reports = [CancelRejected(str(exc))]
+        await venue_refused_credentials(pipeline, account.id, account.broker, str(exc))
     except BrokerRejected as exc:
         breaker.succeeded(pipeline.clock.now())
+        reports = [CancelRejected(str(exc))]
+    except BrokerRateLimited as exc:
+        breaker.trip(pipeline.clock.now(), exc.retry_after)
         reports = [CancelRejected(str(exc))]
     except BrokerUnavailable as exc:
         breaker.failed(pipeline.clock.now())

@@ -2,19 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Protocol
 
 from execsvc.core.clock import Clock
+from execsvc.core.markets import MarketRules, Quote
 from execsvc.core.orders import Order
 from execsvc.core.ports import MarketData, RateCounter
 from execsvc.core.uow import UnitOfWorkFactory
+from execsvc.core.venues import PAPER_VENUE, venue_of_broker
 from execsvc.ratelimit import LocalRateCounter
 from execsvc.risk import RiskLimits, Violation
 from execsvc.routing.breaker import Breakers
 from execsvc.routing.router import OrderRouter
+
+
+class _NoMarkets:
+    """A market data source that lists nothing."""
+
+    def markets(self) -> Sequence[MarketRules]:
+        """None."""
+        return []
+
+    def rules(self, symbol: str) -> MarketRules | None:
+        """None."""
+        return None
+
+    def mark(self, symbol: str) -> Quote | None:
+        """None."""
+        return None
+
+
+NO_MARKETS: MarketData = _NoMarkets()
 
 
 class PipelineObserver(Protocol):
@@ -32,6 +54,10 @@ class PipelineObserver(Protocol):
         """Time from a submit request to the broker's first answer."""
         ...
 
+    def broker_auth_failed(self, broker: str) -> None:
+        """A venue refused a broker's credentials."""
+        ...
+
 
 class NullObserver:
     """Hears nothing."""
@@ -43,6 +69,9 @@ class NullObserver:
         """Ignore."""
 
     def broker_acknowledged(self, seconds: float) -> None:
+        """Ignore."""
+
+    def broker_auth_failed(self, broker: str) -> None:
         """Ignore."""
 
 
@@ -64,3 +93,16 @@ class Pipeline:
     breakers: Breakers = field(default_factory=Breakers)
     # The asset accounts are valued in (equity, daily PnL, notional limits).
     valuation_asset: str = "USDT"
+    # Each venue's markets and marks, by exchange id (``market_data`` is the simulated market's).
+    venue_markets: dict[str, MarketData] = field(default_factory=dict)
+
+    def market_for(self, broker: str) -> MarketData:
+        """The market data an account's orders are checked and valued against, by the account's broker.
+
+        A venue whose markets are not loaded yet lists nothing: its orders are refused as unlisted, never checked
+        against another market's prices.
+        """
+        venue = venue_of_broker(broker)
+        if venue == PAPER_VENUE:
+            return self.market_data
+        return self.venue_markets.get(venue) or NO_MARKETS

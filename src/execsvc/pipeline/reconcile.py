@@ -3,6 +3,7 @@ asking their broker, never by resending them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
@@ -15,16 +16,21 @@ from execsvc.pipeline.reports import apply_reports
 log = structlog.get_logger(__name__)
 
 
-async def reconcile_in_flight(pipeline: Pipeline, older_than: timedelta) -> int:
+async def reconcile_in_flight(
+    pipeline: Pipeline, older_than: timedelta, skip: Callable[[str], bool] = lambda _name: False
+) -> int:
     """Ask the broker about every order pending, unknown or pending cancel for longer than ``older_than``.
 
     A pending cancel is sent again (cancels are idempotent at the venue); anything else is asked with
-    ``fetch_status``. Returns how many orders changed status.
+    ``fetch_status``. Brokers ``skip`` names are left alone (live venues: their session reconciles them with the
+    venue's visibility delay). Returns how many orders changed status.
     """
     async with pipeline.uow() as uow:
         stale = await uow.orders.in_flight(pipeline.clock.now() - older_than)
     changed = 0
     for order, broker_name in stale:
+        if skip(broker_name):
+            continue
         broker = pipeline.router.broker_named(broker_name)
         if broker is None:
             continue

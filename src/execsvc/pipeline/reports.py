@@ -95,7 +95,7 @@ async def apply_reports(
                 balances = ledger.apply_balance_changes(balances, changes)
                 touched.update(changes)
                 await uow.outbox.add(FILL_CREATED, order.account_id, fill_data(fill_id, order, report, now), now)
-                mark = pipeline.market_data.mark(order.symbol)
+                mark = pipeline.market_for(broker).mark(order.symbol)
                 await uow.outbox.add(
                     POSITION_CHANGED, order.account_id, position_data(order.symbol, position, mark), now
                 )

@@ -19,6 +19,7 @@ from execsvc.core.commands import SubmitOrder
 from execsvc.core.errors import AccountNotFound
 from execsvc.core.money import ZERO, exact, to_str
 from execsvc.core.orders import WorkingTotals
+from execsvc.core.ports import MarketData
 from execsvc.core.trading import (
     GLOBAL,
     SYSTEM_ACTOR,
@@ -53,7 +54,7 @@ class Assessment:
 
 
 def exposure(
-    pipeline: Pipeline, positions: Mapping[str, Decimal], working: Sequence[WorkingTotals]
+    market: MarketData, positions: Mapping[str, Decimal], working: Sequence[WorkingTotals]
 ) -> dict[str, Decimal]:
     """Each symbol's exposure at its mark: the position, or what it becomes if one side's working orders all fill,
     whichever is larger in size. A symbol with no mark yet counts at nothing."""
@@ -61,7 +62,7 @@ def exposure(
     symbols = set(positions) | {w.symbol for w in working}
     with exact():
         for symbol in symbols:
-            quote = pipeline.market_data.mark(symbol)
+            quote = market.mark(symbol)
             if quote is None:
                 continue
             qty = positions.get(symbol, ZERO)
@@ -75,19 +76,20 @@ def exposure(
     return values
 
 
-def last_price(pipeline: Pipeline) -> Callable[[str], Decimal | None]:
+def last_price(market: MarketData) -> Callable[[str], Decimal | None]:
     """The last mark of a symbol, however old (for valuing an account)."""
 
     def price(symbol: str) -> Decimal | None:
-        quote = pipeline.market_data.mark(symbol)
+        quote = market.mark(symbol)
         return None if quote is None else quote.price
 
     return price
 
 
-def account_equity(pipeline: Pipeline, balances: Mapping[str, Decimal]) -> Decimal | None:
-    """The account's balances valued at the last marks, in the valuation asset (None while one has no mark)."""
-    return equity(balances, last_price(pipeline), pipeline.valuation_asset)
+def account_equity(pipeline: Pipeline, broker: str, balances: Mapping[str, Decimal]) -> Decimal | None:
+    """The account's balances valued at the last marks of its venue, in the valuation asset (None while one has no
+    mark)."""
+    return equity(balances, last_price(pipeline.market_for(broker)), pipeline.valuation_asset)
 
 
 def has_baseline(risk: AccountRisk, now: datetime) -> bool:
@@ -126,19 +128,20 @@ async def assess(
     recent = await rate(account_id, now)
     controls = await uow.risk.controls(account_id)
     limits = limits_for(pipeline.limits, controls.limits_json, cmd.symbol)
-    market = MarketSnapshot(pipeline.market_data.rules(cmd.symbol), pipeline.market_data.mark(cmd.symbol))
+    market_data = pipeline.market_for(broker)
+    market = MarketSnapshot(market_data.rules(cmd.symbol), market_data.mark(cmd.symbol))
     working = await uow.orders.working_totals(account_id)
-    reserved = reserved_funds(working, pipeline.fee_bps, market_buy_price(pipeline.market_data, limits))
+    reserved = reserved_funds(working, pipeline.fee_bps, market_buy_price(market_data, limits))
     positions = await uow.positions.quantities(account_id)
     balances = await uow.balances.get(account_id)
-    value = account_equity(pipeline, balances)
+    value = account_equity(pipeline, broker, balances)
     pnl = day_pnl(controls.account, value, now)
     state, reason = effective_state(controls)
     snapshot = AccountSnapshot(
         balances,
         reserved,
         positions,
-        exposure(pipeline, positions, working),
+        exposure(market_data, positions, working),
         working,
         recent,
         trading_state=state,
@@ -238,13 +241,14 @@ async def set_state(
     streak and its cooldown are forgotten."""
     async with pipeline.uow() as uow:
         now = pipeline.clock.now()
-        if scope != GLOBAL and await uow.accounts.lock(scope, finishing=True) is None:
+        info = None if scope == GLOBAL else await uow.accounts.lock(scope, finishing=True)
+        if scope != GLOBAL and info is None:
             raise AccountNotFound(f"account {scope!r} does not exist")
         current = await uow.risk.state(scope)
         manual = ManualState(state, reason, actor, now)
         changed = replace(current, manual=manual)
-        if reset and scope != GLOBAL:
-            value = account_equity(pipeline, await uow.balances.get(scope))
+        if reset and info is not None:
+            value = account_equity(pipeline, info.broker, await uow.balances.get(scope))
             changed = replace(
                 changed, day=None if value is None else now.date(), day_start_equity=value, loss_breached_on=None
             )
@@ -267,17 +271,18 @@ async def watch_day(pipeline: Pipeline, accounts: Iterable[AccountWatch]) -> int
     for seen in accounts:
         now = pipeline.clock.now()
         limit = limits_for(pipeline.limits, seen.limits_json, None).daily_loss_limit
-        value = account_equity(pipeline, seen.balances)
+        value = account_equity(pipeline, seen.broker, seen.balances)
         pnl = day_pnl(seen.risk, value, now)
         breach = limit is not None and pnl is not None and pnl <= -limit and seen.risk.loss_breached_on != now.date()
         if value is None or (has_baseline(seen.risk, now) and not breach):
             continue
         async with pipeline.uow() as uow:
-            if await uow.accounts.lock(seen.account_id, finishing=True) is None:
+            info = await uow.accounts.lock(seen.account_id, finishing=True)
+            if info is None:
                 continue
             now = pipeline.clock.now()
             controls = await uow.risk.controls(seen.account_id)
-            value = account_equity(pipeline, await uow.balances.get(seen.account_id))
+            value = account_equity(pipeline, info.broker, await uow.balances.get(seen.account_id))
             limit = limits_for(pipeline.limits, controls.limits_json, None).daily_loss_limit
             await settle(
                 uow, seen.account_id, controls.account, limit, value, day_pnl(controls.account, value, now), now

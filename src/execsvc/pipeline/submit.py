@@ -12,7 +12,9 @@ from execsvc.core.commands import SubmitOrder
 from execsvc.core.errors import (
     AccountNotFound,
     BreaksMarketRules,
+    BrokerAuthFailed,
     BrokerCircuitOpen,
+    BrokerRateLimited,
     BrokerRejected,
     BrokerUnavailable,
     DuplicateClientOrderId,
@@ -30,6 +32,7 @@ from execsvc.core.values import OrderType, Symbol
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.reports import apply_reports, record_transition
 from execsvc.pipeline.risk import Assessment, assess, settle_day
+from execsvc.pipeline.venue_events import venue_refused_credentials
 from execsvc.risk import Denied, RiskDecision, audit
 from execsvc.routing.breaker import Claim
 
@@ -199,8 +202,18 @@ async def _send(pipeline: Pipeline, account: AccountInfo, order: Order, claim: C
         # It may have reached the venue: never resend; reconciliation resolves it.
         breaker.failed(pipeline.clock.now())
         reports = [OutcomeWasUnknown(str(exc))]
+    except BrokerAuthFailed as exc:
+        # The venue refuses the account's key: nothing else will pass until someone fixes it.
+        breaker.trip(pipeline.clock.now())
+        reports = [Rejected(exc.code, str(exc))]
+        await venue_refused_credentials(pipeline, account.id, account.broker, str(exc))
     except BrokerRejected as exc:
         breaker.succeeded(pipeline.clock.now())  # an answer: the broker is up
+        reports = [Rejected(exc.code, str(exc))]
+    except BrokerRateLimited as exc:
+        # The venue said to slow down (429/418) or is in maintenance: the order was not placed, and no other order
+        # is sent until the venue's wait (or the breaker's open period) has passed.
+        breaker.trip(pipeline.clock.now(), exc.retry_after)
         reports = [Rejected(exc.code, str(exc))]
     except BrokerUnavailable as exc:
         breaker.failed(pipeline.clock.now())

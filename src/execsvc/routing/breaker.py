@@ -48,14 +48,19 @@ class CircuitBreaker:
     _recent: deque[datetime] = field(default_factory=deque)
     _opened_at: datetime | None = None
     _probing: bool = False
+    _hold: timedelta | None = None  # a longer open period asked for by the venue (its Retry-After)
 
     def state(self, now: datetime) -> CircuitState:
         """The circuit's state at ``now``."""
         if self._opened_at is None:
             return CircuitState.CLOSED
-        if now < self._opened_at + self.open_for:
+        if now < self._opened_at + self._open_period:
             return CircuitState.OPEN
         return CircuitState.HALF_OPEN
+
+    @property
+    def _open_period(self) -> timedelta:
+        return self.open_for if self._hold is None else max(self.open_for, self._hold)
 
     def blocked_until(self, now: datetime) -> datetime | None:
         """None when a new order may be sent now, else when to try again."""
@@ -64,7 +69,7 @@ class CircuitBreaker:
             return None
         if state is CircuitState.OPEN:
             assert self._opened_at is not None
-            return self._opened_at + self.open_for
+            return self._opened_at + self._open_period
         return now + PROBE_RETRY if self._probing else None
 
     def claim(self, now: datetime) -> Claim | None:
@@ -87,8 +92,19 @@ class CircuitBreaker:
         """The broker answered."""
         if self._opened_at is not None and self._probing:
             self._opened_at = None
+            self._hold = None
             self._recent.clear()
         self._probing = False
+
+    def trip(self, now: datetime, hold_seconds: float | None = None) -> None:
+        """Open the circuit at once: the venue said to stop (a rate limit, a ban, maintenance, refused credentials).
+        ``hold_seconds`` (the venue's Retry-After) keeps it open longer than the configured period."""
+        if self.failures is None:
+            return
+        self._opened_at = now
+        self._probing = False
+        self._recent.clear()
+        self._hold = None if hold_seconds is None else timedelta(seconds=hold_seconds)
 
     def failed(self, now: datetime) -> None:
         """The broker did not answer."""

@@ -22,6 +22,10 @@ class OrderRouter:
             raise BrokerUnavailable(f"no adapter is configured for broker {account.broker!r}")
         return broker
 
+    def register(self, broker: Broker) -> None:
+        """Add (or replace) the adapter of ``broker.name``: a venue account was bound at run time."""
+        self._brokers[broker.name] = broker
+
     def names(self) -> list[str]:
         """Every registered broker's name."""
         return list(self._brokers)

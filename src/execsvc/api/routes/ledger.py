@@ -64,8 +64,9 @@ async def list_positions(request: Request, who: Annotated[Principal, Depends(can
     """The account's positions valued at the mark."""
     services = _services(request)
     items = []
+    market_data = services.pipeline.market_for(await services.reads.broker(who.account_id))
     for symbol, position in await services.reads.positions(who.account_id):
-        mark = _mark(services.pipeline.market_data, symbol)
+        mark = _mark(market_data, symbol)
         items.append(position_out(symbol, position, mark))
     return Response(api.PositionList(items=items).model_dump_json(), media_type=JSON)
 
@@ -74,9 +75,9 @@ async def list_positions(request: Request, who: Annotated[Principal, Depends(can
 async def get_account(request: Request, who: Annotated[Principal, Depends(can_read)]) -> Response:
     """Balances, equity and PnL."""
     services = _services(request)
-    market_data = services.pipeline.market_data
     valuation = services.valuation_asset
     broker, balances, working, positions, fees = await services.reads.account_ledger(who.account_id)
+    market_data = services.pipeline.market_for(broker)
     reserved = reserved_funds(
         working_totals(working), services.pipeline.fee_bps, market_buy_price(market_data, services.pipeline.limits)
     )
@@ -116,7 +117,8 @@ async def get_account(request: Request, who: Annotated[Principal, Depends(can_re
 
 @router.get("/v1/markets")
 async def list_markets(request: Request, who: Annotated[Principal, Depends(can_read)]) -> Response:
-    """Tradable markets with their rules and marks."""
-    market_data = _services(request).pipeline.market_data
+    """Tradable markets (of the caller's venue) with their rules and marks."""
+    services = _services(request)
+    market_data = services.pipeline.market_for(await services.reads.broker(who.account_id))
     items = [market_out(rules, market_data.mark(rules.symbol)) for rules in market_data.markets()]
     return Response(api.MarketList(items=items).model_dump_json(), media_type=JSON)

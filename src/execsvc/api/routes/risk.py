@@ -125,7 +125,7 @@ async def state_of(services: Services, account: str) -> api.RiskState:
     today = now.date()
     limits = limits_for(pipeline.limits, view.controls.limits_json, None)
     risk = view.controls.account
-    value = account_equity(pipeline, view.balances)
+    value = account_equity(pipeline, view.broker, view.balances)
     # Unknown until today's baseline is taken (by the day watcher, or the day's first order).
     pnl = day_pnl(risk, value, now) if has_baseline(risk, now) else None
     loss_limit = limits.daily_loss_limit
@@ -150,7 +150,7 @@ async def state_of(services: Services, account: str) -> api.RiskState:
         automatic.append(TradingState.REDUCING)
 
     headroom: list[api.Headroom] = []
-    values = exposure(pipeline, view.positions, view.working)
+    values = exposure(pipeline.market_for(view.broker), view.positions, view.working)
     for symbol in sorted(values):
         position_limit = limits_for(pipeline.limits, view.controls.limits_json, symbol).max_position_notional
         if position_limit is not None:

@@ -1,0 +1,580 @@
+"""The ccxt adapter: real venues through ccxt's asyncio API. The only module that imports ccxt.
+
+- One ``VenueClient`` (one ccxt exchange object) per venue, credentials and options, with ccxt's rate limiter on and
+  ccxt's own retries off. Numbers are parsed as ``Decimal`` (ccxt's ``number`` setting), so no amount passes through a
+  float; a float that still turns up is refused, never rounded.
+- Vendor errors are translated here, in one table (``ERRORS``), into the service's broker errors; what each means is
+  documented in ``docs/brokers.md``.
+- ``CcxtBroker`` implements the broker port: orders carry our ``client_order_id`` to the venue; order creation is
+  never retried; venue trades become fill reports whose trade ids make a repeat harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar
+
+import aiohttp
+import ccxt.async_support as ccxt_async
+from ccxt.base import errors as cx
+from ccxt.base.decimal_to_precision import DECIMAL_PLACES, SIGNIFICANT_DIGITS, TICK_SIZE
+
+from execsvc.brokers.venue_quirks import FORCED_OPTIONS, quirks_for
+from execsvc.core.errors import (
+    BrokerAuthFailed,
+    BrokerError,
+    BrokerRateLimited,
+    BrokerRejected,
+    BrokerUnavailable,
+    OutcomeUnknown,
+)
+from execsvc.core.markets import MarketRules
+from execsvc.core.orders import Order
+from execsvc.core.ports import BrokerCapabilities
+from execsvc.core.reports import Accepted, BrokerReport, Canceled, CancelRejected, Expired, Filled, Rejected
+from execsvc.core.values import OrderType
+from execsvc.core.venues import Credentials, VenueOptions
+
+T = TypeVar("T")
+
+
+class OrderNotFoundAtVenue(BrokerRejected):
+    """The venue does not know the order (yet: venues may show a new order late)."""
+
+    code = "not_found_at_venue"
+
+
+class VenueDataError(BrokerError):
+    """The venue's answer lacks what we need, or carries a number that is not exact."""
+
+    code = "venue_data_error"
+
+
+class Outcome(StrEnum):
+    """What a venue error means for the request that met it."""
+
+    REJECTED = "rejected"  # the venue answered no: nothing was done
+    NOT_FOUND = "not_found"  # the venue does not know the order
+    THROTTLED = "throttled"  # rate limit, DDoS protection or maintenance: nothing was done, the breaker opens
+    AUTH = "auth"  # the credentials were refused: nothing was done, the breaker opens, an event is raised
+    UNREACHED = "unreached"  # the request never left (connection refused): nothing was done
+    UNKNOWN = "unknown"  # the request may have been acted on (a timeout, a dropped connection, a 5xx)
+
+
+# The one place vendor errors are read. The first matching class wins, so subclasses come before their bases.
+ERRORS: tuple[tuple[type[Exception], Outcome], ...] = (
+    (cx.OrderNotFound, Outcome.NOT_FOUND),
+    (cx.AuthenticationError, Outcome.AUTH),  # PermissionDenied, AccountSuspended, AccountNotEnabled
+    (cx.RateLimitExceeded, Outcome.THROTTLED),  # HTTP 429
+    (cx.DDoSProtection, Outcome.THROTTLED),  # HTTP 418 (an IP ban), Cloudflare
+    (cx.OnMaintenance, Outcome.THROTTLED),
+    (cx.InsufficientFunds, Outcome.REJECTED),
+    (cx.InvalidOrder, Outcome.REJECTED),  # OrderImmediatelyFillable, DuplicateOrderId, filter failures, ...
+    (cx.BadSymbol, Outcome.REJECTED),
+    (cx.BadRequest, Outcome.REJECTED),
+    (cx.OperationRejected, Outcome.REJECTED),
+    (cx.NotSupported, Outcome.REJECTED),
+    (cx.ArgumentsRequired, Outcome.REJECTED),
+    (cx.InvalidNonce, Outcome.REJECTED),  # the venue refused the request's timestamp: our clock is off
+    (cx.RequestTimeout, Outcome.UNKNOWN),
+    (cx.ExchangeNotAvailable, Outcome.UNKNOWN),  # a 5xx, or the connection dropped
+    (cx.NetworkError, Outcome.UNKNOWN),
+    (cx.BadResponse, Outcome.UNKNOWN),  # an answer we could not read: the request may have been acted on
+    (cx.ExchangeError, Outcome.REJECTED),  # any other error the venue answered with
+    (cx.BaseError, Outcome.UNKNOWN),
+)
+
+
+def classify(exc: BaseException) -> Outcome:
+    """The outcome a ccxt exception stands for."""
+    if isinstance(exc, cx.ExchangeNotAvailable) and isinstance(exc.__cause__, aiohttp.ClientConnectorError):
+        return Outcome.UNREACHED  # the connection was never made: the request certainly did not arrive
+    for cls, outcome in ERRORS:
+        if isinstance(exc, cls):
+            return outcome
+    return Outcome.UNKNOWN
+
+
+def translate(exc: BaseException, op: str, venue: str, retry_after: float | None = None) -> BrokerError:
+    """The service's error for a ccxt exception met during ``op`` (``create`` is the one that must never repeat)."""
+    outcome = classify(exc)
+    reason = _reason(exc, venue)
+    match outcome:
+        case Outcome.AUTH:
+            return BrokerAuthFailed(f"{venue} refused the credentials: {reason}")
+        case Outcome.THROTTLED:
+            return BrokerRateLimited(f"{venue} is limiting requests or in maintenance: {reason}", retry_after)
+        case Outcome.NOT_FOUND:
+            return OrderNotFoundAtVenue(f"{venue} does not know the order: {reason}")
+        case Outcome.REJECTED:
+            error = BrokerRejected(reason)
+            error.code = _rejection_code(exc)
+            return error
+        case Outcome.UNREACHED:
+            return BrokerUnavailable(f"{venue} could not be reached: {reason}")
+        case Outcome.UNKNOWN if op in ("create", "cancel"):
+            return OutcomeUnknown(f"{venue} did not answer clearly ({type(exc).__name__}): {reason}")
+        case _:
+            return BrokerUnavailable(f"{venue} did not answer ({type(exc).__name__}): {reason}")
+
+
+def _rejection_code(exc: BaseException) -> str:
+    """A stable code for a venue's refusal, from ccxt's error class: ``venue_insufficient_funds``, ..."""
+    name = type(exc).__name__
+    return "venue_" + re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _reason(exc: BaseException, venue: str) -> str:
+    """The venue's own words, without ccxt's prefix; never anything from the request (no keys, no signatures)."""
+    text = str(exc).strip()
+    if text.startswith(venue + " "):
+        text = text[len(venue) + 1 :]
+    text = re.sub(r"(signature|apiKey|api_key|secret)=[^&\s\"']+", r"\1=…", text, flags=re.IGNORECASE)
+    return text[:500] or type(exc).__name__
+
+
+class VenueObserver(Protocol):
+    """Hears about each venue request (the metrics adapter implements it)."""
+
+    def venue_request(self, venue: str, op: str, seconds: float, outcome: str) -> None:
+        """One request: its duration and ``ok`` or the error's outcome."""
+        ...
+
+    def venue_throttled(self, venue: str, seconds: float) -> None:
+        """Time a request waited in ccxt's rate limiter before it was sent."""
+        ...
+
+
+class _Silent:
+    def venue_request(self, venue: str, op: str, seconds: float, outcome: str) -> None:
+        """Ignore."""
+
+    def venue_throttled(self, venue: str, seconds: float) -> None:
+        """Ignore."""
+
+
+def exact(value: object, what: str) -> Decimal:
+    """A venue number as an exact Decimal. A float means digits may be lost already: refused, never rounded."""
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    if isinstance(value, str):
+        try:
+            return Decimal(value)
+        except InvalidOperation as exc:
+            raise VenueDataError(f"{what}: {value!r} is not a number") from exc
+    raise VenueDataError(f"{what}: expected an exact number, got {type(value).__name__}")
+
+
+def _maybe(value: object, what: str) -> Decimal | None:
+    return None if value is None or value == "" else exact(value, what)
+
+
+def _measured(cls: type[Any], venue: str, observer: VenueObserver) -> type[Any]:
+    """The exchange class, with the time each request waits in ccxt's own rate limiter reported."""
+
+    async def throttle(self: Any, cost: Any = None) -> Any:
+        started = time.perf_counter()
+        try:
+            return await cls.throttle(self, cost)
+        finally:
+            waited = time.perf_counter() - started
+            if waited > 0.001:
+                observer.venue_throttled(venue, waited)
+
+    return type(f"Measured_{cls.__name__}", (cls,), {"throttle": throttle})
+
+
+def supported_venues() -> frozenset[str]:
+    """Every exchange id ccxt has an asyncio class for."""
+    return frozenset(ccxt_async.exchanges)
+
+
+@dataclass(frozen=True, slots=True)
+class VenueOrder:
+    """An order as the venue shows it."""
+
+    venue_order_id: str
+    client_order_id: str | None
+    symbol: str
+    side: str
+    type: str | None
+    status: str
+    qty: Decimal | None
+    filled: Decimal
+    price: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class VenueTrade:
+    """One of our trades as the venue shows it, as a fill report and the order it belongs to."""
+
+    venue_order_id: str
+    symbol: str
+    fill: Filled
+
+
+class VenueClient:
+    """One ccxt exchange object: a venue reached with one set of credentials (or none, for market data) and options.
+
+    Every call goes through ``call``, which times it, reports it and translates ccxt's errors.
+    """
+
+    def __init__(
+        self,
+        venue: str,
+        options: VenueOptions,
+        credentials: Credentials | None,
+        timeout_seconds: float,
+        observer: VenueObserver | None = None,
+    ) -> None:
+        if venue not in supported_venues():
+            raise BrokerRejected(f"ccxt has no exchange {venue!r}")
+        self.venue = venue
+        self.quirks = quirks_for(venue)
+        self._observer = observer or _Silent()
+        cls = _measured(getattr(ccxt_async, venue), venue, self._observer)
+        config: dict[str, Any] = {
+            "enableRateLimit": True,
+            "timeout": int(timeout_seconds * 1000),
+            "options": {**self.quirks.options, **dict(options.options), **FORCED_OPTIONS},
+        }
+        if credentials is not None:
+            config["apiKey"] = credentials.api_key
+            config["secret"] = credentials.secret
+            if credentials.passphrase:
+                config["password"] = credentials.passphrase
+        self.exchange: Any = cls(config)
+        self.exchange.number = Decimal  # exact numbers: ccxt parses every amount with Decimal(str)
+        if options.sandbox:
+            self.exchange.set_sandbox_mode(True)
+        if options.api_base_url or options.urls:
+            self.exchange.urls["api"] = _override_urls(self.exchange.urls.get("api"), options)
+        self._markets_loaded = False
+        self._load_lock = asyncio.Lock()
+
+    async def call(self, op: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Run one ccxt call; its errors come out as the service's broker errors."""
+        started = time.perf_counter()
+        try:
+            result = await fn(*args, **kwargs)
+        except cx.BaseError as exc:
+            outcome = classify(exc)
+            self._observer.venue_request(self.venue, op, time.perf_counter() - started, outcome.value)
+            retry_after = self._retry_after() if outcome is Outcome.THROTTLED else None
+            raise translate(exc, op, self.venue, retry_after) from exc
+        self._observer.venue_request(self.venue, op, time.perf_counter() - started, "ok")
+        return result
+
+    def _retry_after(self) -> float | None:
+        headers = getattr(self.exchange, "last_response_headers", None) or {}
+        for name, value in dict(headers).items():
+            if name.lower() == "retry-after":
+                try:
+                    return max(0.0, float(value))
+                except ValueError:
+                    return None
+        return None
+
+    async def ensure_markets(self, reload: bool = False) -> None:
+        """Load the venue's markets once (or again)."""
+        async with self._load_lock:
+            if self._markets_loaded and not reload:
+                return
+            await self.call("load_markets", self.exchange.load_markets, reload)
+            self._markets_loaded = True
+
+    async def market_rules(self, wanted: Callable[[str], bool]) -> list[MarketRules]:
+        """The venue's spot markets the service lists, with tick, step and minimums (reloaded from the venue)."""
+        await self.ensure_markets(reload=True)
+        rules: list[MarketRules] = []
+        for symbol, market in sorted(self.exchange.markets.items()):
+            if not market.get("spot") or market.get("active") is False or not wanted(symbol):
+                continue
+            try:
+                rules.append(self._rules(symbol, market))
+            except VenueDataError:
+                continue  # a market the venue describes without usable precision is not offered
+        return rules
+
+    def _rules(self, symbol: str, market: Mapping[str, Any]) -> MarketRules:
+        precision = market.get("precision") or {}
+        limits = market.get("limits") or {}
+        tick = self._step(precision.get("price"), f"{symbol} price precision")
+        step = self._step(precision.get("amount"), f"{symbol} amount precision")
+        min_qty = _maybe((limits.get("amount") or {}).get("min"), f"{symbol} min amount") or step
+        min_notional = _maybe((limits.get("cost") or {}).get("min"), f"{symbol} min cost") or Decimal(0)
+        return MarketRules(symbol, tick, step, max(min_qty, step), min_notional)
+
+    def _step(self, value: object, what: str) -> Decimal:
+        """A precision in the venue's precision mode, as a step size."""
+        if value is None:
+            raise VenueDataError(f"{what} is unknown")
+        number = exact(value, what)
+        mode = self.exchange.precisionMode
+        if mode == TICK_SIZE:
+            step = number
+        elif mode == DECIMAL_PLACES:
+            step = Decimal(1).scaleb(-int(number))
+        elif mode == SIGNIFICANT_DIGITS:
+            # A number of significant digits has no fixed step; the finest step the digits allow at 1.0 is the
+            # safe bound: orders are checked against it here and by the venue for the price they carry.
+            step = Decimal(1).scaleb(-(int(number) - 1))
+        else:
+            raise VenueDataError(f"{what}: unknown precision mode {mode}")
+        if step <= 0:
+            raise VenueDataError(f"{what} is not positive")
+        return step
+
+    async def marks(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        """The latest price of each symbol: the last trade, else the middle of bid and ask."""
+        if not symbols:
+            return {}
+        await self.ensure_markets()
+        if self.exchange.has.get("fetchTickers"):
+            tickers = await self.call("fetch_tickers", self.exchange.fetch_tickers, list(symbols))
+        else:
+            tickers = {}
+            for symbol in symbols:
+                tickers[symbol] = await self.call("fetch_ticker", self.exchange.fetch_ticker, symbol)
+        marks: dict[str, Decimal] = {}
+        for symbol in symbols:
+            ticker = tickers.get(symbol)
+            if not ticker:
+                continue
+            price = _maybe(ticker.get("last"), f"{symbol} last")
+            if price is None:
+                bid, ask = _maybe(ticker.get("bid"), f"{symbol} bid"), _maybe(ticker.get("ask"), f"{symbol} ask")
+                price = (bid + ask) / 2 if bid and ask else None
+            if price is not None and price > 0:
+                marks[symbol] = price
+        return marks
+
+    async def balances(self) -> dict[str, Decimal]:
+        """The account's total balance per asset (free plus held by orders); assets at zero are left out."""
+        balance = await self.call("fetch_balance", self.exchange.fetch_balance)
+        totals: dict[str, Decimal] = {}
+        for asset, amount in (balance.get("total") or {}).items():
+            value = _maybe(amount, f"{asset} balance")
+            if value:
+                totals[asset] = value
+        return totals
+
+    async def close(self) -> None:
+        """Close the exchange's HTTP session."""
+        await self.exchange.close()
+
+
+def _override_urls(api: object, options: VenueOptions) -> object:
+    """ccxt's ``urls['api']`` with every URL's scheme and host replaced by ``api_base_url``, then named entries set."""
+    base = (options.api_base_url or "").rstrip("/")
+
+    def rebase(value: object) -> object:
+        if isinstance(value, str) and base:
+            return re.sub(r"^[a-z]+://[^/]+", base, value)
+        if isinstance(value, dict):
+            return {k: rebase(v) for k, v in value.items()}
+        return value
+
+    rebased = rebase(api)
+    if isinstance(rebased, dict):
+        rebased.update(options.urls)
+        return rebased
+    return dict(options.urls) if options.urls else rebased
+
+
+class CcxtBroker:
+    """The broker port on a real venue, through one ``VenueClient``."""
+
+    capabilities = BrokerCapabilities(
+        order_types=frozenset({"market", "limit"}),
+        time_in_force=frozenset({"gtc", "ioc", "fok"}),
+        fetch_balances=True,
+        fetch_status=True,
+    )
+
+    def __init__(self, name: str, client: VenueClient) -> None:
+        self.name = name
+        self.client = client
+
+    @property
+    def venue(self) -> str:
+        """The exchange id."""
+        return self.client.venue
+
+    # -- the Broker port ---------------------------------------------------------------------------------------
+
+    async def submit(self, order: Order) -> Sequence[BrokerReport]:
+        """Send the order once, with our client order id; never retried. Returns what the venue answered."""
+        await self.client.ensure_markets()
+        ex = self.client.exchange
+        params: dict[str, Any] = {"clientOrderId": order.client_order_id}
+        if order.type is OrderType.LIMIT:
+            params["timeInForce"] = order.time_in_force.value.upper()
+        price = order.limit_price if order.type is OrderType.LIMIT else None
+        created = await self.client.call(
+            "create",
+            ex.create_order,
+            order.symbol,
+            order.type.value,
+            order.side.value,
+            order.qty,
+            price,
+            params,
+        )
+        return await self._reports(order, created)
+
+    async def cancel(self, order: Order) -> Sequence[BrokerReport]:
+        """Cancel at the venue. A venue that no longer knows the order as open is asked what became of it."""
+        await self.client.ensure_markets()
+        ex = self.client.exchange
+        try:
+            if order.venue_order_id:
+                answer = await self.client.call("cancel", ex.cancel_order, order.venue_order_id, order.symbol)
+            else:
+                answer = await self.client.call(
+                    "cancel", ex.cancel_order, None, order.symbol, {"clientOrderId": order.client_order_id}
+                )
+        except OrderNotFoundAtVenue:
+            # "Unknown order": it may have filled (or been canceled) before our cancel arrived. Ask for the truth;
+            # an order the venue does not know at all raises OrderNotFoundAtVenue again.
+            reports = list(await self.fetch_status(order))
+            if not any(isinstance(r, Canceled | Expired | Rejected) for r in reports) and not _complete(order, reports):
+                reports.append(CancelRejected(f"{self.venue} did not cancel the order and shows it working"))
+            return reports
+        reports = await self._reports(order, answer)
+        if not any(isinstance(r, Canceled | Expired | Rejected) for r in reports):
+            reports.append(Canceled("canceled by request"))
+        return reports
+
+    async def fetch_status(self, order: Order) -> Sequence[BrokerReport]:
+        """What the venue knows of the order now, with every trade it made; ``OrderNotFoundAtVenue`` if none."""
+        found = await self.find(order)
+        return await self._reports(order, found)
+
+    async def fetch_balances(self, account_id: str) -> Mapping[str, Decimal]:
+        """The venue's balances for the credentials this adapter trades with."""
+        return await self.client.balances()
+
+    # -- for the venue session and reconciliation --------------------------------------------------------------
+
+    async def find(self, order: Order) -> Mapping[str, Any]:
+        """The venue's order, found by its venue id when we know it, else by our client order id."""
+        await self.client.ensure_markets()
+        ex = self.client.exchange
+        if order.venue_order_id:
+            found: Mapping[str, Any] = await self.client.call(
+                "fetch_order", ex.fetch_order, order.venue_order_id, order.symbol
+            )
+            return found
+        if self.client.quirks.fetch_by_client_id:
+            found = await self.client.call(
+                "fetch_order", ex.fetch_order, None, order.symbol, {"clientOrderId": order.client_order_id}
+            )
+            return found
+        for candidate in await self.client.call("fetch_orders", ex.fetch_orders, order.symbol):
+            if candidate.get("clientOrderId") == order.client_order_id:
+                return dict(candidate)
+        raise OrderNotFoundAtVenue(f"{self.venue} shows no order {order.client_order_id}")
+
+    async def open_orders(self) -> list[VenueOrder]:
+        """Every order open at the venue for these credentials, ours or not."""
+        await self.client.ensure_markets()
+        ex = self.client.exchange
+        answer = await self.client.call("fetch_open_orders", ex.fetch_open_orders)
+        return [_venue_order(o) for o in answer]
+
+    async def trades(self, symbol: str, since: datetime | None) -> list[VenueTrade]:
+        """Our trades in one market since a time (the venue's page size bounds how many come back)."""
+        await self.client.ensure_markets()
+        ex = self.client.exchange
+        since_ms = None if since is None else int(since.timestamp() * 1000)
+        answer = await self.client.call("fetch_my_trades", ex.fetch_my_trades, symbol, since_ms)
+        out: list[VenueTrade] = []
+        for trade in answer:
+            order_id = trade.get("order")
+            if order_id is None:
+                continue
+            out.append(VenueTrade(str(order_id), symbol, _fill(symbol, trade)))
+        return out
+
+    async def order_trades(self, symbol: str, venue_order_id: str) -> list[Filled]:
+        """The trades of one order."""
+        ex = self.client.exchange
+        if self.client.quirks.order_trades and ex.has.get("fetchOrderTrades"):
+            answer = await self.client.call("fetch_order_trades", ex.fetch_order_trades, venue_order_id, symbol)
+            return [_fill(symbol, t) for t in answer]
+        answer = await self.client.call("fetch_my_trades", ex.fetch_my_trades, symbol)
+        return [_fill(symbol, t) for t in answer if str(t.get("order")) == venue_order_id]
+
+    async def _reports(self, order: Order, answer: Mapping[str, Any]) -> list[BrokerReport]:
+        """Reports for a venue order: accepted, its trades (fetched when the answer lacks them), and its end."""
+        venue_order_id = answer.get("id")
+        if venue_order_id is None:
+            raise VenueDataError(f"{self.venue} answered without an order id")
+        venue_order_id = str(venue_order_id)
+        status = answer.get("status")
+        reports: list[BrokerReport] = [Accepted(venue_order_id=venue_order_id)]
+        filled = _maybe(answer.get("filled"), "filled") or Decimal(0)
+        fills = [_fill(order.symbol, t) for t in answer.get("trades") or [] if t.get("id") is not None]
+        if filled > sum((f.qty for f in fills), Decimal(0)):
+            # The answer says more traded than the trades it carries: ask for the order's trades.
+            fills = await self.order_trades(order.symbol, venue_order_id)
+        reports.extend(fills)
+        if status == "canceled":
+            reports.append(Canceled(f"canceled at {self.venue}"))
+        elif status == "expired":
+            reports.append(Expired(f"expired at {self.venue}"))
+        elif status == "rejected":
+            reports.append(Rejected("venue_rejected", f"{self.venue} rejected the order"))
+        return reports
+
+
+def _complete(order: Order, reports: Sequence[BrokerReport]) -> bool:
+    """The reports' fills cover the whole order."""
+    return sum((r.qty for r in reports if isinstance(r, Filled)), Decimal(0)) >= order.qty
+
+
+def _fill(symbol: str, trade: Mapping[str, Any]) -> Filled:
+    """A venue trade as a fill report. Trade ids are per market on some venues: the symbol is part of ours."""
+    fee = trade.get("fee") or {}
+    fee_cost = _maybe(fee.get("cost"), "fee") or Decimal(0)
+    fee_asset = fee.get("currency") or symbol.split("/")[1]
+    timestamp = trade.get("timestamp")
+    at = None if timestamp is None else datetime.fromtimestamp(0, UTC) + timedelta(milliseconds=int(timestamp))
+    return Filled(
+        trade_id=f"{symbol}:{trade['id']}",
+        qty=exact(trade.get("amount"), "trade amount"),
+        price=exact(trade.get("price"), "trade price"),
+        fee=fee_cost,
+        fee_asset=str(fee_asset),
+        at=at,
+    )
+
+
+def _venue_order(order: Mapping[str, Any]) -> VenueOrder:
+    return VenueOrder(
+        venue_order_id=str(order.get("id")),
+        client_order_id=order.get("clientOrderId"),
+        symbol=str(order.get("symbol")),
+        side=str(order.get("side")),
+        type=order.get("type"),
+        status=str(order.get("status")),
+        qty=_maybe(order.get("amount"), "order amount"),
+        filled=_maybe(order.get("filled"), "order filled") or Decimal(0),
+        price=_maybe(order.get("price"), "order price"),
+    )
+
+
+def retry_after_seconds(error: BrokerRateLimited, default: float) -> int:
+    """Whole seconds a client should wait after a throttled venue."""
+    return max(1, math.ceil(error.retry_after if error.retry_after is not None else default))

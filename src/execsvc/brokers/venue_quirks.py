@@ -1,0 +1,50 @@
+"""What differs between venues, in one small table: nothing venue-specific lives anywhere else.
+
+Each entry gives the ccxt ``options`` the adapter sets for the venue under the account's own options (an account's
+options win), and how the venue is asked about an order by its client order id. Venues without an entry get
+``DEFAULT``: spot markets, lookup by the unified ``clientOrderId`` parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class VenueQuirks:
+    """One venue's departures from ccxt's defaults."""
+
+    # ccxt options set for the venue before the account's own.
+    options: Mapping[str, Any] = field(default_factory=dict)
+    # The venue looks orders up by client order id through ``fetch_order(None, symbol, {"clientOrderId": ...})``;
+    # False: search the open and recent orders instead.
+    fetch_by_client_id: bool = True
+    # The order's trades come from ``fetch_order_trades``; False: ``fetch_my_trades`` filtered by order id.
+    order_trades: bool = True
+
+
+# ccxt options every venue gets, and the account cannot override: order creation is never retried by ccxt itself.
+FORCED_OPTIONS: Mapping[str, Any] = {"maxRetriesOnFailure": 0}
+
+DEFAULT = VenueQuirks(options={"defaultType": "spot"})
+
+QUIRKS: Mapping[str, VenueQuirks] = {
+    # Binance: load spot markets only (not futures and margin, which need other hosts and keys); no currencies call
+    # (a private wallet endpoint the testnet lacks); FULL answers so a market order's fills come back at once.
+    "binance": VenueQuirks(
+        options={
+            "defaultType": "spot",
+            "fetchMarkets": {"types": ["spot"]},
+            "fetchMargins": False,
+            "fetchCurrencies": False,
+            "newOrderRespType": {"market": "FULL", "limit": "FULL"},
+        },
+    ),
+}
+
+
+def quirks_for(venue: str) -> VenueQuirks:
+    """The venue's entry, or the default."""
+    return QUIRKS.get(venue, DEFAULT)
