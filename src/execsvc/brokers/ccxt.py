@@ -1,8 +1,10 @@
 """The ccxt adapter: real venues through ccxt's asyncio API. The only module that imports ccxt.
 
 - One ``VenueClient`` (one ccxt exchange object) per venue, credentials and options, with ccxt's rate limiter on and
-  ccxt's own retries off. Numbers are parsed as ``Decimal`` (ccxt's ``number`` setting), so no amount passes through a
-  float; a float that still turns up is refused, never rounded.
+  ccxt's own retries off. ccxt keeps numbers as the venue's strings (its ``number`` setting set to ``str``), read here
+  with ``Decimal(text)``, and amounts go out as strings: no amount passes through a float, and a float that still
+  turns up is refused, never rounded. (``number = Decimal`` is not safe in ccxt 4.5: its ``safe_string`` skips
+  Decimals, so order amounts lose their precision rounding and fees their cost.)
 - Vendor errors are translated here, in one table (``ERRORS``), into the service's broker errors; what each means is
   documented in ``docs/brokers.md``.
 - ``CcxtBroker`` implements the broker port: orders carry our ``client_order_id`` to the venue; order creation is
@@ -37,6 +39,7 @@ from execsvc.core.errors import (
     OutcomeUnknown,
 )
 from execsvc.core.markets import MarketRules
+from execsvc.core.money import to_str
 from execsvc.core.orders import Order
 from execsvc.core.ports import BrokerCapabilities
 from execsvc.core.reports import Accepted, BrokerReport, Canceled, CancelRejected, Expired, Filled, Rejected
@@ -254,7 +257,7 @@ class VenueClient:
             if credentials.passphrase:
                 config["password"] = credentials.passphrase
         self.exchange: Any = cls(config)
-        self.exchange.number = Decimal  # exact numbers: ccxt parses every amount with Decimal(str)
+        self.exchange.number = str  # exact numbers: ccxt hands over the venue's text, read with Decimal here
         if options.sandbox:
             self.exchange.set_sandbox_mode(True)
         if options.api_base_url or options.urls:
@@ -427,8 +430,8 @@ class CcxtBroker:
             order.symbol,
             order.type.value,
             order.side.value,
-            order.qty,
-            price,
+            to_str(order.qty),
+            None if price is None else to_str(price),
             params,
         )
         return await self._reports(order, created)

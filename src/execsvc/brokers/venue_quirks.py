@@ -40,6 +40,8 @@ QUIRKS: Mapping[str, VenueQuirks] = {
             "fetchMargins": False,
             "fetchCurrencies": False,
             "newOrderRespType": {"market": "FULL", "limit": "FULL"},
+            # Open orders of every symbol in one request (weighted more, but one per round instead of one a symbol).
+            "fetchOpenOrders": {"warnWithoutSymbol": False},
         },
     ),
 }

@@ -1,0 +1,86 @@
+"""A fake Binance spot exchange for tests, speaking Binance's real REST wire protocol.
+
+The unmodified ``ccxt.async_support.binance`` class trades against it once its REST URLs point here
+(see :func:`point_ccxt_at`). Tests in the same event loop drive the venue directly::
+
+    fake = FakeBinance(markets=[FakeMarket("BTC/USDT", tick="0.01", step="0.00001", min_qty="0.00001",
+                                           min_notional="5", price="65000")], fee_bps=Decimal(10))
+    await fake.start()
+    fake.add_account("key", "secret", {"USDT": Decimal("100000")})
+    fake.set_price("BTC/USDT", Decimal("64000"))      # fills resting limit orders the price crosses
+    fake.inject(Fault("delay_after_place", operation="create", seconds=3))
+
+Other processes drive it through ``/_fake/`` (see :mod:`.control`) and ``python -m tests.support.fake_exchange``.
+
+What ccxt 4.5.90 (``binance``, spot) calls, all under ``/api/v3``:
+
+=================================  ============================================================================
+ccxt method                        request
+=================================  ============================================================================
+load_markets                       GET exchangeInfo (plus signed GET /sapi/v1/capital/config/getall unless
+                                   ``fetchCurrencies`` is False — not served here)
+fetch_ticker / fetch_tickers       GET ticker/24hr ``?symbol=`` / ``?symbols=["A","B"]`` / all
+fetch_time / ping                  GET time / GET ping
+create_order                       POST order (form body: ``newClientOrderId`` always, ``newOrderRespType=FULL``,
+                                   ``timeInForce=GTC`` on limits; a market order *with a price* is sent as
+                                   ``quoteOrderQty=amount*price`` instead of ``quantity``)
+fetch_order / cancel_order         GET / DELETE order ``?orderId=`` or ``?origClientOrderId=`` (ccxt maps its
+                                   ``clientOrderId`` param)
+fetch_open_orders                  GET openOrders (without a symbol ccxt refuses unless
+                                   ``options["fetchOpenOrders"]["warnWithoutSymbol"] = False``)
+fetch_orders                       GET allOrders
+fetch_my_trades                    GET myTrades ``?symbol=&startTime=&limit=`` (``fromId``/``orderId`` as params)
+fetch_balance                      GET account
+=================================  ============================================================================
+
+The venue's errors and what ccxt raises (same with the overridden URL as with ``api.binance.com``):
+
+==========================================================  =============================================
+answer                                                      ccxt exception
+==========================================================  =============================================
+400 -2010 Account has insufficient balance ...              InsufficientFunds (matched by message)
+400 -1013 Filter failure: PRICE_FILTER / LOT_SIZE           InvalidOrder (matched in the body)
+400 -1013 Filter failure: NOTIONAL                          BadRequest (*not* InvalidOrder)
+400 -2010 Duplicate order sent.                             InvalidOrder
+400 -2010 Order would immediately match and take.           OrderImmediatelyFillable (LIMIT_MAKER)
+400 -2011 Unknown order sent. (cancel)                      OrderNotFound
+400 -2013 Order does not exist. (fetch)                     OrderNotFound
+401 -2015 Invalid API-key, IP, or permissions for action.   AuthenticationError; but DDoSProtection after any
+                                                            successful private request of that client (ccxt
+                                                            then reads -2015 as a temporary ban)
+400 -1022 Signature for this request is not valid.          AuthenticationError
+400 -1021 Timestamp ... outside of the recvWindow.          InvalidNonce
+400 -1121 Invalid symbol. / -1100 / -1102 / -1106 / -1116   BadSymbol / BadRequest
+429 or 418 with -1003 (Retry-After header)                  DDoSProtection (418/429 are checked first, so
+                                                            never RateLimitExceeded)
+500 / 502 / 503 gateway page                                ExchangeNotAvailable
+504 gateway page; 4xx/5xx with -1007 body                   RequestTimeout
+answer held past ``timeout``                                RequestTimeout
+connection dropped                                          ExchangeNotAvailable (a NetworkError)
+==========================================================  =============================================
+
+Numbers: ``ex.number = str`` is exact end to end (markets, orders, trades, balances come back as the venue's
+strings). ``ex.number = Decimal`` parses exactly but ccxt's ``safe_string`` ignores Decimal values, so
+``create_order`` skips ``amount_to_precision`` and sends ``float(amount)`` (``6.1e-09`` → -1100), a market order
+with a price crashes, and order and trade fees come back ``None``.
+"""
+
+from tests.support.fake_exchange.ccxt_urls import point_ccxt_at
+from tests.support.fake_exchange.errors import VenueError
+from tests.support.fake_exchange.faults import Fault, FaultKind
+from tests.support.fake_exchange.models import Balance, FakeMarket, Order, Trade
+from tests.support.fake_exchange.rest import RecordedCall
+from tests.support.fake_exchange.server import FakeBinance
+
+__all__ = [
+    "Balance",
+    "FakeBinance",
+    "FakeMarket",
+    "Fault",
+    "FaultKind",
+    "Order",
+    "RecordedCall",
+    "Trade",
+    "VenueError",
+    "point_ccxt_at",
+]
