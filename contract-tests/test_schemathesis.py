@@ -112,6 +112,13 @@ CONFIG = SchemathesisConfig.from_dict(
             # Schema-valid limits can still be inconsistent in ways the schema cannot express (a minimum above its
             # maximum once merged with the defaults, a market that is not listed): 422 `invalid_limits`, and only
             # that code (see `_RULE_CODES`).
+            # A schema-valid account can still be refused for what the schema cannot express: a venue the service does
+            # not support, a mode the venue does not allow, credentials missing, refused or unreadable, no secrets key
+            # configured, a venue that cannot change (see `_RULE_CODES`).
+            {
+                "include-operation-id": ["createAccount", "updateAccountSettings"],
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "422"]}},
+            },
             {
                 "include-operation-id": ["putRiskLimits"],
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "422"]}},
@@ -275,6 +282,19 @@ def without_framing_headers(context: schemathesis.HookContext, case: Case) -> Ca
 # --------------------------------------------------------------------------- an extra check
 
 # The only codes the server may answer schema-valid data with, where the statuses above allow a 4xx.
+# What a schema-valid account may still break (docs/errors.md).
+_ACCOUNT_RULES = frozenset(
+    {
+        "unsupported_venue",
+        "invalid_mode",
+        "credentials_required",
+        "credentials_refused",
+        "credentials_unreadable",
+        "secrets_key_missing",
+        "venue_immutable",
+        "invalid_account",
+    }
+)
 _RULE_CODES = {
     "GET /v1/orders": {400: {"invalid_cursor"}},
     "GET /v1/fills": {400: {"invalid_cursor"}},
@@ -282,6 +302,8 @@ _RULE_CODES = {
     "POST /v1/webhooks": {422: {"invalid_webhook_url"}},
     "PATCH /v1/webhooks/{webhook_id}": {422: {"invalid_webhook_url"}},
     "GET /v1/webhooks/{webhook_id}/deliveries": {400: {"invalid_cursor"}},
+    "POST /v1/accounts": {422: _ACCOUNT_RULES},
+    "PATCH /v1/accounts/{account_id}": {422: _ACCOUNT_RULES},
 }
 # Codes that mean "your request does not match the schema": never right for schema-valid data.
 _SCHEMA_CODES = {"validation_failed", "malformed_json", "invalid_idempotency_key", "unsupported_media_type"}

@@ -20,6 +20,9 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from execsvc.accounts.secrets import SecretBox
+from execsvc.accounts.service import AccountService
+from execsvc.accounts.store import AccountStore
 from execsvc.api.app import SPEC_PATH, create_app
 from execsvc.api.services import Services
 from execsvc.brokers.ccxt import CcxtBroker, VenueClient, supported_venues
@@ -331,6 +334,16 @@ def build(
     reads = ReadModel(engine)
     write_lock = uow.write_lock if isinstance(uow, SqlUnitOfWorkFactory) else None
     webhook_store = WebhookStore(engine, write_lock)
+    account_store = AccountStore(engine, SecretBox.from_setting(settings.secrets_key), write_lock)
+    accounts = AccountService(
+        account_store,
+        pipeline,
+        venues,
+        clock,
+        starting_balances=settings.starting_balances,
+        valuation_asset=settings.valuation_asset,
+        base_assets=frozenset(m.symbol.split("/")[0] for m in settings.listed_markets()),
+    )
     queue: Queue = LocalQueue() if redis is None else RedisQueue(redis, settings.redis_prefix)
     worker = (
         DeliveryWorker(webhook_store, queue, clock, settings.webhook_config(), metrics)
@@ -392,6 +405,7 @@ def build(
         streams=Streams(hub, stream_log, markets.current),
         stream_config=stream_config,
         stream_connections=TokenConnections(),
+        accounts=accounts,
     )
     return Container(
         settings=settings,
@@ -412,4 +426,6 @@ def build(
         stream_reader=reader,
         market_stream=markets,
         venues=venues,
+        venue_accounts=account_store.venue_accounts,
+        findings=account_store,
     )

@@ -229,6 +229,11 @@ class FakeAccounts(_Repo):
         await self.uow.acquire(account_id)
         return self.state.accounts.get(account_id)
 
+    async def rebind(self, account_id: str, broker: str) -> None:
+        await _io()
+        account = self.state.accounts[account_id]
+        self.state.accounts[account_id] = replace(account, broker=broker)
+
 
 class FakeOrders(_Repo):
     async def add(self, order: Order) -> None:

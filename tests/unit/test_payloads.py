@@ -4,18 +4,31 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import get_args
 
 import pytest
 
 from execsvc.api.mapping import market_out
-from execsvc.api.resources import fill_out, order_out, position_out
+from execsvc.api.resources import fill_out, finding_out, order_out, position_out
+from execsvc.contract.models import BrokerAuthFailure, WebhookCreate
 from execsvc.core.ids import new_id
 from execsvc.core.ledger import Position
 from execsvc.core.markets import MarketRules, Quote
 from execsvc.core.orders import Order, OrderStatus, RiskAudit
 from execsvc.core.reports import Filled
 from execsvc.core.values import OrderType, Side, TimeInForce
-from execsvc.pipeline.payloads import ORDER_EVENTS, fill_data, market_data, order_data, position_data
+from execsvc.core.venues import Finding
+from execsvc.pipeline.payloads import (
+    EVENT_TYPES,
+    FINDING_EVENTS,
+    ORDER_EVENTS,
+    broker_auth_failed,
+    fill_data,
+    finding,
+    market_data,
+    order_data,
+    position_data,
+)
 
 D = Decimal
 AT = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
@@ -75,3 +88,27 @@ def test_a_market_update_carries_the_market_as_the_api_shows_it(marked: bool) ->
     rules = MarketRules("BTC/USDT", D("0.01"), D("0.00001"), D("0.00001"), D("5"))
     mark = Quote(D("65000.10"), AT) if marked else None
     assert market_data(rules, mark) == market_out(rules, mark).model_dump(mode="json")
+
+
+@pytest.mark.parametrize("resolved", [None, AT])
+def test_a_finding_event_carries_the_finding_as_the_api_shows_it(resolved: datetime | None) -> None:
+    seen = Finding("acct", "binance", "balance_drift", "USDT", {"ledger": "10.5", "venue": "12"}, AT)
+    finding_id = new_id()
+    first = datetime(2026, 2, 1, tzinfo=UTC)
+    expected = finding_out(finding_id, seen, first, resolved).model_dump(mode="json")
+    assert finding(finding_id, seen, first, resolved) == expected
+    # A new finding: first seen when last seen.
+    assert finding(finding_id, seen)["first_seen_at"] == expected["last_seen_at"]
+    assert FINDING_EVENTS == {"external_order": "order.external", "balance_drift": "balance.drift"}
+
+
+def test_a_broker_auth_failure_event_matches_its_contract() -> None:
+    data = broker_auth_failed("acct", "binance", "live@binance#abc", "Invalid API-key", AT)
+    expected = BrokerAuthFailure(
+        account_id="acct", venue="binance", broker="live@binance#abc", reason="Invalid API-key", at=AT
+    )
+    assert data == expected.model_dump(mode="json")
+
+
+def test_every_event_type_is_one_a_subscription_may_ask_for() -> None:
+    assert set(EVENT_TYPES) == set(get_args(get_args(WebhookCreate.model_fields["events"].annotation)[0]))

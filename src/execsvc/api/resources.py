@@ -11,10 +11,12 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
+from execsvc.accounts.store import AccountRecord
 from execsvc.contract import models as api
 from execsvc.core import ledger
 from execsvc.core.money import ZERO, to_str
 from execsvc.core.orders import Order
+from execsvc.core.venues import Finding
 
 
 def _opt(value: Decimal | None) -> str | None:
@@ -83,4 +85,42 @@ def position_out(symbol: str, position: ledger.Position, mark: Decimal | None) -
         unrealized_pnl=to_str(ZERO if mark is None else ledger.unrealized_pnl(position, mark)),
         mark_price=None if mark is None else to_str(mark),
         notional=to_str(ZERO if mark is None else ledger.notional(position, mark)),
+    )
+
+
+def venue_account_out(record: AccountRecord, key_hint: str | None) -> api.VenueAccount:
+    """The wire form of an account's venue settings: never its credentials, only whether it has any and a hint."""
+    options = record.options
+    return api.VenueAccount(
+        id=record.id,
+        venue=record.venue,
+        mode=record.mode.value,
+        broker=record.broker,
+        venue_options=api.VenueOptions(
+            options=dict(options.options),
+            sandbox=options.sandbox,
+            api_base_url=None if options.api_base_url is None else api.VenueUrl(options.api_base_url),
+            urls={name: api.VenueUrl(url) for name, url in options.urls.items()},
+        ),
+        credentials=api.CredentialsInfo(present=record.sealed is not None, key_hint=key_hint),
+        valuation_asset=record.valuation_asset,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+def finding_out(
+    finding_id: UUID, found: Finding, first_seen_at: datetime, resolved_at: datetime | None
+) -> api.ReconciliationFinding:
+    """The wire form of a reconciliation finding (last seen at ``found.seen_at``)."""
+    return api.ReconciliationFinding(
+        id=finding_id,
+        account_id=found.account_id,
+        venue=found.venue,
+        kind=found.kind,
+        key=found.key,
+        detail=dict(found.detail),
+        first_seen_at=first_seen_at,
+        last_seen_at=found.seen_at,
+        resolved_at=resolved_at,
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID
 
+from execsvc.accounts.service import AccountService
 from execsvc.db.admin import TokenRecord
 from execsvc.db.queries import ReadModel, RiskReads
 from execsvc.observability.metrics import Metrics
@@ -40,6 +41,8 @@ class Services:
     webhook_secret_grace_hours: float = 24.0
     # Queue a delivery (and its subscription) now; best effort: the worker's sweep finds it anyway.
     webhook_wake: Callable[[UUID, UUID], Awaitable[None]] = lambda _d, _s: _nothing()
+    # Accounts bound to venues (/v1/accounts, /v1/reconciliation); None: those routes answer 404.
+    accounts: AccountService | None = None
 
 
 async def _nothing() -> None:

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel, StringConstraints
 from typing_extensions import TypeAliasType
+
+
+class Decimal(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
 
 
 class SignedDecimal(RootModel[str]):
@@ -364,10 +375,6 @@ class RiskDecision(BaseModel):
     )
     approved: bool
     violations: list[Violation]
-
-
-class AccountId(RootModel[str]):
-    root: Annotated[str, Field(pattern="^[A-Za-z0-9._-]{1,64}$")]
 
 
 class ScopeState(BaseModel):
@@ -731,13 +738,219 @@ class LimitVersionList(BaseModel):
     items: list[LimitVersion]
 
 
+class Asset(RootModel[str]):
+    root: Annotated[str, Field(examples=["USDT"], pattern="^[A-Z0-9]{1,20}$")]
+
+
+class VenueUrl(RootModel[str]):
+    root: Annotated[str, Field(description="An absolute http(s) URL with a host.", max_length=2000, min_length=1)]
+
+
+class VenueOptions(BaseModel):
+    """
+    How to reach the venue.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    options: Annotated[
+        dict[str, Any] | None, Field(description="ccxt exchange `options`, passed as they are.", max_length=100)
+    ] = None
+    sandbox: Annotated[bool, Field(description="Use the venue's sandbox (testnet).")] = False
+    api_base_url: Annotated[
+        VenueUrl | None,
+        Field(
+            description="Replaces the scheme and host of every API URL of the venue (a regional endpoint, a local fake)."
+        ),
+    ] = None
+    urls: Annotated[
+        dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], VenueUrl] | None,
+        Field(
+            description="Replaces single entries of ccxt's `urls['api']` by name; wins over `api_base_url`.",
+            max_length=50,
+        ),
+    ] = None
+
+
+class VenueCredentials(BaseModel):
+    """
+    An API key and its secrets. Stored encrypted; never shown again.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    api_key: Annotated[str, Field(max_length=512, min_length=1)]
+    secret: Annotated[str, Field(max_length=4096, min_length=1)]
+    passphrase: Annotated[str | None, Field(max_length=512, min_length=1)] = None
+
+
+class CredentialsInfo(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    present: bool
+    key_hint: Annotated[
+        str | None,
+        Field(
+            description="The last four characters of the API key, to tell keys apart; null without credentials, or when the\nstored ones cannot be opened with the service's secrets key.\n"
+        ),
+    ]
+
+
+class VenueAccountCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: Annotated[str, Field(pattern="^[A-Za-z0-9._-]{1,64}$")]
+    venue: Annotated[
+        str,
+        Field(
+            description="`paper` (the simulated market) or a ccxt exchange id such as `binance`.",
+            examples=["paper", "binance"],
+            pattern="^[a-z0-9_]{1,64}$",
+        ),
+    ] = "paper"
+    mode: Annotated[
+        Literal["paper", "shadow", "live"],
+        Field(
+            description="`paper` - the paper matcher fills the orders (at the simulated market's prices, or the venue's when a venue\nis named); `shadow` - the venue's live prices, the whole pipeline and risk engine, the paper matcher, nothing\nsent to the venue; `live` - orders go to the venue.\n"
+        ),
+    ] = "paper"
+    venue_options: VenueOptions | None = None
+    credentials: VenueCredentials | None = None
+    starting_balances: Annotated[
+        dict[Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{1,20}$")], Decimal] | None,
+        Field(
+            description="A paper or shadow account's balances to start with (default the service's); not for live.",
+            max_length=100,
+        ),
+    ] = None
+    valuation_asset: Annotated[
+        str | None,
+        Field(
+            description="The asset equity and PnL are expressed in; the service values every account in one asset.",
+            examples=["USDT"],
+            pattern="^[A-Z0-9]{1,20}$",
+        ),
+    ] = None
+
+
+class VenueAccountUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    venue: Annotated[
+        str | None,
+        Field(
+            description="Cannot change; a different venue answers 422 `venue_immutable`.",
+            examples=["paper", "binance"],
+            pattern="^[a-z0-9_]{1,64}$",
+        ),
+    ] = None
+    mode: Annotated[
+        Literal["paper", "shadow", "live"] | None,
+        Field(
+            description="`paper` - the paper matcher fills the orders (at the simulated market's prices, or the venue's when a venue\nis named); `shadow` - the venue's live prices, the whole pipeline and risk engine, the paper matcher, nothing\nsent to the venue; `live` - orders go to the venue.\n"
+        ),
+    ] = None
+    venue_options: VenueOptions | None = None
+    credentials: Annotated[
+        VenueCredentials | None, Field(description="Replaces the stored credentials; `null` removes them.")
+    ] = None
+
+
+class VenueAccount(BaseModel):
+    """
+    An account and how it trades. A live account's balances are the venue's wallet: they are set from it when the
+    account goes live and reconciliation reports any drift from it.
+
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: Annotated[str, Field(pattern="^[A-Za-z0-9._-]{1,64}$")]
+    venue: Annotated[
+        str,
+        Field(
+            description="`paper` (the simulated market) or a ccxt exchange id such as `binance`.",
+            examples=["paper", "binance"],
+            pattern="^[a-z0-9_]{1,64}$",
+        ),
+    ]
+    mode: Annotated[
+        Literal["paper", "shadow", "live"],
+        Field(
+            description="`paper` - the paper matcher fills the orders (at the simulated market's prices, or the venue's when a venue\nis named); `shadow` - the venue's live prices, the whole pipeline and risk engine, the paper matcher, nothing\nsent to the venue; `live` - orders go to the venue.\n"
+        ),
+    ]
+    broker: Annotated[
+        str,
+        Field(
+            description="The adapter that executes the orders (`paper`, `paper@VENUE`, `live@VENUE#FINGERPRINT`); live accounts\nwith the same key and options share one.\n"
+        ),
+    ]
+    venue_options: VenueOptions
+    credentials: CredentialsInfo
+    valuation_asset: str
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class VenueAccountList(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    items: list[VenueAccount]
+
+
+class ReconciliationFinding(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: UUID
+    account_id: str
+    venue: str
+    kind: Annotated[
+        Literal["external_order", "balance_drift"],
+        Field(
+            description="`external_order` - an open order at the venue execsvc never placed (`key`: its venue id); `balance_drift` - the wallet differs from the ledger (`key`: the asset)."
+        ),
+    ]
+    key: str
+    detail: Annotated[dict[str, str], Field(description="The facts, as strings (amounts exact).")]
+    first_seen_at: AwareDatetime
+    last_seen_at: AwareDatetime
+    resolved_at: Annotated[AwareDatetime | None, Field(description="When reconciliation stopped seeing it.")]
+
+
+class ReconciliationFindingList(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    items: list[ReconciliationFinding]
+
+
+class BrokerAuthFailure(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    account_id: str
+    venue: str
+    broker: str
+    reason: Annotated[str, Field(description="What the venue said (never the key or secret).")]
+    at: AwareDatetime
+
+
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
     url: Annotated[str, Field(max_length=2000, min_length=1)]
     events: Annotated[
-        list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed"]],
+        list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed"]],
         Field(max_length=20, min_length=1),
     ]
     description: Annotated[str | None, Field(max_length=500, pattern="^[^\\x00]*$")] = None
@@ -749,7 +962,7 @@ class WebhookUpdate(BaseModel):
     )
     url: Annotated[str | None, Field(max_length=2000, min_length=1)] = None
     events: Annotated[
-        list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed"]] | None,
+        list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed"]] | None,
         Field(max_length=20, min_length=1),
     ] = None
     description: Annotated[str | None, Field(max_length=500, pattern="^[^\\x00]*$")] = None
@@ -762,7 +975,7 @@ class Webhook(BaseModel):
     )
     id: UUID
     url: str
-    events: list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed"]]
+    events: list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed"]]
     description: str | None
     enabled: bool
     disabled_reason: Annotated[
@@ -783,7 +996,7 @@ class WebhookWithSecret(BaseModel):
     )
     id: UUID
     url: str
-    events: list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed"]]
+    events: list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed"]]
     description: str | None
     enabled: bool
     disabled_reason: Annotated[
@@ -888,6 +1101,26 @@ class RiskStateEvent(BaseModel):
     type: Literal["risk.halted", "risk.resumed"]
     created_at: AwareDatetime
     data: Data
+
+
+class ReconciliationEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: str
+    type: Literal["order.external", "balance.drift"]
+    created_at: AwareDatetime
+    data: ReconciliationFinding
+
+
+class BrokerAuthFailedEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: str
+    type: Literal["broker.auth_failed"]
+    created_at: AwareDatetime
+    data: BrokerAuthFailure
 
 
 class Data1(BaseModel):

@@ -60,6 +60,10 @@ class AccountRepository(Protocol):
         """
         ...
 
+    async def rebind(self, account_id: str, broker: str) -> None:
+        """Route the account's orders to another broker adapter (hold the account's lock: see ``lock``)."""
+        ...
+
 
 class OrderRepository(Protocol):
     async def add(self, order: Order) -> None: ...

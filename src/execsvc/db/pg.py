@@ -434,6 +434,11 @@ class PgAccounts(_Repo):
             self.s.quantities[account_id] = {symbol: normalize(qty) for symbol, qty in row["positions"]}
         return AccountInfo(row["id"], row["broker"], row["valuation_asset"])
 
+    async def rebind(self, account_id: str, broker: str) -> None:
+        # Off the hot path (an account's settings change): sent at once, like the limit overrides.
+        conn = await self.s.begin()
+        await conn.execute("UPDATE accounts SET broker = $2 WHERE id = $1", account_id, broker)
+
 
 class PgOrders(_Repo):
     async def add(self, order: Order) -> None:

@@ -145,6 +145,9 @@ class SqlAccounts(_Repo):
         row = (await self.conn.execute(stmt, {"account_id": account_id})).first()
         return None if row is None else AccountInfo(row.id, row.broker, row.valuation_asset)
 
+    async def rebind(self, account_id: str, broker: str) -> None:
+        await self.conn.execute(update(t.accounts).where(t.accounts.c.id == account_id).values(broker=broker))
+
 
 class SqlOrders(_Repo):
     async def add(self, order: Order) -> None:

@@ -33,13 +33,20 @@ metadata = MetaData(
 # SQLite only autoincrements an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+# An account, the venue it trades on and how (see core.venues). ``broker`` is derived from the others (the adapter the
+# order path routes to); ``credentials`` is a Fernet token of the API key and secrets (accounts.secrets), never clear.
 accounts = Table(
     "accounts",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("broker", String(32), nullable=False),
+    Column("broker", String(128), nullable=False),
     Column("valuation_asset", String(20), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("venue", String(64), nullable=False, server_default="paper"),
+    Column("mode", String(16), nullable=False, server_default="paper"),
+    Column("venue_options", Text, nullable=False, server_default="{}"),  # JSON: core.venues.VenueOptions
+    Column("credentials", Text, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=True),  # null until the venue settings first change
 )
 
 api_tokens = Table(
@@ -111,7 +118,7 @@ fills = Table(
     Column("price", Amount, nullable=False),
     Column("fee", Amount, nullable=False),
     Column("fee_asset", String(20), nullable=False),
-    Column("broker", String(32), nullable=False),
+    Column("broker", String(128), nullable=False),
     Column("trade_id", String(160), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("broker", "trade_id"),
@@ -282,4 +289,31 @@ webhook_attempts = Table(
     Column("error", Text, nullable=True),
     Column("next_attempt_at", UtcDateTime, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
+)
+
+# What reconciliation found at a venue that the ledger does not explain (core.venues.Finding). A finding stays open
+# (``resolved_at`` null) while reconciliation keeps seeing it; at most one open finding per (account, kind, key).
+reconciliation_findings = Table(
+    "reconciliation_findings",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("account_id", String(64), ForeignKey("accounts.id"), nullable=False),
+    Column("venue", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("key", String(160), nullable=False),
+    Column("detail", Text, nullable=False),  # JSON object of strings
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("resolved_at", UtcDateTime, nullable=True),
+    Index(None, "account_id", "first_seen_at"),
+)
+_open_finding = reconciliation_findings.c.resolved_at.is_(None)
+Index(
+    "uq_reconciliation_findings_open",
+    reconciliation_findings.c.account_id,
+    reconciliation_findings.c.kind,
+    reconciliation_findings.c.key,
+    unique=True,
+    postgresql_where=_open_finding,
+    sqlite_where=_open_finding,
 )

@@ -17,6 +17,7 @@ from execsvc.core.markets import MarketRules, Quote
 from execsvc.core.money import ZERO, to_str
 from execsvc.core.orders import Order, OrderStatus
 from execsvc.core.reports import Filled
+from execsvc.core.venues import Finding
 
 ORDER_EVENTS = {
     OrderStatus.PENDING_NEW: "order.submitted",
@@ -33,8 +34,22 @@ FILL_CREATED = "fill.created"
 POSITION_CHANGED = "position.changed"
 RISK_HALTED = "risk.halted"
 RISK_RESUMED = "risk.resumed"
+ORDER_EXTERNAL = "order.external"
+BALANCE_DRIFT = "balance.drift"
+# A reconciliation finding's event, by the finding's kind.
+FINDING_EVENTS = {"external_order": ORDER_EXTERNAL, "balance_drift": BALANCE_DRIFT}
+BROKER_AUTH_FAILED = "broker.auth_failed"
 PING = "ping"
-EVENT_TYPES = (*ORDER_EVENTS.values(), FILL_CREATED, POSITION_CHANGED, RISK_HALTED, RISK_RESUMED)
+EVENT_TYPES = (
+    *ORDER_EVENTS.values(),
+    FILL_CREATED,
+    POSITION_CHANGED,
+    RISK_HALTED,
+    RISK_RESUMED,
+    ORDER_EXTERNAL,
+    BALANCE_DRIFT,
+    BROKER_AUTH_FAILED,
+)
 
 
 def _opt(value: Decimal | None) -> str | None:
@@ -118,3 +133,28 @@ def market_data(rules: MarketRules, mark: Quote | None) -> dict[str, Any]:
         "mark_price": None if mark is None else to_str(mark.price),
         "mark_time": None if mark is None else _time(mark.at),
     }
+
+
+def finding(
+    finding_id: UUID, found: Finding, first_seen_at: datetime | None = None, resolved_at: datetime | None = None
+) -> dict[str, Any]:
+    """A reconciliation finding as ``GET /v1/reconciliation`` shows it (last seen at ``found.seen_at``).
+
+    ``first_seen_at`` defaults to ``found.seen_at``: a new finding's event. The event type is ``FINDING_EVENTS[kind]``.
+    """
+    return {
+        "id": str(finding_id),
+        "account_id": found.account_id,
+        "venue": found.venue,
+        "kind": found.kind,
+        "key": found.key,
+        "detail": {str(k): str(v) for k, v in found.detail.items()},
+        "first_seen_at": _time(first_seen_at or found.seen_at),
+        "last_seen_at": _time(found.seen_at),
+        "resolved_at": None if resolved_at is None else _time(resolved_at),
+    }
+
+
+def broker_auth_failed(account_id: str, venue: str, broker: str, reason: str, at: datetime) -> dict[str, Any]:
+    """The ``broker.auth_failed`` event's data: the venue refused a live account's credentials (never the key)."""
+    return {"account_id": account_id, "venue": venue, "broker": broker, "reason": reason, "at": _time(at)}

@@ -6,10 +6,9 @@ import structlog
 
 from execsvc.core.venues import venue_of_broker
 from execsvc.pipeline.deps import Pipeline
+from execsvc.pipeline.payloads import BROKER_AUTH_FAILED, broker_auth_failed
 
 log = structlog.get_logger(__name__)
-
-BROKER_AUTH_FAILED = "broker.auth_failed"
 
 
 async def venue_refused_credentials(pipeline: Pipeline, account_id: str, broker: str, reason: str) -> None:
@@ -23,13 +22,7 @@ async def venue_refused_credentials(pipeline: Pipeline, account_id: str, broker:
         async with pipeline.uow() as uow:
             await uow.accounts.lock(account_id, finishing=True)  # outbox rows of an account are written in its order
             now = pipeline.clock.now()
-            payload = {
-                "account_id": account_id,
-                "venue": venue_of_broker(broker),
-                "broker": broker,
-                "reason": reason,
-                "at": now.isoformat().replace("+00:00", "Z"),
-            }
+            payload = broker_auth_failed(account_id, venue_of_broker(broker), broker, reason, now)
             await uow.outbox.add(BROKER_AUTH_FAILED, account_id, payload, now)
             await uow.commit()
     except Exception:

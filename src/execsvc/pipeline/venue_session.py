@@ -21,7 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
+from uuid import UUID
 
 import structlog
 
@@ -30,6 +31,7 @@ from execsvc.core.money import to_str
 from execsvc.core.orders import Order, OrderStatus
 from execsvc.core.reports import BrokerReport, Canceled, Rejected
 from execsvc.core.venues import Finding
+from execsvc.pipeline import payloads
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.reports import apply_reports
 
@@ -72,10 +74,20 @@ class LiveBroker(Protocol):
     async def fetch_balances(self, account_id: str) -> Mapping[str, Decimal]: ...
 
 
+class KeptFinding(Protocol):
+    """A finding as kept (``accounts.store.StoredFinding``)."""
+
+    @property
+    def id(self) -> UUID: ...
+    @property
+    def first_seen_at(self) -> datetime: ...
+
+
 class FindingStore(Protocol):
     """Where findings are kept (``accounts.store.AccountStore``)."""
 
     async def record_finding(self, finding: Finding) -> bool: ...
+    async def open_finding(self, account_id: str, kind: str, key: str) -> KeptFinding | None: ...
     async def resolve_missing(self, account_id: str, kind: str, present_keys: set[str], at: datetime) -> int: ...
 
 
@@ -262,23 +274,11 @@ class VenueSession:
         if self._observer is not None:
             self._observer.finding(finding.venue, finding.kind)
         log.warning("reconciliation_finding", account_id=finding.account_id, kind=finding.kind, key=finding.key)
-        topic = "order.external" if finding.kind == EXTERNAL_ORDER else "balance.drift"
+        kept = await self._findings.open_finding(finding.account_id, finding.kind, finding.key)
+        if kept is None:
+            return
         async with self.pipeline.uow() as uow:
             await uow.accounts.lock(finding.account_id, finishing=True)
-            await uow.outbox.add(topic, finding.account_id, finding_payload(finding), finding.seen_at)
+            data = payloads.finding(kept.id, finding, kept.first_seen_at)
+            await uow.outbox.add(payloads.FINDING_EVENTS[finding.kind], finding.account_id, data, finding.seen_at)
             await uow.commit()
-
-
-def finding_payload(finding: Finding) -> dict[str, Any]:
-    """The event body of a new finding."""
-    at = finding.seen_at.isoformat().replace("+00:00", "Z")
-    return {
-        "account_id": finding.account_id,
-        "venue": finding.venue,
-        "kind": finding.kind,
-        "key": finding.key,
-        "detail": dict(finding.detail),
-        "first_seen_at": at,
-        "last_seen_at": at,
-        "resolved_at": None,
-    }

@@ -1,0 +1,1 @@
+"""Accounts bound to venues: their settings, encrypted credentials, reconciliation findings and use cases."""

@@ -1,0 +1,284 @@
+"""Trading on a venue, end to end through the real API: accounts bound to the fake Binance (live and shadow), orders,
+fills and balances against the fake's, outcomes lost on the wire, restarts, orders placed by hand, throttling.
+
+The fake speaks Binance's wire protocol on loopback; ccxt is pointed at it by the account's ``api_base_url``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+
+from execsvc.bootstrap import Container
+from tests.conftest import Harness, start_harness
+from tests.support.fake_exchange import FakeBinance, FakeMarket, Fault
+
+KEY, SECRET = "venue-key-0001", "venue-secret-do-not-leak"
+MARKETS = [
+    FakeMarket("BTC/USDT", tick="0.01", step="0.00001", min_qty="0.00001", min_notional="5", price="65000"),
+    FakeMarket("ETH/USDT", tick="0.01", step="0.0001", min_qty="0.0001", min_notional="5", price="3200"),
+]
+SECRETS_KEY = Fernet.generate_key().decode()
+FAST = {
+    "secrets_key": SECRETS_KEY,
+    "venue_poll_interval_seconds": 0.2,
+    "venue_ticker_interval_seconds": 0.2,
+    "venue_visibility_seconds": 1.0,
+    "reconcile_after_seconds": 0.5,
+    "venue_timeout_seconds": 1.0,
+    "broker_breaker_open_seconds": 1.0,
+}
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBinance]:
+    venue = FakeBinance(markets=MARKETS, fee_bps=Decimal(10))
+    await venue.start()
+    venue.add_account(KEY, SECRET, {"USDT": Decimal(100000)})
+    yield venue
+    await venue.stop()
+
+
+Start = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def start(db_url: str) -> AsyncIterator[Start]:
+    """Start the service (again and again, on the same database); everything started is stopped at the end."""
+    running: list[tuple[Harness, Container]] = []
+
+    async def launch(**overrides: Any) -> Harness:
+        h, container = await start_harness(db_url, **{**FAST, **overrides})
+        running.append((h, container))
+        return h
+
+    yield launch
+    for h, container in running:
+        await h.client.aclose()
+        await container.stop()
+
+
+async def stop(h: Harness) -> None:
+    """Stop one instance (the test's restart)."""
+    await h.client.aclose()
+    await h.container.stop()
+
+
+async def bind(h: Harness, fake: FakeBinance, account: str, mode: str = "live", secret: str = SECRET) -> httpx.Response:
+    body: dict[str, Any] = {"id": account, "venue": "binance", "mode": mode}
+    body["venue_options"] = {"api_base_url": fake.base_url}
+    if mode == "live":
+        body["credentials"] = {"api_key": KEY, "secret": secret}
+    return await h.client.post("/v1/accounts", json=body, headers=await h.auth("ops", "admin"))
+
+
+async def order(h: Harness, account: str, **body: Any) -> httpx.Response:
+    return await h.client.post("/v1/orders", json=body, headers=await h.auth(account))
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the condition did not hold in time")
+        await asyncio.sleep(0.05)
+
+
+async def get(h: Harness, account: str, path: str) -> Any:
+    response = await h.client.get(path, headers=await h.auth(account))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def creates(fake: FakeBinance) -> int:
+    return sum(1 for c in fake.calls if c.method == "POST" and c.path.endswith("/order"))
+
+
+async def ledger_matches_fake(h: Harness, fake: FakeBinance, account: str) -> None:
+    """Every fill, the position and the balances in the ledger are the fake's."""
+    fills = (await get(h, account, "/v1/fills?limit=500"))["items"]
+    trades = fake.trades(KEY)
+    assert sorted(Decimal(f["qty"]) for f in fills) == sorted(t.qty for t in trades)
+    assert sorted(Decimal(f["price"]) for f in fills) == sorted(t.price for t in trades)
+    balances = {b["asset"]: Decimal(b["total"]) for b in (await get(h, account, "/v1/account"))["balances"]}
+    venue = {asset: b.free + b.locked for asset, b in fake.balances(KEY).items()}
+    assert {a: v for a, v in balances.items() if v} == {a: v for a, v in venue.items() if v}
+
+
+async def test_market_and_limit_orders_round_trip_and_the_ledger_equals_the_venue(
+    start: Start, fake: FakeBinance
+) -> None:
+    h = await start()
+    created = await bind(h, fake, "live-1")
+    assert created.status_code == 201, created.text
+    bought = await order(h, "live-1", symbol="BTC/USDT", side="buy", type="market", qty="0.01")
+    assert bought.status_code == 201, bought.text
+    assert bought.json()["status"] == "filled"
+    assert bought.json()["avg_fill_price"] == "65000"
+    resting = await order(h, "live-1", symbol="BTC/USDT", side="sell", type="limit", qty="0.004", limit_price="65500")
+    assert resting.json()["status"] == "open"
+    fake.set_price("BTC/USDT", Decimal("65600"))  # fills at the venue; the poll brings it in
+
+    async def filled() -> bool:
+        return (await get(h, "live-1", f"/v1/orders/{resting.json()['id']}"))["status"] == "filled"
+
+    await eventually(filled)
+    await ledger_matches_fake(h, fake, "live-1")
+    (position,) = (await get(h, "live-1", "/v1/positions"))["items"]
+    assert Decimal(position["qty"]) == Decimal("0.006")
+    markets = {m["symbol"]: m for m in (await get(h, "live-1", "/v1/markets"))["items"]}
+    assert markets["BTC/USDT"]["tick_size"] == "0.01"
+
+
+async def test_an_order_breaking_the_venue_rules_is_refused_and_never_sent(start: Start, fake: FakeBinance) -> None:
+    h = await start()
+    await bind(h, fake, "live-2")
+    before = creates(fake)
+    for bad in (
+        {"qty": "0.000015"},  # off the step
+        {"qty": "0.00001"},  # 0.65 USDT: under the 5 USDT minimum notional
+        {"qty": "0.01", "type": "limit", "limit_price": "65000.005"},  # off the tick
+    ):
+        response = await order(h, "live-2", **{"symbol": "BTC/USDT", "side": "buy", "type": "market", **bad})
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "invalid_order"
+    assert creates(fake) == before
+
+
+@pytest.mark.parametrize("fault", ["delay_after_place", "status_after_place"])
+async def test_an_order_whose_answer_is_lost_is_unknown_then_reconciled_from_the_venue(
+    start: Start, fake: FakeBinance, fault: str
+) -> None:
+    h = await start()
+    await bind(h, fake, "live-3")
+    fake.inject(Fault(fault, operation="create", seconds=2.0, status=502))
+    response = await order(
+        h, "live-3", symbol="BTC/USDT", side="buy", type="limit", qty="0.01", limit_price="64000", client_order_id="c-1"
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "unknown"
+    assert fake.create_calls("c-1") == 1
+
+    async def resting() -> bool:
+        return (await get(h, "live-3", "/v1/orders/by-client-id/c-1"))["status"] == "open"
+
+    await eventually(resting)
+    assert fake.create_calls("c-1") == 1  # never resent
+
+
+async def test_cancel_of_an_order_the_venue_already_filled_ends_filled(start: Start, fake: FakeBinance) -> None:
+    h = await start(venue_poll_interval_seconds=30)  # no poll in between: the cancel meets the fill
+    await bind(h, fake, "live-4")
+    placed = await order(h, "live-4", symbol="BTC/USDT", side="buy", type="limit", qty="0.01", limit_price="64000")
+    fake.set_price("BTC/USDT", Decimal("63000"))
+    canceled = await h.client.delete(f"/v1/orders/{placed.json()['id']}", headers=await h.auth("live-4"))
+    assert canceled.status_code == 200, canceled.text
+    assert canceled.json()["status"] == "filled"
+    await ledger_matches_fake(h, fake, "live-4")
+
+
+async def test_fills_made_while_the_service_was_down_are_applied_once_after_restart(
+    start: Start, fake: FakeBinance
+) -> None:
+    h = await start()
+    await bind(h, fake, "live-5")
+    placed = await order(h, "live-5", symbol="BTC/USDT", side="buy", type="limit", qty="0.02", limit_price="64000")
+    assert placed.json()["status"] == "open"
+    await stop(h)
+    fake.set_price("BTC/USDT", Decimal("63900"))  # fills while nobody listens
+    for _ in range(2):  # and a second restart finds nothing new to apply
+        h = await start()
+        assert (await get(h, "live-5", f"/v1/orders/{placed.json()['id']}"))["status"] == "filled"
+        fills = (await get(h, "live-5", "/v1/fills"))["items"]
+        assert len(fills) == 1
+        await ledger_matches_fake(h, fake, "live-5")
+        await stop(h)
+
+
+async def test_an_order_placed_by_hand_is_reported_and_not_adopted(start: Start, fake: FakeBinance) -> None:
+    h = await start()
+    await bind(h, fake, "live-6")
+    venue_id = fake.place_external(KEY, "BTC/USDT", "buy", "limit", Decimal("0.01"), Decimal("50000"))
+
+    async def reported() -> bool:
+        findings = (await get(h, "live-6", "/v1/reconciliation"))["items"]
+        return any(f["kind"] == "external_order" and f["key"] == str(venue_id) for f in findings)
+
+    await eventually(reported)
+    assert (await get(h, "live-6", "/v1/orders"))["items"] == []
+    metrics = (await h.client.get("/metrics")).text
+    assert 'reconciliation_findings_total{kind="external_order",venue="binance"} 1.0' in metrics
+
+
+async def test_a_429_storm_opens_the_venue_breaker_and_it_recovers_by_itself(start: Start, fake: FakeBinance) -> None:
+    h = await start(venue_poll_interval_seconds=30, broker_breaker_failures=5)
+    await bind(h, fake, "live-7")
+    fake.inject(Fault("status_before", operation="create", status=429, retry_after=1, count=3))
+    first = await order(h, "live-7", symbol="BTC/USDT", side="buy", type="market", qty="0.001")
+    assert first.json()["status"] == "rejected"
+    refused = await order(h, "live-7", symbol="BTC/USDT", side="buy", type="market", qty="0.001")
+    assert refused.status_code == 503
+    assert refused.json()["code"] == "broker_unavailable"
+    assert int(refused.headers["Retry-After"]) >= 1
+    fake.clear_faults()
+    await asyncio.sleep(1.1)
+
+    async def recovered() -> bool:
+        again = await order(h, "live-7", symbol="BTC/USDT", side="buy", type="market", qty="0.001")
+        return again.status_code == 201 and again.json()["status"] == "filled"
+
+    await eventually(recovered, seconds=5)
+
+
+async def test_a_shadow_account_fills_at_the_venue_prices_and_sends_nothing(start: Start, fake: FakeBinance) -> None:
+    h = await start()
+    created = await bind(h, fake, "shadow-1", mode="shadow")
+    assert created.status_code == 201, created.text
+    fake.set_price("BTC/USDT", Decimal("61234.5"))
+
+    async def priced() -> bool:
+        markets = (await get(h, "shadow-1", "/v1/markets"))["items"]
+        return any(m["symbol"] == "BTC/USDT" and m["mark_price"] == "61234.5" for m in markets)
+
+    await eventually(priced)
+    bought = await order(h, "shadow-1", symbol="BTC/USDT", side="buy", type="market", qty="0.01")
+    assert bought.json()["status"] == "filled"
+    # the paper matcher's fill: the venue's price plus the paper slippage, on the venue's tick
+    assert Decimal(bought.json()["avg_fill_price"]) == Decimal("61265.12")
+    resting = await order(h, "shadow-1", symbol="BTC/USDT", side="buy", type="limit", qty="0.01", limit_price="61000")
+    fake.set_price("BTC/USDT", Decimal("60990"))
+
+    async def filled() -> bool:
+        return (await get(h, "shadow-1", f"/v1/orders/{resting.json()['id']}"))["status"] == "filled"
+
+    await eventually(filled)
+    assert not [c for c in fake.calls if c.path.endswith("/order") or "Orders" in c.path]
+    assert fake.orders(KEY) == []
+
+
+async def test_the_secret_never_shows_in_responses_logs_or_the_database(
+    start: Start, fake: FakeBinance, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h = await start()
+    created = await bind(h, fake, "live-8")
+    refused = await bind(h, fake, "live-9", secret="a-wrong-secret-never-shown")
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "credentials_refused"
+    await order(h, "live-8", symbol="BTC/USDT", side="buy", type="market", qty="0.01")
+    listed = await h.client.get("/v1/accounts", headers=await h.auth("ops", "admin"))
+    captured = capsys.readouterr()
+    text = created.text + refused.text + listed.text + caplog.text + captured.out + captured.err
+    assert SECRET not in text
+    assert "a-wrong-secret-never-shown" not in text
+    async with h.container.engine.connect() as conn:
+        from sqlalchemy import text as sql
+
+        rows = (await conn.execute(sql("SELECT * FROM accounts"))).all()
+    assert SECRET not in repr(rows)
+    assert KEY not in repr(rows)
