@@ -282,3 +282,65 @@ async def test_the_secret_never_shows_in_responses_logs_or_the_database(
         rows = (await conn.execute(sql("SELECT * FROM accounts"))).all()
     assert SECRET not in repr(rows)
     assert KEY not in repr(rows)
+
+
+async def outbox_topics(h: Harness, account: str) -> list[str]:
+    from sqlalchemy import select
+
+    from execsvc.db import tables
+
+    async with h.container.engine.connect() as conn:
+        rows = await conn.execute(select(tables.outbox.c.topic).where(tables.outbox.c.account_id == account))
+        return [r.topic for r in rows]
+
+
+async def test_an_order_the_venue_never_got_is_rejected_after_the_visibility_delay(
+    start: Start, fake: FakeBinance
+) -> None:
+    h = await start()
+    await bind(h, fake, "live-10")
+    fake.inject(Fault("status_before", operation="create", status=504))  # a gateway timeout; nothing was placed
+    sent = await order(h, "live-10", symbol="BTC/USDT", side="buy", type="market", qty="0.01", client_order_id="g-1")
+    assert sent.json()["status"] == "unknown"
+
+    async def settled() -> bool:
+        return (await get(h, "live-10", "/v1/orders/by-client-id/g-1"))["status"] == "rejected"
+
+    await eventually(settled)
+    final = await get(h, "live-10", "/v1/orders/by-client-id/g-1")
+    assert final["reject_code"] == "not_found_at_venue"
+    assert fake.create_calls("g-1") == 1
+
+
+async def test_balances_changed_at_the_venue_behind_our_back_are_reported_as_drift(
+    start: Start, fake: FakeBinance
+) -> None:
+    h = await start()
+    await bind(h, fake, "live-11")
+    fake.place_external(KEY, "BTC/USDT", "buy", "market", Decimal("0.01"))  # traded by hand: the wallet moved
+
+    async def drifted() -> bool:
+        findings = (await get(h, "live-11", "/v1/reconciliation"))["items"]
+        return {f["key"] for f in findings if f["kind"] == "balance_drift"} == {"BTC", "USDT"}
+
+    await eventually(drifted)
+    findings = {f["key"]: f for f in (await get(h, "live-11", "/v1/reconciliation"))["items"]}
+    assert findings["BTC"]["detail"] == {"asset": "BTC", "venue": "0.01", "ledger": "0", "drift": "0.01"}
+    assert "balance.drift" in await outbox_topics(h, "live-11")
+
+
+async def test_a_key_the_venue_stops_accepting_rejects_opens_the_breaker_and_raises_an_event(
+    start: Start, fake: FakeBinance
+) -> None:
+    h = await start(venue_poll_interval_seconds=30, broker_breaker_failures=5, broker_breaker_open_seconds=30)
+    await bind(h, fake, "live-12")
+    fake.remove_account(KEY)  # revoked on the exchange
+    refused = await order(h, "live-12", symbol="BTC/USDT", side="buy", type="market", qty="0.001")
+    assert refused.json()["status"] == "rejected"
+    assert refused.json()["reject_code"] == "broker_auth_failed"
+    assert SECRET not in refused.text
+    blocked = await order(h, "live-12", symbol="BTC/USDT", side="buy", type="market", qty="0.001")
+    assert blocked.status_code == 503
+    assert "broker.auth_failed" in await outbox_topics(h, "live-12")
+    metrics = (await h.client.get("/metrics")).text
+    assert "broker_auth_failures_total{broker=" in metrics

@@ -399,3 +399,12 @@ async def test_the_subscribed_notice_comes_before_any_update(capacity: int) -> N
     items = drain(subscriber)
     assert isinstance(items[0], Notice)
     assert items[1] == Update("orders", 1, "order.accepted", {})
+
+
+def test_venue_events_go_to_the_venue_channel_not_to_orders() -> None:
+    from execsvc.streams.hub import channel_of
+
+    assert channel_of("order.external") == "venue"
+    assert channel_of("balance.drift") == "venue"
+    assert channel_of("broker.auth_failed") == "venue"
+    assert channel_of("order.filled") == "orders"

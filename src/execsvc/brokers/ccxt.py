@@ -96,8 +96,10 @@ ERRORS: tuple[tuple[type[Exception], Outcome], ...] = (
 )
 
 
-def classify(exc: BaseException) -> Outcome:
-    """The outcome a ccxt exception stands for."""
+def classify(exc: BaseException, auth_failures: tuple[str, ...] = ()) -> Outcome:
+    """The outcome a ccxt exception stands for (``auth_failures``: the venue's texts that mean refused credentials)."""
+    if auth_failures and isinstance(exc, cx.BaseError) and any(text in str(exc) for text in auth_failures):
+        return Outcome.AUTH
     if isinstance(exc, cx.ExchangeNotAvailable) and isinstance(exc.__cause__, aiohttp.ClientConnectorError):
         return Outcome.UNREACHED  # the connection was never made: the request certainly did not arrive
     for cls, outcome in ERRORS:
@@ -106,9 +108,11 @@ def classify(exc: BaseException) -> Outcome:
     return Outcome.UNKNOWN
 
 
-def translate(exc: BaseException, op: str, venue: str, retry_after: float | None = None) -> BrokerError:
+def translate(
+    exc: BaseException, op: str, venue: str, retry_after: float | None = None, outcome: Outcome | None = None
+) -> BrokerError:
     """The service's error for a ccxt exception met during ``op`` (``create`` is the one that must never repeat)."""
-    outcome = classify(exc)
+    outcome = outcome or classify(exc)
     reason = _reason(exc, venue)
     match outcome:
         case Outcome.AUTH:
@@ -271,10 +275,10 @@ class VenueClient:
         try:
             result = await fn(*args, **kwargs)
         except cx.BaseError as exc:
-            outcome = classify(exc)
+            outcome = classify(exc, self.quirks.auth_failures)
             self._observer.venue_request(self.venue, op, time.perf_counter() - started, outcome.value)
             retry_after = self._retry_after() if outcome is Outcome.THROTTLED else None
-            raise translate(exc, op, self.venue, retry_after) from exc
+            raise translate(exc, op, self.venue, retry_after, outcome) from exc
         self._observer.venue_request(self.venue, op, time.perf_counter() - started, "ok")
         return result
 

@@ -23,6 +23,8 @@ class VenueQuirks:
     fetch_by_client_id: bool = True
     # The order's trades come from ``fetch_order_trades``; False: ``fetch_my_trades`` filtered by order id.
     order_trades: bool = True
+    # Texts in a venue's answer that mean the credentials were refused, whatever ccxt's class says.
+    auth_failures: tuple[str, ...] = ()
 
 
 # ccxt options every venue gets, and the account cannot override: order creation is never retried by ccxt itself.
@@ -43,6 +45,9 @@ QUIRKS: Mapping[str, VenueQuirks] = {
             # Open orders of every symbol in one request (weighted more, but one per round instead of one a symbol).
             "fetchOpenOrders": {"warnWithoutSymbol": False},
         },
+        # -2015 "Invalid API-key, IP, or permissions": ccxt reads it as a temporary ban (DDoSProtection) once the
+        # client has been let in before; for a key revoked or stripped of its trading permission meanwhile, it is not.
+        auth_failures=('"code":-2015',),
     ),
 }
 

@@ -28,7 +28,7 @@ class SubscribeRequest(BaseModel):
         extra="forbid",
     )
     action: Literal["subscribe"]
-    channel: Literal["orders", "fills", "positions", "markets", "risk"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue"]
     since_seq: Annotated[
         int | None,
         Field(description="Resume after this sequence number (account channels; ignored on `markets`).", ge=0),
@@ -44,7 +44,7 @@ class UnsubscribeRequest(BaseModel):
         extra="forbid",
     )
     action: Literal["unsubscribe"]
-    channel: Literal["orders", "fills", "positions", "markets", "risk"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue"]
 
 
 class AuthenticatedMessage(BaseModel):
@@ -61,7 +61,7 @@ class SubscribedMessage(BaseModel):
         extra="forbid",
     )
     type: Literal["subscribed"]
-    channel: Literal["orders", "fills", "positions", "markets", "risk"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue"]
     seq: Annotated[
         int,
         Field(
@@ -75,14 +75,14 @@ class UnsubscribedMessage(BaseModel):
         extra="forbid",
     )
     type: Literal["unsubscribed"]
-    channel: Literal["orders", "fills", "positions", "markets", "risk"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue"]
 
 
 class UpdateMessage(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    channel: Literal["orders", "fills", "positions", "markets", "risk"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue"]
     seq: Annotated[
         int, Field(description="Strictly increasing per account and channel (per symbol on `markets`).", ge=1)
     ]
@@ -93,7 +93,7 @@ class UpdateMessage(BaseModel):
     data: Annotated[
         dict[str, Any],
         Field(
-            description="The resource as the REST API shows it (an Order, a Fill, a Position, a Market, a risk state)."
+            description="The resource as the REST API shows it (an Order, a Fill, a Position, a Market, a risk state, a reconciliation finding; on `broker.auth_failed`, the webhook's data)."
         ),
     ]
 
@@ -103,7 +103,7 @@ class SnapshotMessage(BaseModel):
         extra="forbid",
     )
     type: Literal["snapshot"]
-    channel: Literal["orders", "fills", "positions", "markets", "risk"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue"]
     seq: Annotated[
         int,
         Field(
@@ -114,7 +114,7 @@ class SnapshotMessage(BaseModel):
     data: Annotated[
         list[dict[str, Any]],
         Field(
-            description="The channel's current state, as the REST API shows it (every working order and the latest 100 orders, the latest 100 fills, every position, every market; on `risk`, one item, the account's `GET /v1/risk/state`)."
+            description="The channel's current state, as the REST API shows it (every working order and the latest 100 orders, the latest 100 fills, every position, every market; on `risk`, one item, the account's `GET /v1/risk/state`; on `venue`, the account's unresolved reconciliation findings)."
         ),
     ]
 

@@ -26,7 +26,7 @@ from uuid import UUID
 
 import structlog
 
-from execsvc.core.errors import BrokerError
+from execsvc.core.errors import BrokerAuthFailed, BrokerError, BrokerRateLimited
 from execsvc.core.money import to_str
 from execsvc.core.orders import Order, OrderStatus
 from execsvc.core.reports import BrokerReport, Canceled, Rejected
@@ -34,6 +34,8 @@ from execsvc.core.venues import Finding
 from execsvc.pipeline import payloads
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.reports import apply_reports
+from execsvc.pipeline.venue_events import venue_refused_credentials
+from execsvc.routing.breaker import CircuitState
 
 log = structlog.get_logger(__name__)
 
@@ -138,16 +140,29 @@ class VenueSession:
         self._settings = settings
         self._balance_every = balance_every
         self._syncs = 0
+        self._auth_refused = False
 
     async def sync(self) -> SyncResult:
         """One round: see the module docstring."""
         result = SyncResult()
         now = self.pipeline.clock.now()
-        async with self.pipeline.uow() as uow:
-            working = [
-                o for o in await uow.orders.working_for_broker(self.broker.name) if o.account_id in self.accounts
-            ]
-        open_at_venue = await self.broker.open_orders()
+        breaker = self.pipeline.breakers(self.broker.name)
+        if breaker.state(now) is CircuitState.OPEN:
+            return result  # the venue said to stop (a ban, a rate limit, a refused key): polling would prolong it
+        working = await self._working()
+        try:
+            open_at_venue = await self.broker.open_orders()
+        except BrokerAuthFailed as exc:
+            breaker.trip(now)
+            if not self._auth_refused:  # once until the venue lets us in again, even with the breaker switched off
+                self._auth_refused = True
+                for account_id in self.accounts:
+                    await venue_refused_credentials(self.pipeline, account_id, self.broker.name, str(exc))
+            raise
+        except BrokerRateLimited as exc:
+            breaker.trip(now, exc.retry_after)
+            raise
+        self._auth_refused = False
         by_client = {o.client_order_id: o for o in open_at_venue if o.client_order_id}
         by_venue_id = {o.venue_order_id: o for o in open_at_venue}
         for order in working:

@@ -29,12 +29,18 @@ log = structlog.get_logger(__name__)
 
 # The outbox topics each account channel carries.
 CHANNEL_OF_TOPIC_PREFIX = {"order.": "orders", "fill.": "fills", "position.": "positions", "risk.": "risk"}
-ACCOUNT_CHANNELS = frozenset(CHANNEL_OF_TOPIC_PREFIX.values())
+# What the account's venue did outside its orders: not Order resources, though one is named ``order.external``.
+VENUE = "venue"
+CHANNEL_OF_TOPIC = {"order.external": VENUE, "balance.drift": VENUE, "broker.auth_failed": VENUE}
+ACCOUNT_CHANNELS = frozenset({*CHANNEL_OF_TOPIC_PREFIX.values(), VENUE})
 MARKETS = "markets"
 
 
 def channel_of(topic: str) -> str | None:
     """The account channel an outbox topic belongs to (None: not streamed)."""
+    exact = CHANNEL_OF_TOPIC.get(topic)
+    if exact is not None:
+        return exact
     for prefix, channel in CHANNEL_OF_TOPIC_PREFIX.items():
         if topic.startswith(prefix):
             return channel

@@ -25,7 +25,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from execsvc.api.mapping import fill_view_out
-from execsvc.api.resources import order_out, position_out
+from execsvc.api.resources import finding_out, order_out, position_out
 from execsvc.api.routes.risk import state_of
 from execsvc.api.services import Services
 from execsvc.contract import stream
@@ -273,7 +273,7 @@ async def snapshot(services: Services, account_id: str, channel: str) -> list[di
         )
         return [fill_view_out(f).model_dump(mode="json") for f in fills.items]
     if channel == "positions":
-        market = services.pipeline.market_data
+        market = services.pipeline.market_for(await reads.broker(account_id))
         out = []
         for symbol, position in await reads.positions(account_id):
             quote = market.mark(symbol)
@@ -281,6 +281,9 @@ async def snapshot(services: Services, account_id: str, channel: str) -> list[di
         return out
     if channel == "risk":
         return [(await state_of(services, account_id)).model_dump(mode="json", by_alias=True)]
+    if channel == "venue" and services.accounts is not None:
+        found = await services.accounts.findings(account_id, include_resolved=False, limit=SNAPSHOT_ITEMS)
+        return [finding_out(f.id, f.finding, f.first_seen_at, f.resolved_at).model_dump(mode="json") for f in found]
     return []
 
 
