@@ -1,7 +1,7 @@
-"""A fake Binance spot exchange for tests, speaking Binance's real REST wire protocol.
+"""A fake Binance spot exchange for tests, speaking Binance's real REST and WebSocket wire protocols.
 
-The unmodified ``ccxt.async_support.binance`` class trades against it once its REST URLs point here
-(see :func:`point_ccxt_at`). Tests in the same event loop drive the venue directly::
+The unmodified ``ccxt.async_support.binance`` class trades against it, and ``ccxt.pro.binance`` watches it, once
+its URLs point here (see :func:`point_ccxt_at`). Tests in the same event loop drive the venue directly::
 
     fake = FakeBinance(markets=[FakeMarket("BTC/USDT", tick="0.01", step="0.00001", min_qty="0.00001",
                                            min_notional="5", price="65000")], fee_bps=Decimal(10))
@@ -58,6 +58,28 @@ answer                                                      ccxt exception
 answer held past ``timeout``                                RequestTimeout
 connection dropped                                          ExchangeNotAvailable (a NetworkError)
 ==========================================================  =============================================
+
+WebSocket (``ccxt.pro.binance`` 4.5.90, spot; see :mod:`.streams`), on the same port, ``point_ccxt_at`` rewriting
+``urls["api"|"test"|"demo"]["ws"]`` to ``ws://``:
+
+=================================  ============================================================================
+ccxt.pro method                    what it does
+=================================  ============================================================================
+watch_tickers(symbols)             connects ``urls.api.ws.spot`` + ``/<stream index>`` (``/ws/0``), sends
+                                   ``{"method": "SUBSCRIBE", "params": ["btcusdt@miniTicker"], "id": n}``
+                                   (``@ticker`` with ``options["watchTickers"]["name"] = "ticker"``; without
+                                   symbols ``!miniTicker@arr``) and reads ``24hrMiniTicker`` / ``24hrTicker``
+watch_orders / watch_my_trades     no listenKey: on ``urls.api.ws["ws-api"].spot`` (``/ws-api/v3``) it sends
+                                   ``userDataStream.subscribe.signature`` with ``apiKey``, ``timestamp`` and the
+                                   HMAC of the sorted parameters, then reads ``{"subscriptionId", "event":
+                                   executionReport | outboundAccountPosition}`` from that connection
+=================================  ============================================================================
+
+Every order change (new, fill, partial fill, cancel, expiry; by REST, ``place_external`` or ``set_price``) pushes
+an ``executionReport`` and an ``outboundAccountPosition`` to the account's subscribers; every ``set_price`` the
+tickers. ``drop_streams()`` cuts every WebSocket; ``Fault("silent_stream" | "drop_stream", operation=
+"user_data_stream" | "market_stream")`` swallows events or drops their connections. ``watch_my_trades`` gives the
+trade ids, prices, quantities and fees of ``fetch_my_trades``.
 
 Numbers: ``ex.number = str`` is exact end to end (markets, orders, trades, balances come back as the venue's
 strings). ``ex.number = Decimal`` parses exactly but ccxt's ``safe_string`` ignores Decimal values, so

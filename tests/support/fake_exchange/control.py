@@ -15,7 +15,12 @@ GET      /_fake/calls               ``?path=&client_order_id=`` → ``[{"method"
 GET      /_fake/orders              ``?api_key=`` → ``[allOrders rows]``
 GET      /_fake/trades              ``?api_key=`` → ``[myTrades rows]``
 GET      /_fake/balances            ``?api_key=`` → ``{"USDT": {"free", "locked"}}``
+POST     /_fake/streams/drop        ``{"graceful": false}`` → ``{"dropped": n}`` (every WebSocket connection)
+GET      /_fake/streams             ``?stream=&api_key=`` → ``{"connections": n, "stream_subscribers": n,
+                                    "user_stream_subscribers": n}``
 =======  =========================  ==============================================================================
+
+Stream faults (``silent_stream``, ``drop_stream``) are queued through ``/_fake/faults`` like the others.
 
 Errors answer 400 with ``{"error": ...}``. Control requests are neither recorded nor faulted.
 """
@@ -115,6 +120,18 @@ def add_control_routes(app: web.Application, fake: FakeBinance) -> None:
             for asset, balance in fake.balances(request.query["api_key"]).items()
         }
 
+    async def drop_streams(request: web.Request) -> Any:
+        body = await request.json() if request.can_read_body else {}
+        return {"dropped": await fake.drop_streams(bool(body.get("graceful", False)))}
+
+    async def streams(request: web.Request) -> Any:
+        stream, api_key = request.query.get("stream"), request.query.get("api_key")
+        return {
+            "connections": fake.ws_connections,
+            "stream_subscribers": fake.stream_subscribers(stream) if stream else 0,
+            "user_stream_subscribers": fake.user_stream_subscribers(api_key) if api_key else 0,
+        }
+
     app.router.add_get("/_fake/health", _guarded(health))
     app.router.add_post("/_fake/price", _guarded(set_price))
     app.router.add_post("/_fake/accounts", _guarded(add_account))
@@ -125,3 +142,5 @@ def add_control_routes(app: web.Application, fake: FakeBinance) -> None:
     app.router.add_get("/_fake/calls", _guarded(calls))
     app.router.add_get("/_fake/trades", _guarded(trades))
     app.router.add_get("/_fake/balances", _guarded(balances))
+    app.router.add_post("/_fake/streams/drop", _guarded(drop_streams))
+    app.router.add_get("/_fake/streams", _guarded(streams))

@@ -10,6 +10,15 @@ Kinds:
 * ``status_after_place`` — do the operation, then answer ``status`` instead of the result;
 * ``drop_after_place`` — do the operation, then close the connection without an answer.
 
+WebSocket kinds (consumed by the venue's *events*, never by requests, and requests never consume them):
+
+* ``silent_stream`` — do not push the next matching event (``count`` events): the connections stay open and
+  answer pings, nothing arrives. ``operation`` ``"user_data_stream"`` swallows order changes (the
+  ``executionReport`` and its ``outboundAccountPosition``; ``client_order_id`` narrows it to one order),
+  ``"market_stream"`` price changes (the ticker events), ``"any"`` both. Events are consumed whether or not anyone
+  listens; ``count=1_000_000`` (then :meth:`FaultQueue.clear`) silences the streams until further notice;
+* ``drop_stream`` — instead of pushing the next matching event, drop the connections that would have received it.
+
 ``operation`` is one of :data:`OPERATIONS` (``"any"`` matches every request to ``/api``); ``client_order_id``
 narrows a fault to requests that carry that ``newClientOrderId`` / ``origClientOrderId``.
 """
@@ -20,7 +29,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["AFTER_KINDS", "OPERATIONS", "Fault", "FaultKind", "FaultQueue", "default_body"]
+__all__ = [
+    "AFTER_KINDS",
+    "OPERATIONS",
+    "REQUEST_KINDS",
+    "STREAM_KINDS",
+    "STREAM_OPERATIONS",
+    "Fault",
+    "FaultKind",
+    "FaultQueue",
+    "default_body",
+]
 
 FaultKind = Literal[
     "status_before",
@@ -29,8 +48,15 @@ FaultKind = Literal[
     "delay_after_place",
     "status_after_place",
     "drop_after_place",
+    "silent_stream",
+    "drop_stream",
 ]
 AFTER_KINDS: frozenset[str] = frozenset({"delay_after_place", "status_after_place", "drop_after_place"})
+STREAM_KINDS: frozenset[str] = frozenset({"silent_stream", "drop_stream"})
+REQUEST_KINDS: frozenset[str] = frozenset(
+    {"status_before", "delay_before", "drop_connection", "delay_after_place", "status_after_place", "drop_after_place"}
+)
+STREAM_OPERATIONS: frozenset[str] = frozenset({"any", "user_data_stream", "market_stream"})
 OPERATIONS: frozenset[str] = frozenset(
     {
         "any",
@@ -46,6 +72,7 @@ OPERATIONS: frozenset[str] = frozenset(
         "my_trades",
         "account",
         "user_data_stream",
+        "market_stream",
     }
 )
 
@@ -68,6 +95,8 @@ class Fault:
             raise ValueError(f"unknown operation {self.operation!r}; one of {sorted(OPERATIONS)}")
         if self.count < 1:
             raise ValueError("count must be at least 1")
+        if self.kind in STREAM_KINDS and self.operation not in STREAM_OPERATIONS:
+            raise ValueError(f"{self.kind} takes an operation in {sorted(STREAM_OPERATIONS)}")
 
     def matches(self, operation: str, params: dict[str, str]) -> bool:
         """Whether a request for ``operation`` with ``params`` consumes this fault."""
@@ -122,10 +151,10 @@ class FaultQueue:
         """Queue ``fault`` behind the ones already queued."""
         self._queue.append(_Queued(fault, fault.count))
 
-    def take(self, operation: str, params: dict[str, str]) -> Fault | None:
-        """Consume one use of the first fault that matches, or ``None``."""
+    def take(self, operation: str, params: dict[str, str], kinds: frozenset[str] | None = None) -> Fault | None:
+        """Consume one use of the first fault (of one of ``kinds``, if given) that matches, or ``None``."""
         for entry in self._queue:
-            if entry.fault.matches(operation, params):
+            if (kinds is None or entry.fault.kind in kinds) and entry.fault.matches(operation, params):
                 entry.left -= 1
                 if entry.left == 0:
                     self._queue.remove(entry)

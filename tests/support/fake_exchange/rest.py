@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from tests.support.fake_exchange import errors, params, wire
-from tests.support.fake_exchange.faults import Fault, FaultQueue
+from tests.support.fake_exchange.faults import REQUEST_KINDS, Fault, FaultQueue
 from tests.support.fake_exchange.models import Account
 from tests.support.fake_exchange.signing import verify
 from tests.support.fake_exchange.venue import Venue, random_client_order_id
@@ -128,8 +128,8 @@ def _fetch_order(venue: Venue, call: Call) -> Any:
 def _cancel_order(venue: Venue, call: Call) -> Any:
     market = params.market_param(venue, call.params)
     order_id, client_order_id = params.order_ref(call.params)
-    order = venue.cancel(call.api_key, market, order_id, client_order_id)
     cancel_id = call.params.get("newClientOrderId") or random_client_order_id()
+    order = venue.cancel(call.api_key, market, order_id, client_order_id, cancel_id)
     return wire.cancel_json(order, cancel_id, call.now)
 
 
@@ -140,10 +140,14 @@ def _open_orders(venue: Venue, call: Call) -> Any:
 
 def _cancel_open_orders(venue: Venue, call: Call) -> Any:
     market = params.market_param(venue, call.params)
-    canceled = [venue.cancel(call.api_key, market, o.order_id, None) for o in venue.open_orders(call.api_key, market)]
+    canceled = [
+        (venue.cancel(call.api_key, market, o.order_id, None, cancel_id), cancel_id)
+        for o in venue.open_orders(call.api_key, market)
+        for cancel_id in [random_client_order_id()]
+    ]
     if not canceled:
         raise errors.unknown_order()
-    return [wire.cancel_json(order, random_client_order_id(), call.now) for order in canceled]
+    return [wire.cancel_json(order, cancel_id, call.now) for order, cancel_id in canceled]
 
 
 def _all_orders(venue: Venue, call: Call) -> Any:
@@ -235,7 +239,7 @@ class RestApi:
         used = str(self.weights.add(endpoint.weight, now))
         headers = {"x-mbx-used-weight": used, "x-mbx-used-weight-1m": used}
 
-        fault = self.faults.take(endpoint.operation, merged)
+        fault = self.faults.take(endpoint.operation, merged, REQUEST_KINDS)
         if fault is not None and fault.kind == "status_before":
             return self._fault_answer(fault)
         if fault is not None and fault.kind == "drop_connection":

@@ -1,4 +1,5 @@
-"""``FakeBinance``: the venue served over HTTP on 127.0.0.1, driven directly by tests in the same event loop."""
+"""``FakeBinance``: the venue served over HTTP and WebSocket on 127.0.0.1, driven directly by tests in the same
+event loop."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.support.fake_exchange.control import add_control_routes
 from tests.support.fake_exchange.faults import Fault, FaultQueue
 from tests.support.fake_exchange.models import Balance, FakeMarket, Order, OrderType, Side, TimeInForce, Trade
 from tests.support.fake_exchange.rest import RecordedCall, RestApi, now_ms
+from tests.support.fake_exchange.streams import StreamHub
 from tests.support.fake_exchange.venue import NewOrder, Venue
 
 __all__ = ["FakeBinance"]
@@ -26,7 +28,8 @@ _SHUTDOWN_TIMEOUT = 1.0
 
 
 class FakeBinance:
-    """A fake Binance spot venue speaking the real REST wire protocol; state survives ``stop()``/``start()``."""
+    """A fake Binance spot venue speaking the real REST and WebSocket protocols; state survives
+    ``stop()``/``start()`` (WebSocket connections and their subscriptions do not)."""
 
     def __init__(
         self, markets: Iterable[FakeMarket], fee_bps: Decimal | int | str = Decimal(10), port: int = 0
@@ -37,6 +40,7 @@ class FakeBinance:
         self.port = port
         self._closing = asyncio.Event()
         self._rest = RestApi(self.venue, self.faults, self.calls, self._closing)
+        self._streams = StreamHub(self.venue, self.faults, now_ms)
         self._runner: web.AppRunner | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -45,6 +49,11 @@ class FakeBinance:
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT`` (the port is known once started)."""
         return f"http://{_HOST}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://127.0.0.1:PORT``: the WebSocket streams (``/ws``, ``/stream``, ``/ws-api/v3``) share the port."""
+        return f"ws://{_HOST}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -60,6 +69,7 @@ class FakeBinance:
         self._closing.clear()
         app = web.Application()
         self._rest.add_routes(app)
+        self._streams.add_routes(app)
         add_control_routes(app, self)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
         await runner.setup()
@@ -81,6 +91,7 @@ class FakeBinance:
             return
         self._closing.set()
         runner, self._runner = self._runner, None
+        await self._streams.drop()
         await runner.cleanup()
 
     async def __aenter__(self) -> Self:
@@ -137,6 +148,35 @@ class FakeBinance:
         )
         order, _ = self.venue.place(request)
         return order.order_id
+
+    async def drop_streams(self, graceful: bool = False) -> int:
+        """Drop every WebSocket connection (the TCP connection is cut; ``graceful`` closes with 1001 instead).
+
+        Subscriptions go with their connections; the clients must connect and subscribe again. How many dropped.
+        """
+        return await self._streams.drop(graceful)
+
+    def stream_subscribers(self, stream: str) -> int:
+        """How many connections listen to the market stream ``stream`` (``"btcusdt@miniTicker"``)."""
+        return self._streams.stream_subscribers(stream)
+
+    def user_stream_subscribers(self, api_key: str) -> int:
+        """How many user data stream subscriptions (``userDataStream.subscribe.signature``) the account has."""
+        return self._streams.user_subscribers(api_key)
+
+    @property
+    def ws_connections(self) -> int:
+        """How many WebSocket connections are open."""
+        return len(self._streams.connections)
+
+    async def wait_for_stream(self, stream: str, count: int = 1) -> None:
+        """Wait until ``count`` connections listen to the market stream ``stream`` (bound it with
+        ``asyncio.timeout``)."""
+        await self._streams.wait_until(lambda: self.stream_subscribers(stream) >= count)
+
+    async def wait_for_user_stream(self, api_key: str, count: int = 1) -> None:
+        """Wait until the account has ``count`` user data stream subscriptions (bound it with ``asyncio.timeout``)."""
+        await self._streams.wait_until(lambda: self.user_stream_subscribers(api_key) >= count)
 
     def inject(self, fault: Fault) -> None:
         """Queue a fault for the next matching request(s)."""

@@ -14,6 +14,10 @@ Fill rules (documented so tests can rely on them):
 * notionals (``cummulativeQuoteQty``, ``quoteQty``) are exact products, never rounded;
 * a ``newClientOrderId`` is refused (``-2010 Duplicate order sent.``) only while an order of the same account and
   symbol with that id is open; a finished order's id can be used again.
+
+Every change is announced to ``Venue.listeners`` *while it happens* (an :class:`OrderEvent` per new order, fill,
+cancel and expiry, in Binance's order: ``NEW`` before the fills of a taker; a :class:`PriceEvent` after
+:meth:`Venue.set_price` filled what it crossed). The order is mutable, so a listener renders it at once.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import string
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal, localcontext
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from tests.support.fake_exchange import errors
 from tests.support.fake_exchange.decimals import EXACT, is_multiple
@@ -38,7 +42,7 @@ from tests.support.fake_exchange.models import (
     Trade,
 )
 
-__all__ = ["MarketState", "NewOrder", "Venue"]
+__all__ = ["ExecutionType", "Listener", "MarketState", "NewOrder", "OrderEvent", "PriceEvent", "Venue", "VenueEvent"]
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 _T = TypeVar("_T")
@@ -82,6 +86,32 @@ class MarketState:
         self.low = min(self.low, price)
 
 
+ExecutionType = Literal["NEW", "TRADE", "CANCELED", "EXPIRED"]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    """An order changed: ``execution`` says how (Binance's execution type ``x``); ``trade`` is the fill of a
+    ``TRADE``; ``cancel_client_order_id`` the cancel request's client id; ``on_book`` whether it now rests."""
+
+    order: Order
+    execution: ExecutionType
+    on_book: bool
+    trade: Trade | None = None
+    cancel_client_order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PriceEvent:
+    """The market price of ``state.market`` was set."""
+
+    state: MarketState
+
+
+VenueEvent = OrderEvent | PriceEvent
+Listener = Callable[[VenueEvent], None]
+
+
 def random_client_order_id() -> str:
     """An id like the ones Binance makes up when the client sends none (22 letters and digits)."""
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(22))
@@ -105,6 +135,7 @@ class Venue:
         self.trades: list[Trade] = []
         self._next_order_id = 1
         self._next_trade_id = 1
+        self.listeners: list[Listener] = []
 
     # ------------------------------------------------------------------ lookups
 
@@ -242,11 +273,23 @@ class Venue:
             self.orders[order.order_id] = order
             funding.free -= reserved
             funding.locked += reserved
+            rests = request.type != "MARKET" and not crosses and request.time_in_force in (None, "GTC")
+            self._emit(OrderEvent(order, "NEW", on_book=rests))
             trades = self._match_on_arrival(order, state, crosses)
             return order, trades
 
-    def cancel(self, api_key: str, market: FakeMarket, order_id: int | None, client_order_id: str | None) -> Order:
-        """Cancel an open order; anything else (unknown, filled, canceled) is Binance's -2011."""
+    def cancel(
+        self,
+        api_key: str,
+        market: FakeMarket,
+        order_id: int | None,
+        client_order_id: str | None,
+        cancel_client_order_id: str | None = None,
+    ) -> Order:
+        """Cancel an open order; anything else (unknown, filled, canceled) is Binance's -2011.
+
+        ``cancel_client_order_id`` is the cancel request's own client id (``newClientOrderId``), made up if absent.
+        """
         with localcontext(EXACT):
             try:
                 order = self.find_order(api_key, market, order_id, client_order_id)
@@ -257,6 +300,8 @@ class Venue:
             order.status = "CANCELED"
             order.update_time = self.clock()
             self._release(order)
+            cancel_id = cancel_client_order_id or random_client_order_id()
+            self._emit(OrderEvent(order, "CANCELED", on_book=False, cancel_client_order_id=cancel_id))
             return order
 
     def set_price(self, symbol: str, price: Decimal) -> list[Trade]:
@@ -273,6 +318,7 @@ class Venue:
                 if self._crosses(order.side, order.price, state.price):
                     qty = self._matchable(order)
                     trades.append(self._fill(order, qty, order.price, is_maker=True))
+            self._emit(PriceEvent(state))
             return trades
 
     # ------------------------------------------------------------------ internals
@@ -312,6 +358,7 @@ class Venue:
         if order.is_open and (order.type == "MARKET" or order.time_in_force in ("IOC", "FOK")):
             order.status = "EXPIRED"
             self._release(order)
+            self._emit(OrderEvent(order, "EXPIRED", on_book=False))
         return trades
 
     def _fill(self, order: Order, qty: Decimal, price: Decimal, *, is_maker: bool) -> Trade:
@@ -362,7 +409,13 @@ class Venue:
         state.last_trade_id = trade.trade_id
         if state.first_trade_id < 0:
             state.first_trade_id = trade.trade_id
+        rests = order.is_open and order.type != "MARKET" and order.time_in_force in (None, "GTC")
+        self._emit(OrderEvent(order, "TRADE", on_book=rests, trade=trade))
         return trade
+
+    def _emit(self, event: VenueEvent) -> None:
+        for listener in list(self.listeners):
+            listener(event)
 
     def _release(self, order: Order) -> None:
         """Give back what a finished order still reserves."""
