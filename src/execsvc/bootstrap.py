@@ -25,7 +25,7 @@ from execsvc.accounts.service import AccountService
 from execsvc.accounts.store import AccountStore
 from execsvc.api.app import SPEC_PATH, create_app
 from execsvc.api.services import Services
-from execsvc.brokers.ccxt import CcxtBroker, VenueClient, supported_venues
+from execsvc.brokers.ccxt import CcxtBroker, VenueClient, options_problem, supported_venues
 from execsvc.brokers.paper import PaperBroker
 from execsvc.config import Settings
 from execsvc.core.clock import Clock, SystemClock
@@ -158,7 +158,7 @@ class Container:
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
     async def bind_venue_accounts(self) -> int:
-        """Bind every venue account not bound yet; returns how many accounts there are."""
+        """Bind every venue account stored (those made on another instance too); returns how many there are."""
         if self.venues is None or self.venue_accounts is None:
             return 0
         accounts = await self.venue_accounts()
@@ -167,8 +167,15 @@ class Container:
                 await self.venues.bind(account)
             except Exception:  # one account's bad settings must not keep the others unbound
                 log.exception("venue_bind_failed", account_id=account.account_id, venue=account.venue)
+        self._refresh_sessions()
+        return len(accounts)
+
+    def _refresh_sessions(self) -> None:
+        """One sync session per live broker, over the accounts bound to it now (the API binds them as it goes)."""
+        if self.venues is None:
+            return
         by_broker: dict[str, list[str]] = {}
-        for account in accounts:
+        for account in self.venues.accounts.values():
             if account.mode is AccountMode.LIVE:
                 by_broker.setdefault(account.broker, []).append(account.account_id)
         sync = SyncSettings(
@@ -179,14 +186,18 @@ class Container:
         for name, ids in by_broker.items():
             broker = self.venues.live.get(name)
             session = self._sessions.get(name)
-            if broker is not None and (session is None or session.accounts != ids):
-                self._sessions[name] = VenueSession(self.pipeline, broker, ids, self.findings, self.metrics, sync)
+            if broker is not None and (
+                session is None or session.accounts != sorted(ids) or session.broker is not broker
+            ):
+                self._sessions[name] = VenueSession(
+                    self.pipeline, broker, sorted(ids), self.findings, self.metrics, sync
+                )
         for name in set(self._sessions) - set(by_broker):
             del self._sessions[name]
-        return len(accounts)
 
     async def sync_venues(self) -> None:
         """Bring every live account in step with its venue once (see ``pipeline/venue_session.py``)."""
+        self._refresh_sessions()
         for name, session in list(self._sessions.items()):
             try:
                 await session.sync()
@@ -321,6 +332,7 @@ def build(
             paper=venue_paper,
             matcher=lambda venue_paper_broker: PaperMatcher(pipeline, venue_paper_broker),
             supported=supported_venues,
+            options_problem=options_problem,
         ),
         FeedSettings(
             refresh_seconds=settings.venue_markets_refresh_seconds,

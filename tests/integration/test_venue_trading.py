@@ -2,113 +2,30 @@
 fills and balances against the fake's, outcomes lost on the wire, restarts, orders placed by hand, throttling.
 
 The fake speaks Binance's wire protocol on loopback; ccxt is pointed at it by the account's ``api_base_url``.
+Fixtures (``fake``, ``start``) are in tests/integration/conftest.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
-from typing import Any
 
-import httpx
 import pytest
-from cryptography.fernet import Fernet
 
-from execsvc.bootstrap import Container
-from tests.conftest import Harness, start_harness
-from tests.support.fake_exchange import FakeBinance, FakeMarket, Fault
-
-KEY, SECRET = "venue-key-0001", "venue-secret-do-not-leak"
-MARKETS = [
-    FakeMarket("BTC/USDT", tick="0.01", step="0.00001", min_qty="0.00001", min_notional="5", price="65000"),
-    FakeMarket("ETH/USDT", tick="0.01", step="0.0001", min_qty="0.0001", min_notional="5", price="3200"),
-]
-SECRETS_KEY = Fernet.generate_key().decode()
-FAST = {
-    "secrets_key": SECRETS_KEY,
-    "venue_poll_interval_seconds": 0.2,
-    "venue_ticker_interval_seconds": 0.2,
-    "venue_visibility_seconds": 1.0,
-    "reconcile_after_seconds": 0.5,
-    "venue_timeout_seconds": 1.0,
-    "broker_breaker_open_seconds": 1.0,
-}
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBinance]:
-    venue = FakeBinance(markets=MARKETS, fee_bps=Decimal(10))
-    await venue.start()
-    venue.add_account(KEY, SECRET, {"USDT": Decimal(100000)})
-    yield venue
-    await venue.stop()
-
-
-Start = Callable[..., Awaitable[Harness]]
-
-
-@pytest.fixture
-async def start(db_url: str) -> AsyncIterator[Start]:
-    """Start the service (again and again, on the same database); everything started is stopped at the end."""
-    running: list[tuple[Harness, Container]] = []
-
-    async def launch(**overrides: Any) -> Harness:
-        h, container = await start_harness(db_url, **{**FAST, **overrides})
-        running.append((h, container))
-        return h
-
-    yield launch
-    for h, container in running:
-        await h.client.aclose()
-        await container.stop()
-
-
-async def stop(h: Harness) -> None:
-    """Stop one instance (the test's restart)."""
-    await h.client.aclose()
-    await h.container.stop()
-
-
-async def bind(h: Harness, fake: FakeBinance, account: str, mode: str = "live", secret: str = SECRET) -> httpx.Response:
-    body: dict[str, Any] = {"id": account, "venue": "binance", "mode": mode}
-    body["venue_options"] = {"api_base_url": fake.base_url}
-    if mode == "live":
-        body["credentials"] = {"api_key": KEY, "secret": secret}
-    return await h.client.post("/v1/accounts", json=body, headers=await h.auth("ops", "admin"))
-
-
-async def order(h: Harness, account: str, **body: Any) -> httpx.Response:
-    return await h.client.post("/v1/orders", json=body, headers=await h.auth(account))
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("the condition did not hold in time")
-        await asyncio.sleep(0.05)
-
-
-async def get(h: Harness, account: str, path: str) -> Any:
-    response = await h.client.get(path, headers=await h.auth(account))
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def creates(fake: FakeBinance) -> int:
-    return sum(1 for c in fake.calls if c.method == "POST" and c.path.endswith("/order"))
-
-
-async def ledger_matches_fake(h: Harness, fake: FakeBinance, account: str) -> None:
-    """Every fill, the position and the balances in the ledger are the fake's."""
-    fills = (await get(h, account, "/v1/fills?limit=500"))["items"]
-    trades = fake.trades(KEY)
-    assert sorted(Decimal(f["qty"]) for f in fills) == sorted(t.qty for t in trades)
-    assert sorted(Decimal(f["price"]) for f in fills) == sorted(t.price for t in trades)
-    balances = {b["asset"]: Decimal(b["total"]) for b in (await get(h, account, "/v1/account"))["balances"]}
-    venue = {asset: b.free + b.locked for asset, b in fake.balances(KEY).items()}
-    assert {a: v for a, v in balances.items() if v} == {a: v for a, v in venue.items() if v}
+from tests.support.fake_exchange import FakeBinance, Fault
+from tests.support.venue import (
+    KEY,
+    SECRET,
+    Start,
+    bind,
+    creates,
+    eventually,
+    get,
+    ledger_matches_fake,
+    order,
+    outbox_topics,
+    stop,
+)
 
 
 async def test_market_and_limit_orders_round_trip_and_the_ledger_equals_the_venue(
@@ -282,16 +199,6 @@ async def test_the_secret_never_shows_in_responses_logs_or_the_database(
         rows = (await conn.execute(sql("SELECT * FROM accounts"))).all()
     assert SECRET not in repr(rows)
     assert KEY not in repr(rows)
-
-
-async def outbox_topics(h: Harness, account: str) -> list[str]:
-    from sqlalchemy import select
-
-    from execsvc.db import tables
-
-    async with h.container.engine.connect() as conn:
-        rows = await conn.execute(select(tables.outbox.c.topic).where(tables.outbox.c.account_id == account))
-        return [r.topic for r in rows]
 
 
 async def test_an_order_the_venue_never_got_is_rejected_after_the_visibility_delay(

@@ -607,3 +607,19 @@ def test_the_symbol_whitelist_can_be_switched_off() -> None:
     assert [m.symbol for m in Settings().listed_markets()] == ["BTC/USDT", "ETH/USDT"]
     assert [m.symbol for m in Settings(symbols="*").listed_markets()] == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
     assert [m.symbol for m in Settings(symbols="ETH/USDT").listed_markets()] == ["ETH/USDT"]
+
+
+def test_a_venue_wait_holds_the_breaker_open_once_not_for_every_later_opening() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from execsvc.routing.breaker import CircuitBreaker, CircuitState
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    breaker = CircuitBreaker("live@x", failures=5, open_for=timedelta(seconds=30))
+    breaker.trip(t0, 3600)
+    assert breaker.state(t0 + timedelta(seconds=3599)) is CircuitState.OPEN
+    t1 = t0 + timedelta(seconds=3601)
+    assert breaker.claim(t1) is not None  # the probe
+    breaker.failed(t1)
+    assert breaker.state(t1 + timedelta(seconds=29)) is CircuitState.OPEN
+    assert breaker.state(t1 + timedelta(seconds=31)) is CircuitState.HALF_OPEN

@@ -48,13 +48,15 @@ class CredentialsRefused(ExecsvcError):
 
 
 class AccountHasWorkingOrders(ExecsvcError):
-    """Moving into or out of live would strand working orders on the adapter they were sent to."""
+    """Moving into or out of live, or to another adapter (new venue options or API key), would strand working
+    orders on the adapter they were sent to."""
 
     code = "account_has_working_orders"
 
     def __init__(self, account_id: str, count: int) -> None:
         super().__init__(
-            f"account {account_id!r} has {count} working order(s); cancel them before moving into or out of live"
+            f"account {account_id!r} has {count} working order(s); cancel them before moving into or out of live "
+            "or changing the venue options or API key"
         )
         self.count = count
 
@@ -240,7 +242,9 @@ class AccountService:
             if record.mode is not AccountMode.LIVE or replaced or options != record.options:
                 wallet = await self._wallet(record.venue, options, credentials)
         broker = broker_name(record.venue, mode, options, credentials)
-        crossing = (record.mode is AccountMode.LIVE) != (mode is AccountMode.LIVE)
+        # Into or out of live, or another adapter (new options, another key): working orders would be stranded on
+        # the adapter they were sent through, and their fills counted again under the new one.
+        crossing = (record.mode is AccountMode.LIVE) != (mode is AccountMode.LIVE) or broker != record.broker
         now = self.clock.now()
 
         async with self.pipeline.uow() as uow:
@@ -285,6 +289,9 @@ class AccountService:
                 "mode",
             )
         _check_options(venue, options)
+        problem = self.venues.check_options(venue, options)
+        if problem is not None:
+            raise AccountRuleBroken("invalid_account", problem, "venue_options")
 
     def _starting(self, given: Mapping[str, Decimal] | None) -> dict[str, Decimal]:
         balances = dict(self.starting_balances if given is None else given)

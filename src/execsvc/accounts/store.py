@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
+import structlog
 from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -27,6 +28,8 @@ from execsvc.core.errors import ExecsvcError
 from execsvc.core.ids import new_id
 from execsvc.core.venues import PAPER_VENUE, AccountMode, Credentials, Finding, VenueAccount, VenueOptions
 from execsvc.db import tables as t
+
+log = structlog.get_logger(__name__)
 
 
 class AccountExists(ExecsvcError):
@@ -258,7 +261,13 @@ class AccountStore:
         stmt = select(*_ACCOUNT_COLUMNS).where(t.accounts.c.venue != PAPER_VENUE).order_by(t.accounts.c.id)
         async with self.engine.connect() as conn:
             records = [_record(r._mapping) for r in await conn.execute(stmt)]
-        return [self.venue_account(r) for r in records]
+        accounts: list[VenueAccount] = []
+        for record in records:
+            try:
+                accounts.append(self.venue_account(record))
+            except ExecsvcError as exc:  # a key changed or unset: that account waits, the others trade on
+                log.error("venue_account_unreadable", account_id=record.id, venue=record.venue, error=exc.code)
+        return accounts
 
     async def get_venue_account(self, account_id: str) -> VenueAccount | None:
         """One account's binding to its venue, credentials decrypted."""

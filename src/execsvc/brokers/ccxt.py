@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxt_pro
 from ccxt.base import errors as cx
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES, SIGNIFICANT_DIGITS, TICK_SIZE
 
@@ -206,6 +207,16 @@ def supported_venues() -> frozenset[str]:
     return frozenset(ccxt_async.exchanges)
 
 
+def options_problem(venue: str, options: VenueOptions) -> str | None:
+    """Why ``venue`` cannot be reached with ``options`` (checked before an account is stored), or None."""
+    if venue not in supported_venues():
+        return f"ccxt has no exchange {venue!r}"
+    exchange = getattr(ccxt_async, venue)({"options": {**quirks_for(venue).options, **dict(options.options)}})
+    if options.sandbox and not exchange.urls.get("test"):
+        return f"{venue} has no testnet in ccxt: venue_options.sandbox cannot be set"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class VenueOrder:
     """An order as the venue shows it."""
@@ -249,7 +260,9 @@ class VenueClient:
         self.venue = venue
         self.quirks = quirks_for(venue)
         self._observer = observer or _Silent()
-        cls = _measured(getattr(ccxt_async, venue), venue, self._observer)
+        # ccxt.pro's class where there is one: the same REST methods, plus the venue's WebSocket streams (watch_*).
+        module = ccxt_pro if venue in ccxt_pro.exchanges else ccxt_async
+        cls = _measured(getattr(module, venue), venue, self._observer)
         config: dict[str, Any] = {
             "enableRateLimit": True,
             "timeout": int(timeout_seconds * 1000),
@@ -263,6 +276,9 @@ class VenueClient:
         self.exchange: Any = cls(config)
         self.exchange.number = str  # exact numbers: ccxt hands over the venue's text, read with Decimal here
         if options.sandbox:
+            problem = options_problem(venue, options)
+            if problem is not None:
+                raise BrokerRejected(problem)
             self.exchange.set_sandbox_mode(True)
         if options.api_base_url or options.urls:
             self.exchange.urls["api"] = _override_urls(self.exchange.urls.get("api"), options)
@@ -353,18 +369,17 @@ class VenueClient:
             tickers = {}
             for symbol in symbols:
                 tickers[symbol] = await self.call("fetch_ticker", self.exchange.fetch_ticker, symbol)
-        marks: dict[str, Decimal] = {}
-        for symbol in symbols:
-            ticker = tickers.get(symbol)
-            if not ticker:
-                continue
-            price = _maybe(ticker.get("last"), f"{symbol} last")
-            if price is None:
-                bid, ask = _maybe(ticker.get("bid"), f"{symbol} bid"), _maybe(ticker.get("ask"), f"{symbol} ask")
-                price = (bid + ask) / 2 if bid and ask else None
-            if price is not None and price > 0:
-                marks[symbol] = price
-        return marks
+        return _marks_of(tickers, symbols)
+
+    def streams(self, method: str) -> bool:
+        """The venue offers ``method`` (``watchTickers``, ``watchOrders``) over its WebSocket through ccxt."""
+        return bool(self.exchange.has.get(method))
+
+    async def watch_marks(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        """Wait for the venue's next ticker update over its WebSocket; the marks it carries."""
+        await self.ensure_markets()
+        tickers = await self.call("watch_tickers", self.exchange.watch_tickers, list(symbols))
+        return _marks_of(tickers, symbols)
 
     async def balances(self) -> dict[str, Decimal]:
         """The account's total balance per asset (free plus held by orders); assets at zero are left out."""
@@ -381,18 +396,36 @@ class VenueClient:
         await self.exchange.close()
 
 
+def _marks_of(tickers: Mapping[str, Any], symbols: Sequence[str]) -> dict[str, Decimal]:
+    """Each symbol's price in ccxt tickers: the last trade, else the middle of bid and ask."""
+    marks: dict[str, Decimal] = {}
+    for symbol in symbols:
+        ticker = tickers.get(symbol)
+        if not ticker:
+            continue
+        price = _maybe(ticker.get("last"), f"{symbol} last")
+        if price is None:
+            bid, ask = _maybe(ticker.get("bid"), f"{symbol} bid"), _maybe(ticker.get("ask"), f"{symbol} ask")
+            price = (bid + ask) / 2 if bid and ask else None
+        if price is not None and price > 0:
+            marks[symbol] = price
+    return marks
+
+
 def _override_urls(api: object, options: VenueOptions) -> object:
     """ccxt's ``urls['api']`` with every URL's scheme and host replaced by ``api_base_url``, then named entries set."""
     base = (options.api_base_url or "").rstrip("/")
+    # WebSocket URLs (under "ws") keep their kind: ws:// for an http base, wss:// for an https one.
+    ws_base = re.sub(r"^http", "ws", base)
 
-    def rebase(value: object) -> object:
-        if isinstance(value, str) and base:
-            return re.sub(r"^[a-z]+://[^/]+", base, value)
+    def rebase(value: object, to: str) -> object:
+        if isinstance(value, str) and to:
+            return re.sub(r"^[a-z]+://[^/]+", to, value)
         if isinstance(value, dict):
-            return {k: rebase(v) for k, v in value.items()}
+            return {k: rebase(v, ws_base if k == "ws" else to) for k, v in value.items()}
         return value
 
-    rebased = rebase(api)
+    rebased = rebase(api, base)
     if isinstance(rebased, dict):
         rebased.update(options.urls)
         return rebased
@@ -438,7 +471,15 @@ class CcxtBroker:
             None if price is None else to_str(price),
             params,
         )
-        return await self._reports(order, created)
+        try:
+            return await self._reports(order, created)
+        except BrokerError as exc:
+            # The venue took the order; only reading its trades failed. Never a rejection: the order is placed,
+            # and the venue sync brings its fills in.
+            venue_order_id = created.get("id") if isinstance(created, Mapping) else None
+            if venue_order_id is None:
+                raise OutcomeUnknown(f"{self.venue} took the order but its answer could not be read: {exc}") from exc
+            return [Accepted(venue_order_id=str(venue_order_id))]
 
     async def cancel(self, order: Order) -> Sequence[BrokerReport]:
         """Cancel at the venue. A venue that no longer knows the order as open is asked what became of it."""
@@ -452,13 +493,23 @@ class CcxtBroker:
                     "cancel", ex.cancel_order, None, order.symbol, {"clientOrderId": order.client_order_id}
                 )
         except OrderNotFoundAtVenue:
-            # "Unknown order": it may have filled (or been canceled) before our cancel arrived. Ask for the truth;
-            # an order the venue does not know at all raises OrderNotFoundAtVenue again.
-            reports = list(await self.fetch_status(order))
+            # "Unknown order": it may have filled (or been canceled) before our cancel arrived. Ask for the truth.
+            try:
+                reports = list(await self.fetch_status(order))
+            except OrderNotFoundAtVenue:
+                if order.venue_order_id is None:
+                    # Never acknowledged: its submission may still be on the way. The cancel stays pending; the
+                    # venue sync cancels it once it shows up, or ends it after the visibility delay.
+                    return []
+                raise
             if not any(isinstance(r, Canceled | Expired | Rejected) for r in reports) and not _complete(order, reports):
                 reports.append(CancelRejected(f"{self.venue} did not cancel the order and shows it working"))
             return reports
-        reports = await self._reports(order, answer)
+        try:
+            reports = await self._reports(order, answer)
+        except BrokerError as exc:
+            # Canceled at the venue, but its trades could not be read: unknown until the sync reads them.
+            raise OutcomeUnknown(f"{self.venue} canceled the order but its trades could not be read: {exc}") from exc
         if not any(isinstance(r, Canceled | Expired | Rejected) for r in reports):
             reports.append(Canceled("canceled by request"))
         return reports
@@ -498,6 +549,12 @@ class CcxtBroker:
         await self.client.ensure_markets()
         ex = self.client.exchange
         answer = await self.client.call("fetch_open_orders", ex.fetch_open_orders)
+        return [_venue_order(o) for o in answer]
+
+    async def watch_orders(self) -> list[VenueOrder]:
+        """Wait for the venue's next order updates over its private WebSocket (ours and any placed by hand)."""
+        await self.client.ensure_markets()
+        answer = await self.client.call("watch_orders", self.client.exchange.watch_orders)
         return [_venue_order(o) for o in answer]
 
     async def trades(self, symbol: str, since: datetime | None) -> list[VenueTrade]:

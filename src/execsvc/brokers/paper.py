@@ -55,7 +55,7 @@ class PaperBroker:
         history_size: int = 100_000,
         name: str = "paper",
     ) -> None:
-        self.name = name  # "paper" on the simulated market; "paper@VENUE" on a venue's prices
+        self.name = name  # "paper" on the simulated market; "paper@MARKET" on a venue's prices
         self._market_data = market_data
         self._fee_bps = fee_bps
         self._slippage_bps = slippage_bps

@@ -889,7 +889,7 @@ class VenueAccount(BaseModel):
     broker: Annotated[
         str,
         Field(
-            description="The adapter that executes the orders (`paper`, `paper@VENUE`, `live@VENUE#FINGERPRINT`); live accounts\nwith the same key and options share one.\n"
+            description="The adapter that executes the orders (`paper`, `paper@MARKET`, `live@MARKET/FINGERPRINT`, where MARKET is the venue, followed by `#` and a fingerprint when it is reached with venue options of its own); live accounts\nwith the same key and options share one.\n"
         ),
     ]
     venue_options: VenueOptions

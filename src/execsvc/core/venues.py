@@ -95,26 +95,42 @@ class VenueAccount:
         return broker_name(self.venue, self.mode, self.options, self.credentials)
 
 
+def market_key(venue: str, options: VenueOptions) -> str:
+    """Which market data an account on ``venue`` reached with ``options`` sees: the venue's id when it is reached as
+    ccxt reaches it by default, else the venue's id and a fingerprint of the options (a testnet, another endpoint
+    and the main venue have markets and prices of their own)."""
+    if options == VenueOptions():
+        return venue
+    return f"{venue}#{hashlib.sha256(options.canonical().encode()).hexdigest()[:8]}"
+
+
 def broker_name(venue: str, mode: AccountMode, options: VenueOptions, credentials: Credentials | None) -> str:
     """The adapter an account's orders go to, and so the circuit breaker they share.
 
-    ``paper`` is the simulated market's paper book; ``paper@VENUE`` the paper book fed by a venue's prices (paper and
-    shadow accounts on that venue); ``live@VENUE#FINGERPRINT`` one exchange client per venue, credentials and options,
-    shared by the live accounts that use the same key.
+    ``paper`` is the simulated market's paper book; ``paper@MARKET`` the paper book fed by a venue's prices (paper
+    and shadow accounts on that venue and endpoint, see ``market_key``); ``live@MARKET/FINGERPRINT`` one exchange
+    client per venue, endpoint, options and API key, shared by the live accounts that use the same key.
     """
+    if venue == PAPER_VENUE:
+        return PAPER_VENUE
+    market = market_key(venue, options)
     if mode is not AccountMode.LIVE:
-        return PAPER_VENUE if venue == PAPER_VENUE else f"paper@{venue}"
+        return f"paper@{market}"
     key = credentials.api_key if credentials is not None else ""
     digest = hashlib.sha256(f"{venue}\n{key}\n{options.canonical()}".encode()).hexdigest()[:12]
-    return f"live@{venue}#{digest}"
+    return f"live@{market}/{digest}"
+
+
+def market_of_broker(broker: str) -> str:
+    """The market data a broker trades on (``paper`` for the simulated market; see ``market_key``)."""
+    if broker == PAPER_VENUE or "@" not in broker:
+        return PAPER_VENUE
+    return broker.split("@", 1)[1].split("/", 1)[0] or PAPER_VENUE
 
 
 def venue_of_broker(broker: str) -> str:
-    """The venue a broker name trades on (``paper`` for the simulated market)."""
-    if broker == PAPER_VENUE:
-        return PAPER_VENUE
-    _, _, rest = broker.partition("@")
-    return rest.split("#", 1)[0] or PAPER_VENUE
+    """The exchange id a broker trades on (``paper`` for the simulated market)."""
+    return market_of_broker(broker).split("#", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +154,10 @@ class VenueAccess(Protocol):
 
     def supports(self, venue: str) -> bool:
         """True when ``venue`` is ``paper`` or an exchange id the adapter can trade spot on."""
+        ...
+
+    def check_options(self, venue: str, options: VenueOptions) -> str | None:
+        """Why the venue cannot be reached with these options (a sandbox it does not have, ...), or None."""
         ...
 
     async def check_credentials(

@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import structlog
 
@@ -21,6 +21,7 @@ from execsvc.marketdata.book import MarketBook
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_SECONDS = 60.0
+STREAM_RETRY_SECONDS = 30.0  # a failed ticker stream is tried again after this long of polling
 
 
 class VenueQuotes(Protocol):
@@ -35,8 +36,22 @@ class VenueQuotes(Protocol):
         ...
 
 
+@runtime_checkable
+class VenueStream(Protocol):
+    """A venue's ticker stream (the ccxt client implements it where ccxt has ``watch_tickers`` for the venue)."""
+
+    def streams(self, method: str) -> bool:
+        """The venue offers ``method`` over its WebSocket."""
+        ...
+
+    async def watch_marks(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        """Wait for the next ticker update; the marks it carries."""
+        ...
+
+
 class VenueFeed:
-    """Keeps one venue's book current: rules every ``refresh_seconds``, marks every ``interval_seconds``.
+    """Keeps one venue's book current: rules every ``refresh_seconds``; marks from the venue's ticker stream where
+    it has one, polled every ``interval_seconds`` otherwise (and whenever the stream fails or falls silent).
 
     ``on_quotes`` hears each round of new marks (the paper matcher of the venue's paper and shadow accounts). An
     unreachable venue is logged once and retried with a growing pause; its marks then age, and the stale-mark risk
@@ -60,6 +75,8 @@ class VenueFeed:
         self._refresh = refresh_seconds
         self._interval = interval_seconds
         self.on_quotes = on_quotes
+        # A stream with no update for this long is checked by a poll.
+        self._silence = max(5.0, interval_seconds * 5)
         self._loaded_at: float | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -77,10 +94,32 @@ class VenueFeed:
 
     async def poll(self) -> dict[str, Quote]:
         """Fetch the marks of every listed market and record them; returns the new quotes."""
+        await self._refresh_rules()
+        return await self._record(await self._source.marks(self._symbols()))
+
+    async def watch(self) -> dict[str, Quote]:
+        """Wait for the venue's next ticker update (at most a few polling intervals: then poll) and record it."""
+        await self._refresh_rules()
+        assert isinstance(self._source, VenueStream)
+        try:
+            prices = await asyncio.wait_for(self._source.watch_marks(self._symbols()), self._silence)
+        except TimeoutError:
+            return await self.poll()  # a quiet market, or a stream gone silent: the REST answer is the truth
+        return await self._record(prices)
+
+    @property
+    def streaming(self) -> bool:
+        """Marks come from the venue's ticker stream."""
+        return isinstance(self._source, VenueStream) and self._source.streams("watchTickers")
+
+    def _symbols(self) -> list[str]:
+        return [m.symbol for m in self.book.markets()]
+
+    async def _refresh_rules(self) -> None:
         if self._loaded_at is None or time.monotonic() - self._loaded_at >= self._refresh:
             await self.load()
-        symbols = [m.symbol for m in self.book.markets()]
-        prices = await self._source.marks(symbols)
+
+    async def _record(self, prices: dict[str, Decimal]) -> dict[str, Quote]:
         quotes = {s: self.book.set_mark(s, p) for s, p in prices.items() if self.book.rules(s) is not None}
         if quotes and self.on_quotes is not None:
             await self.on_quotes(quotes)
@@ -102,9 +141,14 @@ class VenueFeed:
     async def _run(self) -> None:
         pause = self._interval
         failing = False
+        stream_back_at = 0.0  # after a stream failure, poll until then
         while True:
+            streaming = self.streaming and time.monotonic() >= stream_back_at
             try:
-                await self.poll()
+                if streaming:
+                    await self.watch()
+                else:
+                    await self.poll()
                 if failing:
                     log.info("venue_feed_recovered", venue=self.venue)
                 failing, pause = False, self._interval
@@ -112,7 +156,11 @@ class VenueFeed:
                 raise
             except Exception as exc:  # the venue or the database is down: keep trying, quietly
                 if not failing:
-                    log.warning("venue_feed_failed", venue=self.venue, error=str(exc))
+                    log.warning("venue_feed_failed", venue=self.venue, streaming=streaming, error=str(exc))
                 failing = True
                 pause = min(MAX_BACKOFF_SECONDS, max(pause * 2, self._interval))
-            await asyncio.sleep(pause)
+                if streaming:
+                    stream_back_at = time.monotonic() + STREAM_RETRY_SECONDS
+                    continue  # poll at once instead
+            if not streaming or failing:
+                await asyncio.sleep(pause)

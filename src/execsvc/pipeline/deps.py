@@ -13,7 +13,7 @@ from execsvc.core.markets import MarketRules, Quote
 from execsvc.core.orders import Order
 from execsvc.core.ports import MarketData, RateCounter
 from execsvc.core.uow import UnitOfWorkFactory
-from execsvc.core.venues import PAPER_VENUE, venue_of_broker
+from execsvc.core.venues import PAPER_VENUE, market_of_broker
 from execsvc.ratelimit import LocalRateCounter
 from execsvc.risk import RiskLimits, Violation
 from execsvc.routing.breaker import Breakers
@@ -93,7 +93,8 @@ class Pipeline:
     breakers: Breakers = field(default_factory=Breakers)
     # The asset accounts are valued in (equity, daily PnL, notional limits).
     valuation_asset: str = "USDT"
-    # Each venue's markets and marks, by exchange id (``market_data`` is the simulated market's).
+    # Each venue's markets and marks, by market key (``core.venues.market_key``; ``market_data`` is the simulated
+    # market's).
     venue_markets: dict[str, MarketData] = field(default_factory=dict)
 
     def market_for(self, broker: str) -> MarketData:
@@ -102,7 +103,7 @@ class Pipeline:
         A venue whose markets are not loaded yet lists nothing: its orders are refused as unlisted, never checked
         against another market's prices.
         """
-        venue = venue_of_broker(broker)
-        if venue == PAPER_VENUE:
+        market = market_of_broker(broker)
+        if market == PAPER_VENUE:
             return self.market_data
-        return self.venue_markets.get(venue) or NO_MARKETS
+        return self.venue_markets.get(market) or NO_MARKETS

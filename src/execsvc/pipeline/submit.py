@@ -117,6 +117,10 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
                 # An order that does not fit the market is bad input: answered, never stored, its id not used up.
                 pipeline.observer.risk_denied(broken)
                 raise BreaksMarketRules(tuple((v.rule, v.limit, v.value, v.message) for v in broken))
+        if not isinstance(decision, Denied) and pipeline.router.broker_named(account.broker) is None:
+            # The account was bound to a venue on another instance a moment ago and this one has not caught up:
+            # refused before anything is stored, so a retry (here, or once this instance binds it) is clean.
+            raise BrokerUnavailable(f"broker {account.broker!r} is not ready on this instance yet; retry shortly")
         breaker = pipeline.breakers(account.broker)
         claim = None if isinstance(decision, Denied) else breaker.claim(now)
         circuit = [v for v in decision.violations if v.rule == "broker_circuit"] if isinstance(decision, Denied) else []

@@ -111,14 +111,16 @@ class CircuitBreaker:
         if self.failures is None:
             return
         if self._probing or self.state(now) is not CircuitState.CLOSED:
-            self._opened_at = now  # the probe failed (or a straggler did): stay open
+            self._opened_at = now  # the probe failed (or a straggler did): stay open, for the configured period
             self._probing = False
+            self._hold = None
             return
         self._recent.append(now)
         while self._recent and self._recent[0] <= now - self.window:
             self._recent.popleft()
         if len(self._recent) >= self.failures:
             self._opened_at = now
+            self._hold = None
             self._recent.clear()
 
     def describe(self, now: datetime) -> dict[str, Any]:

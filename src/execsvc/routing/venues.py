@@ -1,15 +1,17 @@
 """The venue registry: binds accounts to their venue's adapters and market data at run time.
 
-For every venue an account names there is one market book kept current by a ``VenueFeed`` (public requests, no
-credentials). Paper and shadow accounts on a venue share one paper book (``paper@VENUE``) fed by the venue's marks:
-shadow is the paper matcher at the venue's prices, never a flag inside the live adapter. Live accounts get one
-``CcxtBroker`` per venue, credentials and options (``live@VENUE#fingerprint``), registered with the order router.
+For every venue (and endpoint: see ``core.venues.market_key``) an account names there is one market book kept current
+by a ``VenueFeed`` (public requests, no credentials). Paper and shadow accounts on it share one paper book
+(``paper@MARKET``) fed by its marks: shadow is the paper matcher at the venue's prices, never a flag inside the live
+adapter. Live accounts get one ``CcxtBroker`` per venue, options and API key (``live@MARKET/fingerprint``),
+registered with the order router; new credentials for the same key replace its client.
 Adapters are made by factories that bootstrap passes in.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,7 +22,7 @@ import structlog
 from execsvc.core.clock import Clock
 from execsvc.core.errors import BrokerError
 from execsvc.core.markets import Quote
-from execsvc.core.venues import PAPER_VENUE, AccountMode, Credentials, VenueAccount, VenueOptions
+from execsvc.core.venues import PAPER_VENUE, AccountMode, Credentials, VenueAccount, VenueOptions, market_key
 from execsvc.marketdata.book import MarketBook
 from execsvc.marketdata.venue import VenueFeed
 from execsvc.routing.router import OrderRouter
@@ -43,6 +45,7 @@ class VenueFactories:
     paper: Callable[[str, MarketBook], PaperBroker]
     matcher: Callable[[PaperBroker], PaperMatcher]
     supported: Callable[[], frozenset[str]]
+    options_problem: Callable[[str, VenueOptions], str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +75,9 @@ class VenueRegistry:
         self._clock = clock
         self.feeds: dict[str, VenueFeed] = {}
         self.live: dict[str, CcxtBroker] = {}  # by broker name
-        self.paper: dict[str, PaperBroker] = {}  # by broker name (paper@VENUE)
+        self.paper: dict[str, PaperBroker] = {}  # by broker name (paper@MARKET)
+        self.accounts: dict[str, VenueAccount] = {}  # every account bound here, as last bound
+        self._secrets: dict[str, str] = {}  # by live broker name: a digest of the secrets its client signs with
         self._clients: list[VenueClient] = []
         self._lock = asyncio.Lock()
         self._started = False
@@ -82,6 +87,12 @@ class VenueRegistry:
     def supports(self, venue: str) -> bool:
         """``paper``, or an exchange id ccxt can trade."""
         return venue == PAPER_VENUE or venue in self._factories.supported()
+
+    def check_options(self, venue: str, options: VenueOptions) -> str | None:
+        """Why the venue cannot be reached with these options, or None."""
+        if venue == PAPER_VENUE:
+            return None
+        return self._factories.options_problem(venue, options)
 
     async def check_credentials(
         self, venue: str, options: VenueOptions, credentials: Credentials
@@ -96,17 +107,25 @@ class VenueRegistry:
     async def bind(self, account: VenueAccount) -> None:
         """Make the account's market data and adapter ready (idempotent)."""
         if account.venue == PAPER_VENUE:
+            self.accounts.pop(account.account_id, None)
             return
         async with self._lock:
+            self.accounts[account.account_id] = account
             feed = await self._feed(account)
             name = account.broker
             if account.mode is AccountMode.LIVE:
-                if name not in self.live:
+                secrets = _digest(account.credentials)
+                if name not in self.live or self._secrets.get(name) != secrets:
+                    old = self.live.get(name)
                     client = self._factories.client(account.venue, account.options, account.credentials)
                     self._clients.append(client)
                     broker = self._factories.broker(name, client)
                     self.live[name] = broker
+                    self._secrets[name] = secrets
                     self._router.register(broker)
+                    if old is not None:  # a new secret for the same key: sign with it from now on
+                        self._clients.remove(old.client)
+                        await old.client.close()
             elif name not in self.paper:
                 paper = self._factories.paper(name, feed.book)
                 self.paper[name] = paper
@@ -119,7 +138,8 @@ class VenueRegistry:
                     await restore_paper_book(self._pipeline, paper)
 
     async def _feed(self, account: VenueAccount) -> VenueFeed:
-        feed = self.feeds.get(account.venue)
+        key = market_key(account.venue, account.options)
+        feed = self.feeds.get(key)
         if feed is not None:
             return feed
         book = MarketBook([], self._clock)
@@ -130,8 +150,8 @@ class VenueRegistry:
         feed = VenueFeed(
             account.venue, book, client, settings.listed, settings.refresh_seconds, settings.interval_seconds
         )
-        self.feeds[account.venue] = feed
-        self._pipeline.venue_markets[account.venue] = book
+        self.feeds[key] = feed
+        self._pipeline.venue_markets[key] = book
         try:
             await feed.poll()  # rules and marks before the first order, when the venue answers
         except BrokerError as exc:
@@ -162,6 +182,13 @@ class VenueRegistry:
             except Exception:  # closing must go on for the others
                 log.warning("venue_client_close_failed", venue=client.venue, exc_info=True)
         self._clients.clear()
+
+
+def _digest(credentials: Credentials | None) -> str:
+    if credentials is None:
+        return ""
+    text = f"{credentials.api_key}\n{credentials.secret}\n{credentials.passphrase or ''}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _chain(
