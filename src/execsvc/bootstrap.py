@@ -59,6 +59,7 @@ from execsvc.webhooks.worker import DeliveryWorker, LocalQueue, Queue, RedisQueu
 
 log = structlog.get_logger(__name__)
 PURGE_INTERVAL_SECONDS = 600
+STREAM_CATCH_UP_SECONDS = 1.0  # after a venue's order stream is opened again, a sync round this much later
 
 
 @dataclass(slots=True)
@@ -89,6 +90,7 @@ class Container:
     findings: FindingStore | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _sessions: dict[str, VenueSession] = field(default_factory=dict)
+    _watchers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     async def start(self) -> None:
         """Open the order path's pool, restore the paper book, start the feed and housekeeping loops."""
@@ -96,6 +98,7 @@ class Container:
             await self.pg_pool.open()
         await restore_paper_book(self.pipeline, self.paper)
         if self.venues is not None:
+            self.venues.on_bound = self._refresh_sessions
             await self.bind_venue_accounts()
             await self.venues.start()
             await self.sync_venues()  # before the first request: what happened at the venues while we were down
@@ -124,6 +127,11 @@ class Container:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.tasks.clear()
+        for name in list(self._watchers):
+            watcher = self._watchers.pop(name)
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         if self.venues is not None:
             await self.venues.stop()
         if self.webhook_worker is not None:
@@ -186,14 +194,49 @@ class Container:
         for name, ids in by_broker.items():
             broker = self.venues.live.get(name)
             session = self._sessions.get(name)
-            if broker is not None and (
-                session is None or session.accounts != sorted(ids) or session.broker is not broker
-            ):
-                self._sessions[name] = VenueSession(
-                    self.pipeline, broker, sorted(ids), self.findings, self.metrics, sync
-                )
+            stale = session is None or session.accounts != sorted(ids) or session.broker is not broker
+            if broker is not None and stale:
+                session = VenueSession(self.pipeline, broker, sorted(ids), self.findings, self.metrics, sync)
+                self._sessions[name] = session
+                self._stop_watching(name)
+                if broker.streams_orders():
+                    self._watchers[name] = asyncio.create_task(self._watch(session), name=f"venue-orders-{name}")
         for name in set(self._sessions) - set(by_broker):
             del self._sessions[name]
+            self._stop_watching(name)
+
+    def _stop_watching(self, name: str) -> None:
+        watcher = self._watchers.pop(name, None)
+        if watcher is not None:
+            watcher.cancel()
+
+    async def _watch(self, session: VenueSession) -> None:
+        """Keep one live broker's order stream open. When it is opened again after a failure, one sync round catches
+        up what the gap missed (the regular poll would, later)."""
+        pause, failing, reopened = 1.0, False, False
+        while True:
+            watching = asyncio.create_task(session.watch(), name=f"venue-orders-watch-{session.broker.name}")
+            try:
+                if reopened:
+                    await asyncio.sleep(STREAM_CATCH_UP_SECONDS)  # let the new subscription settle first
+                    try:
+                        await session.sync()
+                    except Exception as exc:
+                        log.warning("venue_sync_failed", broker=session.broker.name, error=str(exc))
+                await watching
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the poll covers the gap
+                if not failing:
+                    log.warning("venue_order_stream_failed", broker=session.broker.name, error=str(exc))
+                failing, reopened = True, True
+                await asyncio.sleep(pause)
+                pause = min(60.0, pause * 2)
+            finally:
+                if not watching.done():
+                    watching.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await watching
 
     async def sync_venues(self) -> None:
         """Bring every live account in step with its venue once (see ``pipeline/venue_session.py``)."""

@@ -24,8 +24,9 @@ async def fake() -> AsyncIterator[FakeBinance]:
 
 
 @pytest.fixture
-async def start(db_url: str) -> AsyncIterator[Start]:
-    """Start the service (again and again, on the same database); everything started is stopped at the end."""
+async def start(db_url: str, fake: FakeBinance) -> AsyncIterator[Start]:
+    """Start the service (again and again, on the same database); everything started is stopped at the end, before
+    the fake venue (whose WebSocket connections the service holds) stops."""
     running: list[tuple[Harness, Container]] = []
 
     async def launch(**overrides: Any) -> Harness:

@@ -551,6 +551,10 @@ class CcxtBroker:
         answer = await self.client.call("fetch_open_orders", ex.fetch_open_orders)
         return [_venue_order(o) for o in answer]
 
+    def streams_orders(self) -> bool:
+        """The venue pushes our order updates over its private WebSocket (through ccxt.pro)."""
+        return self.client.streams("watchOrders")
+
     async def watch_orders(self) -> list[VenueOrder]:
         """Wait for the venue's next order updates over its private WebSocket (ours and any placed by hand)."""
         await self.client.ensure_markets()

@@ -17,6 +17,8 @@ net behind a venue's own stream.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -56,6 +58,8 @@ class VenueOrderView(Protocol):
     @property
     def side(self) -> str: ...
     @property
+    def status(self) -> str: ...
+    @property
     def qty(self) -> Decimal | None: ...
     @property
     def filled(self) -> Decimal: ...
@@ -74,6 +78,8 @@ class LiveBroker(Protocol):
     async def fetch_status(self, order: Order) -> Sequence[BrokerReport]: ...
     async def cancel(self, order: Order) -> Sequence[BrokerReport]: ...
     async def fetch_balances(self, account_id: str) -> Mapping[str, Decimal]: ...
+    def streams_orders(self) -> bool: ...
+    async def watch_orders(self) -> Sequence[VenueOrderView]: ...
 
 
 class KeptFinding(Protocol):
@@ -187,6 +193,51 @@ class VenueSession:
         if self._balance_every and (self._syncs - 1) % self._balance_every == 0:
             result.drifted = await self._drift(now)
         return result
+
+    async def watch(self) -> None:
+        """Follow the venue's private order stream: an update of one of our orders brings it to the venue's truth at
+        once, through the same lookup and reports as the poll (which stays the safety net behind the stream).
+
+        Updates are handed to a second task, so the stream is waited on again at once: ccxt wakes a watcher only for
+        messages that arrive while it waits. Returns only by raising (the stream failed); the caller waits and calls
+        again.
+        """
+        queue: asyncio.Queue[Sequence[VenueOrderView]] = asyncio.Queue()
+        applier = asyncio.create_task(self._apply_stream(queue), name=f"venue-orders-apply-{self.broker.name}")
+        try:
+            while True:
+                updates = await self.broker.watch_orders()
+                if applier.done():
+                    applier.result()  # it failed: raise its error
+                queue.put_nowait(updates)
+        finally:
+            applier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await applier
+
+    async def _apply_stream(self, queue: asyncio.Queue[Sequence[VenueOrderView]]) -> None:
+        while True:
+            updates = await queue.get()
+            now = self.pipeline.clock.now()
+            for update in updates:
+                order = await self._ours(update.client_order_id)
+                if order is None or order.status.is_terminal:
+                    continue  # placed by hand (the poll reports it), or already final here
+                if order.status in IN_FLIGHT and now - order.updated_at < self._settings.grace:
+                    continue  # its own request is still under way and will apply the answer
+                if update.status == "open" and update.filled <= order.filled_qty and order.status not in IN_FLIGHT:
+                    continue  # nothing new
+                await self._settle(order, update.status == "open", now)
+
+    async def _ours(self, client_order_id: str | None) -> Order | None:
+        if not client_order_id:
+            return None
+        async with self.pipeline.uow() as uow:
+            for account_id in self.accounts:
+                found = await uow.orders.by_client_id(account_id, client_order_id)
+                if found is not None:
+                    return found
+        return None
 
     async def _working(self) -> list[Order]:
         async with self.pipeline.uow() as uow:

@@ -81,6 +81,8 @@ class VenueRegistry:
         self._clients: list[VenueClient] = []
         self._lock = asyncio.Lock()
         self._started = False
+        # Called after each bind (the container refreshes its live-account sessions and order streams).
+        self.on_bound: Callable[[], None] | None = None
 
     # -- VenueAccess -------------------------------------------------------------------------------------------
 
@@ -106,6 +108,11 @@ class VenueRegistry:
 
     async def bind(self, account: VenueAccount) -> None:
         """Make the account's market data and adapter ready (idempotent)."""
+        await self._bind(account)
+        if self.on_bound is not None:
+            self.on_bound()
+
+    async def _bind(self, account: VenueAccount) -> None:
         if account.venue == PAPER_VENUE:
             self.accounts.pop(account.account_id, None)
             return
