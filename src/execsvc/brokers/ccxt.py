@@ -544,11 +544,12 @@ class CcxtBroker:
                 return dict(candidate)
         raise OrderNotFoundAtVenue(f"{self.venue} shows no order {order.client_order_id}")
 
-    async def open_orders(self) -> list[VenueOrder]:
-        """Every order open at the venue for these credentials, ours or not."""
+    async def open_orders(self, symbol: str | None = None) -> list[VenueOrder]:
+        """Every order open at the venue for these credentials (in one market, or in all: a heavier request), ours
+        or not."""
         await self.client.ensure_markets()
         ex = self.client.exchange
-        answer = await self.client.call("fetch_open_orders", ex.fetch_open_orders)
+        answer = await self.client.call("fetch_open_orders", ex.fetch_open_orders, symbol)
         return [_venue_order(o) for o in answer]
 
     def streams_orders(self) -> bool:

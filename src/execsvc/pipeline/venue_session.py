@@ -3,11 +3,13 @@ orders placed by hand, and balances.
 
 One ``sync`` of a live broker:
 
-1. reads the orders the ledger holds as working at that broker and the venue's open orders (one request);
+1. reads the orders the ledger holds as working at that broker and the venue's open orders: of every market every
+   ``full_every`` rounds (and at the first), else only of the markets where the ledger has working orders;
 2. asks the venue about every order that is no longer open there, or whose fills it has not all seen yet, or that
    was left ``pending_new`` / ``unknown`` / ``pending_cancel`` (looked up by our client order id, never resent); an
    order the venue still does not know after the visibility delay is ``rejected`` with ``not_found_at_venue``;
-3. reports open orders at the venue that execsvc never placed (``order.external``: never adopted);
+3. on the rounds that read every market, reports open orders at the venue that execsvc never placed
+   (``order.external``: never adopted);
 4. every ``balance_every`` syncs, compares the venue's balances with the ledger (``balance.drift``).
 
 Fills carry the venue's trade ids, so a fill seen twice (by the poll and by an order's answer, or again after a
@@ -74,7 +76,7 @@ class LiveBroker(Protocol):
 
     @property
     def venue(self) -> str: ...
-    async def open_orders(self) -> Sequence[VenueOrderView]: ...
+    async def open_orders(self, symbol: str | None = None) -> Sequence[VenueOrderView]: ...
     async def fetch_status(self, order: Order) -> Sequence[BrokerReport]: ...
     async def cancel(self, order: Order) -> Sequence[BrokerReport]: ...
     async def fetch_balances(self, account_id: str) -> Mapping[str, Decimal]: ...
@@ -137,6 +139,7 @@ class VenueSession:
         observer: FindingObserver | None,
         settings: SyncSettings,
         balance_every: int = 15,
+        full_every: int = 15,
     ) -> None:
         self.pipeline = pipeline
         self.broker = broker
@@ -145,6 +148,7 @@ class VenueSession:
         self._observer = observer
         self._settings = settings
         self._balance_every = balance_every
+        self._full_every = max(1, full_every)
         self._syncs = 0
         self._auth_refused = False
 
@@ -156,8 +160,18 @@ class VenueSession:
         if breaker.state(now) is CircuitState.OPEN:
             return result  # the venue said to stop (a ban, a rate limit, a refused key): polling would prolong it
         working = await self._working()
+        # Open orders of every market (a heavy request: it holds the client's rate limiter, and so the next order,
+        # for most of a second on Binance) only every ``full_every`` rounds, to find orders placed by hand; else
+        # only the markets where we have working orders, and nothing when there are none.
+        full = self._syncs % self._full_every == 0
+        self._syncs += 1
         try:
-            open_at_venue = await self.broker.open_orders()
+            if full:
+                open_at_venue = list(await self.broker.open_orders())
+            else:
+                open_at_venue = []
+                for symbol in sorted({o.symbol for o in working}):
+                    open_at_venue.extend(await self.broker.open_orders(symbol))
         except BrokerAuthFailed as exc:
             breaker.trip(now)
             if not self._auth_refused:  # once until the venue lets us in again, even with the breaker switched off
@@ -188,8 +202,8 @@ class VenueSession:
         )
         if self._observer is not None:
             self._observer.unknown_orders(self.broker.name, result.unresolved)
-        result.external = await self._external(open_at_venue, now)
-        self._syncs += 1
+        if full:
+            result.external = await self._external(open_at_venue, now)
         if self._balance_every and (self._syncs - 1) % self._balance_every == 0:
             result.drifted = await self._drift(now)
         return result
