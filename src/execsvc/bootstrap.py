@@ -83,6 +83,7 @@ class Container:
     stream_tail: OutboxTail | None = None
     stream_reader: FeedReader | None = None
     market_stream: MarketStream | None = None
+    venue_market_streams: list[MarketStream] = field(default_factory=list)
     venues: VenueRegistry | None = None
     # Every account bound to a venue other than the simulated market (read at start and every so often, so an
     # account made on another instance is bound here too); where reconciliation findings are kept.
@@ -142,6 +143,8 @@ class Container:
             await self.stream_reader.stop()
         if self.market_stream is not None:
             self.market_stream.close()
+        for stream in self.venue_market_streams:
+            stream.close()
         if self.redis is not None:
             await self.redis.aclose()
         if self.pg_pool is not None:
@@ -425,6 +428,24 @@ def build(
 
     markets = MarketStream(hub, [m.symbol for m in book.markets()], render_market, stream_config.market_rate)
     book.listen(markets.on_mark)
+    streams = Streams(hub, stream_log, markets.current)
+    venue_market_streams: list[MarketStream] = []
+
+    def venue_book_made(key: str, venue_book: MarketBook) -> None:
+        def render(symbol: str) -> dict[str, Any]:
+            rules = venue_book.rules(symbol)
+            assert rules is not None
+            return market_payload(rules, venue_book.mark(symbol))
+
+        def listed() -> list[str]:
+            return [m.symbol for m in venue_book.markets()]
+
+        stream = MarketStream(hub, [], render, stream_config.market_rate, market=key, listed=listed)
+        venue_book.listen(stream.on_mark)
+        streams.market_snapshots[key] = stream.current
+        venue_market_streams.append(stream)
+
+    venues.book_made = venue_book_made
     tail = OutboxTail(engine, stream_log, read=None if pg_pool is None else pg_pool.outbox_rows)
     if pg_pool is not None:
         pg_pool.on_outbox = tail.wake
@@ -457,7 +478,7 @@ def build(
         webhook_allow_private=settings.webhook_allow_private_targets,
         webhook_secret_grace_hours=settings.webhook_secret_grace_hours,
         webhook_wake=wake,
-        streams=Streams(hub, stream_log, markets.current),
+        streams=streams,
         stream_config=stream_config,
         stream_connections=TokenConnections(),
         accounts=accounts,
@@ -480,6 +501,7 @@ def build(
         stream_tail=tail,
         stream_reader=reader,
         market_stream=markets,
+        venue_market_streams=venue_market_streams,
         venues=venues,
         venue_accounts=account_store.venue_accounts,
         findings=account_store,

@@ -4,9 +4,18 @@ REST poll far away (30 s) so only the streams can explain what arrives in time; 
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
+from typing import Any
 
+import uvicorn
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from execsvc.api import app as app_module
+from tests.conftest import Harness
 from tests.support.fake_exchange import FakeBinance
+from tests.support.services import free_port
 from tests.support.venue import KEY, Start, bind, eventually, get, ledger_matches_fake, order
 
 SLOW_POLLS = {"venue_poll_interval_seconds": 30, "venue_ticker_interval_seconds": 30}
@@ -50,3 +59,69 @@ async def test_fills_of_a_resting_order_arrive_by_the_order_stream(start: Start,
 
     await eventually(also_filled, seconds=8)
     await ledger_matches_fake(h, fake, "live-s")
+
+
+async def serve_ws(h: Harness) -> tuple[str, uvicorn.Server, asyncio.Task[None]]:
+    """The harness's app behind uvicorn on loopback, for WebSocket clients."""
+    port = free_port()
+    config = uvicorn.Config(
+        app_module.create_app(h.container.services), host="127.0.0.1", port=port, log_config=None, ws_ping_interval=20
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(250):
+        if server.started:
+            break
+        await asyncio.sleep(0.02)
+    return f"ws://127.0.0.1:{port}", server, task
+
+
+async def next_message(ws: ClientConnection, within: float = 10.0) -> dict[str, Any]:
+    while True:
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), within))
+        if message.get("type") != "heartbeat":
+            return message
+
+
+async def test_the_markets_channel_of_a_venue_account_carries_its_venue_marks(start: Start, fake: FakeBinance) -> None:
+    h = await start(**SLOW_POLLS)
+    assert (await bind(h, fake, "shadow-w", mode="shadow")).status_code == 201
+    url, server, task = await serve_ws(h)
+    try:
+        headers = await h.auth("shadow-w")
+        async with websockets.connect(f"{url}/ws/markets", additional_headers=headers) as ws:
+            assert (await next_message(ws))["type"] == "authenticated"
+            assert (await next_message(ws))["type"] == "subscribed"
+            snapshot = await next_message(ws)
+            marks = {m["symbol"]: m["mark_price"] for m in snapshot["data"]}
+            assert marks == {"BTC/USDT": "65000", "ETH/USDT": "3200"}  # the venue's, not the simulated feed's
+            await asyncio.wait_for(fake.wait_for_stream("btcusdt@miniTicker"), 5)
+            fake.set_price("BTC/USDT", Decimal("64111.5"))
+            update = await next_message(ws)
+            assert (update["channel"], update["data"]["symbol"], update["data"]["mark_price"]) == (
+                "markets",
+                "BTC/USDT",
+                "64111.5",
+            )
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_the_venue_channel_carries_an_order_placed_by_hand(start: Start, fake: FakeBinance) -> None:
+    h = await start(venue_poll_interval_seconds=0.2)
+    assert (await bind(h, fake, "live-w")).status_code == 201
+    url, server, task = await serve_ws(h)
+    try:
+        async with websockets.connect(f"{url}/v1/ws", additional_headers=await h.auth("live-w")) as ws:
+            assert (await next_message(ws))["type"] == "authenticated"
+            await ws.send(json.dumps({"action": "subscribe", "channel": "venue"}))
+            assert (await next_message(ws))["type"] == "subscribed"
+            venue_id = fake.place_external(KEY, "BTC/USDT", "buy", "limit", Decimal("0.01"), Decimal("50000"))
+            update = await next_message(ws)
+            assert (update["channel"], update["event"]) == ("venue", "order.external")
+            assert update["data"]["key"] == str(venue_id)
+            assert update["data"]["detail"]["side"] == "buy"
+    finally:
+        server.should_exit = True
+        await task

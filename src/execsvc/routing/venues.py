@@ -83,6 +83,8 @@ class VenueRegistry:
         self._started = False
         # Called after each bind (the container refreshes its live-account sessions and order streams).
         self.on_bound: Callable[[], None] | None = None
+        # Called when a venue's market book is made, with its market key (the markets stream follows it).
+        self.book_made: Callable[[str, MarketBook], None] | None = None
 
     # -- VenueAccess -------------------------------------------------------------------------------------------
 
@@ -159,6 +161,8 @@ class VenueRegistry:
         )
         self.feeds[key] = feed
         self._pipeline.venue_markets[key] = book
+        if self.book_made is not None:
+            self.book_made(key, book)
         try:
             await feed.poll()  # rules and marks before the first order, when the venue answers
         except BrokerError as exc:

@@ -229,6 +229,7 @@ class Subscriber:
     high_water: int = 0
     channels: dict[str, _ChannelState] = field(default_factory=dict)
     symbols: frozenset[str] | None = None  # the markets wanted (None: every listed market)
+    market: str = "paper"  # whose markets (core.venues.market_key of the account's broker)
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.capacity)
@@ -309,10 +310,11 @@ class Subscriber:
             state.lost = False
             self.resync(channel)
 
-    def subscribe_markets(self, symbols: Iterable[str] | None) -> None:
-        """Take market updates (of ``symbols`` only, when given)."""
+    def subscribe_markets(self, symbols: Iterable[str] | None, market: str = "paper") -> None:
+        """Take market updates of one market data source (of ``symbols`` only, when given)."""
         self.channels[MARKETS] = _ChannelState()
         self.symbols = None if symbols is None else frozenset(symbols)
+        self.market = market
 
     def leave(self, channel: str) -> None:
         """Stop taking a channel's updates."""
@@ -343,10 +345,11 @@ class Hub:
         """Whether a subscriber here takes the account's channel."""
         return (account_id, channel) in self._subscribers
 
-    def dispatch_market(self, update: Update) -> None:
-        """A market update, to every markets subscriber (each applies its symbols filter)."""
+    def dispatch_market(self, update: Update, market: str = "paper") -> None:
+        """A market update of one market data source, to its markets subscribers (each applies its symbols filter)."""
         for subscriber in list(self._markets):
-            subscriber.offer(update)
+            if subscriber.market == market:
+                subscriber.offer(update)
 
     def add(self, subscriber: Subscriber, channel: str) -> None:
         """Route the channel's updates to the subscriber."""
@@ -415,7 +418,9 @@ class Streams:
     def __init__(self, hub: Hub, log: StreamLog, market_snapshot: Callable[[], list[Update]] | None = None) -> None:
         self.hub = hub
         self.log = log
-        self.market_snapshot = market_snapshot or list
+        # Each market data source's current marks, by market key: the simulated market's, then each venue's (added
+        # as accounts bind venues).
+        self.market_snapshots: dict[str, Callable[[], list[Update]]] = {"paper": market_snapshot or list}
 
     async def subscribe(self, subscriber: Subscriber, channel: str, since_seq: int | None = None) -> None:
         """Subscribe to an account channel; with ``since_seq``, what was missed comes first (or a snapshot)."""
@@ -428,14 +433,13 @@ class Streams:
             raise
         subscriber.resume(channel, answer, since_seq)
 
-    def subscribe_markets(self, subscriber: Subscriber, symbols: Iterable[str] | None) -> None:
-        """Subscribe to market updates: ``subscribed``, the current marks, then every throttled update."""
-        subscriber.subscribe_markets(symbols)
+    def subscribe_markets(self, subscriber: Subscriber, symbols: Iterable[str] | None, market: str = "paper") -> None:
+        """Subscribe to one source's market updates: ``subscribed``, the current marks, then every throttled update."""
+        subscriber.subscribe_markets(symbols, market)
         self.hub.add(subscriber, MARKETS)
         subscriber.put(Notice({"type": "subscribed", "channel": MARKETS, "seq": 0}))
-        current = [
-            u for u in self.market_snapshot() if subscriber.symbols is None or u.data["symbol"] in subscriber.symbols
-        ]
+        snapshot = self.market_snapshots.get(market, list)
+        current = [u for u in snapshot() if subscriber.symbols is None or u.data["symbol"] in subscriber.symbols]
         subscriber.put(
             Notice({"type": "snapshot", "channel": MARKETS, "seq": 0, "data": [dict(u.data) for u in current]})
         )

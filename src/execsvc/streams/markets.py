@@ -38,9 +38,14 @@ class MarketStream:
         render: Callable[[str], Mapping[str, Any]],
         rate: float,
         clock: Callable[[], float] = time.monotonic,
+        market: str = "paper",
+        listed: Callable[[], list[str]] | None = None,
     ) -> None:
         self.hub = hub
         self.symbols = symbols
+        self.market = market  # whose marks (core.venues.market_key): subscribers of that source get them
+        # The listed symbols now, for a source whose markets change (a venue's, loaded again); else ``symbols``.
+        self.listed = listed
         self.render = render  # a symbol's market as the REST API shows it, with its latest mark
         self.interval = 1.0 / rate
         self.clock = clock
@@ -50,6 +55,8 @@ class MarketStream:
     def on_mark(self, symbol: str, _quote: Quote) -> None:
         """A new mark (the market book's listener): send now, or once the symbol's interval is up."""
         state = self._state.get(symbol)
+        if state is None and self.listed is not None and symbol in self.listed():
+            state = self._state[symbol] = _Symbol(epoch_base())
         if state is None or state.timer is not None:
             return  # not listed, or a send is already scheduled and will carry this mark
         wait = state.sent_at + self.interval - self.clock()
@@ -70,11 +77,16 @@ class MarketStream:
     def _send(self, symbol: str, state: _Symbol) -> None:
         state.seq += 1
         state.sent_at = self.clock()
-        self.hub.dispatch_market(Update(MARKETS, state.seq, MARK_EVENT, self.render(symbol)))
+        self.hub.dispatch_market(Update(MARKETS, state.seq, MARK_EVENT, self.render(symbol)), self.market)
 
     def current(self) -> list[Update]:
         """Every listed market now, each at the seq of the last update sent (a subscriber's snapshot)."""
-        return [Update(MARKETS, self._state[s].seq, MARK_EVENT, self.render(s)) for s in self.symbols]
+        symbols = self.symbols if self.listed is None else self.listed()
+        base = epoch_base()
+        return [
+            Update(MARKETS, self._state[s].seq if s in self._state else base, MARK_EVENT, self.render(s))
+            for s in symbols
+        ]
 
     def close(self) -> None:
         """Cancel the scheduled sends."""

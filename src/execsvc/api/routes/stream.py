@@ -30,6 +30,7 @@ from execsvc.api.routes.risk import state_of
 from execsvc.api.services import Services
 from execsvc.contract import stream
 from execsvc.core.tokens import grants
+from execsvc.core.venues import market_of_broker
 from execsvc.db.admin import TokenRecord
 from execsvc.observability.metrics import Metrics
 from execsvc.streams.hub import ACCOUNT_CHANNELS, MARKETS, Notice, SnapshotDue, Subscriber, Update
@@ -121,13 +122,15 @@ class _Connection:
             self.error("too_many_subscriptions", f"at most {self.config.max_subscriptions} channels per connection")
             return "too_many_subscriptions"
         if channel == MARKETS:
-            listed = {m.symbol for m in self.services.pipeline.market_data.markets()}
+            # The markets of the account's venue (and endpoint), as GET /v1/markets shows them to it.
+            broker = await self.services.reads.broker(subscriber.account_id)
+            listed = {m.symbol for m in self.services.pipeline.market_for(broker).markets()}
             unknown = sorted(set(symbols or ()) - listed)
             if unknown:
                 self.error("unknown_symbol", f"not listed here: {', '.join(unknown)}")
                 return "unknown_symbol"
             self.streams.unsubscribe(subscriber, MARKETS)
-            self.streams.subscribe_markets(subscriber, symbols)
+            self.streams.subscribe_markets(subscriber, symbols, market_of_broker(broker))
             return None
         assert channel in ACCOUNT_CHANNELS  # the contract's channel names are markets and these
         config = self.config
