@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -28,6 +28,7 @@ from execsvc.core.errors import ExecsvcError
 from execsvc.core.ids import new_id
 from execsvc.core.venues import PAPER_VENUE, AccountMode, Credentials, Finding, VenueAccount, VenueOptions
 from execsvc.db import tables as t
+from execsvc.db.engine import write_transaction
 
 log = structlog.get_logger(__name__)
 
@@ -137,17 +138,8 @@ class AccountStore:
         self.box = box
         self._write_lock = write_lock
 
-    @contextlib.asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
-        lock = self._write_lock
-        if lock is not None:
-            await lock.acquire()
-        try:
-            async with self.engine.begin() as conn:
-                yield conn
-        finally:
-            if lock is not None:
-                lock.release()
+    def _tx(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        return write_transaction(self.engine, self._write_lock)
 
     # -- credentials --------------------------------------------------------------------------------------------
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
@@ -54,3 +57,17 @@ async def ping(engine: AsyncEngine) -> None:
     except Exception:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(engine: AsyncEngine, lock: asyncio.Lock | None) -> AsyncIterator[AsyncConnection]:
+    """One transaction that writes; on SQLite it first takes the engine's one-writer lock (``lock``), as the order
+    path's unit of work does, so the two never wait on SQLite's own lock."""
+    if lock is not None:
+        await lock.acquire()
+    try:
+        async with engine.begin() as conn:
+            yield conn
+    finally:
+        if lock is not None:
+            lock.release()

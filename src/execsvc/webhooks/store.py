@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from execsvc.core.errors import ExecsvcError
 from execsvc.core.ids import new_id
 from execsvc.db import tables as t
+from execsvc.db.engine import write_transaction
 
 # The advisory lock key the relay serialises on (any constant distinct from the account locks' hashes).
 RELAY_LOCK = 0x5EB400C5
@@ -180,17 +181,8 @@ class WebhookStore:
         self.postgres = engine.dialect.name == "postgresql"
         self._write_lock = write_lock
 
-    @contextlib.asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
-        lock = self._write_lock
-        if lock is not None:
-            await lock.acquire()
-        try:
-            async with self.engine.begin() as conn:
-                yield conn
-        finally:
-            if lock is not None:
-                lock.release()
+    def _tx(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        return write_transaction(self.engine, self._write_lock)
 
     # -- subscriptions ------------------------------------------------------------------------------------------
 
