@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -60,6 +61,7 @@ from execsvc.webhooks.worker import DeliveryWorker, LocalQueue, Queue, RedisQueu
 log = structlog.get_logger(__name__)
 PURGE_INTERVAL_SECONDS = 600
 STREAM_CATCH_UP_SECONDS = 1.0  # after a venue's order stream is opened again, a sync round this much later
+STREAM_HEALTHY_SECONDS = 60.0  # a stream up this long before it dropped starts its reconnect pauses afresh
 
 
 @dataclass(slots=True)
@@ -218,6 +220,7 @@ class Container:
         up what the gap missed (the regular poll would, later)."""
         pause, failing, reopened = 1.0, False, False
         while True:
+            opened = time.monotonic()
             watching = asyncio.create_task(session.watch(), name=f"venue-orders-watch-{session.broker.name}")
             try:
                 if reopened:
@@ -230,6 +233,8 @@ class Container:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the poll covers the gap
+                if time.monotonic() - opened > STREAM_HEALTHY_SECONDS:
+                    pause, failing = 1.0, False  # it had been up a good while: a fresh drop, not the same outage
                 if not failing:
                     log.warning("venue_order_stream_failed", broker=session.broker.name, error=str(exc))
                 failing, reopened = True, True

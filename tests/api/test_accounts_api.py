@@ -579,7 +579,10 @@ async def test_venue_accounts_lists_every_account_not_on_the_paper_venue(env: En
         ("live-1", AccountMode.LIVE, True),
         ("s1", AccountMode.SHADOW, False),
     ]
-    assert (await env.service.store.get_venue_account("p1")) == VenueAccount("p1", "paper", AccountMode.PAPER)
+    paper = await env.service.store.get_venue_account("p1")
+    assert paper is not None
+    assert paper == VenueAccount("p1", "paper", AccountMode.PAPER, updated_at=paper.updated_at)
+    assert paper.updated_at is not None
 
 
 async def test_subscriptions_may_ask_for_the_new_event_types(env: Env) -> None:

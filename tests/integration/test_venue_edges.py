@@ -182,3 +182,24 @@ async def test_a_cancel_racing_the_submission_of_an_order_the_venue_refuses_ends
 
     await eventually(ended)
     assert fake.order(KEY, "cx-1") is None
+
+
+async def test_accounts_sharing_a_key_sign_with_the_newest_secret_and_keep_one_client(
+    start: Start, fake: FakeBinance
+) -> None:
+    h = await start(venue_poll_interval_seconds=30)
+    assert (await bind(h, fake, "a-rot")).status_code == 201
+    assert (await bind(h, fake, "b-rot")).status_code == 201
+    fake.add_account(KEY, "rotated-secret", {})  # rotated at the venue
+    patched = await h.client.patch(
+        "/v1/accounts/a-rot", json={"credentials": {"api_key": KEY, "secret": "rotated-secret"}}, headers=await admin(h)
+    )
+    assert patched.status_code == 200, patched.text
+    venues = h.container.venues
+    assert venues is not None
+    client = venues.live[patched.json()["broker"]].client
+    for _ in range(3):  # what another instance (or the periodic refresh) does with every stored account
+        await h.container.bind_venue_accounts()
+    assert venues.live[patched.json()["broker"]].client is client
+    bought = await order(h, "b-rot", symbol="BTC/USDT", side="buy", type="market", qty="0.001")
+    assert bought.json()["status"] == "filled"  # signed with the newest secret, which the venue takes

@@ -408,3 +408,20 @@ def test_venue_events_go_to_the_venue_channel_not_to_orders() -> None:
     assert channel_of("balance.drift") == "venue"
     assert channel_of("broker.auth_failed") == "venue"
     assert channel_of("order.filled") == "orders"
+
+
+async def test_a_market_delisted_while_its_send_is_scheduled_is_dropped_quietly() -> None:
+    listed = ["BTC/USDT"]
+    sent: list[str] = []
+    hub = Hub()
+    stream = MarketStream(
+        hub, [], lambda s: sent.append(s) or {"symbol": s}, 20.0, market="binance", listed=lambda: list(listed)
+    )
+    quote = Quote(Decimal(1), datetime.now(UTC))
+    stream.on_mark("BTC/USDT", quote)  # sent at once
+    stream.on_mark("BTC/USDT", quote)  # scheduled 50 ms later
+    listed.clear()  # the venue's markets were loaded again without it
+    await asyncio.sleep(0.1)
+    assert sent == ["BTC/USDT"]
+    assert stream.current() == []
+    stream.close()

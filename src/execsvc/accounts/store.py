@@ -268,7 +268,14 @@ class AccountStore:
 
     def venue_account(self, record: AccountRecord) -> VenueAccount:
         """The binding of a stored account, credentials decrypted."""
-        return VenueAccount(record.id, record.venue, record.mode, record.options, self.open(record))
+        return VenueAccount(
+            record.id,
+            record.venue,
+            record.mode,
+            record.options,
+            self.open(record),
+            record.updated_at or record.created_at,
+        )
 
     # -- findings -----------------------------------------------------------------------------------------------
 

@@ -88,6 +88,8 @@ class VenueAccount:
     mode: AccountMode
     options: VenueOptions = field(default_factory=VenueOptions)
     credentials: Credentials | None = None
+    # When the account's settings last changed: of accounts sharing an API key, the newest one's secret signs.
+    updated_at: datetime | None = None
 
     @property
     def broker(self) -> str:

@@ -213,35 +213,48 @@ class VenueSession:
         once, through the same lookup and reports as the poll (which stays the safety net behind the stream).
 
         Updates are handed to a second task, so the stream is waited on again at once: ccxt wakes a watcher only for
-        messages that arrive while it waits. Returns only by raising (the stream failed); the caller waits and calls
-        again.
+        messages that arrive while it waits. They are merged per order (only the latest update of an order waits), so
+        a slow venue or a busy account never piles them up. Returns only by raising (the stream failed); the caller
+        waits and calls again.
         """
-        queue: asyncio.Queue[Sequence[VenueOrderView]] = asyncio.Queue()
-        applier = asyncio.create_task(self._apply_stream(queue), name=f"venue-orders-apply-{self.broker.name}")
+        pending: dict[str, VenueOrderView] = {}  # the latest update of each order not yet settled
+        wake = asyncio.Event()
+        applier = asyncio.create_task(self._apply_stream(pending, wake), name=f"venue-orders-{self.broker.name}")
         try:
             while True:
                 updates = await self.broker.watch_orders()
-                if applier.done():
-                    applier.result()  # it failed: raise its error
-                queue.put_nowait(updates)
+                for update in updates:
+                    if update.client_order_id:
+                        pending[update.client_order_id] = update
+                wake.set()
         finally:
             applier.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await applier
 
-    async def _apply_stream(self, queue: asyncio.Queue[Sequence[VenueOrderView]]) -> None:
+    async def _apply_stream(self, pending: dict[str, VenueOrderView], wake: asyncio.Event) -> None:
+        """Settle the orders the stream updated; an order updated again meanwhile is settled once, at its latest."""
         while True:
-            updates = await queue.get()
-            now = self.pipeline.clock.now()
+            await wake.wait()
+            wake.clear()
+            updates = list(pending.values())
+            pending.clear()
             for update in updates:
-                order = await self._ours(update.client_order_id)
-                if order is None or order.status.is_terminal:
-                    continue  # placed by hand (the poll reports it), or already final here
-                if order.status in IN_FLIGHT and now - order.updated_at < self._settings.grace:
-                    continue  # its own request is still under way and will apply the answer
-                if update.status == "open" and update.filled <= order.filled_qty and order.status not in IN_FLIGHT:
-                    continue  # nothing new
-                await self._settle(order, update.status == "open", now)
+                try:
+                    await self._from_stream(update)
+                except Exception as exc:  # a database blip: the poll (and the next update) settles it
+                    log.warning("venue_stream_update_failed", broker=self.broker.name, error=str(exc))
+
+    async def _from_stream(self, update: VenueOrderView) -> None:
+        order = await self._ours(update.client_order_id)
+        now = self.pipeline.clock.now()
+        if order is None or order.status.is_terminal:
+            return  # placed by hand (the poll reports it), or already final here
+        if order.status in IN_FLIGHT and now - order.updated_at < self._settings.grace:
+            return  # its own request is still under way and will apply the answer
+        if update.status == "open" and update.filled <= order.filled_qty and order.status not in IN_FLIGHT:
+            return  # nothing new
+        await self._settle(order, update.status == "open", now)
 
     async def _ours(self, client_order_id: str | None) -> Order | None:
         if not client_order_id:

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -77,7 +78,8 @@ class VenueRegistry:
         self.live: dict[str, CcxtBroker] = {}  # by broker name
         self.paper: dict[str, PaperBroker] = {}  # by broker name (paper@MARKET)
         self.accounts: dict[str, VenueAccount] = {}  # every account bound here, as last bound
-        self._secrets: dict[str, str] = {}  # by live broker name: a digest of the secrets its client signs with
+        # By live broker name: a digest of the secrets its client signs with, and when that account last changed.
+        self._secrets: dict[str, tuple[str, datetime | None]] = {}
         self._clients: list[VenueClient] = []
         self._lock = asyncio.Lock()
         self._started = False
@@ -123,18 +125,17 @@ class VenueRegistry:
             feed = await self._feed(account)
             name = account.broker
             if account.mode is AccountMode.LIVE:
-                secrets = _digest(account.credentials)
-                if name not in self.live or self._secrets.get(name) != secrets:
-                    old = self.live.get(name)
-                    client = self._factories.client(account.venue, account.options, account.credentials)
-                    self._clients.append(client)
-                    broker = self._factories.broker(name, client)
-                    self.live[name] = broker
-                    self._secrets[name] = secrets
-                    self._router.register(broker)
-                    if old is not None:  # a new secret for the same key: sign with it from now on
-                        self._clients.remove(old.client)
-                        await old.client.close()
+                if not self._replaces(name, account):
+                    return
+                # A first client, or a newer secret for the same key (accounts sharing a key may hold different
+                # secrets: the most recently changed one's signs). The old client is closed at shutdown, not now:
+                # a request may still be running on it.
+                client = self._factories.client(account.venue, account.options, account.credentials)
+                self._clients.append(client)
+                broker = self._factories.broker(name, client)
+                self.live[name] = broker
+                self._secrets[name] = (_digest(account.credentials), account.updated_at)
+                self._router.register(broker)
             elif name not in self.paper:
                 paper = self._factories.paper(name, feed.book)
                 self.paper[name] = paper
@@ -145,6 +146,16 @@ class VenueRegistry:
                     from execsvc.pipeline.paper_session import restore_paper_book
 
                     await restore_paper_book(self._pipeline, paper)
+
+    def _replaces(self, name: str, account: VenueAccount) -> bool:
+        """The account's credentials should sign for its broker from now on."""
+        held = self._secrets.get(name)
+        if name not in self.live or held is None:
+            return True
+        digest, changed_at = held
+        if digest == _digest(account.credentials):
+            return False
+        return changed_at is None or account.updated_at is None or account.updated_at >= changed_at
 
     async def _feed(self, account: VenueAccount) -> VenueFeed:
         key = market_key(account.venue, account.options)

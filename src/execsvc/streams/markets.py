@@ -75,6 +75,9 @@ class MarketStream:
         self._send(symbol, state)
 
     def _send(self, symbol: str, state: _Symbol) -> None:
+        if self.listed is not None and symbol not in self.listed():
+            self._state.pop(symbol, None)  # delisted (a venue's markets loaded again) while a send was scheduled
+            return
         state.seq += 1
         state.sent_at = self.clock()
         self.hub.dispatch_market(Update(MARKETS, state.seq, MARK_EVENT, self.render(symbol)), self.market)
