@@ -32,7 +32,7 @@ from execsvc.config import Settings
 from execsvc.core.clock import Clock, SystemClock
 from execsvc.core.ports import Broker
 from execsvc.core.uow import UnitOfWorkFactory
-from execsvc.core.venues import AccountMode, Credentials, VenueAccount, VenueOptions
+from execsvc.core.venues import AccountMode, Credentials, VenueAccount, VenueOptions, is_live_broker
 from execsvc.db.admin import TokenLookup, authenticate, lookup_token
 from execsvc.db.engine import make_engine, ping
 from execsvc.db.pg import PgPool
@@ -62,6 +62,8 @@ log = structlog.get_logger(__name__)
 PURGE_INTERVAL_SECONDS = 600
 STREAM_CATCH_UP_SECONDS = 1.0  # after a venue's order stream is opened again, a sync round this much later
 STREAM_HEALTHY_SECONDS = 60.0  # a stream up this long before it dropped starts its reconnect pauses afresh
+# Every this many venue sync rounds, venue accounts are read again (to bind those made on another instance).
+VENUE_REBIND_ROUNDS = 15
 
 
 @dataclass(slots=True)
@@ -262,7 +264,7 @@ class Container:
         while True:
             await asyncio.sleep(self.settings.venue_poll_interval_seconds)
             rounds += 1
-            if rounds % 15 == 0:
+            if rounds % VENUE_REBIND_ROUNDS == 0:
                 try:
                     await self.bind_venue_accounts()
                 except Exception:
@@ -274,7 +276,7 @@ class Container:
         while True:
             await asyncio.sleep(self.settings.reconcile_interval_seconds)
             try:
-                await reconcile_in_flight(self.pipeline, after, skip=lambda name: name.startswith("live@"))
+                await reconcile_in_flight(self.pipeline, after, skip=is_live_broker)
             except Exception:  # an outage must not end the loop; it tries again next time
                 log.exception("reconcile_failed")
             try:

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -230,15 +229,6 @@ class VenueOrder:
     qty: Decimal | None
     filled: Decimal
     price: Decimal | None
-
-
-@dataclass(frozen=True, slots=True)
-class VenueTrade:
-    """One of our trades as the venue shows it, as a fill report and the order it belongs to."""
-
-    venue_order_id: str
-    symbol: str
-    fill: Filled
 
 
 class VenueClient:
@@ -562,20 +552,6 @@ class CcxtBroker:
         answer = await self.client.call("watch_orders", self.client.exchange.watch_orders)
         return [_venue_order(o) for o in answer]
 
-    async def trades(self, symbol: str, since: datetime | None) -> list[VenueTrade]:
-        """Our trades in one market since a time (the venue's page size bounds how many come back)."""
-        await self.client.ensure_markets()
-        ex = self.client.exchange
-        since_ms = None if since is None else int(since.timestamp() * 1000)
-        answer = await self.client.call("fetch_my_trades", ex.fetch_my_trades, symbol, since_ms)
-        out: list[VenueTrade] = []
-        for trade in answer:
-            order_id = trade.get("order")
-            if order_id is None:
-                continue
-            out.append(VenueTrade(str(order_id), symbol, _fill(symbol, trade)))
-        return out
-
     async def order_trades(self, symbol: str, venue_order_id: str) -> list[Filled]:
         """The trades of one order."""
         ex = self.client.exchange
@@ -642,8 +618,3 @@ def _venue_order(order: Mapping[str, Any]) -> VenueOrder:
         filled=_maybe(order.get("filled"), "order filled") or Decimal(0),
         price=_maybe(order.get("price"), "order price"),
     )
-
-
-def retry_after_seconds(error: BrokerRateLimited, default: float) -> int:
-    """Whole seconds a client should wait after a throttled venue."""
-    return max(1, math.ceil(error.retry_after if error.retry_after is not None else default))

@@ -123,6 +123,11 @@ def broker_name(venue: str, mode: AccountMode, options: VenueOptions, credential
     return f"live@{market}/{digest}"
 
 
+def is_live_broker(broker: str) -> bool:
+    """The broker sends orders to a venue (see ``broker_name``)."""
+    return broker.startswith("live@")
+
+
 def market_of_broker(broker: str) -> str:
     """The market data a broker trades on (``paper`` for the simulated market; see ``market_key``)."""
     if broker == PAPER_VENUE or "@" not in broker:
