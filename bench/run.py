@@ -186,12 +186,76 @@ class DbStats:
         return out
 
 
+# --------------------------------------------------------------------------- service-side counters
+
+
+def scrape_counters(metrics_url: str | None) -> dict[str, float]:
+    """The service's own counters (``/metrics``): database statements sent and the order path's batches."""
+    if metrics_url is None:
+        return {}
+    wanted = ("db_statements_total", "pipeline_batches_total", "pipeline_batched_items_total")
+    out: dict[str, float] = {}
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    for line in text.splitlines():
+        if line.startswith(wanted):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def redis_commands(redis_url: str | None) -> int | None:
+    """Commands the Redis server has run since it started (``INFO commandstats``; every client's)."""
+    if redis_url is None:
+        return None
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        stats = client.info("commandstats")
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+    return sum(int(v["calls"]) for v in stats.values() if isinstance(v, dict))
+
+
+def counter_deltas(before: dict[str, float], after: dict[str, float], orders: int) -> dict[str, float | None]:
+    """Per-order database round trips and mean batch sizes between two scrapes."""
+    n = max(orders, 1)
+
+    def delta(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    out: dict[str, float | None] = {
+        "db_round_trips_per_order": round(delta('db_statements_total{pool="asyncpg"}') / n, 2) if after else None
+    }
+    for stage in ("admit", "settle"):
+        batches = delta(f'pipeline_batches_total{{stage="{stage}"}}')
+        items = delta(f'pipeline_batched_items_total{{stage="{stage}"}}')
+        out[f"mean_{stage}_batch"] = round(items / batches, 2) if batches else None
+    return out
+
+
 # --------------------------------------------------------------------------- phases
 
 
-def measure(label: str, spec: LoadSpec, server: Proc, db: DbStats | None, results: dict[str, Any]) -> dict[str, Any]:
-    """One load phase, with the server's and PostgreSQL's CPU per successful request."""
+def measure(
+    label: str,
+    spec: LoadSpec,
+    server: Proc,
+    db: DbStats | None,
+    results: dict[str, Any],
+    metrics_url: str | None = None,
+    redis_url: str | None = None,
+) -> dict[str, Any]:
+    """One load phase, with the server's and PostgreSQL's CPU per successful request, and (for the service) its
+    database round trips and the Redis commands per order."""
     before_db = asyncio.run(db.snapshot()) if db else None
+    counters0, redis0 = scrape_counters(metrics_url), redis_commands(redis_url)
     cpu0, busy0, wall0 = cpu_seconds(server.pid), machine_busy_seconds(), time.perf_counter()
     summary = run_load(spec)
     cpu1, busy1, wall = cpu_seconds(server.pid), machine_busy_seconds(), time.perf_counter() - wall0
@@ -200,10 +264,18 @@ def measure(label: str, spec: LoadSpec, server: Proc, db: DbStats | None, result
     summary["server_cpu_cores_used"] = round((cpu1 - cpu0) / wall, 3)
     # every process on the machine (server, PostgreSQL, client, and whatever else shares it)
     summary["machine_busy_cores"] = round((busy1 - busy0) / wall, 3)
+    if metrics_url is not None:
+        wait_idle(server, 5.0)  # what the phase's last orders set off (stream, webhooks) counts too
+        summary["counters"] = counter_deltas(counters0, scrape_counters(metrics_url), summary["ok"])
+        redis1 = redis_commands(redis_url)
+        if redis0 is not None and redis1 is not None:
+            summary["counters"]["redis_commands_per_order"] = round((redis1 - redis0) / max(summary["ok"], 1), 2)
     if db and before_db is not None:
         time.sleep(1.2)  # PostgreSQL flushes backend statistics at most once a second
         summary["db"] = DbStats.delta(before_db, asyncio.run(db.snapshot()), summary["ok"])
     print(format_summary(summary, label), flush=True)
+    if "counters" in summary:
+        print(f"  counters per order: {summary['counters']}", flush=True)
     print(
         f"  server: {summary['server_cpu_ms_per_request']:.3f} ms CPU/request, "
         f"{summary['server_cpu_cores_used']:.2f} cores (machine busy {summary['machine_busy_cores']:.2f} of "
@@ -470,7 +542,18 @@ def run_phases(
     procs.append(service)
     reference = Proc(
         "reference app",
-        [sys.executable, str(BENCH / "reference_app.py"), "--database-url", dsn, "--port", str(ref_port)],
+        # Its pool holds a connection per client connection: with fewer, it opens and closes overflow connections
+        # all through each phase, and measures that rather than the stack.
+        [
+            sys.executable,
+            str(BENCH / "reference_app.py"),
+            "--database-url",
+            dsn,
+            "--port",
+            str(ref_port),
+            "--pool-size",
+            str(args.concurrency),
+        ],
         env,
         out_dir / "reference.log",
     )
@@ -502,18 +585,20 @@ def run_phases(
     if not args.no_analyze:
         asyncio.run(analyze(dsn))
 
+    metrics_url = f"http://127.0.0.1:{svc_port}/metrics"
+    redis_url = stack.redis.url
     for _ in range(args.rounds):
-        measure("full_max", closed(full, args.duration), service, db, results)
+        measure("full_max", closed(full, args.duration), service, db, results, metrics_url, redis_url)
         measure("reference_max", closed(ref, args.duration), reference, db, results)
     # Sustainable rates first: an overloaded open-loop phase leaves a backlog behind it.
     for rate in args.extra_rates:
         extra = LoadSpec("open", full, args.duration, max(args.concurrency, 128), rate, args.client, args.client_procs)
-        measure(f"full_fixed_rate_{rate:g}", extra, service, db, results)
+        measure(f"full_fixed_rate_{rate:g}", extra, service, db, results, metrics_url, redis_url)
         wait_idle(service)
     open_spec = LoadSpec(
         "open", full, args.duration, max(args.concurrency, 128), args.rate, args.client, args.client_procs
     )
-    measure("full_fixed_rate", open_spec, service, db, results)
+    measure("full_fixed_rate", open_spec, service, db, results, metrics_url, redis_url)
     wait_idle(service)
 
     full_rounds, ref_rounds = results["phases"]["full_max"], results["phases"]["reference_max"]
@@ -562,8 +647,9 @@ def run_phases(
         {
             "measurement": label,
             "ok_per_s": r["throughput_rps"],
-            **{k: r["latency_ms"][k] for k in ("p50", "p90", "p99", "max")},
+            **{k: r["latency_ms"][k] for k in ("p50", "p90", "p99", "p999", "max")},
             "errors": r["errors"],
+            **r.get("counters", {}),
             "server_cpu_ms_per_order": r["server_cpu_ms_per_request"],
             "server_cores": r["server_cpu_cores_used"],
             "machine_busy_cores": r["machine_busy_cores"],
@@ -586,15 +672,23 @@ def summary_markdown(results: dict[str, Any]) -> str:
         f"({m['postgresql_source']}, fsync={pgs['fsync']}, synchronous_commit={pgs['synchronous_commit']})",
         f"- command: `{results['command']}`",
         "",
-        "| measurement | ok orders/s | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU ms/order "
-        "| server cores | machine busy cores |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| measurement | ok orders/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | server CPU ms/order "
+        "| DB round trips/order | Redis commands/order | mean batch (admit / settle) | server cores "
+        "| machine busy cores |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|",
     ]
+
+    def cell(value: Any) -> str:
+        return "-" if value is None else f"{value:g}"
+
     for row in s["table"]:
         errors = ", ".join(f"{k}: {v}" for k, v in row["errors"].items()) or "0"
         lines.append(
             f"| {row['measurement']} | {row['ok_per_s']:.1f} | {row['p50']:.2f} | {row['p90']:.2f} | "
-            f"{row['p99']:.2f} | {row['max']:.2f} | {errors} | {row['server_cpu_ms_per_order']:.2f} | "
+            f"{row['p99']:.2f} | {row['p999']:.2f} | {row['max']:.2f} | {errors} | "
+            f"{row['server_cpu_ms_per_order']:.2f} | {cell(row.get('db_round_trips_per_order'))} | "
+            f"{cell(row.get('redis_commands_per_order'))} | "
+            f"{cell(row.get('mean_admit_batch'))} / {cell(row.get('mean_settle_batch'))} | "
             f"{row['server_cores']:.2f} | {row['machine_busy_cores']:.2f} |"
         )
     full_db, ref_db = s["db_per_order"]["full"] or {}, s["db_per_order"]["reference"] or {}

@@ -33,9 +33,9 @@ from execsvc.core.clock import Clock, SystemClock
 from execsvc.core.ports import Broker
 from execsvc.core.uow import UnitOfWorkFactory
 from execsvc.core.venues import AccountMode, Credentials, VenueAccount, VenueOptions, is_live_broker
-from execsvc.db.admin import TokenLookup, authenticate, lookup_token
+from execsvc.db.admin import CachedLookup, TokenLookup, authenticate, lookup_token
 from execsvc.db.engine import make_engine, ping
-from execsvc.db.pg import PgPool
+from execsvc.db.pg import CountedConnection, PgPool
 from execsvc.db.queries import ReadModel, RiskReads
 from execsvc.db.uow import SqlUnitOfWorkFactory
 from execsvc.marketdata.book import MarketBook
@@ -364,6 +364,8 @@ def build(
     )
     uow: UnitOfWorkFactory = SqlUnitOfWorkFactory(engine) if pg_pool is None else pg_pool.unit_of_work
     token_lookup: TokenLookup = partial(lookup_token, engine) if pg_pool is None else pg_pool.lookup_token
+    if settings.token_cache_seconds > 0:
+        token_lookup = CachedLookup(token_lookup, settings.token_cache_seconds)
     pipeline = Pipeline(
         uow=uow,
         market_data=market_data,
@@ -376,6 +378,26 @@ def build(
         breakers=settings.breakers(),
         valuation_asset=settings.valuation_asset,
     )
+    metrics.read_counters(
+        "pipeline_batches",
+        "Batches the order path ran under one account lock and one commit, by stage (admit: new orders; settle: "
+        "brokers' answers).",
+        "stage",
+        lambda: {"admit": pipeline.admissions.batches, "settle": pipeline.settlements.batches},
+    )
+    metrics.read_counters(
+        "pipeline_batched_items",
+        "Orders those batches held, by stage: divided by pipeline_batches_total, the mean batch size.",
+        "stage",
+        lambda: {"admit": pipeline.admissions.items, "settle": pipeline.settlements.items},
+    )
+    if pg_pool is not None:
+        metrics.read_counters(
+            "db_statements",
+            "Statements the PostgreSQL pools of the order path and authentication sent (one round trip each).",
+            "pool",
+            lambda: {"asyncpg": CountedConnection.statements},
+        )
     venues = VenueRegistry(
         pipeline,
         router,

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     db_pool_size: int = Field(default=10, ge=1)
     account_lock_timeout_ms: int = Field(default=10_000, ge=1)
+    # How long a token lookup is remembered: a revoked token stops working within this many seconds (0: never
+    # remembered, every request reads the token).
+    token_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
     markets: list[MarketSettings] = Field(default_factory=lambda: list(DEFAULT_MARKETS))
     default_broker: Literal["paper"] = "paper"

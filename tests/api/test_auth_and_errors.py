@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from datetime import UTC, datetime
+
 import pytest
 
 from execsvc import admin
-from tests.conftest import Harness
+from execsvc.db import admin as db_admin
+from tests.conftest import Harness, start_harness
 
 MARKET_BUY = {"symbol": "BTC/USDT", "side": "buy", "type": "market", "qty": "0.01"}
 
@@ -34,12 +39,58 @@ async def test_missing_malformed_or_unknown_token_is_401_with_challenge(harness:
     assert r.headers["www-authenticate"].startswith("Bearer")
 
 
-async def test_revoked_token_is_401_at_once(harness: Harness) -> None:
+async def test_revoked_token_is_401_within_the_token_cache_bound(harness: Harness) -> None:
+    # Token lookups are remembered for EXECSVC_TOKEN_CACHE_SECONDS (1 s): a revocation takes effect within that.
+    bound = harness.container.settings.token_cache_seconds
+    assert bound == 1.0
     new = await admin.issue_token(harness.container.engine, harness.container.settings, "acct-a", "orders:read")
     headers = {"Authorization": f"Bearer {new.plaintext}"}
     assert (await harness.client.get("/v1/orders", headers=headers)).status_code == 200
     assert await admin.revoke_token(harness.container.engine, new.token_id)
-    assert_problem(await harness.client.get("/v1/orders", headers=headers), 401, "unauthorized")
+    revoked_at = time.monotonic()
+    while (r := await harness.client.get("/v1/orders", headers=headers)).status_code == 200:
+        assert time.monotonic() - revoked_at < bound + 0.5, "the revoked token still worked past the bound"
+        await asyncio.sleep(0.05)
+    assert_problem(r, 401, "unauthorized")
+
+
+def test_a_remembered_token_is_read_again_after_the_bound() -> None:
+    now = [0.0]
+    reads: list[str] = []
+    record = db_admin.TokenRecord("t1", "acct-a", "n", frozenset({"orders:read"}), datetime.now(UTC), None)
+
+    async def lookup(token_id: str) -> tuple[str, db_admin.TokenRecord] | None:
+        reads.append(token_id)
+        return ("hash", record) if token_id == "t1" else None
+
+    cached = db_admin.CachedLookup(lookup, ttl=1.0, clock=lambda: now[0])
+
+    async def scenario() -> None:
+        assert await cached("t1") == ("hash", record)
+        now[0] = 0.99
+        assert await cached("t1") == ("hash", record)
+        assert reads == ["t1"]  # remembered
+        now[0] = 1.0
+        await cached("t1")
+        assert reads == ["t1", "t1"]  # read again once the bound has passed
+        assert await cached("nope") is None
+        assert await cached("nope") is None
+        assert reads == ["t1", "t1", "nope", "nope"]  # an unknown token is never remembered
+
+    asyncio.run(scenario())
+
+
+async def test_with_no_token_cache_a_revoked_token_is_401_at_once(db_url: str) -> None:
+    h, container = await start_harness(db_url, token_cache_seconds=0)
+    try:
+        new = await admin.issue_token(container.engine, container.settings, "acct-a", "orders:read")
+        headers = {"Authorization": f"Bearer {new.plaintext}"}
+        assert (await h.client.get("/v1/orders", headers=headers)).status_code == 200
+        assert await admin.revoke_token(container.engine, new.token_id)
+        assert_problem(await h.client.get("/v1/orders", headers=headers), 401, "unauthorized")
+    finally:
+        await h.client.aclose()
+        await container.stop()
 
 
 async def test_token_with_right_id_and_wrong_secret_is_401(harness: Harness) -> None:

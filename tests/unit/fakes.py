@@ -257,6 +257,11 @@ class FakeOrders(_Repo):
             return None
         return order
 
+    async def get_many(self, order_ids: Sequence[UUID], account_id: str) -> dict[UUID, Order]:
+        await _io()
+        found = (self.state.orders.get(order_id) for order_id in order_ids)
+        return {o.id: o for o in found if o is not None and o.account_id == account_id}
+
     async def by_client_id(self, account_id: str, client_order_id: str) -> Order | None:
         await _io()
         for order in self.state.orders.values():

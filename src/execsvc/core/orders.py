@@ -6,7 +6,7 @@ explicit table ``TRANSITIONS``; anything else raises ``IllegalTransition``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -15,7 +15,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from execsvc.core.errors import IllegalTransition, InvalidFill
-from execsvc.core.money import ZERO, exact, quantize
+from execsvc.core.money import ZERO, exact, normalize, quantize
 from execsvc.core.reports import (
     Accepted,
     BrokerReport,
@@ -195,6 +195,43 @@ def working_totals(orders: Iterable[Order]) -> list[WorkingTotals]:
                 acc[0] += order.remaining_qty
                 acc[1] += order.remaining_qty * order.limit_price
     return [WorkingTotals(sym, side, a[0], a[1], a[2], counts[(sym, side)]) for (sym, side), a in sums.items()]
+
+
+def with_working(totals: Sequence[WorkingTotals], order: Order) -> list[WorkingTotals]:
+    """``totals`` with one more order counted, as ``working_totals`` would count it (nothing if it is not working):
+    what a unit of work that just added the order reads back."""
+    if not order.status.is_working:
+        return list(totals)
+    remaining = order.remaining_qty
+    priced = order.limit_price is not None
+    out: list[WorkingTotals] = []
+    found = False
+    with exact():
+        value = remaining * order.limit_price if order.limit_price is not None else ZERO
+        for t in totals:
+            if t.symbol == order.symbol and t.side is order.side:
+                found = True
+                t = WorkingTotals(
+                    t.symbol,
+                    t.side,
+                    normalize(t.priced_qty + remaining) if priced else t.priced_qty,
+                    normalize(t.priced_value + value) if priced else t.priced_value,
+                    t.unpriced_qty if priced else normalize(t.unpriced_qty + remaining),
+                    t.count + 1,
+                )
+            out.append(t)
+        if not found:
+            out.append(
+                WorkingTotals(
+                    order.symbol,
+                    order.side,
+                    normalize(remaining) if priced else ZERO,
+                    normalize(value) if priced else ZERO,
+                    ZERO if priced else normalize(remaining),
+                    1,
+                )
+            )
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -99,6 +100,43 @@ async def count_tokens(conn: AsyncConnection) -> int:
 
 
 TokenLookup = Callable[[str], Awaitable[tuple[str, TokenRecord] | None]]
+
+
+class CachedLookup:
+    """Token lookups remembered for ``ttl`` seconds, so a client's every request does not cost a database read.
+
+    A token revoked (on any instance, or with the CLI) stops working within ``ttl`` seconds everywhere; a token that
+    was not found is not remembered, so a new one works at once. The secret is still checked on every request.
+    """
+
+    def __init__(
+        self,
+        lookup: TokenLookup,
+        ttl: float,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lookup = lookup
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[str, tuple[float, tuple[str, TokenRecord]]] = {}
+
+    async def __call__(self, token_id: str) -> tuple[str, TokenRecord] | None:
+        now = self._clock()
+        entry = self._entries.get(token_id)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        found = await self._lookup(token_id)
+        if found is None or found[1].revoked_at is not None:
+            self._entries.pop(token_id, None)
+        else:
+            if len(self._entries) >= self._max_entries:
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+                if len(self._entries) >= self._max_entries:
+                    self._entries.clear()
+            self._entries[token_id] = (now + self._ttl, found)
+        return found
 
 
 async def lookup_token(engine: AsyncEngine, token_id: str) -> tuple[str, TokenRecord] | None:

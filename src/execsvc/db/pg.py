@@ -28,7 +28,7 @@ import asyncpg
 from execsvc.core.errors import DependencyUnavailable, Overloaded
 from execsvc.core.ledger import Position
 from execsvc.core.money import normalize
-from execsvc.core.orders import Order, OrderStatus, Transition, WorkingTotals
+from execsvc.core.orders import Order, OrderStatus, Transition, WorkingTotals, with_working
 from execsvc.core.reports import Filled
 from execsvc.core.trading import GLOBAL, AccountRisk, RiskControls, RiskEvent
 from execsvc.core.uow import AccountInfo, IdempotencyRecord
@@ -58,6 +58,28 @@ CONNECTION_ERRORS = (
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
 )
+
+
+class CountedConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A connection that counts the statements it sends (each one round trip): ``db_statements_total``."""
+
+    statements = 0  # over every connection of the process
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        CountedConnection.statements += 1
+        return await super().execute(*args, **kwargs)
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        CountedConnection.statements += 1
+        return await super().fetch(*args, **kwargs)
+
+    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
+        CountedConnection.statements += 1
+        return await super().fetchrow(*args, **kwargs)
+
+    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
+        CountedConnection.statements += 1
+        return await super().fetchval(*args, **kwargs)
 
 
 async def acquire(pool: asyncpg.Pool) -> asyncpg.Connection:
@@ -227,7 +249,11 @@ class _Session:
                 self.held_account = None
 
     async def flush(self) -> None:
-        """Write everything buffered in one statement (data-modifying CTEs)."""
+        """Write everything buffered in one statement (data-modifying CTEs).
+
+        Rows go in as arrays (``unnest``), so the statement's text depends on which kinds of rows there are, not on
+        how many: a batch of any size reuses the same few prepared statements.
+        """
         parts: list[str] = []
         args: list[Any] = []
 
@@ -235,58 +261,79 @@ class _Session:
             args.append(value)
             return f"${len(args)}"
 
-        for order in self.new_orders.values():
-            values = ", ".join(arg(v) for v in _order_row(order))
-            parts.append(f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({values})")
-        for fill in self.new_fills:
-            values = ", ".join(arg(v) for v in fill)
-            parts.append(f"INSERT INTO fills ({FILL_COLUMNS}) VALUES ({values})")
-        for order in self.changed_orders.values():
-            parts.append(
-                f"UPDATE orders SET status = {arg(order.status.value)}, filled_qty = {arg(order.filled_qty)}, "
-                f"avg_fill_price = {arg(order.avg_fill_price)}, fees = {arg(order.fees)}, "
-                f"reject_code = {arg(order.reject_code)}, reject_reason = {arg(order.reject_reason)}, "
-                f"venue_order_id = {arg(order.venue_order_id)}, updated_at = {arg(order.updated_at)} "
-                f"WHERE id = {arg(order.id)}"
+        def rows(types: Sequence[str], values: Sequence[tuple[Any, ...]]) -> str:
+            columns = list(zip(*values, strict=True))
+            return (
+                "unnest(" + ", ".join(f"{arg(list(c))}::{kind}[]" for c, kind in zip(columns, types, strict=True)) + ")"
             )
-        for (account_id, symbol), (position, at) in self.saved_positions.items():
+
+        if self.new_orders:
+            values = [_order_row(order) for order in self.new_orders.values()]
+            parts.append(f"INSERT INTO orders ({ORDER_COLUMNS}) SELECT * FROM {rows(_ORDER_TYPES, values)}")
+        if self.new_fills:
+            parts.append(f"INSERT INTO fills ({FILL_COLUMNS}) SELECT * FROM {rows(_FILL_TYPES, self.new_fills)}")
+        if self.changed_orders:
+            values = [
+                (
+                    o.id,
+                    o.status.value,
+                    o.filled_qty,
+                    o.avg_fill_price,
+                    o.fees,
+                    o.reject_code,
+                    o.reject_reason,
+                    o.venue_order_id,
+                    o.updated_at,
+                )
+                for o in self.changed_orders.values()
+            ]
+            parts.append(
+                "UPDATE orders o SET status = u.status, filled_qty = u.filled_qty, avg_fill_price = u.avg_fill_price, "
+                "fees = u.fees, reject_code = u.reject_code, reject_reason = u.reject_reason, "
+                "venue_order_id = u.venue_order_id, updated_at = u.updated_at "
+                f"FROM {rows(_UPDATE_TYPES, values)} AS u(id, status, filled_qty, avg_fill_price, fees, reject_code, "
+                "reject_reason, venue_order_id, updated_at) WHERE o.id = u.id"
+            )
+        if self.saved_positions:
+            values = [
+                (a, sym, p.qty, p.avg_entry_price, p.realized_pnl, p.trip_pnl, at)
+                for (a, sym), (p, at) in self.saved_positions.items()
+            ]
             parts.append(
                 "INSERT INTO positions (account_id, symbol, qty, avg_entry_price, realized_pnl, trip_pnl, updated_at) "
-                f"VALUES ({arg(account_id)}, {arg(symbol)}, {arg(position.qty)}, {arg(position.avg_entry_price)}, "
-                f"{arg(position.realized_pnl)}, {arg(position.trip_pnl)}, {arg(at)}) "
+                f"SELECT * FROM {rows(_POSITION_TYPES, values)} "
                 "ON CONFLICT (account_id, symbol) DO UPDATE SET "
                 "qty = EXCLUDED.qty, avg_entry_price = EXCLUDED.avg_entry_price, "
                 "realized_pnl = EXCLUDED.realized_pnl, trip_pnl = EXCLUDED.trip_pnl, updated_at = EXCLUDED.updated_at"
             )
-        for account_id, (totals, at) in self.saved_balances.items():
+        if self.saved_balances:
+            values = [
+                (account_id, asset, total, at)
+                for account_id, (totals, at) in self.saved_balances.items()
+                for asset, total in totals.items()
+            ]
             parts.append(
                 "INSERT INTO balances (account_id, asset, total, updated_at) "
-                f"SELECT {arg(account_id)}, b.asset, b.total, {arg(at)} "
-                f"FROM unnest({arg(list(totals))}::text[], {arg(list(totals.values()))}::numeric[]) AS b(asset, total) "
+                f"SELECT * FROM {rows(_BALANCE_TYPES, values)} "
                 "ON CONFLICT (account_id, asset) DO UPDATE SET total = EXCLUDED.total, updated_at = EXCLUDED.updated_at"
             )
         if self.events:
-            columns = list(zip(*self.events, strict=True))
             parts.append(
                 "INSERT INTO order_events (order_id, account_id, from_status, to_status, reason, created_at) "
-                f"SELECT * FROM unnest({arg(list(columns[0]))}::uuid[], {arg(list(columns[1]))}::text[], "
-                f"{arg(list(columns[2]))}::text[], {arg(list(columns[3]))}::text[], {arg(list(columns[4]))}::text[], "
-                f"{arg(list(columns[5]))}::timestamptz[])"
+                f"SELECT * FROM {rows(_EVENT_TYPES, self.events)}"
             )
         if self.outbox:
-            columns = list(zip(*self.outbox, strict=True))
             parts.append(
                 "INSERT INTO outbox (topic, account_id, payload, created_at) "
-                f"SELECT * FROM unnest({arg(list(columns[0]))}::text[], {arg(list(columns[1]))}::text[], "
-                f"{arg(list(columns[2]))}::text[], {arg(list(columns[3]))}::timestamptz[])"
+                f"SELECT * FROM {rows(_OUTBOX_TYPES, self.outbox)}"
             )
         for scope, risk in self.saved_risk.items():
             row = risk_values(scope, risk)
             names = ", ".join(row)
-            values = ", ".join(arg(v) for v in row.values())
+            values_sql = ", ".join(arg(v) for v in row.values())
             updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in row if c != "scope")
             parts.append(
-                f"INSERT INTO risk_states ({names}) VALUES ({values}) ON CONFLICT (scope) DO UPDATE SET {updates}"
+                f"INSERT INTO risk_states ({names}) VALUES ({values_sql}) ON CONFLICT (scope) DO UPDATE SET {updates}"
             )
         for event in self.risk_events:
             row = risk_event_values(event)
@@ -302,6 +349,31 @@ class _Session:
             statement = f"WITH {ctes} {parts[-1]}"
         conn = await self.begin()
         await conn.execute(statement, *args)
+
+
+_ORDER_TYPES = (
+    *("uuid", "text", "text", "text", "text", "text", "text", "numeric", "numeric", "text", "numeric", "numeric"),
+    *("numeric", "text", "text", "text", "text", "timestamptz", "timestamptz", "text"),
+)
+_FILL_TYPES = (
+    "uuid",
+    "uuid",
+    "text",
+    "text",
+    "text",
+    "numeric",
+    "numeric",
+    "numeric",
+    "text",
+    "text",
+    "text",
+    "timestamptz",
+)
+_UPDATE_TYPES = ("uuid", "text", "numeric", "numeric", "numeric", "text", "text", "text", "timestamptz")
+_POSITION_TYPES = ("text", "text", "numeric", "numeric", "numeric", "numeric", "timestamptz")
+_BALANCE_TYPES = ("text", "text", "numeric", "timestamptz")
+_EVENT_TYPES = ("uuid", "text", "text", "text", "text", "timestamptz")
+_OUTBOX_TYPES = ("text", "text", "text", "timestamptz")
 
 
 def _order_row(order: Order) -> tuple[Any, ...]:
@@ -440,9 +512,22 @@ class PgAccounts(_Repo):
         await conn.execute("UPDATE accounts SET broker = $2 WHERE id = $1", account_id, broker)
 
 
+# An order with its position and its recorded trade ids (``broker:trade_id``).
+_ORDER_WITH_LEDGER = (
+    f"SELECT {ORDER_COLUMNS_O}, p.qty AS p_qty, p.avg_entry_price AS p_avg, p.realized_pnl AS p_pnl, "
+    "p.trip_pnl AS p_trip, "
+    "ARRAY(SELECT f.broker || ':' || f.trade_id FROM fills f WHERE f.order_id = o.id) AS trades "
+    "FROM orders o LEFT JOIN positions p ON p.account_id = o.account_id AND p.symbol = o.symbol"
+)
+
+
 class PgOrders(_Repo):
     async def add(self, order: Order) -> None:
         self.s.new_orders[order.id] = order
+        totals = self.s.working_totals.get(order.account_id)
+        if totals is not None:
+            # What the next order of a batch is checked against must count this one, as a read would.
+            self.s.working_totals[order.account_id] = with_working(totals, order)
 
     async def update(self, order: Order) -> None:
         if order.id in self.s.new_orders:
@@ -456,15 +541,7 @@ class PgOrders(_Repo):
             return pending if account_id is None or pending.account_id == account_id else None
         # Before the account lock, with no transaction yet, this is a lookup (which account to lock): it goes
         # straight to the pool, so no connection is held while waiting for the lock.
-        # The order's position and recorded trade ids come along: applying a fill needs both next, and it saves
-        # round trips while the account lock is held.
-        query = (
-            f"SELECT {ORDER_COLUMNS_O}, p.qty AS p_qty, p.avg_entry_price AS p_avg, p.realized_pnl AS p_pnl, "
-            "p.trip_pnl AS p_trip, "
-            "ARRAY(SELECT f.broker || ':' || f.trade_id FROM fills f WHERE f.order_id = o.id) AS trades "
-            "FROM orders o LEFT JOIN positions p ON p.account_id = o.account_id AND p.symbol = o.symbol "
-            "WHERE o.id = $1"
-        )
+        query = f"{_ORDER_WITH_LEDGER} WHERE o.id = $1"
         if self.s.conn is None and not self.s.locked:
             conn = await acquire(self.s.pool)
             try:
@@ -475,6 +552,30 @@ class PgOrders(_Repo):
             row = await (await self.s.begin()).fetchrow(query, order_id)
         if row is None or (account_id is not None and row["account_id"] != account_id):
             return None
+        return self._read(row)
+
+    async def get_many(self, order_ids: Sequence[UUID], account_id: str) -> dict[UUID, Order]:
+        found: dict[UUID, Order] = {}
+        wanted: list[UUID] = []
+        for order_id in order_ids:
+            pending = self.s.new_orders.get(order_id) or self.s.changed_orders.get(order_id)
+            if pending is None:
+                wanted.append(order_id)
+            elif pending.account_id == account_id:
+                found[order_id] = pending
+        if wanted:
+            conn = await self.s.begin()
+            rows = await conn.fetch(
+                f"{_ORDER_WITH_LEDGER} WHERE o.id = ANY($1::uuid[]) AND o.account_id = $2", wanted, account_id
+            )
+            for row in rows:
+                order = self._read(row)
+                found[order.id] = order
+        return found
+
+    def _read(self, row: Mapping[str, Any]) -> Order:
+        """The order of a row of ``_ORDER_WITH_LEDGER``. Under the account lock, its position and recorded trade ids
+        are kept for what comes next (applying a fill needs both), saving round trips while the lock is held."""
         order = order_from_record(row)
         if self.s.locked:  # only what was read under the lock may be reused
             self.s.trade_ids[order.id] = set(row["trades"])
@@ -489,6 +590,9 @@ class PgOrders(_Repo):
         return order
 
     async def by_client_id(self, account_id: str, client_order_id: str) -> Order | None:
+        for pending in self.s.new_orders.values():  # added in this unit of work, not written yet
+            if pending.account_id == account_id and pending.client_order_id == client_order_id:
+                return pending
         conn = await self.s.begin()
         row = await conn.fetchrow(
             f"SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = $1 AND client_order_id = $2",
@@ -813,11 +917,18 @@ class PgPool:
         if self._auth_pool is None:
             # Token lookups get their own small pool: requests waiting for an account never starve authentication.
             self._auth_pool = await asyncpg.create_pool(
-                self.dsn, reset=_reset, min_size=0, max_size=AUTH_POOL_SIZE, timeout=5, command_timeout=10
+                self.dsn,
+                connection_class=CountedConnection,
+                reset=_reset,
+                min_size=0,
+                max_size=AUTH_POOL_SIZE,
+                timeout=5,
+                command_timeout=10,
             )
         if self._pool is None:
             self._pool = await asyncpg.create_pool(
                 self.dsn,
+                connection_class=CountedConnection,
                 reset=_reset,
                 # A lock held elsewhere longer than this (another instance stuck on the account) answers 503.
                 server_settings={"lock_timeout": str(self.lock_timeout_ms)},

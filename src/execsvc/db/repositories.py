@@ -175,6 +175,10 @@ class SqlOrders(_Repo):
             return None
         return order_from_row(row)
 
+    async def get_many(self, order_ids: Sequence[UUID], account_id: str) -> dict[UUID, Order]:
+        stmt = select(t.orders).where(t.orders.c.id.in_(list(order_ids)), t.orders.c.account_id == account_id)
+        return {o.id: o for o in (order_from_row(r) for r in await self.conn.execute(stmt))}
+
     async def by_client_id(self, account_id: str, client_order_id: str) -> Order | None:
         params = {"account_id": account_id, "client_order_id": client_order_id}
         row = (await self.conn.execute(_ORDER_BY_CLIENT_ID, params)).first()

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from execsvc.core.orders import Order
 from execsvc.risk import Violation
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class _ReadCounters:
+    """Counters kept by their owners as plain integers (no cost on the hot path), read at scrape time."""
+
+    def __init__(self, name: str, documentation: str, label: str, read: Callable[[], Mapping[str, int]]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._label = label
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=[self._label])
+        for value, count in sorted(self._read().items()):
+            family.add_metric([value], count)
+        yield family
 
 
 class Metrics:
@@ -130,6 +149,10 @@ class Metrics:
         self.broker_auth_failures_total = Counter(
             "broker_auth_failures_total", "Credentials a venue refused, by broker.", ["broker"], registry=self.registry
         )
+
+    def read_counters(self, name: str, documentation: str, label: str, read: Callable[[], Mapping[str, int]]) -> None:
+        """Expose counts another part keeps itself as ``<name>_total{<label>=...}``, read at each scrape."""
+        self.registry.register(_ReadCounters(name, documentation, label, read))
 
     # VenueObserver
     def venue_request(self, venue: str, op: str, seconds: float, outcome: str) -> None:

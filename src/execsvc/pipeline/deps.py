@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from execsvc.core.clock import Clock
 from execsvc.core.markets import MarketRules, Quote
@@ -14,6 +14,7 @@ from execsvc.core.orders import Order
 from execsvc.core.ports import MarketData, RateCounter
 from execsvc.core.uow import UnitOfWorkFactory
 from execsvc.core.venues import PAPER_VENUE, market_of_broker
+from execsvc.pipeline.batching import Batcher
 from execsvc.ratelimit import LocalRateCounter
 from execsvc.risk import RiskLimits, Violation
 from execsvc.routing.breaker import Breakers
@@ -96,6 +97,10 @@ class Pipeline:
     # Each venue's markets and marks, by market key (``core.venues.market_key``; ``market_data`` is the simulated
     # market's).
     venue_markets: dict[str, MarketData] = field(default_factory=dict)
+    # Group commit (``pipeline.batching``): new orders of one account are admitted in batches, and brokers' answers
+    # applied in batches, each batch under one lock hold and one commit.
+    admissions: Batcher[Any, Any] = field(default_factory=Batcher)
+    settlements: Batcher[Any, Any] = field(default_factory=Batcher)
 
     def market_for(self, broker: str) -> MarketData:
         """The market data an account's orders are checked and valued against, by the account's broker.

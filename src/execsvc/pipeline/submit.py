@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 import structlog
 
@@ -18,6 +20,7 @@ from execsvc.core.errors import (
     BrokerRejected,
     BrokerUnavailable,
     DuplicateClientOrderId,
+    ExecsvcError,
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
     InvalidOrder,
@@ -30,7 +33,7 @@ from execsvc.core.reports import BrokerReport, OutcomeWasUnknown, Rejected
 from execsvc.core.uow import AccountInfo, IdempotencyRecord, UnitOfWork
 from execsvc.core.values import OrderType, Symbol
 from execsvc.pipeline.deps import Pipeline
-from execsvc.pipeline.reports import apply_reports, record_transition
+from execsvc.pipeline.reports import record_transition, settle_batch
 from execsvc.pipeline.risk import Assessment, assess, settle_day
 from execsvc.pipeline.venue_events import venue_refused_credentials
 from execsvc.risk import Denied, RiskDecision, audit
@@ -81,71 +84,127 @@ async def validate_order(pipeline: Pipeline, cmd: SubmitOrder) -> RiskDecision:
         return (await assess(pipeline, uow, account.id, account.broker, cmd, now, record=False)).decision
 
 
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    """What the lock-holding part of a submission decided: a final answer, or an order to send with its claim."""
+
+    result: SubmitResult
+    account: AccountInfo | None = None
+    claim: Claim | None = None
+
+
 async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
-    """Run one order through the pipeline. Returns once the broker's first answer is recorded."""
+    """Run one order through the pipeline. Returns once the broker's first answer is recorded.
+
+    The order is admitted together with whatever else its account has queued (``pipeline.admissions``: one lock
+    hold and one commit for the batch, the risk engine deciding each order in arrival order, each seeing the ones
+    before it), sent to its broker on its own, and its broker's answer applied together with the answers of its
+    account's other orders (``pipeline.settlements``).
+    """
     started = time.perf_counter()
     validate_shape(cmd)
-    async with pipeline.uow() as uow:
-        account = await uow.accounts.lock(cmd.account_id)
-        if account is None:
-            raise AccountNotFound(f"account {cmd.account_id!r} does not exist")
-        now = pipeline.clock.now()  # after the lock: waiting for it must not age what we compare with now
-        if cmd.idempotency_key is not None:
-            record = await uow.idempotency.get(account.id, cmd.idempotency_key)
-            if record is not None and record.expires_at <= now:
-                await uow.idempotency.delete(account.id, cmd.idempotency_key)
-                record = None
-            if record is not None:
-                if record.fingerprint != cmd.fingerprint:
-                    raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
-                if record.completed:
-                    return SubmitResult(replay=record)
-                if now - record.created_at < pipeline.idempotency_stale_after or record.order_id is None:
-                    raise IdempotencyKeyInFlight("the first request with this Idempotency-Key is still in flight")
-                # The first request died after committing: answer with the order as it stands.
-                return SubmitResult(order=await uow.orders.get(record.order_id, account.id), recovered=True)
-        if cmd.client_order_id is not None:
-            existing = await uow.orders.by_client_id(account.id, cmd.client_order_id)
-            if existing is not None:
-                raise DuplicateClientOrderId(cmd.client_order_id, existing.id)
+    admitted: _Admitted = await pipeline.admissions.submit(cmd.account_id, cmd, partial(admit_batch, pipeline))
+    if admitted.claim is None:
+        return admitted.result
+    assert admitted.account is not None
+    assert admitted.result.order is not None
+    order = await _send(pipeline, admitted.account, admitted.result.order, admitted.claim, started)
+    return SubmitResult(order, admitted.result.decision)
 
-        assessment = await assess(pipeline, uow, account.id, account.broker, cmd, now, record=True)
-        decision = assessment.decision
-        if isinstance(decision, Denied):
-            broken = tuple(v for v in decision.violations if v.rule in MARKET_RULES)
-            if broken:
-                # An order that does not fit the market is bad input: answered, never stored, its id not used up.
-                pipeline.observer.risk_denied(broken)
-                raise BreaksMarketRules(tuple((v.rule, v.limit, v.value, v.message) for v in broken))
-        if not isinstance(decision, Denied) and pipeline.router.broker_named(account.broker) is None:
-            # The account was bound to a venue on another instance a moment ago and this one has not caught up:
-            # refused before anything is stored, so a retry (here, or once this instance binds it) is clean.
-            raise BrokerUnavailable(f"broker {account.broker!r} is not ready on this instance yet; retry shortly")
+
+async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[SubmitOrder]) -> list[_Admitted | Exception]:
+    """Admit one account's queued orders under one lock hold and one commit.
+
+    Each order is checked and decided in turn, as if it had come alone after the ones before it: its refusal (a
+    reused key, a duplicate client order id, a market rule, an open circuit) is its own answer and writes nothing,
+    and its neighbours go on. A failure while writing fails the whole batch, which is then rolled back whole.
+    """
+    answers: list[_Admitted | Exception] = []
+    claims: list[Claim] = []
+    async with pipeline.uow() as uow:
+        account = await uow.accounts.lock(account_id)
+        if account is None:
+            raise AccountNotFound(f"account {account_id!r} does not exist")
         breaker = pipeline.breakers(account.broker)
-        claim = None if isinstance(decision, Denied) else breaker.claim(now)
-        circuit = [v for v in decision.violations if v.rule == "broker_circuit"] if isinstance(decision, Denied) else []
-        if circuit or (claim is None and not isinstance(decision, Denied)):
-            # The broker is failing: a passing condition, so nothing is stored and the client retries later.
-            pipeline.observer.risk_denied(tuple(circuit))
-            raise BrokerCircuitOpen(account.broker, breaker.blocked_until(now), now)
         try:
-            order = await _record(pipeline, uow, account.id, cmd, assessment, now)
+            for cmd in cmds:
+                try:
+                    checked = await _check(pipeline, uow, account, cmd)
+                except ExecsvcError as exc:
+                    answers.append(exc)
+                    continue
+                if isinstance(checked, _Admitted):
+                    answers.append(checked)
+                    continue
+                assessment, claim, now = checked
+                if claim is not None:
+                    claims.append(claim)
+                # A failure while writing is not this order's alone: the unit of work is spoiled; the batch fails.
+                order = await _record(pipeline, uow, account.id, cmd, assessment, now)
+                answers.append(_Admitted(SubmitResult(order, assessment.decision), account, claim))
+            await uow.commit()
         except BaseException:
-            if claim is not None:
+            for claim in claims:
                 breaker.abandon(claim)  # never sent: if it was the probe, another order may be
             raise
+    for answer in answers:
+        if isinstance(answer, _Admitted) and isinstance(answer.result.decision, Denied):
+            pipeline.observer.risk_denied(answer.result.decision.violations)
+    return answers
+
+
+async def _check(
+    pipeline: Pipeline, uow: UnitOfWork, account: AccountInfo, cmd: SubmitOrder
+) -> _Admitted | tuple[Assessment, Claim | None, datetime]:
+    """One order's checks and risk decision under the account lock: a final answer (a replay), or what to record.
+    Raises, having written nothing, when the order is refused before it is stored."""
+    now = pipeline.clock.now()  # after the lock: waiting for it must not age what we compare with now
+    if cmd.idempotency_key is not None:
+        record = await uow.idempotency.get(account.id, cmd.idempotency_key)
+        if record is not None and record.expires_at <= now:
+            await uow.idempotency.delete(account.id, cmd.idempotency_key)
+            record = None
+        if record is not None:
+            if record.fingerprint != cmd.fingerprint:
+                raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
+            if record.completed:
+                return _Admitted(SubmitResult(replay=record))
+            if now - record.created_at < pipeline.idempotency_stale_after or record.order_id is None:
+                raise IdempotencyKeyInFlight("the first request with this Idempotency-Key is still in flight")
+            # The first request died after committing: answer with the order as it stands.
+            return _Admitted(SubmitResult(order=await uow.orders.get(record.order_id, account.id), recovered=True))
+    if cmd.client_order_id is not None:
+        existing = await uow.orders.by_client_id(account.id, cmd.client_order_id)
+        if existing is not None:
+            raise DuplicateClientOrderId(cmd.client_order_id, existing.id)
+
+    assessment = await assess(pipeline, uow, account.id, account.broker, cmd, now, record=True)
+    decision = assessment.decision
     if isinstance(decision, Denied):
-        pipeline.observer.risk_denied(decision.violations)
-        return SubmitResult(order, decision)
-    assert claim is not None
-    return SubmitResult(await _send(pipeline, account, order, claim, started), decision)
+        broken = tuple(v for v in decision.violations if v.rule in MARKET_RULES)
+        if broken:
+            # An order that does not fit the market is bad input: answered, never stored, its id not used up.
+            pipeline.observer.risk_denied(broken)
+            raise BreaksMarketRules(tuple((v.rule, v.limit, v.value, v.message) for v in broken))
+    if not isinstance(decision, Denied) and pipeline.router.broker_named(account.broker) is None:
+        # The account was bound to a venue on another instance a moment ago and this one has not caught up:
+        # refused before anything is stored, so a retry (here, or once this instance binds it) is clean.
+        raise BrokerUnavailable(f"broker {account.broker!r} is not ready on this instance yet; retry shortly")
+    breaker = pipeline.breakers(account.broker)
+    claim = None if isinstance(decision, Denied) else breaker.claim(now)
+    circuit = [v for v in decision.violations if v.rule == "broker_circuit"] if isinstance(decision, Denied) else []
+    if circuit or (claim is None and not isinstance(decision, Denied)):
+        # The broker is failing: a passing condition, so nothing is stored and the client retries later.
+        pipeline.observer.risk_denied(tuple(circuit))
+        raise BrokerCircuitOpen(account.broker, breaker.blocked_until(now), now)
+    return assessment, claim, now
 
 
 async def _record(
     pipeline: Pipeline, uow: UnitOfWork, account_id: str, cmd: SubmitOrder, assessment: Assessment, now: datetime
 ) -> Order:
     """Write the order (pending_new, or rejected with the risk engine's reasons), its audit, the idempotency record
-    and the day's risk state, and commit; returns the order as written."""
+    and the day's risk state (committed with the batch); returns the order as written."""
     decision = assessment.decision
     await settle_day(uow, account_id, assessment, now)
     order = Order(
@@ -190,7 +249,6 @@ async def _record(
                 now + pipeline.idempotency_retention,
             )
         )
-    await uow.commit()
     return steps[-1].order
 
 
@@ -230,7 +288,9 @@ async def _send(pipeline: Pipeline, account: AccountInfo, order: Order, claim: C
         breaker.abandon(claim)  # cancelled while waiting: no verdict on the broker
         raise
     pipeline.observer.broker_acknowledged(time.perf_counter() - started)
-    return await apply_reports(pipeline, order.id, reports, broker.name, order.account_id)
+    settlement = (order.id, reports, broker.name)
+    settled: Order = await pipeline.settlements.submit(order.account_id, settlement, partial(settle_batch, pipeline))
+    return settled
 
 
 async def complete_request(pipeline: Pipeline, account_id: str, key: str, status: int, body: bytes) -> None:
