@@ -35,36 +35,54 @@ def exact() -> AbstractContextManager[Context]:
     return localcontext(MONEY_CONTEXT)
 
 
+# The helpers below pass ``MONEY_CONTEXT`` to each operation, positionally, instead of entering ``exact()``: the
+# result is the same, and entering a local context (or passing a keyword to a decimal method) costs several times
+# the operation itself. They run on every amount of every order. The flags that operations record on the shared
+# context are never read.
+
+
 def quantize(value: Decimal) -> Decimal:
     """Round to the storage scale (banker's rounding)."""
-    with localcontext(MONEY_CONTEXT):
-        return value.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+    return value.quantize(QUANTUM, ROUND_HALF_EVEN, MONEY_CONTEXT)
 
 
 def floor_to_step(value: Decimal, step: Decimal) -> Decimal:
     """The largest multiple of ``step`` not above ``value`` (for non-negative values)."""
-    with localcontext(MONEY_CONTEXT):
-        return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
+    steps = MONEY_CONTEXT.divide(value, step).to_integral_value(ROUND_DOWN, MONEY_CONTEXT)
+    return MONEY_CONTEXT.multiply(steps, step)
 
 
 def is_multiple(value: Decimal, step: Decimal) -> bool:
     """True when ``value`` is a whole number of ``step``."""
-    with localcontext(MONEY_CONTEXT):
-        return (value % step) == 0
+    return MONEY_CONTEXT.remainder(value, step) == 0
 
 
 def normalize(value: Decimal) -> Decimal:
     """Strip trailing zeros without switching to exponent notation."""
     if value == 0:
         return ZERO
-    exponent = value.normalize(MONEY_CONTEXT).as_tuple().exponent
-    if isinstance(exponent, int) and exponent > 0:
-        return value.quantize(ONE, context=MONEY_CONTEXT)
-    return value.normalize(MONEY_CONTEXT)
+    normal = value.normalize(MONEY_CONTEXT)
+    # The scientific form of a decimal shows "E+" exactly when its exponent is positive (1E+2; never for a NaN or
+    # an infinity): reading it is much cheaper than ``as_tuple().exponent``.
+    if "E+" in str(normal):
+        return value.quantize(ONE, None, MONEY_CONTEXT)
+    return normal
+
+
+# Plain notation of an amount is at most this long on the fast path of ``to_str``: it then has fewer digits than
+# ``MONEY_CONTEXT`` keeps, so stripping its trailing zeros as text equals ``normalize``, which never rounds it.
+_PLAIN_MAX_CHARS: Final = MONEY_CONTEXT.prec
 
 
 def to_str(value: Decimal) -> str:
     """The canonical JSON form of an amount: plain notation, no trailing zeros, no exponent."""
+    # Bounding the adjusted exponent first keeps ``format`` from writing a huge string for a value like 1E+999999.
+    if value.is_finite() and -_PLAIN_MAX_CHARS < value.adjusted() < _PLAIN_MAX_CHARS:
+        if not value:
+            return "0"
+        text = format(value, "f")
+        if len(text) <= _PLAIN_MAX_CHARS:
+            return text.rstrip("0").rstrip(".") if "." in text else text
     return format(normalize(value), "f")
 
 

@@ -12,12 +12,20 @@ from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 
 from execsvc.core.markets import MarketRules, Quote
-from execsvc.core.money import BPS, ONE, ZERO, exact, is_multiple, quantize, to_str
+from execsvc.core.money import BPS, MONEY_CONTEXT, ONE, ZERO, exact, is_multiple, quantize, to_str
 from execsvc.core.orders import RiskAudit, WorkingTotals
 from execsvc.core.ports import MarketData
 from execsvc.core.trading import TradingState
 from execsvc.core.values import OrderType, Side, Symbol
 from execsvc.risk.decision import Approved, Denied, RiskDecision, Violation
+
+# The checks do their arithmetic with ``MONEY_CONTEXT`` passed to each operation, which is what ``with exact():``
+# would do, without entering a local context in every check (that costs more than the arithmetic inside it).
+_add = MONEY_CONTEXT.add
+_sub = MONEY_CONTEXT.subtract
+_mul = MONEY_CONTEXT.multiply
+_div = MONEY_CONTEXT.divide
+_abs = MONEY_CONTEXT.abs
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +137,8 @@ def check_qty_step(
     rules = market.rules
     if rules is None or is_multiple(intent.qty, rules.qty_step):
         return None
-    return Violation(
-        "qty_step",
-        to_str(rules.qty_step),
-        to_str(intent.qty),
-        f"qty must be a multiple of {to_str(rules.qty_step)}",
-    )
+    step = to_str(rules.qty_step)
+    return Violation("qty_step", step, to_str(intent.qty), f"qty must be a multiple of {step}")
 
 
 def check_min_qty(
@@ -144,9 +148,8 @@ def check_min_qty(
     rules = market.rules
     if rules is None or intent.qty >= rules.min_qty:
         return None
-    return Violation(
-        "min_qty", to_str(rules.min_qty), to_str(intent.qty), f"qty must be at least {to_str(rules.min_qty)}"
-    )
+    minimum = to_str(rules.min_qty)
+    return Violation("min_qty", minimum, to_str(intent.qty), f"qty must be at least {minimum}")
 
 
 def check_price_tick(
@@ -156,12 +159,8 @@ def check_price_tick(
     rules = market.rules
     if rules is None or intent.limit_price is None or is_multiple(intent.limit_price, rules.tick_size):
         return None
-    return Violation(
-        "price_tick",
-        to_str(rules.tick_size),
-        to_str(intent.limit_price),
-        f"limit_price must be a multiple of {to_str(rules.tick_size)}",
-    )
+    tick = to_str(rules.tick_size)
+    return Violation("price_tick", tick, to_str(intent.limit_price), f"limit_price must be a multiple of {tick}")
 
 
 def check_mark_fresh(
@@ -191,15 +190,12 @@ def check_min_notional(
     price = reference_price(intent, market, limits)
     if rules is None or price is None:
         return None
-    with exact():
-        notional = intent.qty * price
+    notional = _mul(intent.qty, price)
     if notional >= rules.min_notional:
         return None
+    minimum = to_str(rules.min_notional)
     return Violation(
-        "min_notional",
-        to_str(rules.min_notional),
-        to_str(quantize(notional)),
-        f"order value must be at least {to_str(rules.min_notional)} {rules.quote}",
+        "min_notional", minimum, to_str(quantize(notional)), f"order value must be at least {minimum} {rules.quote}"
     )
 
 
@@ -213,19 +209,16 @@ def check_balance(
         return None
     if intent.side is Side.BUY:
         asset = rules.quote
-        with exact():
-            needed = quantize(intent.qty * price * (ONE + limits.fee_bps / BPS))
+        needed = quantize(_mul(_mul(intent.qty, price), _add(ONE, _div(limits.fee_bps, BPS))))
     else:
         asset = rules.base
         needed = intent.qty
     available = account.available(asset)
     if needed <= available:
         return None
+    has, needs = to_str(available), to_str(needed)
     return Violation(
-        "sufficient_balance",
-        to_str(available),
-        to_str(needed),
-        f"the order needs {to_str(needed)} {asset} but {to_str(available)} {asset} is available",
+        "sufficient_balance", has, needs, f"the order needs {needs} {asset} but {has} {asset} is available"
     )
 
 
@@ -252,19 +245,11 @@ def check_order_qty(
 ) -> Violation | None:
     """The order's quantity within the desk's per-order bounds."""
     if limits.max_order_qty is not None and intent.qty > limits.max_order_qty:
-        return Violation(
-            "order_qty",
-            to_str(limits.max_order_qty),
-            to_str(intent.qty),
-            f"qty is above {to_str(limits.max_order_qty)}",
-        )
+        bound = to_str(limits.max_order_qty)
+        return Violation("order_qty", bound, to_str(intent.qty), f"qty is above {bound}")
     if limits.min_order_qty is not None and intent.qty < limits.min_order_qty:
-        return Violation(
-            "order_qty",
-            to_str(limits.min_order_qty),
-            to_str(intent.qty),
-            f"qty is below {to_str(limits.min_order_qty)}",
-        )
+        bound = to_str(limits.min_order_qty)
+        return Violation("order_qty", bound, to_str(intent.qty), f"qty is below {bound}")
     return None
 
 
@@ -275,8 +260,7 @@ def check_order_notional(
     price = reference_price(intent, market, limits)
     if price is None or (limits.max_order_notional is None and limits.min_order_notional is None):
         return None
-    with exact():
-        notional = quantize(intent.qty * price)
+    notional = quantize(_mul(intent.qty, price))
     if limits.max_order_notional is not None and notional > limits.max_order_notional:
         bound = to_str(limits.max_order_notional)
         return Violation("order_notional", bound, to_str(notional), f"order value is above {bound}")
@@ -298,32 +282,27 @@ def check_price_collar(
         return Violation("price_collar", _bps(collar), None, f"no fresh mark price of {intent.symbol} to check against")
     if mark.price <= 0:
         return Violation("price_collar", _bps(collar), None, f"the mark price of {intent.symbol} is not positive")
-    with exact():
-        if abs(intent.limit_price - mark.price) * BPS <= collar * mark.price:  # exact: no rounding before comparing
-            return None
-        distance = quantize(abs(intent.limit_price - mark.price) / mark.price * BPS)
+    gap = _abs(_sub(intent.limit_price, mark.price))
+    if _mul(gap, BPS) <= _mul(collar, mark.price):  # exact: no rounding before comparing
+        return None
+    distance, bound = to_str(quantize(_mul(_div(gap, mark.price), BPS))), to_str(collar)
     return Violation(
         "price_collar",
-        _bps(collar),
-        _bps(distance),
-        f"limit_price is {to_str(distance)} bps from the mark {to_str(mark.price)}; the collar is {to_str(collar)} bps",
+        f"{bound} bps",
+        f"{distance} bps",
+        f"limit_price is {distance} bps from the mark {to_str(mark.price)}; the collar is {bound} bps",
     )
 
 
 def _projected(intent: OrderIntent, account: AccountSnapshot) -> tuple[Decimal, Decimal]:
     """The position now, and after the order and every working order on the same side have filled (signed)."""
-    current = account.positions.get(intent.symbol, ZERO)
-    with exact():
-        same_side = sum(
-            (
-                w.priced_qty + w.unpriced_qty
-                for w in account.working
-                if w.symbol == intent.symbol and w.side is intent.side
-            ),
-            ZERO,
-        )
-        after = current + intent.side.sign * (intent.qty + same_side)
-    return current, after
+    symbol, side = intent.symbol, intent.side
+    current = account.positions.get(symbol, ZERO)
+    same_side = ZERO
+    for w in account.working:
+        if w.symbol == symbol and w.side is side:
+            same_side = _add(same_side, _add(w.priced_qty, w.unpriced_qty))
+    return current, _add(current, _mul(side.sign, _add(intent.qty, same_side)))
 
 
 def reduces_position(intent: OrderIntent, account: AccountSnapshot) -> bool:
@@ -332,7 +311,11 @@ def reduces_position(intent: OrderIntent, account: AccountSnapshot) -> bool:
     Counting the working orders matters: otherwise small sells, each "reducing" the same long, could together turn
     it into a short of any size.
     """
-    current, after = _projected(intent, account)
+    return _reduces(*_projected(intent, account))
+
+
+def _reduces(current: Decimal, after: Decimal) -> bool:
+    """A move of the position from ``current`` to ``after`` only shrinks it (never past flat)."""
     return current != 0 and abs(after) < abs(current) and (after == 0 or (after > 0) == (current > 0))
 
 
@@ -350,11 +333,12 @@ def _projected_value(
     """The symbol's position after the order and its side's working orders, valued; None when exposure limits do not
     apply (the order only reduces the position, or there is no price to value it at)."""
     price = _valuation_price(intent, market, limits, now)
-    if price is None or reduces_position(intent, account):
+    if price is None:
         return None
-    _, after = _projected(intent, account)
-    with exact():
-        return quantize(abs(after) * price)
+    current, after = _projected(intent, account)
+    if _reduces(current, after):
+        return None
+    return quantize(_mul(_abs(after), price))
 
 
 def check_position_notional(
@@ -365,11 +349,12 @@ def check_position_notional(
     value = None if limit is None else _projected_value(intent, account, market, limits, now)
     if limit is None or value is None or value <= limit:
         return None
+    bound, worth = to_str(limit), to_str(value)
     return Violation(
         "position_notional",
-        to_str(limit),
-        to_str(value),
-        f"the {intent.symbol} position would be worth {to_str(value)}, above the limit of {to_str(limit)}",
+        bound,
+        worth,
+        f"the {intent.symbol} position would be worth {worth}, above the limit of {bound}",
     )
 
 
@@ -381,25 +366,26 @@ def check_gross_exposure(
     value = None if limit is None else _projected_value(intent, account, market, limits, now)
     if limit is None or value is None:
         return None
-    with exact():
-        others = sum((abs(v) for symbol, v in account.exposure.items() if symbol != intent.symbol), ZERO)
-        gross = quantize(others + value)
+    others = ZERO
+    for symbol, v in account.exposure.items():
+        if symbol != intent.symbol:
+            others = _add(others, _abs(v))
+    gross = quantize(_add(others, value))
     if gross <= limit:
         return None
-    return Violation(
-        "gross_exposure",
-        to_str(limit),
-        to_str(gross),
-        f"gross exposure would be {to_str(gross)}, above the limit of {to_str(limit)}",
-    )
+    bound, total = to_str(limit), to_str(gross)
+    return Violation("gross_exposure", bound, total, f"gross exposure would be {total}, above the limit of {bound}")
 
 
 def check_open_orders(
     intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
 ) -> Violation | None:
     """Room for one more working order, in the symbol and in the account."""
-    in_symbol = sum(w.count for w in account.working if w.symbol == intent.symbol)
-    in_account = sum(w.count for w in account.working)
+    in_symbol = in_account = 0
+    for w in account.working:
+        in_account += w.count
+        if w.symbol == intent.symbol:
+            in_symbol += w.count
     if limits.max_open_orders_per_symbol is not None and in_symbol >= limits.max_open_orders_per_symbol:
         bound = str(limits.max_open_orders_per_symbol)
         return Violation(
@@ -453,12 +439,16 @@ def check_trading_state(
 ) -> Violation | None:
     """Halted: nothing trades. Reducing: only orders that shrink a position."""
     state = account.trading_state
-    reason = f" ({account.state_reason})" if account.state_reason else ""
     if state is TradingState.HALTED:
-        return Violation("trading_state", state.value, None, f"trading is halted{reason}")
+        return Violation("trading_state", state.value, None, f"trading is halted{_reason(account)}")
     if state is TradingState.REDUCING:
-        return _reducing_only("trading_state", state.value, None, f"trading is reducing only{reason}", intent, account)
+        why = f"trading is reducing only{_reason(account)}"
+        return _reducing_only("trading_state", state.value, None, why, intent, account)
     return None
+
+
+def _reason(account: AccountSnapshot) -> str:
+    return f" ({account.state_reason})" if account.state_reason else ""
 
 
 def check_daily_loss(
@@ -529,6 +519,10 @@ DESK_CHECKS: tuple[Check, ...] = (
 )
 
 
+_ALL_CHECKS = CHECKS + DESK_CHECKS
+_APPROVED = Approved()  # immutable and without fields: one instance serves every approval
+
+
 def evaluate(
     intent: OrderIntent,
     account: AccountSnapshot,
@@ -538,10 +532,12 @@ def evaluate(
     checks: Iterable[Check] | None = None,
 ) -> RiskDecision:
     """Run every check (the market rules, then the desk limits); approve only when none is violated."""
-    if checks is None:
-        checks = CHECKS + DESK_CHECKS
-    violations = tuple(v for check in checks if (v := check(intent, account, market, limits, now)) is not None)
-    return Denied(violations) if violations else Approved()
+    violations = []
+    for check in _ALL_CHECKS if checks is None else checks:
+        violation = check(intent, account, market, limits, now)
+        if violation is not None:
+            violations.append(violation)
+    return Denied(tuple(violations)) if violations else _APPROVED
 
 
 def _always(limits: RiskLimits) -> bool:
@@ -619,11 +615,10 @@ def reserved_funds(
 
 def buffered_buy_price(mark: Decimal, tick_size: Decimal | None, limits: RiskLimits) -> Decimal:
     """What a market buy is valued at: the mark plus the buffer, rounded up to the tick (as a venue would fill it)."""
-    with exact():
-        price = mark * (ONE + limits.market_buffer_bps / BPS)
-        if tick_size is not None:
-            price = (price / tick_size).to_integral_value(rounding=ROUND_CEILING) * tick_size
-        return quantize(price)
+    price = _mul(mark, _add(ONE, _div(limits.market_buffer_bps, BPS)))
+    if tick_size is not None:
+        price = _mul(_div(price, tick_size).to_integral_value(ROUND_CEILING, MONEY_CONTEXT), tick_size)
+    return quantize(price)
 
 
 def market_buy_price(market_data: MarketData, limits: RiskLimits) -> Callable[[str], Decimal | None]:
