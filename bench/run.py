@@ -440,6 +440,10 @@ def provision(accounts: int = 1, throwaway_postgres: bool = False) -> Iterator[S
             "EXECSVC_RISK_MAX_ORDERS_PER_MINUTE": "1000000",
             # Every buy pays slippage and fees: over a run they add up past the daily loss limit. Lifted likewise.
             "EXECSVC_RISK_DAILY_LOSS_LIMIT": "1000000000000",
+            # Orders queued behind a running batch are admitted together and are all in flight at once: past the
+            # saturation point (open loop) the backlog would meet the open-order limits. Lifted likewise.
+            "EXECSVC_RISK_MAX_OPEN_ORDERS_PER_SYMBOL": "1000000",
+            "EXECSVC_RISK_MAX_OPEN_ORDERS_PER_ACCOUNT": "1000000",
         }
         _run([*_execsvc_cmd(), "db", "upgrade"], env)
         tokens = []

@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from execsvc.core.errors import DependencyUnavailable
-from execsvc.ratelimit import LocalRateCounter, RedisRateCounter
+from execsvc.ratelimit import BatchRate, LocalRateCounter, RedisRateCounter
 from tests.support.services import RedisServer, free_port
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -79,3 +79,32 @@ async def test_two_service_instances_share_the_order_rate_through_redis(
         for h, c in ((one, c1), (two, c2)):
             await h.client.aclose()
             await c.stop()
+
+
+async def batch_counts_as_one_by_one(counter: LocalRateCounter | RedisRateCounter) -> None:
+    await counter.hit("a", T0)
+    batch = BatchRate(counter)
+    # Three submissions of one batch count the ones before them, as if made one after another...
+    assert await batch.hit("a", T0 + timedelta(milliseconds=100)) == (1, 1)
+    assert await batch.hit("a", T0 + timedelta(milliseconds=101)) == (2, 2)
+    assert await batch.count("a", T0 + timedelta(milliseconds=102)) == (3, 3)
+    assert await batch.hit("a", T0 + timedelta(milliseconds=102)) == (3, 3)
+    # ... and reach the shared counter in one write, when the batch is done.
+    assert await counter.count("a", T0 + timedelta(milliseconds=200)) == (1, 1)
+    await batch.flush()
+    assert await counter.count("a", T0 + timedelta(milliseconds=200)) == (4, 4)
+    assert await counter.count("a", T0 + timedelta(milliseconds=1050)) == (3, 4)  # the first left the second
+    with pytest.raises(ValueError, match="one account"):
+        await batch.hit("b", T0)
+
+
+async def test_a_batch_counts_in_the_local_counter_as_one_by_one() -> None:
+    await batch_counts_as_one_by_one(LocalRateCounter())
+
+
+async def test_a_batch_counts_in_redis_as_one_by_one_in_one_write(redis_srv: RedisServer, redis_prefix: str) -> None:
+    client = Redis.from_url(redis_srv.url)
+    try:
+        await batch_counts_as_one_by_one(RedisRateCounter(client, redis_prefix))
+    finally:
+        await client.aclose()

@@ -189,3 +189,16 @@ async def test_a_waiter_cancelled_before_its_batch_is_left_out() -> None:
     with pytest.raises(asyncio.CancelledError):
         await second
     assert seen == [[1], [3]]
+
+
+async def test_the_order_rate_limit_counts_the_orders_before_it_in_the_batch() -> None:
+    h = build()
+    h.pipeline.limits = RiskLimits(fee_bps=FEE_BPS, market_buffer_bps=D(50), **{**DESK_OFF, "max_orders_per_second": 3})
+    results = await together(h, *(limit_buy("0.01", "40000") for _ in range(5)))
+
+    assert decisions(results) == ["Approved", "Approved", "Approved", "Denied", "Denied"]
+    denied = results[3]
+    assert isinstance(denied, SubmitResult)
+    assert isinstance(denied.decision, Denied)
+    assert [v.rule for v in denied.decision.violations] == ["order_rate_second"]
+    assert await h.pipeline.rate.count(ACCOUNT, h.clock.now()) == (5, 5)  # every submission counted, once

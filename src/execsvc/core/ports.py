@@ -76,3 +76,7 @@ class RateCounter(Protocol):
     async def count(self, account_id: str, now: datetime) -> tuple[int, int]:
         """The same counts, recording nothing (for what-if checks)."""
         ...
+
+    async def record(self, account_id: str, times: Sequence[datetime]) -> None:
+        """Record several submissions at once (a batch's, counted under the account's lock)."""
+        ...

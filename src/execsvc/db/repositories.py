@@ -97,6 +97,28 @@ class _Repo:
         self.conn = conn
 
 
+def _upserts(dialect_insert: Any) -> dict[str, Any]:
+    """The ledger's hot upserts in one dialect, built once with bound parameters: building one (its ``excluded``
+    alias above all) costs far more than running its cached compiled form."""
+    positions = dialect_insert(t.positions)
+    balances = dialect_insert(t.balances)
+    fills = dialect_insert(t.fills)
+    position_columns = ("qty", "avg_entry_price", "realized_pnl", "trip_pnl", "updated_at")
+    return {
+        "positions": positions.on_conflict_do_update(
+            index_elements=["account_id", "symbol"], set_={c: positions.excluded[c] for c in position_columns}
+        ),
+        "balances": balances.on_conflict_do_update(
+            index_elements=["account_id", "asset"],
+            set_={"total": balances.excluded.total, "updated_at": balances.excluded.updated_at},
+        ),
+        "fills": fills.on_conflict_do_nothing(index_elements=["broker", "trade_id"]).returning(t.fills.c.id),
+    }
+
+
+_UPSERTS = {"postgresql": _upserts(pg_insert), "sqlite": _upserts(sqlite_insert)}
+
+
 # Hot statements are built once: building a construct costs more CPU than executing its cached compiled form.
 _LOCK_ACCOUNT = select(t.accounts.c.id, t.accounts.c.broker, t.accounts.c.valuation_asset).where(
     t.accounts.c.id == bindparam("account_id")
@@ -129,6 +151,13 @@ _INSERT_OUTBOX = insert(t.outbox)
 _POSITION = select(
     t.positions.c.qty, t.positions.c.avg_entry_price, t.positions.c.realized_pnl, t.positions.c.trip_pnl
 ).where(t.positions.c.account_id == bindparam("account_id"), t.positions.c.symbol == bindparam("symbol"))
+_RISK_STATE = select(t.risk_states).where(t.risk_states.c.scope == bindparam("scope"))
+_RISK_LIMITS = select(t.risk_limits.c.version, t.risk_limits.c.overrides).where(
+    t.risk_limits.c.account_id == bindparam("account_id")
+)
+_POSITION_QTYS = select(t.positions.c.symbol, t.positions.c.qty).where(
+    t.positions.c.account_id == bindparam("account_id")
+)
 _BALANCES = select(t.balances.c.asset, t.balances.c.total).where(t.balances.c.account_id == bindparam("account_id"))
 _IDEMPOTENCY = select(t.idempotency_keys).where(
     t.idempotency_keys.c.account_id == bindparam("account_id"), t.idempotency_keys.c.key == bindparam("key")
@@ -256,27 +285,17 @@ class SqlFills(_Repo):
             "trade_id": fill.trade_id,
             "created_at": fill.at or at,
         }
-        ins = pg_insert(t.fills) if self.conn.dialect.name == "postgresql" else sqlite_insert(t.fills)
-        stmt = ins.values(**values).on_conflict_do_nothing(index_elements=["broker", "trade_id"])
-        result = await self.conn.execute(stmt.returning(t.fills.c.id))
+        result = await self.conn.execute(_UPSERTS[self.conn.dialect.name]["fills"], values)
         return result.first() is not None
 
 
 class SqlPositions(_Repo):
     async def get(self, account_id: str, symbol: str) -> Position:
-        p = t.positions.c
-        row = (
-            await self.conn.execute(
-                select(p.qty, p.avg_entry_price, p.realized_pnl, p.trip_pnl).where(
-                    p.account_id == account_id, p.symbol == symbol
-                )
-            )
-        ).first()
+        row = (await self.conn.execute(_POSITION, {"account_id": account_id, "symbol": symbol})).first()
         return Position() if row is None else Position(row.qty, row.avg_entry_price, row.realized_pnl, row.trip_pnl)
 
     async def quantities(self, account_id: str) -> dict[str, Decimal]:
-        p = t.positions.c
-        rows = await self.conn.execute(select(p.symbol, p.qty).where(p.account_id == account_id))
+        rows = await self.conn.execute(_POSITION_QTYS, {"account_id": account_id})
         return {r.symbol: r.qty for r in rows if r.qty != 0}
 
     async def save(self, account_id: str, symbol: str, position: Position, at: datetime) -> None:
@@ -289,7 +308,7 @@ class SqlPositions(_Repo):
             "trip_pnl": position.trip_pnl,
             "updated_at": at,
         }
-        await self.conn.execute(upsert(self.conn, t.positions, values, ["account_id", "symbol"]))
+        await self.conn.execute(_UPSERTS[self.conn.dialect.name]["positions"], values)
 
 
 class SqlBalances(_Repo):
@@ -300,12 +319,7 @@ class SqlBalances(_Repo):
     async def save(self, account_id: str, totals: Mapping[str, Decimal], at: datetime) -> None:
         rows = [{"account_id": account_id, "asset": a, "total": v, "updated_at": at} for a, v in totals.items()]
         if rows:
-            ins = pg_insert(t.balances) if self.conn.dialect.name == "postgresql" else sqlite_insert(t.balances)
-            stmt = ins.on_conflict_do_update(
-                index_elements=["account_id", "asset"],
-                set_={"total": ins.excluded.total, "updated_at": ins.excluded.updated_at},
-            )
-            await self.conn.execute(stmt, rows)
+            await self.conn.execute(_UPSERTS[self.conn.dialect.name]["balances"], rows)
 
 
 class SqlIdempotency(_Repo):
@@ -427,27 +441,31 @@ def risk_event_values(event: RiskEvent) -> dict[str, Any]:
 
 
 class SqlRisk(_Repo):
+    """Reads are remembered for the unit of work (a transaction sees one state of the rows it read; its own writes
+    update what it remembers): a batch of orders reads the account's controls once, not once per order."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        super().__init__(conn)
+        self._states: dict[str, AccountRisk] = {}
+        self._limits: dict[str, tuple[int, str | None]] = {}
+
     async def state(self, scope: str) -> AccountRisk:
-        row = (await self.conn.execute(select(t.risk_states).where(t.risk_states.c.scope == scope))).first()
-        return risk_from_row(None if row is None else row._mapping)
+        known = self._states.get(scope)
+        if known is None:
+            row = (await self.conn.execute(_RISK_STATE, {"scope": scope})).first()
+            known = self._states[scope] = risk_from_row(None if row is None else row._mapping)
+        return known
 
     async def controls(self, account_id: str) -> RiskControls:
-        limits = (
-            await self.conn.execute(
-                select(t.risk_limits.c.version, t.risk_limits.c.overrides).where(
-                    t.risk_limits.c.account_id == account_id
-                )
-            )
-        ).first()
-        return RiskControls(
-            await self.state(account_id),
-            (await self.state(GLOBAL)).manual,
-            0 if limits is None else limits.version,
-            None if limits is None else limits.overrides,
-        )
+        limits = self._limits.get(account_id)
+        if limits is None:
+            row = (await self.conn.execute(_RISK_LIMITS, {"account_id": account_id})).first()
+            limits = self._limits[account_id] = (0, None) if row is None else (row.version, row.overrides)
+        return RiskControls(await self.state(account_id), (await self.state(GLOBAL)).manual, *limits)
 
     async def save(self, scope: str, risk: AccountRisk) -> None:
         await self.conn.execute(upsert(self.conn, t.risk_states, risk_values(scope, risk), ["scope"]))
+        self._states[scope] = risk
 
     async def add_event(self, event: RiskEvent) -> None:
         await self.conn.execute(insert(t.risk_events).values(**risk_event_values(event)))
@@ -465,6 +483,7 @@ class SqlRisk(_Repo):
             "updated_at": at,
         }
         await self.conn.execute(upsert(self.conn, t.risk_limits, values, ["account_id"]))
+        self._limits.pop(account_id, None)
         await self.conn.execute(
             insert(t.risk_limit_versions).values(
                 account_id=account_id, version=version, overrides=overrides_json, changed_by=actor, changed_at=at

@@ -19,7 +19,7 @@ from execsvc.core.commands import SubmitOrder
 from execsvc.core.errors import AccountNotFound
 from execsvc.core.money import ZERO, exact, to_str
 from execsvc.core.orders import WorkingTotals
-from execsvc.core.ports import MarketData
+from execsvc.core.ports import MarketData, RateCounter
 from execsvc.core.trading import (
     GLOBAL,
     SYSTEM_ACTOR,
@@ -121,10 +121,19 @@ def effective_state(controls: RiskControls) -> tuple[TradingState, str | None]:
 
 
 async def assess(
-    pipeline: Pipeline, uow: UnitOfWork, account_id: str, broker: str, cmd: SubmitOrder, now: datetime, record: bool
+    pipeline: Pipeline,
+    uow: UnitOfWork,
+    account_id: str,
+    broker: str,
+    cmd: SubmitOrder,
+    now: datetime,
+    record: bool,
+    counter: RateCounter | None = None,
 ) -> Assessment:
-    """Read what the risk engine needs about the account and run it on the order (``record``: count it too)."""
-    rate = pipeline.rate.hit if record else pipeline.rate.count
+    """Read what the risk engine needs about the account and run it on the order (``record``: count it too, in
+    ``counter`` if given, else in the pipeline's order-rate counter)."""
+    counter = counter or pipeline.rate
+    rate = counter.hit if record else counter.count
     recent = await rate(account_id, now)
     controls = await uow.risk.controls(account_id)
     limits = limits_for(pipeline.limits, controls.limits_json, cmd.symbol)

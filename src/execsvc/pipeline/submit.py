@@ -36,6 +36,7 @@ from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.reports import record_transition, settle_batch
 from execsvc.pipeline.risk import Assessment, assess, settle_day
 from execsvc.pipeline.venue_events import venue_refused_credentials
+from execsvc.ratelimit import BatchRate
 from execsvc.risk import Denied, RiskDecision, audit
 from execsvc.routing.breaker import Claim
 
@@ -126,10 +127,11 @@ async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[Submit
         if account is None:
             raise AccountNotFound(f"account {account_id!r} does not exist")
         breaker = pipeline.breakers(account.broker)
+        rate = BatchRate(pipeline.rate)
         try:
             for cmd in cmds:
                 try:
-                    checked = await _check(pipeline, uow, account, cmd)
+                    checked = await _check(pipeline, uow, account, cmd, rate)
                 except ExecsvcError as exc:
                     answers.append(exc)
                     continue
@@ -142,6 +144,7 @@ async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[Submit
                 # A failure while writing is not this order's alone: the unit of work is spoiled; the batch fails.
                 order = await _record(pipeline, uow, account.id, cmd, assessment, now)
                 answers.append(_Admitted(SubmitResult(order, assessment.decision), account, claim))
+            await rate.flush()
             await uow.commit()
         except BaseException:
             for claim in claims:
@@ -154,7 +157,7 @@ async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[Submit
 
 
 async def _check(
-    pipeline: Pipeline, uow: UnitOfWork, account: AccountInfo, cmd: SubmitOrder
+    pipeline: Pipeline, uow: UnitOfWork, account: AccountInfo, cmd: SubmitOrder, rate: BatchRate
 ) -> _Admitted | tuple[Assessment, Claim | None, datetime]:
     """One order's checks and risk decision under the account lock: a final answer (a replay), or what to record.
     Raises, having written nothing, when the order is refused before it is stored."""
@@ -178,7 +181,7 @@ async def _check(
         if existing is not None:
             raise DuplicateClientOrderId(cmd.client_order_id, existing.id)
 
-    assessment = await assess(pipeline, uow, account.id, account.broker, cmd, now, record=True)
+    assessment = await assess(pipeline, uow, account.id, account.broker, cmd, now, record=True, counter=rate)
     decision = assessment.decision
     if isinstance(decision, Denied):
         broken = tuple(v for v in decision.violations if v.rule in MARKET_RULES)
