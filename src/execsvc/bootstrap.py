@@ -37,7 +37,7 @@ from execsvc.db.admin import CachedLookup, TokenLookup, authenticate, lookup_tok
 from execsvc.db.engine import make_engine, ping
 from execsvc.db.pg import CountedConnection, PgPool
 from execsvc.db.queries import ReadModel, RiskReads
-from execsvc.db.uow import SqlUnitOfWorkFactory
+from execsvc.db.uow import SqliteUnitOfWorkFactory, SqliteWriter
 from execsvc.marketdata.book import MarketBook
 from execsvc.marketdata.simulated import SimulatedFeed
 from execsvc.observability.metrics import Metrics
@@ -60,6 +60,7 @@ from execsvc.webhooks.worker import DeliveryWorker, LocalQueue, Queue, RedisQueu
 
 log = structlog.get_logger(__name__)
 PURGE_INTERVAL_SECONDS = 600
+CHECKPOINT_INTERVAL_SECONDS = 1.0
 STREAM_CATCH_UP_SECONDS = 1.0  # after a venue's order stream is opened again, a sync round this much later
 STREAM_HEALTHY_SECONDS = 60.0  # a stream up this long before it dropped starts its reconnect pauses afresh
 # Every this many venue sync rounds, venue accounts are read again (to bind those made on another instance).
@@ -83,6 +84,7 @@ class Container:
     services: Services
     run_feed: bool
     pg_pool: PgPool | None = None
+    sqlite: SqliteUnitOfWorkFactory | None = None
     webhook_worker: DeliveryWorker | None = None
     stream_tail: OutboxTail | None = None
     stream_reader: FeedReader | None = None
@@ -117,6 +119,8 @@ class Container:
             )
         self.tasks.append(asyncio.create_task(self._purge_loop(), name="idempotency-purge"))
         self.tasks.append(asyncio.create_task(self._reconcile_loop(), name="reconcile"))
+        if self.sqlite is not None:
+            self.tasks.append(asyncio.create_task(self._checkpoint_loop(self.sqlite), name="sqlite-checkpoint"))
         if self.webhook_worker is not None:
             await self.webhook_worker.start()
         if self.stream_reader is not None:
@@ -153,6 +157,8 @@ class Container:
             await self.redis.aclose()
         if self.pg_pool is not None:
             await self.pg_pool.close()
+        if self.sqlite is not None:
+            self.sqlite.writer.close()
         await self.engine.dispose()
 
     async def purge_expired_idempotency_keys(self) -> int:
@@ -161,6 +167,16 @@ class Container:
             removed = await uow.idempotency.delete_expired(self.clock.now())
             await uow.commit()
         return removed
+
+    @staticmethod
+    async def _checkpoint_loop(sqlite: SqliteUnitOfWorkFactory) -> None:
+        """Keep the SQLite WAL short: the order path's writer never checkpoints inline (see ``SqliteWriter``)."""
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL_SECONDS)
+            try:
+                await sqlite.checkpoint()
+            except Exception:
+                log.warning("sqlite_checkpoint_failed", exc_info=True)
 
     async def _purge_loop(self) -> None:
         while True:
@@ -362,7 +378,14 @@ def build(
         if settings.embedded
         else PgPool(settings.sqlalchemy_url, settings.db_pool_size, settings.account_lock_timeout_ms)
     )
-    uow: UnitOfWorkFactory = SqlUnitOfWorkFactory(engine) if pg_pool is None else pg_pool.unit_of_work
+    # The embedded default's order path writes through one sqlite3 connection on the event loop's thread.
+    sqlite = SqliteUnitOfWorkFactory(engine, SqliteWriter(str(settings.sqlite_path))) if pg_pool is None else None
+    uow: UnitOfWorkFactory
+    if pg_pool is not None:
+        uow = pg_pool.unit_of_work
+    else:
+        assert sqlite is not None
+        uow = sqlite
     token_lookup: TokenLookup = partial(lookup_token, engine) if pg_pool is None else pg_pool.lookup_token
     if settings.token_cache_seconds > 0:
         token_lookup = CachedLookup(token_lookup, settings.token_cache_seconds)
@@ -419,7 +442,7 @@ def build(
     redis = redis_client(settings.redis_url) if settings.redis_url else None
     pipeline.rate = LocalRateCounter() if redis is None else RedisRateCounter(redis, settings.redis_prefix)
     reads = ReadModel(engine)
-    write_lock = uow.write_lock if isinstance(uow, SqlUnitOfWorkFactory) else None
+    write_lock = sqlite.write_lock if sqlite is not None else None
     webhook_store = WebhookStore(engine, write_lock)
     account_store = AccountStore(engine, SecretBox.from_setting(settings.secrets_key), write_lock)
     accounts = AccountService(
@@ -478,8 +501,8 @@ def build(
     tail = OutboxTail(engine, stream_log, read=None if pg_pool is None else pg_pool.outbox_rows)
     if pg_pool is not None:
         pg_pool.on_outbox = tail.wake
-    elif isinstance(uow, SqlUnitOfWorkFactory):
-        uow.on_outbox = tail.wake
+    elif sqlite is not None:
+        sqlite.on_outbox = tail.wake
 
     async def wake(delivery_id: UUID, subscription_id: UUID) -> None:
         if worker is None and redis is None:
@@ -526,6 +549,7 @@ def build(
         services=services,
         run_feed=run_feed,
         pg_pool=pg_pool,
+        sqlite=sqlite,
         webhook_worker=worker,
         stream_tail=tail,
         stream_reader=reader,

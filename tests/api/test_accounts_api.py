@@ -22,7 +22,6 @@ from execsvc.core.errors import BrokerAuthFailed, BrokerUnavailable
 from execsvc.core.ids import new_id
 from execsvc.core.venues import AccountMode, Credentials, Finding, VenueAccount, VenueOptions
 from execsvc.db import tables as t
-from execsvc.db.uow import SqlUnitOfWorkFactory
 from tests.conftest import Harness
 
 D = Decimal
@@ -89,8 +88,7 @@ class Env:
 
 def make_service(h: Harness, venues: FakeVenues, keys: str | None) -> AccountService:
     container = h.container
-    uow = container.pipeline.uow
-    write_lock = uow.write_lock if isinstance(uow, SqlUnitOfWorkFactory) else None
+    write_lock = None if container.sqlite is None else container.sqlite.write_lock
     store = AccountStore(container.engine, SecretBox.from_setting(keys), write_lock)
     settings = container.settings
     return AccountService(

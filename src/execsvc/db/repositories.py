@@ -15,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from execsvc.core.ledger import Position
-from execsvc.core.orders import Order, OrderStatus, RiskAudit, Transition, WorkingTotals, working_totals
+from execsvc.core.orders import Order, OrderStatus, RiskAudit, Transition, WorkingTotals, with_working, working_totals
 from execsvc.core.reports import Filled
 from execsvc.core.trading import GLOBAL, AccountRisk, ManualState, RiskControls, RiskEvent, TradingState
 from execsvc.core.uow import AccountInfo, IdempotencyRecord
@@ -179,10 +179,21 @@ class SqlAccounts(_Repo):
 
 
 class SqlOrders(_Repo):
+    """The working totals read for a risk check are remembered for the unit of work and kept current as orders are
+    added, so a batch of orders reads the account's working orders once, not once per order."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        super().__init__(conn)
+        self._totals: dict[str, list[WorkingTotals]] = {}
+
     async def add(self, order: Order) -> None:
         await self.conn.execute(_INSERT_ORDER, order_values(order))
+        totals = self._totals.get(order.account_id)
+        if totals is not None:
+            self._totals[order.account_id] = with_working(totals, order)
 
     async def update(self, order: Order) -> None:
+        self._totals.pop(order.account_id, None)
         await self.conn.execute(
             _UPDATE_ORDER,
             {
@@ -227,8 +238,11 @@ class SqlOrders(_Repo):
         return [(order_from_row(r), r.account_broker) for r in await self.conn.execute(stmt)]
 
     async def working_totals(self, account_id: str) -> Sequence[WorkingTotals]:
-        # SQLite keeps amounts as exact text, so the sums are done in Python.
-        return working_totals(await self.working(account_id))
+        totals = self._totals.get(account_id)
+        if totals is None:
+            # SQLite keeps amounts as exact text, so the sums are done in Python.
+            totals = self._totals[account_id] = working_totals(await self.working(account_id))
+        return totals
 
     async def working_for_broker(self, broker: str) -> Sequence[Order]:
         """Every working order of every account on ``broker`` (start-up restore and reconciliation)."""
