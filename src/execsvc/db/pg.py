@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -34,6 +33,7 @@ from execsvc.core.trading import GLOBAL, AccountRisk, RiskControls, RiskEvent
 from execsvc.core.uow import AccountInfo, IdempotencyRecord
 from execsvc.core.values import Side
 from execsvc.db.admin import TokenRecord
+from execsvc.db.jsontext import canonical, compact
 from execsvc.db.repositories import IN_FLIGHT, order_from_row, risk_event_values, risk_from_row, risk_values
 
 WORKING = [s.value for s in OrderStatus if s.is_working]
@@ -397,7 +397,7 @@ def _order_row(order: Order) -> tuple[Any, ...]:
         order.venue_order_id,
         order.created_at,
         order.updated_at,
-        None if order.risk is None else json.dumps(order.risk.to_json(), separators=(",", ":")),
+        None if order.risk is None else compact(order.risk.to_json()),
     )
 
 
@@ -790,7 +790,7 @@ class PgIdempotency(_Repo):
 
 class PgOutbox(_Repo):
     async def add(self, topic: str, account_id: str, payload: Mapping[str, Any], at: datetime) -> None:
-        self.s.outbox.append((topic, account_id, json.dumps(payload, separators=(",", ":"), sort_keys=True), at))
+        self.s.outbox.append((topic, account_id, canonical(payload), at))
 
 
 class PgRisk(_Repo):

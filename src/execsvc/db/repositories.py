@@ -21,6 +21,7 @@ from execsvc.core.trading import GLOBAL, AccountRisk, ManualState, RiskControls,
 from execsvc.core.uow import AccountInfo, IdempotencyRecord
 from execsvc.core.values import OrderType, Side, TimeInForce
 from execsvc.db import tables as t
+from execsvc.db.jsontext import canonical, compact
 
 WORKING = tuple(s.value for s in OrderStatus if s.is_working)
 
@@ -79,7 +80,7 @@ def order_values(order: Order) -> dict[str, Any]:
         "venue_order_id": order.venue_order_id,
         "created_at": order.created_at,
         "updated_at": order.updated_at,
-        "risk": None if order.risk is None else json.dumps(order.risk.to_json(), separators=(",", ":")),
+        "risk": None if order.risk is None else compact(order.risk.to_json()),
     }
 
 
@@ -399,7 +400,7 @@ class SqlOutbox(_Repo):
             {
                 "topic": topic,
                 "account_id": account_id,
-                "payload": json.dumps(payload, separators=(",", ":"), sort_keys=True),
+                "payload": canonical(payload),
                 "created_at": at,
             }
         )
@@ -449,7 +450,7 @@ def risk_event_values(event: RiskEvent) -> dict[str, Any]:
         "state": None if event.state is None else event.state.value,
         "reason": event.reason,
         "actor": event.actor,
-        "detail": json.dumps(event.detail, separators=(",", ":"), sort_keys=True) if event.detail else None,
+        "detail": canonical(event.detail) if event.detail else None,
         "created_at": event.at,
     }
 
