@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -50,8 +51,9 @@ def order(
     symbol: str = "BTC/USDT",
     filled: str = "0",
     order_id: UUID | None = None,
+    created_at: datetime | None = None,
 ) -> Order:
-    clock = FakeClock()
+    created_at = created_at or FakeClock().now()
     return Order(
         id=order_id or new_id(),
         client_order_id="c-1",
@@ -70,8 +72,8 @@ def order(
         reject_code=None,
         reject_reason=None,
         venue_order_id=None,
-        created_at=clock.now(),
-        updated_at=clock.now(),
+        created_at=created_at,
+        updated_at=created_at,
     )
 
 
@@ -321,15 +323,6 @@ async def test_an_order_canceled_before_it_arrived_is_refused_when_it_arrives(br
     assert [type(r).__name__ for r in late] == ["Rejected"]
 
 
-async def test_history_is_bounded(book: MarketBook) -> None:
-    small = PaperBroker(book, history_size=2)
-    orders = [order(Side.BUY, "0.3", None) for _ in range(3)]
-    for o in orders:
-        await small.submit(o)
-    assert [type(r).__name__ for r in await small.fetch_status(orders[0])] == ["Rejected"]
-    assert isinstance((await small.fetch_status(orders[2]))[0], Accepted)
-
-
 async def test_canceled_order_no_longer_fills(broker: PaperBroker, book: MarketBook) -> None:
     o = order(Side.BUY, "0.3", "49000")
     await broker.submit(o)
@@ -358,6 +351,167 @@ async def test_fetch_status_of_an_order_not_resting_is_a_not_found_rejection(bro
     assert len(reports) == 1
     assert isinstance(reports[0], Rejected)
     assert reports[0].code == "not_found"
+
+
+# -- the bounded history ----------------------------------------------------------------------------------------
+
+WINDOW = timedelta(seconds=60)
+
+
+@pytest.fixture
+def venue_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def windowed(book: MarketBook, venue_clock: FakeClock) -> PaperBroker:
+    return PaperBroker(book, history_window=WINDOW, clock=venue_clock)
+
+
+def now_order(clock: FakeClock, side: Side = Side.BUY, qty: str = "0.3", limit_price: str | None = None) -> Order:
+    """An order created at the clock's time, as the pipeline creates it just before sending it."""
+    return order(side, qty, limit_price, created_at=clock.now())
+
+
+def codes(reports: Sequence[BrokerReport]) -> list[str]:
+    return [r.code if isinstance(r, Rejected) else type(r).__name__ for r in reports]
+
+
+async def test_an_ended_order_is_remembered_for_the_history_window_after_it_ended(
+    windowed: PaperBroker, venue_clock: FakeClock
+) -> None:
+    filled = now_order(venue_clock)
+    reports = list(await windowed.submit(filled))
+    venue_clock.advance(59)
+    await windowed.submit(now_order(venue_clock))  # the venue forgets as it works
+
+    assert list(await windowed.fetch_status(filled)) == reports
+    assert list(await windowed.cancel(filled)) == reports  # a late cancel gets the order's true end: its fill
+    assert windowed.remembered_count() == 2
+
+
+async def test_an_ended_order_is_forgotten_once_the_history_window_has_passed(
+    windowed: PaperBroker, venue_clock: FakeClock
+) -> None:
+    filled = now_order(venue_clock)
+    await windowed.submit(filled)
+    venue_clock.advance(61)
+    await windowed.submit(now_order(venue_clock))
+
+    assert codes(await windowed.fetch_status(filled)) == ["not_found"]  # as after a restart of the venue
+    assert windowed.remembered_count() == 1
+
+
+async def test_the_oldest_ended_orders_are_forgotten_beyond_the_history_size(
+    book: MarketBook, venue_clock: FakeClock
+) -> None:
+    small = PaperBroker(book, history_size=2, clock=venue_clock)
+    orders = []
+    for _ in range(3):
+        orders.append(now_order(venue_clock))
+        await small.submit(orders[-1])
+        venue_clock.advance(0.001)
+
+    assert codes(await small.fetch_status(orders[0])) == ["not_found"]
+    assert codes(await small.fetch_status(orders[1]))[0] == "Accepted"
+    assert codes(await small.fetch_status(orders[2]))[0] == "Accepted"
+    assert small.remembered_count() == 2
+
+
+async def test_a_forgotten_order_that_arrives_again_is_refused_and_never_trades_twice(
+    windowed: PaperBroker, venue_clock: FakeClock
+) -> None:
+    filled = now_order(venue_clock)
+    await windowed.submit(filled)
+    venue_clock.advance(61)
+    await windowed.submit(now_order(venue_clock))
+
+    assert codes(await windowed.submit(filled)) == ["stale_order"]
+    assert codes(await windowed.fetch_status(filled)) == ["not_found"]  # the refusal is not remembered either
+
+
+async def test_a_cancel_that_arrived_first_still_refuses_the_order_once_forgotten(
+    windowed: PaperBroker, venue_clock: FakeClock
+) -> None:
+    late = now_order(venue_clock)
+    assert list(await windowed.cancel(late)) == [Canceled("canceled before it reached the venue")]
+    venue_clock.advance(61)
+    await windowed.submit(now_order(venue_clock))
+
+    assert codes(await windowed.submit(late)) == ["stale_order"]
+
+
+async def test_a_cancel_after_the_window_is_confirmed_as_after_a_restart(
+    windowed: PaperBroker, venue_clock: FakeClock
+) -> None:
+    filled = now_order(venue_clock)
+    await windowed.submit(filled)
+    venue_clock.advance(61)
+    await windowed.submit(now_order(venue_clock))
+
+    # The fill is no longer known: the documented limit of the window. The order never trades again.
+    assert list(await windowed.cancel(filled)) == [
+        Canceled("the paper venue no longer knows this order; it will not trade")
+    ]
+    assert codes(await windowed.submit(filled)) == ["stale_order"]
+    assert windowed.remembered_count() == 1  # answering it stored nothing
+
+
+async def test_an_order_newer_than_every_forgotten_one_trades_and_can_be_canceled_ahead(
+    windowed: PaperBroker, venue_clock: FakeClock
+) -> None:
+    await windowed.submit(now_order(venue_clock))
+    venue_clock.advance(61)
+    await windowed.submit(now_order(venue_clock))  # forgets the first
+
+    fresh = now_order(venue_clock)
+    assert codes(await windowed.submit(fresh)) == ["Accepted", "Filled"]
+    ahead = now_order(venue_clock)
+    assert list(await windowed.cancel(ahead)) == [Canceled("canceled before it reached the venue")]
+    assert codes(await windowed.submit(ahead)) == ["duplicate_or_canceled"]
+
+
+async def test_a_resting_order_is_remembered_while_it_rests_and_for_the_window_after_it_fills(
+    windowed: PaperBroker, venue_clock: FakeClock, book: MarketBook
+) -> None:
+    resting = now_order(venue_clock, limit_price="49000")
+    accepted = list(await windowed.submit(resting))
+    venue_clock.advance(3600)
+    await windowed.submit(now_order(venue_clock))
+
+    assert windowed.resting_count() == 1
+    assert list(await windowed.fetch_status(resting)) == accepted
+    ((_, fill),) = windowed.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(48000)))
+    venue_clock.advance(59)
+    await windowed.submit(now_order(venue_clock))
+    assert list(await windowed.cancel(resting)) == accepted + fill  # a cancel after the fill gets the fill
+
+    venue_clock.advance(2)
+    await windowed.submit(now_order(venue_clock))
+    assert codes(await windowed.fetch_status(resting)) == ["not_found"]
+
+
+async def test_a_resting_order_outlives_the_history_size(book: MarketBook, venue_clock: FakeClock) -> None:
+    small = PaperBroker(book, history_size=1, clock=venue_clock)
+    resting = now_order(venue_clock, limit_price="49000")
+    await small.submit(resting)
+    for _ in range(3):
+        await small.submit(now_order(venue_clock))
+
+    assert small.resting_count() == 1
+    assert list(await small.cancel(resting)) == [Canceled("canceled by request")]
+
+
+async def test_a_restored_order_is_never_forgotten_while_it_rests(
+    windowed: PaperBroker, venue_clock: FakeClock
+) -> None:
+    restored = order(Side.BUY, "0.5", "49000", created_at=venue_clock.now() - timedelta(days=1))
+    windowed.restore([restored])
+    venue_clock.advance(3600)
+    await windowed.submit(now_order(venue_clock))
+
+    assert codes(await windowed.fetch_status(restored)) == ["Accepted"]
+    assert list(await windowed.cancel(restored)) == [Canceled("canceled by request")]
 
 
 async def test_fetch_balances_is_not_a_paper_capability(broker: PaperBroker) -> None:

@@ -4,6 +4,12 @@ It is its own adapter, not a flag inside a live one. Market orders fill at the m
 slippage; limit orders that cross the mark fill at once at the better of the limit and the slipped mark, the rest
 rests and fills at its limit when the mark reaches it (``on_mark``). ``max_fill_qty`` caps what one match can fill,
 to simulate a thin book: ``ioc`` fills what it can and cancels the rest, ``fok`` fills fully or is canceled.
+
+What the venue said about each order is kept for ``fetch_status`` and late cancels: for as long as the order rests,
+then ``history_window`` after it ended (and for at most ``history_size`` ended orders, the oldest forgotten first).
+That covers reconciliation, which asks about an order in flight ``reconcile_after_seconds`` after it was sent. Past
+it the venue answers as it would after a restart: ``fetch_status`` says not found and a cancel is confirmed. An order
+created no later than the newest one forgotten is refused if it arrives, so an order that ended never trades again.
 """
 
 from __future__ import annotations
@@ -11,9 +17,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from uuid import UUID
 
+from execsvc.core.clock import Clock, SystemClock
 from execsvc.core.errors import CapabilityMissing
 from execsvc.core.ledger import fee_for
 from execsvc.core.markets import MarketRules, Quote
@@ -22,6 +30,13 @@ from execsvc.core.orders import Order
 from execsvc.core.ports import BrokerCapabilities, MarketData
 from execsvc.core.reports import Accepted, BrokerReport, Canceled, Filled, Rejected
 from execsvc.core.values import OrderType, Side, TimeInForce
+
+# Reconciliation asks about an order in flight 10-15 s after it was sent (reconcile_after_seconds plus one interval
+# at the defaults): a minute leaves room for a slow pass or a short database outage. An ended order costs ~0.85 kB,
+# so the window holds ~5 MB at 100 orders/s; the count binds only above ~330 ended orders/s (about the most one
+# instance sustains) and caps the history at ~17 MB whatever the rate.
+HISTORY_WINDOW = timedelta(seconds=60)
+HISTORY_SIZE = 20_000
 
 
 @dataclass(slots=True)
@@ -33,6 +48,14 @@ class _Resting:
     qty: Decimal
     filled_qty: Decimal
     quote_asset: str
+
+
+@dataclass(slots=True)
+class _Known:
+    """What the venue said about one order, and when the order was created (for the forgetting horizon)."""
+
+    created_at: datetime
+    reports: list[BrokerReport]
 
 
 class PaperBroker:
@@ -52,27 +75,40 @@ class PaperBroker:
         fee_bps: Decimal = Decimal(10),
         slippage_bps: Decimal = Decimal(5),
         max_fill_qty: Decimal | None = None,
-        history_size: int = 100_000,
+        history_size: int = HISTORY_SIZE,
         name: str = "paper",
+        *,
+        history_window: timedelta = HISTORY_WINDOW,
+        clock: Clock | None = None,
     ) -> None:
         self.name = name  # "paper" on the simulated market; "paper@MARKET" on a venue's prices
         self._market_data = market_data
         self._fee_bps = fee_bps
         self._slippage_bps = slippage_bps
         self._max_fill_qty = max_fill_qty
+        self._clock = clock or SystemClock()
         self._resting: dict[UUID, _Resting] = {}
-        # What the venue said about each recent order (oldest forgotten first), for fetch_status and late cancels.
-        self._history: OrderedDict[UUID, list[BrokerReport]] = OrderedDict()
+        # What the venue said about every order it remembers: the resting ones and those ended recently.
+        self._known: dict[UUID, _Known] = {}
+        # Orders no longer on the book, by when the venue last said something about them (oldest first).
+        self._ended: OrderedDict[UUID, datetime] = OrderedDict()
         self._history_size = history_size
+        self._history_window = history_window
+        # The newest creation time among forgotten orders: an order created no later may have ended here already.
+        self._horizon: datetime | None = None
 
     # -- the Broker port ---------------------------------------------------------------------------------------
 
     async def submit(self, order: Order) -> Sequence[BrokerReport]:
         """Match a new order against the mark; rest what a gtc limit order leaves."""
-        return self._remember(order.id, self._submit(order))
+        if self._forgotten(order):
+            # It may have ended here and been forgotten since, or it took longer than the history window to arrive
+            # (a venue's receive window): refused either way, and not remembered, so stale orders cost nothing.
+            return [Rejected("stale_order", "the order is older than what the paper venue remembers")]
+        return self._remember(order.id, order.created_at, self._submit(order))
 
     def _submit(self, order: Order) -> list[BrokerReport]:
-        if order.id in self._history:  # a cancel for it arrived first, or it was sent twice: never trade it again
+        if order.id in self._known:  # a cancel for it arrived first, or it was sent twice: never trade it again
             return [Rejected("duplicate_or_canceled", "the paper venue has already seen this order")]
         rules = self._market_data.rules(order.symbol)
         if rules is None:
@@ -101,16 +137,22 @@ class PaperBroker:
     async def cancel(self, order: Order) -> Sequence[BrokerReport]:
         """Cancel a resting order. Otherwise say what became of it; an order never seen is canceled for good."""
         if self._resting.pop(order.id, None) is not None:
-            return self._remember(order.id, [Canceled("canceled by request")])
-        if order.id in self._history:
-            return list(self._history[order.id])  # it ended (filled, canceled) before the cancel arrived
+            return self._remember(order.id, order.created_at, [Canceled("canceled by request")])
+        known = self._known.get(order.id)
+        if known is not None:
+            return list(known.reports)  # it ended (filled, canceled) before the cancel arrived
+        if self._forgotten(order):
+            # Ended longer ago than the venue remembers, or so late that it will be refused on arrival: it never
+            # trades again, so the cancel is confirmed, as after a restart of the venue.
+            return [Canceled("the paper venue no longer knows this order; it will not trade")]
         # Not arrived yet (its submission is still on the way) or lost: a later arrival is refused.
-        return self._remember(order.id, [Canceled("canceled before it reached the venue")])
+        return self._remember(order.id, order.created_at, [Canceled("canceled before it reached the venue")])
 
     async def fetch_status(self, order: Order) -> Sequence[BrokerReport]:
         """Everything the venue reported about the order (applying it again is harmless), or not found."""
-        if order.id in self._history:
-            return list(self._history[order.id])
+        known = self._known.get(order.id)
+        if known is not None:
+            return list(known.reports)
         return [Rejected("not_found", "the paper venue does not know this order")]
 
     async def fetch_balances(self, account_id: str) -> Mapping[str, Decimal]:
@@ -125,7 +167,8 @@ class PaperBroker:
             rules = self._market_data.rules(order.symbol)
             if order.limit_price is None or rules is None:
                 continue
-            self._history.setdefault(order.id, [Accepted(venue_order_id=f"paper-{order.id}")])
+            self._known.setdefault(order.id, _Known(order.created_at, [Accepted(venue_order_id=f"paper-{order.id}")]))
+            self._ended.pop(order.id, None)
             self._resting[order.id] = _Resting(
                 order.id,
                 order.symbol,
@@ -136,14 +179,34 @@ class PaperBroker:
                 rules.quote,
             )
 
-    def _remember(self, order_id: UUID, reports: list[BrokerReport]) -> list[BrokerReport]:
-        """Keep what the venue said about an order, so a lost report can be asked for again."""
-        self._history.setdefault(order_id, []).extend(reports)
-        self._history.move_to_end(order_id)
-        while len(self._history) > self._history_size:
-            oldest, _ = self._history.popitem(last=False)
-            self._resting.pop(oldest, None)
+    def _remember(self, order_id: UUID, created_at: datetime, reports: list[BrokerReport]) -> list[BrokerReport]:
+        """Keep what the venue said about an order, so a lost report can be asked for again; forget old ones."""
+        known = self._known.get(order_id)
+        if known is None:
+            known = self._known[order_id] = _Known(created_at, [])
+        known.reports.extend(reports)
+        now = self._clock.now()
+        if order_id not in self._resting:  # a resting order is remembered for as long as it rests
+            self._ended[order_id] = now
+            self._ended.move_to_end(order_id)
+        self._forget_old(now)
         return reports
+
+    def _forget_old(self, now: datetime) -> None:
+        """Forget orders that ended more than the history window ago, and the oldest beyond the history size."""
+        cutoff = now - self._history_window
+        while self._ended:
+            order_id, ended_at = next(iter(self._ended.items()))
+            if ended_at > cutoff and len(self._ended) <= self._history_size:
+                return
+            del self._ended[order_id]
+            created_at = self._known.pop(order_id).created_at
+            if self._horizon is None or created_at > self._horizon:
+                self._horizon = created_at
+
+    def _forgotten(self, order: Order) -> bool:
+        """The order is not known and was created no later than one the venue has forgotten."""
+        return order.id not in self._known and self._horizon is not None and order.created_at <= self._horizon
 
     def on_mark(self, symbol: str, quote: Quote) -> list[tuple[UUID, list[BrokerReport]]]:
         """Fill resting orders the new mark crosses, at their limit price."""
@@ -162,12 +225,17 @@ class PaperBroker:
             if resting.filled_qty == resting.qty:
                 del self._resting[resting.order_id]
             fill = self._fill(resting.order_id, resting.quote_asset, qty, resting.limit_price, remaining - qty)
-            results.append((resting.order_id, self._remember(resting.order_id, [fill])))
+            known = self._known[resting.order_id]  # a resting order is never forgotten
+            results.append((resting.order_id, self._remember(resting.order_id, known.created_at, [fill])))
         return results
 
     def resting_count(self) -> int:
         """How many orders rest on the paper book."""
         return len(self._resting)
+
+    def remembered_count(self) -> int:
+        """How many orders the venue remembers: the resting ones and those that ended within the history window."""
+        return len(self._known)
 
     # -- pricing -----------------------------------------------------------------------------------------------
 
