@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -83,9 +84,11 @@ async def test_an_order_a_crash_left_pending_is_resolved_at_start_up(db_url: str
         pass
 
     class CrashingBroker:
-        """Stands for the process dying between the commit and the broker call."""
+        """Stands for the process dying between the commit and the broker call (of a venue that answers over the
+        network: the paper venue's answer is applied in the order's own transaction)."""
 
         name = "paper"
+        capabilities = dataclasses.replace(PaperBroker.capabilities, answers_in_process=False)
 
         async def submit(self, order: object) -> list[object]:
             raise Crash
@@ -160,7 +163,9 @@ class LosesAnswers:
     def __init__(self, paper: PaperBroker) -> None:
         self.paper = paper
         self.name = paper.name
-        self.capabilities = paper.capabilities
+        # Answering over the wire, as a remote venue would: the order is committed before it is sent, so losing the
+        # answer leaves it in flight (answered in process, a lost answer would roll the order back with it).
+        self.capabilities = dataclasses.replace(paper.capabilities, answers_in_process=False)
         self.lose = False
 
     async def submit(self, order: Order) -> list[BrokerReport]:

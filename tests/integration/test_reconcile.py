@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from decimal import Decimal
 
@@ -31,7 +32,9 @@ class DiesAfterTheVenueAnswers:
     def __init__(self, paper: PaperBroker, die_on: str) -> None:
         self.paper = paper
         self.name = paper.name
-        self.capabilities = paper.capabilities
+        # Answering over the wire, as a remote venue would: the order is committed before it is sent (answered in
+        # process, dying before the commit would roll the order back with the answer).
+        self.capabilities = dataclasses.replace(paper.capabilities, answers_in_process=False)
         self.die_on = die_on
 
     async def submit(self, order: Order) -> list[BrokerReport]:

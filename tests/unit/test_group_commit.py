@@ -4,6 +4,7 @@ one commit, and every decision is the one the orders would have got one after an
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from decimal import Decimal
 
@@ -11,12 +12,23 @@ import pytest
 
 from execsvc.core.commands import SubmitOrder
 from execsvc.core.errors import DependencyUnavailable, DuplicateClientOrderId, IdempotencyKeyInFlight
+from execsvc.core.ids import new_id
 from execsvc.core.orders import OrderStatus
 from execsvc.core.values import OrderType, Side
 from execsvc.pipeline.batching import Batcher
+from execsvc.pipeline.paper_session import PaperMatcher
 from execsvc.pipeline.submit import SubmitResult
 from execsvc.risk import Approved, Denied, RiskLimits
-from tests.unit.test_pipeline import ACCOUNT, DESK_OFF, FEE_BPS, Harness, build, limit_buy, market_buy
+from tests.unit.test_pipeline import (
+    ACCOUNT,
+    DESK_OFF,
+    FEE_BPS,
+    Harness,
+    build,
+    limit_buy,
+    market_buy,
+    paper_harness,
+)
 
 D = Decimal
 
@@ -202,3 +214,48 @@ async def test_the_order_rate_limit_counts_the_orders_before_it_in_the_batch() -
     assert isinstance(denied.decision, Denied)
     assert [v.rule for v in denied.decision.violations] == ["order_rate_second"]
     assert await h.pipeline.rate.count(ACCOUNT, h.clock.now()) == (5, 5)  # every submission counted, once
+
+
+async def test_the_paper_venue_answers_inside_the_admitting_transaction() -> None:
+    h, paper = paper_harness({"USDT": D(100_000)})
+    commits = len(h.store.commits)
+    results = await together(h, market_buy("0.1"), limit_buy("0.1", "40000"), market_buy("0.2"))
+
+    assert [r.order.status for r in results if isinstance(r, SubmitResult) and r.order] == [
+        OrderStatus.FILLED,
+        OrderStatus.OPEN,
+        OrderStatus.FILLED,
+    ]
+    # One commit stored the three orders with the venue's answers: no settlement batch at all.
+    assert len(h.store.commits) - commits == 1
+    assert h.pipeline.settlements.batches == 0
+    assert paper.resting_count() == 1
+    assert h.store.balances(ACCOUNT)["BTC"] == D("0.3")
+
+
+async def test_a_failed_commit_after_the_paper_venue_answered_takes_its_orders_off_the_book() -> None:
+    h, paper = paper_harness({"USDT": D(100_000)})
+    h.store.fail_commits = True
+    results = await together(h, limit_buy("0.1", "40000"), limit_buy("0.2", "41000"))
+
+    assert all(isinstance(r, DependencyUnavailable) for r in results)
+    assert h.store.committed.orders == {}
+    assert paper.resting_count() == 0  # never to fill: the orders were not stored
+    h.store.fail_commits = False
+    again = await h.submit(limit_buy("0.1", "40000"))
+    assert again.order is not None
+    assert again.order.status is OrderStatus.OPEN
+
+
+async def test_a_paper_fill_for_an_order_never_stored_is_dropped_and_the_next_applied() -> None:
+    h, paper = paper_harness({"USDT": D(100_000)})
+    stored = await h.submitted_order(limit_buy("0.1", "49000"))
+    ghost = dataclasses.replace(stored, id=new_id(), client_order_id="ghost")
+    await paper.submit(ghost)  # on the book, but its admission was rolled back before the book was cleaned
+    matcher = PaperMatcher(h.pipeline, paper)
+
+    applied = await matcher.on_quotes({"BTC/USDT": h.book.set_mark("BTC/USDT", D(48000))})
+
+    assert applied == 2
+    assert h.store.order(stored.id).status is OrderStatus.FILLED
+    assert ghost.id not in h.store.committed.orders

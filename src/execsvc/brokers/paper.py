@@ -56,6 +56,7 @@ class _Known:
 
     created_at: datetime
     reports: list[BrokerReport]
+    account_id: str = ""
 
 
 class PaperBroker:
@@ -67,6 +68,7 @@ class PaperBroker:
         time_in_force=frozenset({"gtc", "ioc", "fok"}),
         fetch_balances=False,
         fetch_status=True,
+        answers_in_process=True,
     )
 
     def __init__(
@@ -105,7 +107,7 @@ class PaperBroker:
             # It may have ended here and been forgotten since, or it took longer than the history window to arrive
             # (a venue's receive window): refused either way, and not remembered, so stale orders cost nothing.
             return [Rejected("stale_order", "the order is older than what the paper venue remembers")]
-        return self._remember(order.id, order.created_at, self._submit(order))
+        return self._remember(order.id, order.created_at, self._submit(order), order.account_id)
 
     def _submit(self, order: Order) -> list[BrokerReport]:
         if order.id in self._known:  # a cancel for it arrived first, or it was sent twice: never trade it again
@@ -137,7 +139,7 @@ class PaperBroker:
     async def cancel(self, order: Order) -> Sequence[BrokerReport]:
         """Cancel a resting order. Otherwise say what became of it; an order never seen is canceled for good."""
         if self._resting.pop(order.id, None) is not None:
-            return self._remember(order.id, order.created_at, [Canceled("canceled by request")])
+            return self._remember(order.id, order.created_at, [Canceled("canceled by request")], order.account_id)
         known = self._known.get(order.id)
         if known is not None:
             return list(known.reports)  # it ended (filled, canceled) before the cancel arrived
@@ -146,7 +148,8 @@ class PaperBroker:
             # trades again, so the cancel is confirmed, as after a restart of the venue.
             return [Canceled("the paper venue no longer knows this order; it will not trade")]
         # Not arrived yet (its submission is still on the way) or lost: a later arrival is refused.
-        return self._remember(order.id, order.created_at, [Canceled("canceled before it reached the venue")])
+        reports: list[BrokerReport] = [Canceled("canceled before it reached the venue")]
+        return self._remember(order.id, order.created_at, reports, order.account_id)
 
     async def fetch_status(self, order: Order) -> Sequence[BrokerReport]:
         """Everything the venue reported about the order (applying it again is harmless), or not found."""
@@ -167,7 +170,8 @@ class PaperBroker:
             rules = self._market_data.rules(order.symbol)
             if order.limit_price is None or rules is None:
                 continue
-            self._known.setdefault(order.id, _Known(order.created_at, [Accepted(venue_order_id=f"paper-{order.id}")]))
+            accepted: list[BrokerReport] = [Accepted(venue_order_id=f"paper-{order.id}")]
+            self._known.setdefault(order.id, _Known(order.created_at, accepted, order.account_id))
             self._ended.pop(order.id, None)
             self._resting[order.id] = _Resting(
                 order.id,
@@ -179,11 +183,13 @@ class PaperBroker:
                 rules.quote,
             )
 
-    def _remember(self, order_id: UUID, created_at: datetime, reports: list[BrokerReport]) -> list[BrokerReport]:
+    def _remember(
+        self, order_id: UUID, created_at: datetime, reports: list[BrokerReport], account_id: str = ""
+    ) -> list[BrokerReport]:
         """Keep what the venue said about an order, so a lost report can be asked for again; forget old ones."""
         known = self._known.get(order_id)
         if known is None:
-            known = self._known[order_id] = _Known(created_at, [])
+            known = self._known[order_id] = _Known(created_at, [], account_id)
         known.reports.extend(reports)
         now = self._clock.now()
         if order_id not in self._resting:  # a resting order is remembered for as long as it rests
@@ -228,6 +234,11 @@ class PaperBroker:
             known = self._known[resting.order_id]  # a resting order is never forgotten
             results.append((resting.order_id, self._remember(resting.order_id, known.created_at, [fill])))
         return results
+
+    def account_of(self, order_id: UUID) -> str | None:
+        """The account of an order the venue knows (resting, or ended within the history window)."""
+        known = self._known.get(order_id)
+        return None if known is None or not known.account_id else known.account_id
 
     def resting_count(self) -> int:
         """How many orders rest on the paper book."""

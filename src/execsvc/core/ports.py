@@ -21,6 +21,9 @@ class BrokerCapabilities:
     time_in_force: frozenset[str]
     fetch_balances: bool
     fetch_status: bool
+    # The venue is in this process and answers a submission at once, without I/O (the paper venue): its answer is
+    # applied in the order's own transaction, so an order takes one lock hold and one commit, not two.
+    answers_in_process: bool = False
 
 
 class Broker(Protocol):

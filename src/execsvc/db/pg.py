@@ -487,7 +487,8 @@ class PgAccounts(_Repo):
             if finishing
             else ", ARRAY(SELECT ROW(w.symbol, w.side, w.priced_qty, w.priced_value, w.unpriced_qty, w.n) "
             f"FROM ({_WORKING_TOTALS}) w) AS working, "
-            "ARRAY(SELECT ROW(p.symbol, p.qty) FROM positions p WHERE p.account_id = a.id AND p.qty <> 0) AS positions"
+            "ARRAY(SELECT ROW(p.symbol, p.qty, p.avg_entry_price, p.realized_pnl, p.trip_pnl) "
+            "FROM positions p WHERE p.account_id = a.id) AS positions"
         )
         row = await conn.fetchrow(
             "SELECT a.id, a.broker, a.valuation_asset, "
@@ -503,7 +504,11 @@ class PgAccounts(_Repo):
         if not finishing:
             names = ("symbol", "side", "priced_qty", "priced_value", "unpriced_qty", "n")
             self.s.working_totals[account_id] = _totals([dict(zip(names, r, strict=True)) for r in row["working"]])
-            self.s.quantities[account_id] = {symbol: normalize(qty) for symbol, qty in row["positions"]}
+            self.s.quantities[account_id] = {symbol: normalize(qty) for symbol, qty, *_ in row["positions"] if qty != 0}
+            # The whole positions too: an order answered in the same transaction (the paper venue) fills against them.
+            for symbol, qty, avg, pnl, trip in row["positions"]:
+                position = Position(normalize(qty), normalize(avg), normalize(pnl), normalize(trip))
+                self.s.positions.setdefault((account_id, symbol), position)
         return AccountInfo(row["id"], row["broker"], row["valuation_asset"])
 
     async def rebind(self, account_id: str, broker: str) -> None:
@@ -524,6 +529,8 @@ _ORDER_WITH_LEDGER = (
 class PgOrders(_Repo):
     async def add(self, order: Order) -> None:
         self.s.new_orders[order.id] = order
+        if self.s.locked:
+            self.s.trade_ids[order.id] = set()  # a new order has no fills: its first ones are buffered like others
         totals = self.s.working_totals.get(order.account_id)
         if totals is not None:
             # What the next order of a batch is checked against must count this one, as a read would.

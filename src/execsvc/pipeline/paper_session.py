@@ -10,6 +10,7 @@ from uuid import UUID
 import structlog
 
 from execsvc.brokers.paper import PaperBroker
+from execsvc.core.errors import OrderNotFound
 from execsvc.core.markets import Quote
 from execsvc.core.orders import OrderStatus
 from execsvc.core.reports import BrokerReport, Canceled
@@ -61,7 +62,17 @@ class PaperMatcher:
         applied = 0
         while self._backlog:
             order_id, reports = self._backlog[0]
-            await apply_reports(self._pipeline, order_id, reports, self._paper.name)
+            account_id = self._paper.account_of(order_id)
+            try:
+                # With the account known, the order is read under the account's lock: an order still being admitted
+                # (the paper venue answers in the admitting transaction) is read once that transaction ends.
+                await apply_reports(self._pipeline, order_id, reports, self._paper.name, account_id)
+            except OrderNotFound:
+                if account_id is None:
+                    raise
+                # Read under the lock, so for certain: its admission failed and was rolled back after the venue
+                # had answered (``submit.admit_batch`` takes it off the book then). Nothing to apply.
+                log.warning("paper_fill_for_unstored_order_dropped", order_id=str(order_id))
             self._backlog.popleft()
             applied += 1
         return applied

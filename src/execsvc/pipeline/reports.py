@@ -58,7 +58,7 @@ async def apply_reports(
             raise OrderNotFound(f"order {order_id} does not exist")
         if not reports:
             return order
-        order = await _apply(pipeline, uow, order, reports, broker)
+        order = await apply_in(pipeline, uow, order, reports, broker)
         await uow.commit()
     return order
 
@@ -78,12 +78,12 @@ async def settle_batch(pipeline: Pipeline, account_id: str, items: Sequence[Sett
             if order is None:
                 answers.append(OrderNotFound(f"order {order_id} does not exist"))
                 continue
-            answers.append(await _apply(pipeline, uow, order, reports, broker) if reports else order)
+            answers.append(await apply_in(pipeline, uow, order, reports, broker) if reports else order)
         await uow.commit()
     return answers
 
 
-async def _apply(
+async def apply_in(
     pipeline: Pipeline, uow: UnitOfWork, order: Order, reports: Sequence[BrokerReport], broker: str
 ) -> Order:
     """Apply one order's reports in a unit of work that holds its account's lock; returns the order afterwards."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,11 +30,12 @@ from execsvc.core.errors import (
 from execsvc.core.ids import new_client_order_id, new_id
 from execsvc.core.money import ZERO
 from execsvc.core.orders import Applied, Order, OrderStatus, Transition, apply
+from execsvc.core.ports import Broker
 from execsvc.core.reports import BrokerReport, OutcomeWasUnknown, Rejected
 from execsvc.core.uow import AccountInfo, IdempotencyRecord, UnitOfWork
 from execsvc.core.values import OrderType, Symbol
 from execsvc.pipeline.deps import Pipeline
-from execsvc.pipeline.reports import record_transition, settle_batch
+from execsvc.pipeline.reports import apply_in, record_transition, settle_batch
 from execsvc.pipeline.risk import Assessment, assess, settle_day
 from execsvc.pipeline.venue_events import venue_refused_credentials
 from execsvc.ratelimit import BatchRate
@@ -92,6 +94,7 @@ class _Admitted:
     result: SubmitResult
     account: AccountInfo | None = None
     claim: Claim | None = None
+    answered: bool = False  # the broker answered in process, inside the admitting transaction
 
 
 async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
@@ -105,6 +108,8 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
     started = time.perf_counter()
     validate_shape(cmd)
     admitted: _Admitted = await pipeline.admissions.submit(cmd.account_id, cmd, partial(admit_batch, pipeline))
+    if admitted.answered:
+        pipeline.observer.broker_acknowledged(time.perf_counter() - started)
     if admitted.claim is None:
         return admitted.result
     assert admitted.account is not None
@@ -128,6 +133,9 @@ async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[Submit
             raise AccountNotFound(f"account {account_id!r} does not exist")
         breaker = pipeline.breakers(account.broker)
         rate = BatchRate(pipeline.rate)
+        broker = pipeline.router.broker_named(account.broker)
+        inline = broker is not None and broker.capabilities.answers_in_process
+        sent: list[Order] = []  # answered in process: taken off the venue again if the batch fails
         try:
             for cmd in cmds:
                 try:
@@ -143,12 +151,24 @@ async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[Submit
                     claims.append(claim)
                 # A failure while writing is not this order's alone: the unit of work is spoiled; the batch fails.
                 order = await _record(pipeline, uow, account.id, cmd, assessment, now)
+                if claim is not None and broker is not None and inline:
+                    # The venue is in this process and answers at once: its answer goes in this same transaction.
+                    claims.remove(claim)
+                    sent.append(order)
+                    reports = await _ask_broker(pipeline, account, broker, order, claim)
+                    order = await apply_in(pipeline, uow, order, reports, broker.name)
+                    answers.append(_Admitted(SubmitResult(order, assessment.decision), account, None, answered=True))
+                    continue
                 answers.append(_Admitted(SubmitResult(order, assessment.decision), account, claim))
             await rate.flush()
             await uow.commit()
         except BaseException:
             for claim in claims:
                 breaker.abandon(claim)  # never sent: if it was the probe, another order may be
+            if broker is not None:
+                for order in sent:  # answered, then not stored: off the venue's book, so it never trades
+                    with contextlib.suppress(Exception):
+                        await broker.cancel(order)
             raise
     for answer in answers:
         if isinstance(answer, _Admitted) and isinstance(answer.result.decision, Denied):
@@ -258,6 +278,17 @@ async def _record(
 async def _send(pipeline: Pipeline, account: AccountInfo, order: Order, claim: Claim, started: float) -> Order:
     """Send a committed order to its broker, outside any transaction, and record the answer."""
     broker = pipeline.router.broker_for(account)
+    reports = await _ask_broker(pipeline, account, broker, order, claim)
+    pipeline.observer.broker_acknowledged(time.perf_counter() - started)
+    settlement = (order.id, reports, broker.name)
+    settled: Order = await pipeline.settlements.submit(order.account_id, settlement, partial(settle_batch, pipeline))
+    return settled
+
+
+async def _ask_broker(
+    pipeline: Pipeline, account: AccountInfo, broker: Broker, order: Order, claim: Claim
+) -> list[BrokerReport]:
+    """Submit the order to its broker; its answer, or what a failure means, as reports (the breaker told)."""
     breaker = pipeline.breakers(account.broker)
     reports: list[BrokerReport]
     try:
@@ -290,10 +321,7 @@ async def _send(pipeline: Pipeline, account: AccountInfo, order: Order, claim: C
     except BaseException:
         breaker.abandon(claim)  # cancelled while waiting: no verdict on the broker
         raise
-    pipeline.observer.broker_acknowledged(time.perf_counter() - started)
-    settlement = (order.id, reports, broker.name)
-    settled: Order = await pipeline.settlements.submit(order.account_id, settlement, partial(settle_batch, pipeline))
-    return settled
+    return reports
 
 
 async def complete_request(pipeline: Pipeline, account_id: str, key: str, status: int, body: bytes) -> None:
