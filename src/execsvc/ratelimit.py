@@ -110,31 +110,41 @@ class LocalRateCounter:
 
 
 class BatchRate:
-    """One account's counts through a batch admitted under its lock: read once, each order then counting the ones
-    before it in the batch, and the batch's submissions recorded in one write before it commits. Under the lock no
-    other submission of the account is counted meanwhile, on any instance, so the counts are those of one order
-    after another (a window edge passed during the batch may count an old submission a few milliseconds longer)."""
+    """One account's counts through a batch admitted under its lock: read once (with the batch's first submission
+    recorded in the same round trip), each later order counting the ones before it in the batch, and the rest of the
+    batch's submissions recorded in one write before it commits. Under the lock no other submission of the account
+    is counted meanwhile, on any instance, so the counts are those of one order after another (a window edge passed
+    during the batch may count an old submission a few milliseconds longer)."""
 
     def __init__(self, counter: RateCounter) -> None:
         self._counter = counter
         self._base: tuple[int, int] | None = None
         self._account_id: str | None = None
-        self._hits: list[datetime] = []
+        self._counted = 0  # submissions of this batch counted so far
+        self._unrecorded: list[datetime] = []
+
+    def _check(self, account_id: str) -> None:
+        if account_id != self._account_id:
+            raise ValueError("a batch is one account's")
 
     async def count(self, account_id: str, now: datetime) -> tuple[int, int]:
         """The counts before the next submission."""
         if self._base is None:
             self._account_id = account_id
             self._base = await self._counter.count(account_id, now)
-        if account_id != self._account_id:
-            raise ValueError("a batch is one account's")
-        n = len(self._hits)
-        return self._base[0] + n, self._base[1] + n
+        self._check(account_id)
+        return self._base[0] + self._counted, self._base[1] + self._counted
 
     async def hit(self, account_id: str, now: datetime) -> tuple[int, int]:
         """Count a submission; the counts before it."""
+        if self._base is None:
+            self._account_id = account_id
+            self._base = await self._counter.hit(account_id, now)  # counted and recorded in one round trip
+            self._counted = 1
+            return self._base
         counts = await self.count(account_id, now)
-        self._hits.append(now)
+        self._counted += 1
+        self._unrecorded.append(now)
         return counts
 
     async def record(self, account_id: str, times: Sequence[datetime]) -> None:
@@ -144,6 +154,6 @@ class BatchRate:
 
     async def flush(self) -> None:
         """Record the batch's submissions in the shared counter."""
-        if self._hits and self._account_id is not None:
-            await self._counter.record(self._account_id, self._hits)
-            self._hits = []
+        if self._unrecorded and self._account_id is not None:
+            await self._counter.record(self._account_id, self._unrecorded)
+            self._unrecorded = []
