@@ -1,19 +1,24 @@
 """Webhook delivery throughput to a local receiver, end to end through the real components.
 
-    .venv/bin/python bench/webhooks.py [--events 5000] [--subscriptions 1] [--concurrency 16]
+    .venv/bin/python bench/webhooks.py [--events 5000] [--subscriptions 1] [--concurrency 16] [--stacks ...]
 
-For each of two stacks, (a) PostgreSQL + RedisQueue and (b) SQLite (a temp file, the order path's write lock) +
-LocalQueue, one run:
+For each stack of ``--stacks`` (default ``postgres,sqlite``): ``postgres`` (PostgreSQL + RedisQueue, the worker's
+statements on its asyncpg twin, as deployed), ``postgres-sqlalchemy`` (the same through SQLAlchemy: what the twin
+buys) and ``sqlite`` (a temp file, the order path's write lock, SQLAlchemy + LocalQueue: the embedded default),
+one run:
 
 1. provisions a fresh, migrated database (PostgreSQL and Redis through tests/support/services, like bench/run.py),
    one account and ``--subscriptions`` subscriptions to ``order.filled`` pointing at a local receiver;
 2. inserts ``--events`` ``order.filled`` outbox events (a ~700-byte order JSON each) in one transaction;
-3. starts a DeliveryWorker (relay, sweeper, consumer; ``allow_private``, ``--concurrency`` deliveries in flight)
-   and waits until the database records every delivery (events x subscriptions) as succeeded.
+3. starts a DeliveryWorker (its relay, sweeper and delivery loops; ``allow_private``, ``--concurrency`` deliveries
+   claimed at once) and waits until the database records every delivery (events x subscriptions) as succeeded.
 
-It measures deliveries per second (worker start to the last delivery's success) and the p50/p99 of the time from
-the event's ``created_at`` (taken just before the insert) to its arrival at the receiver. As every event is
-inserted up front, that time is mostly queueing behind the backlog: p50 is about half the elapsed time.
+It measures deliveries per second (worker start to the last delivery's success), the CPU time of the process that
+runs the worker, per delivery (user + system, worker start to the last success, with the bench's progress polls;
+the database, Redis and the receiver run in other processes and are not counted), and the p50/p99 of the time from
+the event's ``created_at`` (taken just before the insert) to its arrival at the receiver. As every event is inserted
+up front, that time is mostly queueing behind the backlog: p50 is about half the elapsed time. On a machine shared
+with other work, deliveries/s moves with the load; the CPU per delivery much less.
 
 The receiver is a minimal asyncio HTTP/1.1 server (keep-alive, Content-Length bodies, ``200 OK`` with an empty body)
 in its own process, so it does not compete with the worker's event loop; it timestamps each request and hands them
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import multiprocessing
 import os
@@ -198,6 +204,7 @@ class Backend:
     write_lock: bool  # SQLite: writes are serialised with the order path's lock
     redis_url: str | None = None  # RedisQueue when set, else LocalQueue
     redis_prefix: str = ""
+    sqlalchemy: bool = False  # PostgreSQL: the worker's statements through SQLAlchemy, not its asyncpg twin
 
 
 @dataclass
@@ -218,6 +225,11 @@ class Result:
     @property
     def per_second(self) -> float:
         return self.deliveries / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        """The worker process's CPU per delivery, in milliseconds."""
+        return self.worker_cpu_s / self.deliveries * 1000
 
 
 def order_payload(n: int, at: datetime) -> str:
@@ -325,7 +337,7 @@ async def queue_for(backend: Backend) -> AsyncIterator[Queue]:
 async def run_backend(backend: Backend, args: argparse.Namespace) -> Result:
     """One end-to-end run against a fresh, empty database."""
     await migrate.upgrade(backend.url)
-    # a connection for each delivery in flight, the relay, the sweeper and the poll
+    # the store (with SQLAlchemy: relay, claims, finishes), the sweeper and the poll, with room to spare
     engine = make_engine(backend.url, pool_size=args.concurrency + 4)
     receiver = Receiver()
     try:
@@ -334,6 +346,8 @@ async def run_backend(backend: Backend, args: argparse.Namespace) -> Result:
         async with queue_for(backend) as queue:
             config = WebhookConfig(allow_private=True, concurrency=args.concurrency)
             worker = DeliveryWorker(store, queue, SystemClock(), config)
+            if backend.sqlalchemy:
+                worker.deliveries = store
             started, cpu = datetime.now(UTC), time.process_time()
             await worker.start()
             try:
@@ -457,13 +471,14 @@ def summarise(
 
 def table(results: list[Result]) -> str:
     lines = [
-        "| backend | events | subscriptions | concurrency | deliveries/s | p50 ms | p99 ms | elapsed s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| backend | events | subscriptions | concurrency | deliveries/s | worker CPU ms/delivery | p50 ms | p99 ms "
+        "| elapsed s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r.backend} | {r.events} | {r.subscriptions} | {r.concurrency} | {r.per_second:,.0f} | "
-            f"{r.p50_ms:,.0f} | {r.p99_ms:,.0f} | {r.elapsed_s:.2f} |"
+            f"{r.cpu_ms:.2f} | {r.p50_ms:,.0f} | {r.p99_ms:,.0f} | {r.elapsed_s:.2f} |"
         )
     return "\n".join(lines)
 
@@ -487,41 +502,57 @@ def _terminate(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+STACKS = ("postgres", "postgres-sqlalchemy", "sqlite")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--events", type=int, default=5000, help="order.filled outbox events to deliver")
     parser.add_argument("--subscriptions", type=int, default=1, help="subscriptions (each gets every event)")
     parser.add_argument("--concurrency", type=int, default=16, help="the worker's deliveries in flight")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a run may take before it fails")
+    parser.add_argument(
+        "--stacks", default="postgres,sqlite", help=f"comma-separated, in order, among {', '.join(STACKS)}"
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _terminate)  # so ``timeout`` or ``kill`` still runs the clean-up below
     if args.events < 1 or args.subscriptions < 1 or args.concurrency < 1:
         parser.error("--events, --subscriptions and --concurrency must be at least 1")
+    stacks = [name.strip() for name in args.stacks.split(",") if name.strip()]
+    if not stacks or any(name not in STACKS for name in stacks):
+        parser.error(f"--stacks takes names among {', '.join(STACKS)}")
 
     pg = redis = None
-    dsn: str | None = None
+    dsns: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="execsvc-bench-webhooks-"))
     results: list[Result] = []
     try:
         pg = postgres_server()
         redis = redis_server()
-        dsn = asyncio.run(create_database(pg.admin_dsn, prefix="execsvc_bench_webhooks"))
         version = asyncio.run(pg_version(pg.admin_dsn))
         print(
             f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, PostgreSQL {version} "
-            f"({pg.source}), Redis ({redis.source}); database {dsn.rsplit('/', 1)[1]}, sqlite {tmp}",
+            f"({pg.source}), Redis ({redis.source}); sqlite {tmp}",
             flush=True,
         )
-        backends = [
-            Backend(
-                "PostgreSQL + RedisQueue",
-                asyncpg_url(dsn),
-                write_lock=False,
-                redis_url=redis.url,
-                redis_prefix=f"execsvc-bench-webhooks-{os.getpid()}-{uuid.uuid4().hex[:8]}:",
-            ),
-            Backend("SQLite + LocalQueue", f"sqlite+aiosqlite:///{tmp / 'webhooks.db'}", write_lock=True),
-        ]
+        backends = []
+        for name in stacks:
+            if name == "sqlite":
+                backends.append(
+                    Backend("SQLite + LocalQueue", f"sqlite+aiosqlite:///{tmp / 'webhooks.db'}", write_lock=True)
+                )
+                continue
+            dsns.append(asyncio.run(create_database(pg.admin_dsn, prefix="execsvc_bench_webhooks")))
+            backends.append(
+                Backend(
+                    "PostgreSQL + RedisQueue" + (" (SQLAlchemy)" if name == "postgres-sqlalchemy" else ""),
+                    asyncpg_url(dsns[-1]),
+                    write_lock=False,
+                    redis_url=redis.url,
+                    redis_prefix=f"execsvc-bench-webhooks-{os.getpid()}-{uuid.uuid4().hex[:8]}:",
+                    sqlalchemy=name == "postgres-sqlalchemy",
+                )
+            )
         # newer workers also cap the attempts in flight per subscription: with few subscriptions that is the limit
         per_subscription = getattr(WebhookConfig(), "per_subscription", None)
         cap = "" if per_subscription is None else f", at most {per_subscription} in flight per subscription"
@@ -533,10 +564,9 @@ def main() -> int:
             )
             result = asyncio.run(run_backend(backend, args))
             results.append(result)
-            cpu_ms = result.worker_cpu_s / result.deliveries * 1000
             print(
                 f"  {result.per_second:,.0f} deliveries/s; worker process CPU {result.worker_cpu_s:.1f} s "
-                f"({cpu_ms:.1f} ms/delivery) over {result.elapsed_s:.1f} s; received {result.received} "
+                f"({result.cpu_ms:.2f} ms/delivery) over {result.elapsed_s:.1f} s; received {result.received} "
                 f"({result.duplicates} duplicates), {result.verified} signatures verified with standardwebhooks",
                 flush=True,
             )
@@ -549,9 +579,9 @@ def main() -> int:
         return 0
     finally:
         cleanup: list[Callable[[], object]] = []
-        if pg is not None and dsn is not None:
-            admin, target = pg.admin_dsn, dsn
-            cleanup.append(lambda: asyncio.run(drop_database(admin, target)))
+        if pg is not None:
+            admin = pg.admin_dsn
+            cleanup.extend(functools.partial(asyncio.run, drop_database(admin, dsn)) for dsn in dsns)
         cleanup.extend(server.close for server in (redis, pg) if server is not None)
         cleanup.append(lambda: shutil.rmtree(tmp, ignore_errors=True))
         for step in cleanup:

@@ -16,7 +16,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from execsvc.db import migrate
-from execsvc.webhooks.store import Attempt
+from execsvc.webhooks.store import Attempt, Outcome
 from tests.conftest import Harness, empty_tables, start_harness
 from tests.support import services
 from tests.support.receiver import HANG, Received, Receiver
@@ -326,15 +326,16 @@ async def test_a_claim_that_outlived_its_lease_cannot_overwrite_the_takeover(sql
             await uow.commit()
         ((delivery_id, _),) = await store.relay(now)
         lease = timedelta(seconds=5)
-        first = await store.claim(delivery_id, now, lease)
-        assert first is not None
-        assert await store.claim(delivery_id, now, lease) is None  # held
+        (first,) = await store.claim([delivery_id], now, lease)
+        assert await store.claim([delivery_id], now, lease) == []  # held
         later = now + timedelta(seconds=6)
-        second = await store.claim(delivery_id, later, lease)  # the first worker died, or hangs: taken over
-        assert second is not None
+        (second,) = await store.claim([delivery_id], later, lease)  # the first worker died, or hangs: taken over
         done = Attempt(1, 200, 5, None, None, later)
-        assert await store.finish(first[0], done, "succeeded", later) is None  # discarded
-        assert await store.finish(second[0], done, "succeeded", later) == []
+        lost = await store.finish([Outcome(first[0], done, "succeeded")], later)
+        assert lost.recorded == frozenset()  # discarded
+        kept = await store.finish([Outcome(second[0], done, "succeeded")], later)
+        assert kept.recorded == {delivery_id}
+        assert kept.freed == []
         delivery = await store.delivery("acct-a", delivery_id)
         assert delivery is not None
         assert delivery.status == "succeeded"

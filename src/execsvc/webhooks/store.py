@@ -1,8 +1,10 @@
-"""All SQL of webhooks: subscriptions, the relay from the outbox, deliveries and their attempts.
+"""Webhook SQL on SQLAlchemy Core: subscriptions, the delivery log the API shows, and the worker's statements.
 
-SQLAlchemy Core on both backends. On PostgreSQL the relay claims outbox rows with ``FOR UPDATE SKIP LOCKED`` and a
-delivery is claimed by a conditional update (a lease), so several relays and workers never take the same row; on
-SQLite (one process) writes are serialised with the order path's lock.
+The worker's hot path (relay, claim, finish) runs here on SQLite, the embedded default, where writes are serialised
+with the order path's lock; on PostgreSQL the worker uses its asyncpg twin (``pgdeliveries.PgDeliveries``), and the
+rest (the sweeper's ``due``, ``backlog``, ``postpone``, ``release``) stays here. On PostgreSQL the relay claims outbox
+rows with ``FOR UPDATE SKIP LOCKED`` and a delivery is claimed by a conditional update (a lease), so several relays and
+workers never take the same row.
 """
 
 from __future__ import annotations
@@ -12,130 +14,62 @@ import contextlib
 import functools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import exists, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from execsvc.core.errors import ExecsvcError
 from execsvc.core.ids import new_id
 from execsvc.db import tables as t
 from execsvc.db.engine import write_transaction
+from execsvc.webhooks.records import (
+    DEAD,
+    PENDING,
+    STATUSES,
+    SUCCEEDED,
+    Attempt,
+    Claim,
+    Delivery,
+    Finished,
+    Job,
+    Outcome,
+    Subscription,
+    delivery_from_row,
+    envelope,
+    interested,
+    order_key,
+    subscription_from_row,
+)
 
 # The advisory lock key the relay serialises on (any constant distinct from the account locks' hashes).
 RELAY_LOCK = 0x5EB400C5
-PENDING = "pending"
-SUCCEEDED = "succeeded"
-DEAD = "dead"
-STATUSES = (PENDING, SUCCEEDED, DEAD)
-# What the queue carries: a delivery and its subscription (so a worker can hold back a busy endpoint's deliveries
-# without claiming them).
-Job = tuple[UUID, UUID]
+__all__ = [
+    "DEAD",
+    "PENDING",
+    "RELAY_LOCK",
+    "STATUSES",
+    "SUCCEEDED",
+    "Attempt",
+    "Claim",
+    "Delivery",
+    "DeliveryInFlight",
+    "Finished",
+    "Job",
+    "Outcome",
+    "Subscription",
+    "WebhookStore",
+    "envelope",
+    "order_key",
+]
 
 
 class DeliveryInFlight(ExecsvcError):
     """A replay asked for while an attempt of the delivery is under way."""
 
     code = "delivery_in_flight"
-
-
-@dataclass(frozen=True, slots=True)
-class Subscription:
-    """An account's webhook endpoint."""
-
-    id: UUID
-    account_id: str
-    url: str
-    events: tuple[str, ...]
-    description: str | None
-    enabled: bool
-    disabled_reason: str | None
-    secret: str = field(repr=False)
-    previous_secret: str | None = field(repr=False)
-    previous_secret_until: datetime | None
-    created_at: datetime
-    updated_at: datetime
-
-    def signing_secrets(self, now: datetime) -> list[str]:
-        """The secrets that sign now: the current one, and during a rotation's grace period the previous one."""
-        if self.previous_secret and self.previous_secret_until is not None and now < self.previous_secret_until:
-            return [self.secret, self.previous_secret]
-        return [self.secret]
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One try at a delivery."""
-
-    attempt: int
-    status_code: int | None
-    latency_ms: int
-    error: str | None
-    next_attempt_at: datetime | None
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One event for one subscription, and how its delivery goes."""
-
-    id: UUID
-    subscription_id: UUID
-    account_id: str
-    event_id: str
-    event_type: str
-    sequence: int
-    order_key: str | None
-    body: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime
-    last_status_code: int | None
-    last_error: str | None
-    created_at: datetime
-    updated_at: datetime
-    lease_until: datetime | None = None  # while claimed: the claim's token (see ``finish``)
-
-
-def _subscription(m: Any) -> Subscription:
-    return Subscription(
-        m["id"],
-        m["account_id"],
-        m["url"],
-        tuple(e for e in m["events"].split(",") if e),
-        m["description"],
-        m["enabled"],
-        m["disabled_reason"],
-        m["secret"],
-        m["previous_secret"],
-        m["previous_secret_until"],
-        m["created_at"],
-        m["updated_at"],
-    )
-
-
-def _delivery(m: Any) -> Delivery:
-    return Delivery(
-        m["id"],
-        m["subscription_id"],
-        m["account_id"],
-        m["event_id"],
-        m["event_type"],
-        m["sequence"],
-        m["order_key"],
-        m["body"],
-        m["status"],
-        m["attempts"],
-        m["next_attempt_at"],
-        m["last_status_code"],
-        m["last_error"],
-        m["created_at"],
-        m["updated_at"],
-        m["lease_until"],
-    )
 
 
 @functools.cache
@@ -149,28 +83,6 @@ def _waits_for_earlier() -> Any:
         e.sequence < d.sequence,
         e.status == PENDING,
     )
-
-
-def order_key(event_type: str, data: dict[str, Any]) -> str | None:
-    """What orders an event among a subscription's others: events of one order (or one position) go in sequence."""
-    if event_type.startswith("order."):
-        return str(data.get("id"))
-    if event_type == "fill.created":
-        return str(data.get("order_id"))
-    if event_type == "position.changed":
-        return f"position:{data.get('symbol')}"
-    if event_type.startswith("risk."):
-        return "risk"
-    return None
-
-
-def envelope(event_id: str, event_type: str, created_at: datetime, data_json: str) -> str:
-    """The webhook body: ``{id, type, created_at, data}``, with the stored data JSON as it is."""
-    head = json.dumps(
-        {"id": event_id, "type": event_type, "created_at": created_at.isoformat().replace("+00:00", "Z")},
-        separators=(",", ":"),
-    )
-    return f'{head[:-1]},"data":{data_json}}}'
 
 
 class WebhookStore:
@@ -219,7 +131,7 @@ class WebhookStore:
             stmt = stmt.where(s.account_id == account_id)
         async with self.engine.connect() as conn:
             row = (await conn.execute(stmt)).first()
-        return None if row is None else _subscription(row._mapping)
+        return None if row is None else subscription_from_row(row._mapping)
 
     async def subscriptions(self, account_id: str) -> list[Subscription]:
         s = t.webhook_subscriptions.c
@@ -229,7 +141,7 @@ class WebhookStore:
             .order_by(s.created_at, s.id)
         )
         async with self.engine.connect() as conn:
-            return [_subscription(r._mapping) for r in await conn.execute(stmt)]
+            return [subscription_from_row(r._mapping) for r in await conn.execute(stmt)]
 
     async def update_subscription(self, account_id: str, subscription_id: UUID, now: datetime, **values: Any) -> bool:
         s = t.webhook_subscriptions.c
@@ -308,18 +220,16 @@ class WebhookStore:
             )
             if "" not in accounts:
                 subs_stmt = subs_stmt.where(s.account_id.in_(accounts))
-            subs = [_subscription(r._mapping) for r in await conn.execute(subs_stmt)]
+            subs = [subscription_from_row(r._mapping) for r in await conn.execute(subs_stmt)]
             rows = []
             for event in events:
-                interested = [
-                    sub for sub in subs if event.topic in sub.events and event.account_id in ("", sub.account_id)
-                ]
-                if not interested:
+                targets = interested(subs, event.topic, event.account_id)
+                if not targets:
                     continue
                 event_id = f"evt_{event.id}"
                 key = order_key(event.topic, json.loads(event.payload))
                 body = envelope(event_id, event.topic, event.created_at, event.payload)
-                for sub in interested:
+                for sub in targets:
                     delivery_id = new_id()
                     created.append((delivery_id, sub.id))
                     rows.append(
@@ -377,119 +287,141 @@ class WebhookStore:
 
     # -- deliveries -----------------------------------------------------------------------------------------------
 
-    async def claim(self, delivery_id: UUID, now: datetime, lease: timedelta) -> tuple[Delivery, Subscription] | None:
-        """Take a due delivery for one attempt (a lease, so a crashed worker's delivery is retried after it), unless
-        an earlier event of the same order for the same subscription is still pending: it goes first."""
-        d = t.webhook_deliveries.c
-        blocked = _waits_for_earlier()
+    async def claim(self, delivery_ids: Sequence[UUID], now: datetime, lease: timedelta) -> list[Claim]:
+        """Take the due deliveries among ``delivery_ids`` for one attempt each (a lease, so a crashed worker's
+        delivery is retried after it), leaving out any whose earlier event of the same order for the same subscription
+        is still pending: that one goes first. Returns each claimed delivery with its subscription."""
+        if not delivery_ids:
+            return []
+        d, s = t.webhook_deliveries.c, t.webhook_subscriptions.c
         stmt = (
             update(t.webhook_deliveries)
             .where(
-                d.id == delivery_id,
+                d.id.in_(list(delivery_ids)),
                 d.status == PENDING,
                 d.next_attempt_at <= now,
                 or_(d.lease_until.is_(None), d.lease_until < now),
-                or_(d.order_key.is_(None), ~blocked),
+                or_(d.order_key.is_(None), ~_waits_for_earlier()),
             )
             .values(lease_until=now + lease, updated_at=now)
             .returning(*t.webhook_deliveries.c)
         )
         async with self._tx() as conn:
-            row = (await conn.execute(stmt)).first()
-            if row is None:
-                return None
-            delivery = _delivery(row._mapping)
-            sub_row = (
-                await conn.execute(
-                    select(t.webhook_subscriptions).where(t.webhook_subscriptions.c.id == delivery.subscription_id)
-                )
-            ).first()
-        assert sub_row is not None
-        return delivery, _subscription(sub_row._mapping)
+            deliveries = [delivery_from_row(row._mapping) for row in await conn.execute(stmt)]
+            if not deliveries:
+                return []
+            sub_ids = list({x.subscription_id for x in deliveries})
+            subs = {
+                r.id: subscription_from_row(r._mapping)
+                for r in await conn.execute(select(t.webhook_subscriptions).where(s.id.in_(sub_ids)))
+            }
+        return [(x, subs[x.subscription_id]) for x in deliveries]
 
-    async def finish(
-        self,
-        delivery: Delivery,
-        attempt: Attempt,
-        status: str,
-        now: datetime,
-        disable_reason: str | None = None,
-    ) -> list[Job] | None:
-        """Record an attempt and the delivery's new state; returns the deliveries now free to go (the next event of
-        the same order, when this one is final), or None when the claim was lost meanwhile (its lease ran out and
-        another worker, or a replay, took the delivery): the result is then discarded, never written over theirs."""
+    async def finish(self, outcomes: Sequence[Outcome], now: datetime) -> Finished:
+        """Record attempts and their deliveries' new states, in one transaction of a few statements whatever the
+        batch. A delivery whose claim was lost meanwhile (its lease ran out and another worker, or a replay, took it)
+        is left alone: its result is discarded, never written over theirs."""
+        if not outcomes:
+            return Finished(frozenset(), [])
         d, s = t.webhook_deliveries.c, t.webhook_subscriptions.c
-        freed: list[Job] = []
         async with self._tx() as conn:
-            if disable_reason is not None:  # the subscription first, as delete_subscription locks them
+            disabled = {o.delivery.subscription_id: o.disable_reason for o in outcomes if o.disable_reason}
+            for subscription_id, reason in disabled.items():  # the subscriptions first, as delete_subscription does
                 await conn.execute(
                     update(t.webhook_subscriptions)
-                    .where(s.id == delivery.subscription_id)
-                    .values(enabled=False, disabled_reason=disable_reason, updated_at=now)
+                    .where(s.id == subscription_id)
+                    .values(enabled=False, disabled_reason=reason, updated_at=now)
                 )
-            result = await conn.execute(
+            # Which claims still hold: read under a row lock (PostgreSQL) or the one-writer lock (SQLite), so the
+            # updates below, made by id, cannot land on a delivery another worker took meanwhile.
+            held = select(d.id, d.lease_until).where(d.id.in_([o.delivery.id for o in outcomes]))
+            if self.postgres:
+                held = held.with_for_update()
+            leases = {r.id: r.lease_until for r in await conn.execute(held)}
+            kept = [
+                o
+                for o in outcomes
+                if o.delivery.lease_until is not None and leases.get(o.delivery.id) == o.delivery.lease_until
+            ]
+            if not kept:
+                return Finished(frozenset(), [])
+            await conn.execute(
                 update(t.webhook_deliveries)
-                .where(d.id == delivery.id, d.lease_until == delivery.lease_until)
+                .where(d.id == bindparam("b_id"))
                 .values(
-                    status=status,
-                    attempts=attempt.attempt,
-                    next_attempt_at=attempt.next_attempt_at or now,
+                    status=bindparam("b_status"),
+                    attempts=bindparam("b_attempts"),
+                    next_attempt_at=bindparam("b_next"),
                     lease_until=None,
                     enqueued_at=None,
-                    last_status_code=attempt.status_code,
-                    last_error=attempt.error,
+                    last_status_code=bindparam("b_code"),
+                    last_error=bindparam("b_error"),
                     updated_at=now,
-                )
+                ),
+                [
+                    {
+                        "b_id": o.delivery.id,
+                        "b_status": o.status,
+                        "b_attempts": o.attempt.attempt,
+                        "b_next": o.attempt.next_attempt_at or now,
+                        "b_code": o.attempt.status_code,
+                        "b_error": o.attempt.error,
+                    }
+                    for o in kept
+                ],
             )
-            if not result.rowcount:
-                await conn.rollback()
-                return None
             await conn.execute(
-                insert(t.webhook_attempts).values(
-                    delivery_id=delivery.id,
-                    attempt=attempt.attempt,
-                    status_code=attempt.status_code,
-                    latency_ms=attempt.latency_ms,
-                    error=attempt.error,
-                    next_attempt_at=attempt.next_attempt_at,
-                    created_at=attempt.at,
-                )
+                insert(t.webhook_attempts),
+                [
+                    {
+                        "delivery_id": o.delivery.id,
+                        "attempt": o.attempt.attempt,
+                        "status_code": o.attempt.status_code,
+                        "latency_ms": o.attempt.latency_ms,
+                        "error": o.attempt.error,
+                        "next_attempt_at": o.attempt.next_attempt_at,
+                        "created_at": o.attempt.at,
+                    }
+                    for o in kept
+                ],
             )
-            if status != PENDING and delivery.order_key is not None:
-                row = (
-                    await conn.execute(
-                        select(d.id)
-                        .where(
-                            d.subscription_id == delivery.subscription_id,
-                            d.order_key == delivery.order_key,
-                            d.status == PENDING,
-                        )
-                        .order_by(d.sequence)
-                        .limit(1)
-                    )
-                ).first()
-                if row is not None:
-                    freed.append((row.id, delivery.subscription_id))
-        return freed
+            final = {
+                (o.delivery.subscription_id, o.delivery.order_key)
+                for o in kept
+                if o.status != PENDING and o.delivery.order_key is not None
+            }
+            freed: list[Job] = []
+            if final:
+                # The next event of each key whose delivery reached a final state: the pending one of lowest sequence.
+                rows = await conn.execute(
+                    select(d.id, d.subscription_id, d.order_key, d.sequence)
+                    .where(d.status == PENDING, tuple_(d.subscription_id, d.order_key).in_(list(final)))
+                    .order_by(d.sequence)
+                )
+                first: dict[tuple[UUID, str], Job] = {}
+                for r in rows:
+                    first.setdefault((r.subscription_id, r.order_key), (r.id, r.subscription_id))
+                freed = list(first.values())
+        return Finished(frozenset(o.delivery.id for o in kept), freed)
 
-    async def postpone(self, delivery: Delivery, until: datetime, now: datetime) -> None:
-        """Give a claimed delivery back untried until ``until`` (its subscription is disabled: it waits, parked)."""
+    async def postpone(self, deliveries: Sequence[Delivery], until: datetime, now: datetime) -> None:
+        """Give claimed deliveries back untried until ``until`` (their subscription is disabled: they wait, parked)."""
+        await self._unclaim(deliveries, now, next_attempt_at=until)
+
+    async def release(self, deliveries: Sequence[Delivery], now: datetime) -> None:
+        """Give claimed deliveries back untried (the worker is stopping); due again at once."""
+        await self._unclaim(deliveries, now)
+
+    async def _unclaim(self, deliveries: Sequence[Delivery], now: datetime, **values: Any) -> None:
+        if not deliveries:
+            return
         d = t.webhook_deliveries.c
+        held = or_(*[and_(d.id == x.id, d.lease_until == x.lease_until) for x in deliveries])
         async with self._tx() as conn:
             await conn.execute(
                 update(t.webhook_deliveries)
-                .where(d.id == delivery.id, d.lease_until == delivery.lease_until)
-                .values(lease_until=None, enqueued_at=None, next_attempt_at=until, updated_at=now)
-            )
-
-    async def release(self, delivery_id: UUID, now: datetime) -> None:
-        """Give a claimed delivery back untried (the worker is stopping)."""
-        d = t.webhook_deliveries.c
-        async with self._tx() as conn:
-            await conn.execute(
-                update(t.webhook_deliveries)
-                .where(d.id == delivery_id, d.status == PENDING)
-                .values(lease_until=None, enqueued_at=None, updated_at=now)
+                .where(held, d.status == PENDING)
+                .values(lease_until=None, enqueued_at=None, updated_at=now, **values)
             )
 
     async def due(self, now: datetime, stale: timedelta, limit: int = 500) -> list[Job]:
@@ -554,7 +486,7 @@ class WebhookStore:
             row = (
                 await conn.execute(select(t.webhook_deliveries).where(d.id == delivery_id, d.account_id == account_id))
             ).first()
-        return None if row is None else _delivery(row._mapping)
+        return None if row is None else delivery_from_row(row._mapping)
 
     async def deliveries(
         self, account_id: str, subscription_id: UUID, status: str | None, limit: int, before: UUID | None
@@ -569,7 +501,7 @@ class WebhookStore:
         stmt = stmt.order_by(d.id.desc()).limit(limit + 1)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
-            page = [_delivery(r._mapping) for r in rows[:limit]]
+            page = [delivery_from_row(r._mapping) for r in rows[:limit]]
             attempts: dict[UUID, list[Attempt]] = {x.id: [] for x in page}
             if page:
                 for r in await conn.execute(

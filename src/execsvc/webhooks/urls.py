@@ -1,7 +1,9 @@
 """Webhook destination safety: a webhook URL must not let a client make the service call into its own network (SSRF).
 
-``check_url`` runs when a URL is registered and looks only at the text; ``check_destination`` runs before each
-delivery and looks at what the host resolves to at that moment.
+``check_url`` runs when a URL is registered, and before each delivery, and looks only at the text;
+``check_addresses`` judges what the host resolves to: the delivery worker's HTTP client (``sender.CheckedResolver``)
+applies it whenever it opens a connection, to the addresses it then connects to. ``check_destination`` does both
+for a URL at once.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Sequence
 from urllib.parse import SplitResult, urlsplit
 
 import httpx
@@ -47,8 +50,9 @@ def check_url(url: str, allow_private: bool) -> str:
 async def check_destination(url: str, allow_private: bool) -> None:
     """Refuse the delivery unless the URL is valid and every address its host resolves to right now is allowed.
 
-    Every address counts, not just the first, because the HTTP client may try any of them. This does not close DNS
-    rebinding: a resolver can answer differently between this check and the client's own lookup when it connects.
+    Every address counts, not just the first, because the HTTP client may try any of them. On its own this does not
+    close DNS rebinding (a resolver can answer differently when the client connects); the delivery worker's client
+    therefore resolves through ``sender.CheckedResolver`` and connects only to addresses just checked.
     """
     parts, host = _split(check_url(url, allow_private))
     if ip_literal(host) is not None:
@@ -58,12 +62,18 @@ async def check_destination(url: str, allow_private: bool) -> None:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise InvalidWebhookUrl(f"webhook URL host {host!r} does not resolve: {exc}") from exc
-    if not infos:
+    check_addresses(host, [str(sockaddr[0]) for *_, sockaddr in infos], allow_private)
+
+
+def check_addresses(host: str, addresses: Sequence[str], allow_private: bool) -> None:
+    """Refuse ``host`` unless it resolved to at least one address and, private ones not being allowed, every one of
+    them is a public destination."""
+    if not addresses:
         raise InvalidWebhookUrl(f"webhook URL host {host!r} resolves to no address")
     if allow_private:
         return
-    for *_, sockaddr in infos:
-        address = ipaddress.ip_address(sockaddr[0])
+    for text in addresses:
+        address = ipaddress.ip_address(text)
         reason = address_refusal(address)
         if reason is not None:
             raise InvalidWebhookUrl(
