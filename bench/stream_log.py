@@ -4,7 +4,8 @@
 
 * **resume**: ``RedisLog.since`` of a channel whose whole window (``--window`` updates) is after the client's seq:
   what one client resuming, or one subscribe with an old ``since_seq``, costs the instance that serves it;
-* **append**: ``RedisLog.append_many`` of a batch of 10 events (an outbox tail's poll under load), per event;
+* **append**: ``RedisLog.append_many`` of a batch of 10 events (an outbox tail's poll under load), per event, on a
+  channel that is live (subscribed: the log numbers nothing of a channel nobody has);
 * **feed**: an instance's feed reader taking ``--window`` entries and handing each to the hub for one subscriber,
   per entry (every instance pays this for every event its clients want);
 * the same resume from the in-process log (``MemoryLog``), for scale;
@@ -133,6 +134,7 @@ async def measure(url: str, window: int, rounds: int) -> dict[str, Any]:
         await client.aclose()
 
     memory = MemoryLog(Hub(), window, base=0)
+    await memory.since("bench", "orders", None)  # live: a client has it
     await memory.append_many([Entry(n, "bench", "orders", "order.filled", payload) for n in range(1, window + 1)])
     t = clocks()
     for _ in range(rounds):
@@ -160,7 +162,9 @@ async def measure_tail(admin_dsn: str, rounds: int) -> dict[str, Any]:
                     )
                 )
         for name, read in (("sqlalchemy", None), ("asyncpg", pool.outbox_rows)):
-            tail = OutboxTail(engine, MemoryLog(Hub(), base=0), read=read)
+            memory = MemoryLog(Hub(), base=0)
+            await memory.since("bench", "orders", None)  # live: its rows are appended
+            tail = OutboxTail(engine, memory, read=read)
             for rows, label in ((0, "nothing_new"), (3, "three_rows")):
                 for warm in (True, False):
                     start = clocks()

@@ -467,9 +467,11 @@ def build(
     stream_log: StreamLog
     reader = None
     if redis is None:
-        stream_log = MemoryLog(hub, stream_config.window)
+        stream_log = MemoryLog(hub, stream_config.window, linger=stream_config.resume_linger_seconds)
     else:
-        stream_log = RedisLog(redis, settings.redis_prefix, stream_config.window)
+        stream_log = RedisLog(
+            redis, settings.redis_prefix, stream_config.window, linger=stream_config.resume_linger_seconds
+        )
         reader = FeedReader(stream_log, hub.dispatch, hub.wants, hub.resync)
     book = market_data
 

@@ -103,6 +103,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from execsvc.bootstrap import build
+    from execsvc.streams.server_protocol import FrameProtocol
 
     asyncio.run(_prepare_schema(settings))
     if settings.embedded:
@@ -119,6 +120,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         ws_ping_interval=settings.ws_ping_interval_seconds,
         ws_ping_timeout=settings.ws_ping_timeout_seconds,
         ws_per_message_deflate=settings.ws_compression,
+        # Writes each update's frame, built once, straight to every socket with nothing queued (streams/hub.py).
+        ws=FrameProtocol,
         ws_max_size=settings.ws_max_message_bytes,
     )
     return 0

@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     webhook_worker: Literal["auto", "in-process", "off"] = "auto"
     # WebSocket streams.
     ws_resume_window: int = Field(default=1000, ge=1, le=100_000)
+    # A channel is numbered (and resumable) while it has a subscriber on some instance, and this long after the last
+    # one left; a resume after a longer lapse gets a snapshot. Channels nobody watches cost nothing per order.
+    ws_resume_linger_seconds: float = Field(default=300.0, gt=0)
     ws_send_queue: int = Field(default=2000, ge=10, le=1_000_000)
     ws_heartbeat_seconds: float = Field(default=15.0, gt=0)
     ws_ping_interval_seconds: float = Field(default=15.0, gt=0)
@@ -150,7 +153,8 @@ class Settings(BaseSettings):
     ws_subscribes_per_second: float = Field(default=5.0, gt=0)  # per token and instance: each reads the stream log
     ws_subscribe_burst: int = Field(default=100, ge=1)
     ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)  # a larger client message closes (1009)
-    ws_compression: bool = False  # permessage-deflate: each connection compresses each message on its own
+    # permessage-deflate: each update is compressed once for every connection (server_no_context_takeover)
+    ws_compression: bool = False
     market_buffer_bps: Decimal = Field(default=Decimal(50), ge=0)
     # Venue accounts. The key that encrypts venue credentials at rest: one or more Fernet keys, comma-separated, the
     # first encrypting (the others still decrypt, for rotation). Unset: accounts cannot be given credentials.
@@ -225,6 +229,7 @@ class Settings(BaseSettings):
             market_rate=self.ws_market_rate,
             subscribes_per_second=self.ws_subscribes_per_second,
             subscribe_burst=self.ws_subscribe_burst,
+            resume_linger_seconds=self.ws_resume_linger_seconds,
         )
 
     @field_validator("starting_balances", mode="before")

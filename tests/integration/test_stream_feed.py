@@ -60,12 +60,13 @@ async def test_committed_events_reach_their_account_channels_in_order(harness: H
 
         risk = Subscriber("acct-b")
         await streams.subscribe(risk, "risk")
+        left = await log.since("acct-a", "risk", None)  # a client of acct-a had its risk channel and left
         await halt(h.container.pipeline, GLOBAL, TradingState.HALTED, "drill", "token:t", None)
         await tail.poll()
         (halted,) = drain(risk)  # a service-wide change reaches every account
         assert (halted.event, halted.data["scope"]) == ("risk.halted", "global")
         assert await tail.poll() == 0  # nothing twice
-        later = await log.since("acct-a", "risk", 0)  # and is kept for those not listening at the time
+        later = await log.since("acct-a", "risk", left.seq)  # and is kept for a client that comes back
         assert later.missed is not None
         assert [u.event for u in later.missed] == ["risk.halted"]
     finally:
@@ -86,6 +87,7 @@ async def test_a_row_that_commits_after_a_later_id_was_seen_is_still_streamed(ha
         async with engine.begin() as conn:
             await conn.execute(insert(t.outbox).values(**row, created_at=datetime.now(UTC)))
 
+    await log.since("acct-a", "orders", None)  # a client has the channel
     await commit(base + 3, 1)  # ids 1 and 2 above the mark were taken by transactions not committed yet
     assert await tail.poll() == 1
     assert set(tail.holes) == {base + 1, base + 2}

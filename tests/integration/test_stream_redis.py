@@ -56,6 +56,7 @@ async def test_two_appenders_share_one_numbering_and_a_duplicate_is_ignored(redi
     client, prefix = redis
     first, second = RedisLog(client, prefix, window=3), RedisLog(client, prefix, window=3)
     start = (await first.since("a", "orders", None)).seq
+    await second.since("b", "orders", None)
     await first.append(1, "a", "orders", "order.submitted", {"n": 1})
     await second.append(1, "a", "orders", "order.submitted", {"n": 1})  # the other instance's tail, same row
     await second.append(2, "a", "orders", "order.accepted", {"n": 2})
@@ -92,6 +93,7 @@ async def test_every_instance_reads_the_feed(redis: tuple[Redis, str]) -> None:
     log = RedisLog(client, prefix)
     got: list[list[tuple[str, Update]]] = [[], []]
     readers = [FeedReader(log, lambda account, u, i=i: got[i].append((account, u))) for i in (0, 1)]
+    await log.since("a", "fills", None)
     for reader in readers:
         await reader.start()
     try:
@@ -155,6 +157,7 @@ async def test_a_reader_that_finds_the_feed_trimmed_past_it_asks_for_snapshots(
     got: list[Update] = []
     lost: list[bool] = []
     reader = FeedReader(log, lambda _a, u: got.append(u), lost=lambda: lost.append(True))
+    await log.since("a", "orders", None)
     await log.append(1, "a", "orders", "order.accepted", {"n": 1})
     await reader.start()
     try:
@@ -259,9 +262,12 @@ async def test_after_redis_is_emptied_a_tail_ahead_of_a_lagging_one_keeps_commit
     for tail in (behind, ahead):
         await tail.start()
         await tail.stop()  # polled by hand
+    for channel in ("orders", "positions"):
+        await log.since("acct-a", channel, None)  # clients have them
     await buy(h, headers)
     await ahead.poll()
     await client.delete(*[key async for key in client.scan_iter(f"{prefix}*")])
+    log.track(behind.position)  # the clients subscribe again on the lagging tail's instance: live from where it is
     start = {c: (await log.since("acct-a", c, None)).seq for c in ("orders", "positions")}
     await behind.poll(limit=1)
     await buy(h, headers)
@@ -306,6 +312,7 @@ async def test_subscribes_while_another_instance_appends_see_each_seq_once_and_n
     await reader.start()
     other = Redis.from_url(redis_srv.url)
     appender = RedisLog(other, prefix)  # another instance's tail
+    await log.since("a", "orders", None)  # a subscriber has had the channel
     stop = asyncio.Event()
 
     async def append() -> None:

@@ -1,6 +1,8 @@
 """WebSocket streams against a live server (uvicorn on loopback) with the `websockets` client.
 
-Every test runs on the embedded default (SQLite, the in-process log) and on PostgreSQL with the Redis log.
+Every test runs on the embedded default (SQLite, the in-process log) and on PostgreSQL with the Redis log, behind
+uvicorn with the protocol `execsvc serve` gives it (``FrameProtocol``: updates written as prebuilt frames); a few
+run behind uvicorn's own, where everything goes through ASGI.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from execsvc.core.tokens import parse
 from execsvc.core.trading import GLOBAL, TradingState
 from execsvc.db.admin import revoke_token
 from execsvc.pipeline.halt import halt
+from execsvc.streams.server_protocol import FrameProtocol
 from tests.conftest import Harness, empty_tables, start_harness
 from tests.support.services import RedisServer, free_port
 
@@ -70,7 +73,7 @@ async def serve(
         redis = {"redis_url": redis_srv.url, "redis_prefix": redis_prefix}
     started: list[Live] = []
 
-    async def start(ping: float = 20.0, **overrides: Any) -> Live:
+    async def start(ping: float = 20.0, ws: Any = FrameProtocol, compression: bool = False, **overrides: Any) -> Live:
         overrides.update(redis)
         h, container = await start_harness(url, **overrides)
         port = free_port()
@@ -81,7 +84,8 @@ async def serve(
             log_config=None,
             ws_ping_interval=ping,
             ws_ping_timeout=ping,
-            ws_per_message_deflate=False,  # as `execsvc serve` runs it (EXECSVC_WS_COMPRESSION)
+            ws=ws,
+            ws_per_message_deflate=compression,  # as `execsvc serve` runs it (EXECSVC_WS_COMPRESSION, off)
             ws_max_size=64 * 1024,  # EXECSVC_WS_MAX_MESSAGE_BYTES
             timeout_graceful_shutdown=5,
         )
@@ -493,3 +497,43 @@ async def test_a_global_halt_reaches_an_account_that_resumes_later(live: Live) -
         (state,) = snapshot["data"]
         rest = (await live.h.client.get("/v1/risk/state", headers=headers)).json()
         assert (state["account_id"], state["state"], state["global"]) == ("acct-a", "halted", rest["global"])
+
+
+@pytest.mark.parametrize("ws", [FrameProtocol, "websockets-sansio"])
+async def test_updates_go_out_as_prebuilt_frames_where_the_server_offers_it_and_through_asgi_elsewhere(
+    serve: Serve, ws: Any
+) -> None:
+    live = await serve(ws=ws)
+    async with websockets.connect(f"{live.ws_url}/ws/orders", additional_headers=await bearer(live)) as client:
+        start = (await until(client, 2))[1]["seq"]
+        streams = live.container.services.streams
+        assert streams is not None
+        (subscriber,) = streams.hub.subscribers_of("acct-a", "orders")
+        assert (subscriber.direct is not None) == (ws is FrameProtocol)
+        order_id = await buy(live)
+        await buy(live)
+        updates = await until(client, 6)
+        assert [u["seq"] - start for u in updates] == [1, 2, 3, 4, 5, 6]
+        assert updates[0]["data"]["id"] == order_id
+        live.tune(heartbeat_seconds=0.2)  # a control message through ASGI between the frames
+        assert json.loads(await client.recv())["type"] == "heartbeat"
+
+
+async def test_with_compression_each_update_is_compressed_once_and_every_client_inflates_it(serve: Serve) -> None:
+    live = await serve(compression=True)
+    headers = await bearer(live)
+    async with (
+        websockets.connect(f"{live.ws_url}/ws/orders", additional_headers=headers) as deflating,
+        websockets.connect(f"{live.ws_url}/ws/orders", additional_headers=headers, compression=None) as plain,
+    ):
+        assert deflating.response is not None
+        assert "server_no_context_takeover" in str(deflating.response.headers["Sec-WebSocket-Extensions"])
+        start = (await until(deflating, 2))[1]["seq"]
+        await until(plain, 2)
+        for _ in range(3):  # control messages compressed by the connection, updates compressed once, in turn
+            await buy(live)
+        live.tune(heartbeat_seconds=0.2)
+        got = [await receive(deflating) for _ in range(9)]
+        assert [u["seq"] - start for u in got] == list(range(1, 10))
+        assert [u["seq"] - start for u in await until(plain, 9)] == list(range(1, 10))
+        assert json.loads(await deflating.recv())["type"] == "heartbeat"

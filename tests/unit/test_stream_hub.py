@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -19,13 +19,16 @@ from execsvc.streams.hub import (
     Entry,
     Hub,
     JsonObject,
+    LiveFrom,
     MemoryLog,
     Notice,
     Outgoing,
     SnapshotDue,
+    StreamLog,
     Streams,
     Subscriber,
     Subscription,
+    TailPosition,
     Update,
     channel_of,
     epoch_base,
@@ -51,11 +54,17 @@ def stack(window: int = 1000) -> tuple[Streams, MemoryLog]:
     return Streams(hub, log), log
 
 
+async def had_subscriber(log: StreamLog, account_id: str = "a", channel: str = "orders") -> None:
+    """A client had the channel and left: it stays live (numbered, kept for resumes) for the linger."""
+    await log.since(account_id, channel, None)
+
+
 async def test_each_account_channel_numbers_its_updates_and_accounts_see_only_their_own() -> None:
     streams, log = stack()
     mine, theirs = Subscriber("a"), Subscriber("b")
     await streams.subscribe(mine, "orders")
     await streams.subscribe(theirs, "orders")
+    await had_subscriber(log, "a", "fills")
     await log.append(1, "a", "orders", "order.accepted", {"id": "1"})
     await log.append(2, "a", "fills", "fill.created", {"id": "f"})
     await log.append(3, "b", "orders", "order.accepted", {"id": "2"})
@@ -69,6 +78,7 @@ async def test_each_account_channel_numbers_its_updates_and_accounts_see_only_th
 
 async def test_resume_within_the_window_has_no_gap_and_an_older_seq_asks_for_a_snapshot() -> None:
     streams, log = stack(window=3)
+    await had_subscriber(log)
     for n in range(5):
         await log.append(n, "a", "orders", "order.accepted", {"n": n})
     resumed = Subscriber("a")
@@ -119,6 +129,24 @@ class RacingLog:
     async def resume_point(self) -> int | None:
         return None
 
+    def live(self, account_id: str, channel: str) -> bool:
+        return self.inner.live(account_id, channel)
+
+    def any_live(self) -> bool:
+        return self.inner.any_live()
+
+    async def refresh(self) -> None:
+        await self.inner.refresh()
+
+    def learned(self) -> list[LiveFrom]:
+        return self.inner.learned()
+
+    def track(self, position: Callable[[], TailPosition | None]) -> None:
+        self.inner.track(position)
+
+    def attach(self, hub: Hub) -> None:
+        self.inner.attach(hub)
+
 
 @settings(max_examples=150, deadline=None)
 @given(
@@ -133,6 +161,7 @@ async def test_a_resumed_subscriber_sees_every_seq_once_in_order_or_a_snapshot(
     hub = Hub()
     inner = MemoryLog(hub, window, base=0)
     streams = Streams(hub, RacingLog(inner, list(range(100, 100 + during))))
+    await had_subscriber(inner)
     for n in range(before):
         await inner.append(n, "a", "orders", "order.accepted", {"n": n})
     subscriber = Subscriber("a")
@@ -196,6 +225,7 @@ async def test_updates_lost_while_a_resume_read_runs_ask_for_a_snapshot_after_it
             return await self.inner.since(account_id, channel, seq)
 
     streams = Streams(hub, LosingLog(inner, []))
+    await had_subscriber(inner)
     await inner.append(1, "a", "orders", "order.accepted", {})
     subscriber = Subscriber("a")
     await streams.subscribe(subscriber, "orders", since_seq=0)
@@ -205,6 +235,7 @@ async def test_updates_lost_while_a_resume_read_runs_ask_for_a_snapshot_after_it
 async def test_a_resume_then_the_same_updates_from_a_lagging_feed_gives_each_seq_once() -> None:
     """The Redis feed reader lags the log: what a resume read returned may still come live after it."""
     streams, log = stack()
+    await had_subscriber(log)
     for n in range(1, 4):
         await log.append(n, "a", "orders", "order.accepted", {"n": n})
     lagging = [Update("orders", n, "order.accepted", {"n": n}) for n in range(1, 4)]
@@ -241,6 +272,7 @@ async def test_a_slow_consumer_is_dropped_and_the_others_get_everything() -> Non
 
 async def test_a_resume_too_big_for_the_queue_is_a_snapshot_instead() -> None:
     streams, log = stack()
+    await had_subscriber(log)
     for n in range(50):
         await log.append(n, "a", "orders", "order.accepted", {"n": n})
     subscriber = Subscriber("a", capacity=20)

@@ -8,6 +8,12 @@ behind, or are two minutes old (longer than any transaction of the service, whos
 Within an account, commit order and id order agree (the account lock serialises its writers). A
 service-wide event (a global halt) goes to the risk channel of every account.
 
+Only the channels the log says are live (a subscriber has them, on some instance, or had them lately) are appended:
+the rows of the others are passed over, and with nothing live at all the tail reads at its interval, not at every
+commit. It asks the log about once a second (``refresh``) to keep its view current; a channel another instance made
+live after this tail had passed rows of it is caught up: those rows are read again and appended, in order, before
+anything newer (the log ignores what another tail appended already).
+
 With the in-process log the tail begins after what is already committed (a new log: clients resuming from an older
 one get snapshots). With the Redis log it begins at the id publishing got to, less the margin, so the events
 committed while no instance was tailing are still streamed; the log ignores what it has already appended. A Redis
@@ -30,12 +36,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from execsvc.aio import cancel_and_wait
 from execsvc.db import tables as t
 from execsvc.observability.logging import OutageLog
-from execsvc.streams.hub import Entry, LogWentBack, StreamLog, channel_of
+from execsvc.streams.hub import Entry, LiveFrom, LogWentBack, StreamLog, TailPosition, channel_of
 
 log = structlog.get_logger(__name__)
 MARGIN = 1000  # how far behind the high-water mark a missing id is still waited for ...
 HOLE_SECONDS = 120.0  # ... and how long
 MIN_GAP = 0.01  # seconds between two reads of the outbox
+REFRESH_SECONDS = 1.0  # how often the tail asks the log which channels are live (and keeps this process's so)
 
 
 class OutboxRow(NamedTuple):
@@ -66,14 +73,28 @@ class OutboxTail:
         self.high = 0  # the highest id appended
         self.taken = 0  # the highest outbox id the log held after this tail's last append: holding less, it went back
         self.holes: dict[int, float] = {}  # ids below ``high`` not seen yet, and since when (monotonic)
+        self.read_from = 0  # the id this tail has read on from: what it passed of a channel below it, others did
+        self.started = False  # it has read the outbox (its position means something)
+        self.catching: list[LiveFrom] = []  # channels learned live whose passed rows are to be appended still
         self._woken = asyncio.Event()
         self._polling = asyncio.Lock()  # one poll at a time: two would both append what neither has recorded
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._refreshed = float("-inf")
+        self._refresh_outage = OutageLog(log, "stream_live_refresh_failed")
+        stream_log.track(self.position)
 
     def wake(self) -> None:
-        """This process committed outbox rows: read them now rather than at the next poll."""
-        self._woken.set()
+        """This process committed outbox rows: read them now rather than at the next poll (when anything is live:
+        otherwise the interval's poll is soon enough)."""
+        if self.log.any_live():
+            self._woken.set()
+
+    def position(self) -> TailPosition | None:
+        """Where the tail stands (None before it has read): a channel made live now is numbered from there."""
+        if not self.started:
+            return None
+        return TailPosition(self.high, frozenset(self.holes))
 
     async def start(self) -> None:
         """Begin after what is already committed, or where publishing got to when the log outlives processes."""
@@ -94,7 +115,18 @@ class OutboxTail:
             self.holes = {i: now for i in range(max(1, newest - MARGIN + 1), newest + 1) if i not in present}
         else:  # everything in the margin below is asked for again; the log skips what it has
             self.high = max(0, min(point, newest) - MARGIN)
+        self.read_from = self.high
+        self.started = True
+        await self._refresh()  # before the first read: what is live now is appended from the start
         self._task = asyncio.create_task(self._run(), name="stream-outbox-tail")
+
+    async def _refresh(self) -> None:
+        self._refreshed = time.monotonic()
+        try:
+            await self.log.refresh()
+            self._refresh_outage.ok()
+        except Exception:  # the log is down: the view stays as it was until it is back
+            self._refresh_outage.failed()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -110,6 +142,8 @@ class OutboxTail:
             await asyncio.sleep(max(0.0, last + MIN_GAP - time.monotonic()))
             last = time.monotonic()
             self._woken.clear()
+            if last - self._refreshed >= REFRESH_SECONDS:
+                await self._refresh()
             try:
                 published = await self.poll()
                 outage.ok()
@@ -149,7 +183,27 @@ class OutboxTail:
             return [(r.id, r.created_at) for r in await conn.execute(select(a.id, a.created_at).order_by(a.id))]
 
     async def _poll(self, limit: int) -> int:
+        self.catching.extend(self.log.learned())
+        if self.catching:
+            await self._catch_up(self.catching, limit)
+            self.catching = []  # only once done: a failure catches up again at the next poll
         rows = [OutboxRow._make(r) for r in await self._read(self.high, sorted(self.holes), limit)]
+        live = self.log.live
+        entries, published = await self._entries(rows, lambda _row, account_id, channel: live(account_id, channel))
+        if entries:
+            try:
+                self.taken = await self.log.append_many(entries, after=self.taken)
+            except LogWentBack as gone:
+                self._rewind(gone.high)
+                return await self._poll(limit)
+        for row in rows:
+            self._passed(row.id)  # only once appended: a failure above reads the rows again
+        return published
+
+    async def _entries(
+        self, rows: Sequence[OutboxRow], wanted: Callable[[int, str, str], bool]
+    ) -> tuple[list[Entry], int]:
+        """The rows' updates that are ``wanted(row id, account, channel)``, and how many rows were streamed events."""
         accounts: list[tuple[str, datetime]] = []
         if any(not r.account_id and channel_of(r.topic) for r in rows):  # rare: read the accounts only then
             accounts = await self._accounts()
@@ -161,22 +215,46 @@ class OutboxTail:
                 continue
             published += 1
             if row.account_id:
-                entries.append(Entry(row.id, row.account_id, channel, row.topic, row.payload))
+                if wanted(row.id, row.account_id, channel):
+                    entries.append(Entry(row.id, row.account_id, channel, row.topic, row.payload))
             else:  # a service-wide event: the channel of every account there was then (the same on every read)
                 entries.extend(
                     Entry(row.id, a_id, channel, row.topic, row.payload)
                     for a_id, created in accounts
-                    if created <= row.created_at
+                    if created <= row.created_at and wanted(row.id, a_id, channel)
                 )
-        if entries:
-            try:
-                self.taken = await self.log.append_many(entries, after=self.taken)
-            except LogWentBack as gone:
-                self._rewind(gone.high)
-                return await self._poll(limit)
-        for row in rows:
-            self._passed(row.id)  # only once appended: a failure above reads the rows again
-        return published
+        return entries, published
+
+    async def _catch_up(self, learned: list[LiveFrom], limit: int) -> None:
+        """Channels became live from ``cutoff`` on, and this tail passed rows above it without appending them (it
+        did not know yet): read those rows again (and the holes) and append them, before anything newer."""
+        froms = {(f.account_id, f.channel): f for f in learned}
+        low = min(max(f.cutoff, self.read_from) for f in learned)
+        # The holes this tail still waits for itself are read with every poll anyway.
+        holes = sorted({h for f in learned for h in f.holes if h <= self.high and h not in self.holes})
+        if low >= self.high and not holes:
+            return
+
+        def wanted(row_id: int, account_id: str, channel: str) -> bool:
+            f = froms.get((account_id, channel))
+            return f is not None and (row_id > f.cutoff or row_id in f.holes)
+
+        after = low
+        while True:
+            rows = [OutboxRow._make(r) for r in await self._read(after, holes, limit)]
+            holes = []  # asked for once
+            rows = [r for r in rows if r.id <= self.high]  # above it: the poll that follows reads them
+            entries, _ = await self._entries(rows, wanted)
+            if entries:
+                try:
+                    self.taken = await self.log.append_many(entries, after=self.taken)
+                except LogWentBack as gone:
+                    self._rewind(gone.high)  # everything is read again from below, these channels with it
+                    return
+            beyond = [r.id for r in rows if r.id > after]
+            if not beyond or max(beyond) >= self.high:
+                return
+            after = max(beyond)
 
     def _rewind(self, held: int) -> None:
         """The log went back to holding outbox ids up to ``held``: read again from there (less the margin, whose ids

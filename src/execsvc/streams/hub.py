@@ -6,6 +6,10 @@ Transport-free, so the protocol's guarantees are tested without a socket.
   sequence number and keeps the last ``window`` of them. Sequence numbers start at ``epoch_base()`` (the log's
   start in ms, times 1000), so a log that was lost and restarted (a restarted embedded instance, an emptied Redis)
   numbers above everything it numbered before and a client resuming from the old numbers gets a snapshot.
+- **No work for nobody**: a channel is numbered only while it is live, that is while a subscriber has it (on any
+  instance) and for ``linger`` seconds after the last one left, so a client that reconnects in that time resumes
+  without a gap. The outbox tail appends nothing of the other channels. A channel that lapsed and is subscribed
+  again numbers on past a gap (a number never given), so a resume from before it gets a snapshot.
 - The **hub** fans the updates out to this process's subscribers.
 - A **subscriber** (one connection) has a bounded queue; one that cannot keep up is dropped (``on_drop``) without
   slowing anyone else. It holds a channel's live updates while its resume read is under way, then queues what it
@@ -24,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 import structlog
+
+from execsvc.streams.frames import message_frame
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +87,8 @@ class JsonObject(Mapping[str, Any]):
 
 @dataclass(frozen=True, slots=True)
 class Update:
-    """One message on a channel: ``{"channel", "seq", "event", "data"}`` on the wire, serialised once for all.
+    """One message on a channel: ``{"channel", "seq", "event", "data"}`` on the wire, serialised once for all, and
+    framed once for all (``frame``).
 
     ``data`` may be a ``JsonObject``: the outbox's JSON, passed through as it is."""
 
@@ -90,6 +97,7 @@ class Update:
     event: str
     data: Mapping[str, Any]
     text: str = field(init=False, repr=False, compare=False)
+    _frames: dict[int, bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         data = self.data
@@ -97,6 +105,14 @@ class Update:
         channel, event = json.dumps(self.channel), json.dumps(self.event)
         text = f'{{"channel":{channel},"seq":{self.seq},"event":{event},"data":{body}}}'
         object.__setattr__(self, "text", text)
+        object.__setattr__(self, "_frames", {})
+
+    def frame(self, window_bits: int = 0) -> bytes:
+        """The WebSocket frame carrying the message, compressed for ``window_bits`` (0: not), built on first use."""
+        frame = self._frames.get(window_bits)
+        if frame is None:
+            frame = self._frames[window_bits] = message_frame(self.text.encode(), window_bits)
+        return frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +169,28 @@ def readable(entries: Sequence[Entry]) -> list[Entry]:
     return out
 
 
+LINGER_SECONDS = 300.0  # a channel stays live this long after its last subscriber left (resumes keep working)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveFrom:
+    """A channel numbered from here on: outbox ids above ``cutoff``, and those in ``holes`` (taken, not committed,
+    when it began). A tail that learns of it late appends again what it passed of the channel."""
+
+    account_id: str
+    channel: str
+    cutoff: int
+    holes: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class TailPosition:
+    """Where an outbox tail stands: every id up to ``high`` read, but for ``holes``."""
+
+    high: int
+    holes: frozenset[int] = frozenset()
+
+
 class LogWentBack(Exception):
     """The stream log lost appends it had taken (restored from an older state); it holds outbox ids up to ``high``."""
 
@@ -180,6 +218,27 @@ class StreamLog(Protocol):
     async def resume_point(self) -> int | None:
         """The outbox id publishing got to, when the log outlives this process (None: start from now)."""
 
+    def live(self, account_id: str, channel: str) -> bool:
+        """Whether the channel is numbered now (as far as this process knows): the tail appends only these."""
+
+    def any_live(self) -> bool:
+        """Whether any channel is (as far as this process knows): if not, the tail need not hurry."""
+
+    async def refresh(self) -> None:
+        """Keep this process's subscribers' channels live, let the others lapse, and learn what other instances
+        made live (called every second or so by the outbox tail)."""
+
+    def learned(self) -> list[LiveFrom]:
+        """The channels that became live here since the last call, and from where: the tail appends again what it
+        passed of them."""
+
+    def track(self, position: Callable[[], TailPosition | None]) -> None:
+        """Where this process's outbox tail stands (None: it has not read yet): a channel made live here is
+        numbered from there."""
+
+    def attach(self, hub: Hub) -> None:
+        """The hub whose subscriptions keep channels live."""
+
 
 @dataclass(slots=True)
 class ChannelLog:
@@ -196,6 +255,11 @@ class ChannelLog:
         while len(self.kept) > self.window:
             self.kept.popleft()
         return update
+
+    def gap(self) -> None:
+        """Updates went by unnumbered (the channel was not live): skip a number, so no resume crosses them."""
+        self.seq += 1
+        self.kept.clear()
 
     def since(self, seq: int) -> list[Update] | None:
         """The updates after ``seq``, or None when some of them are not kept (or ``seq`` is from another log)."""
@@ -219,7 +283,11 @@ class _ChannelState:
 
 @dataclass(eq=False)
 class Subscriber:
-    """One connection's outgoing side: a bounded queue of what to send, and what it is subscribed to."""
+    """One connection's outgoing side: a bounded queue of what to send, and what it is subscribed to.
+
+    With a ``direct`` writer, an update is written at once when nothing is queued before it and the sender is idle
+    (``busy`` is False): no queue hand-off and no task switch per connection. ``direct`` returns False when it
+    cannot write now; the update is then queued like anything else, and order is kept."""
 
     account_id: str
     capacity: int = 1000
@@ -230,6 +298,8 @@ class Subscriber:
     channels: dict[str, _ChannelState] = field(default_factory=dict)
     symbols: frozenset[str] | None = None  # the markets wanted (None: every listed market)
     market: str = "paper"  # whose markets (core.venues.market_key of the account's broker)
+    direct: Callable[[Update], bool] | None = None
+    busy: bool = False  # the sender holds an item it has not finished sending
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.capacity)
@@ -238,6 +308,9 @@ class Subscriber:
         """Queue something to send; a subscriber too slow to drain its queue is dropped, never waited for."""
         if self.dropped:
             return False
+        direct = self.direct
+        if direct is not None and not self.busy and type(item) is Update and self.queue.empty() and direct(item):
+            return True
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -345,6 +418,14 @@ class Hub:
         """Whether a subscriber here takes the account's channel."""
         return (account_id, channel) in self._subscribers
 
+    def channels(self) -> list[tuple[str, str]]:
+        """The account channels subscribers here take, as ``(account_id, channel)``."""
+        return list(self._subscribers)
+
+    def subscribers_of(self, account_id: str, channel: str) -> list[Subscriber]:
+        """The subscribers here taking the account's channel."""
+        return list(self._subscribers.get((account_id, channel), ()))
+
     def dispatch_market(self, update: Update, market: str = "paper") -> None:
         """A market update of one market data source, to its markets subscribers (each applies its symbols filter)."""
         for subscriber in list(self._markets):
@@ -383,11 +464,50 @@ class Hub:
 class MemoryLog:
     """The embedded default's log: in this process, handing each update to the hub as it is numbered."""
 
-    def __init__(self, hub: Hub, window: int = 1000, base: int | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        window: int = 1000,
+        base: int | None = None,
+        linger: float = LINGER_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.hub = hub
         self.window = window
         self.base = epoch_base() if base is None else base
+        self.linger = linger
+        self.clock = clock
         self._logs: dict[tuple[str, str], ChannelLog] = {}
+        self._live: dict[tuple[str, str], float] = {}  # live channels, and until when (clock) without a subscriber
+
+    def live(self, account_id: str, channel: str) -> bool:
+        return (account_id, channel) in self._live
+
+    def any_live(self) -> bool:
+        return bool(self._live)
+
+    async def refresh(self) -> None:
+        now = self.clock()
+        for key in self.hub.channels():
+            self._live[key] = now + self.linger
+        if any(until <= now for until in self._live.values()):
+            self._live = {key: until for key, until in self._live.items() if until > now}
+
+    def learned(self) -> list[LiveFrom]:
+        return []  # one tail, and it learns of a subscribe at once
+
+    def track(self, position: Callable[[], TailPosition | None]) -> None:
+        return None
+
+    def attach(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def _wake(self, key: tuple[str, str]) -> None:
+        if key not in self._live:
+            kept = self._logs.get(key)
+            if kept is not None:
+                kept.gap()  # what went by while it lapsed was not numbered
+        self._live[key] = self.clock() + self.linger
 
     def _log(self, account_id: str, channel: str) -> ChannelLog:
         key = (account_id, channel)
@@ -397,7 +517,8 @@ class MemoryLog:
         return log
 
     async def append(self, source: int, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> None:
-        self.hub.dispatch(account_id, self._log(account_id, channel).append(channel, event, data))
+        if (account_id, channel) in self._live:  # nobody has it: nothing to number (see ``_wake``)
+            self.hub.dispatch(account_id, self._log(account_id, channel).append(channel, event, data))
 
     async def append_many(self, entries: Sequence[Entry], after: int = 0) -> int:
         for e in readable(entries):
@@ -405,6 +526,7 @@ class MemoryLog:
         return 0
 
     async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
+        self._wake((account_id, channel))
         log = self._log(account_id, channel)
         return Subscription(log.seq, [] if seq is None else log.since(seq))
 
@@ -418,6 +540,7 @@ class Streams:
     def __init__(self, hub: Hub, log: StreamLog, market_snapshot: Callable[[], list[Update]] | None = None) -> None:
         self.hub = hub
         self.log = log
+        log.attach(hub)
         # Each market data source's current marks, by market key: the simulated market's, then each venue's (added
         # as accounts bind venues).
         self.market_snapshots: dict[str, Callable[[], list[Update]]] = {"paper": market_snapshot or list}

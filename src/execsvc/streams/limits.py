@@ -11,7 +11,8 @@ from dataclasses import dataclass
 class StreamConfig:
     """How streams behave (``EXECSVC_WS_*``; the README's table says what each does)."""
 
-    window: int = 1000  # updates kept per account channel for resuming
+    window: int = 1000  # updates kept per account channel for resuming ...
+    resume_linger_seconds: float = 300.0  # ... while it has a subscriber, and this long after the last one left
     send_queue: int = 2000  # messages queued per connection before it is dropped as too slow
     heartbeat_seconds: float = 15.0  # a heartbeat message after this long without another message
     ping_interval_seconds: float = 15.0  # WebSocket pings; a client answering none is dropped ...

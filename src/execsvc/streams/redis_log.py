@@ -2,18 +2,30 @@
 
 Per account and channel there are three keys: ``seq`` (the latest sequence number), ``log`` (a Stream whose entry
 ids are ``<seq>-0``, trimmed to ``window`` entries: what a resuming client can be given) and ``ids`` (the outbox ids
-already appended, the latest ``KEEP_IDS``). One Lua script appends a tail's batch atomically: for each entry it
-skips an outbox id seen before (or older than every id remembered, once ``KEEP_IDS`` are), takes the next seq, adds
-the entry to the channel's log and to the shared ``feed`` Stream, and raises the ``outbox_high`` mark. So every
-instance's outbox tail may append every event (no leader to elect or lose): the first append numbers it and the
-others are no-ops, and an instance that stops leaves nothing unpublished while another runs.
+already appended, about the latest ``KEEP_IDS``). One Lua script appends a tail's batch atomically: for each entry
+of a live channel it skips an outbox id seen before (or older than every id remembered, once ``KEEP_IDS`` are),
+takes the next seq and adds the entry to the channel's log; the batch's updates, whatever their orders and
+channels, go to the shared feed Stream as one entry, and the ``outbox_high`` mark is raised. So every instance's
+outbox tail may append every event (no leader to elect or lose): the first append numbers it and the others are
+no-ops, and an instance that stops leaves nothing unpublished while another runs.
 
-Each instance reads the feed (``XREAD BLOCK``) and hands the entries to its hub; the seq in each entry is the one
-every instance sees. A reader that finds the feed trimmed past where it was (it fell behind, or Redis came back
-emptied) has its hub send snapshots. A resume is one script too: the channel's seq and the entries after the
-client's, or "too old" when the first of them is no longer kept (or the client's seq is above the channel's: a log
-that was lost). A channel's numbering starts at ``epoch_base()`` when its ``seq`` key is created, so an emptied
-Redis numbers above what it numbered before.
+**Live channels.** The ``live`` hash holds a record per channel someone has: until when (Redis's clock) and from
+which outbox id on it is numbered (its cutoff, and the ids then taken but not committed: the subscribing instance's
+tail position). A subscribe makes its channel live or keeps it so (``since``); every instance refreshes the records
+of its subscribers' channels about once a second and reads every record (``refresh``), so a record lapses
+``linger`` after the last subscriber anywhere went. The append script numbers only live channels' entries from
+their cutoff on, and the tails send only the entries of channels they know to be live: a channel nobody has costs
+no Redis command per order. A channel made live numbers on past a gap (one number never given) when it had a log,
+so a resume from before the lapse gets a snapshot. A tail that learns late that a channel became live (it passed
+some of its rows meanwhile) reads those rows again and appends them before anything newer; the others' appends of
+them are no-ops, so every instance still appends a channel's rows in commit order.
+
+Each instance reads the feed (``XREAD BLOCK``) and hands the updates to its hub; the seq in each is the one every
+instance sees. A reader that finds the feed trimmed past where it was (it fell behind, or Redis came back emptied)
+has its hub send snapshots. A resume is one script too: the channel's seq and the entries after the client's, or
+"too old" when the first of them is no longer kept (or the client's seq is above the channel's: a log that was
+lost). A channel's numbering starts at ``epoch_base()`` when its ``seq`` key is created, so an emptied Redis numbers
+above what it numbered before (its channels are live again once their instances refresh them).
 
 A Redis restored from an older state (a failover to a lagging replica, an old snapshot) has lost the last appends
 but kept the numbering from before them. Numbering on from there would give numbers clients have already seen to
@@ -46,67 +58,167 @@ from redis.asyncio import Redis
 from execsvc.aio import cancel_and_wait
 from execsvc.observability.logging import OutageLog
 from execsvc.streams.hub import (
+    LINGER_SECONDS,
     Entry,
+    Hub,
     JsonObject,
+    LiveFrom,
     LogWentBack,
     Subscription,
+    TailPosition,
     Update,
     epoch_base,
     readable,
 )
 
 log = structlog.get_logger(__name__)
-KEEP_IDS = 5000  # outbox ids remembered per channel: far more than a tail re-reads (its margin, 1000)
-FEED_LENGTH = 10_000  # feed entries kept; a reader further behind than this sends its subscribers snapshots
+KEEP_IDS = 5000  # outbox ids remembered per channel: far more than a tail re-reads (its margin, 1000) ...
+ID_SLACK = 500  # ... trimmed back to that once it holds this many more (not on every append)
+FEED_LENGTH = 10_000  # feed entries (each one script call's updates) kept; a reader further behind sends snapshots
 FEED_BATCH = 500
-APPEND_BATCH = 1000  # entries per script call: Redis serves no one else while one runs
+APPEND_BATCH = 500  # entries per script call: Redis serves no one else while one runs (and a Lua call takes ~8000
+# arguments at most: one feed entry carries five per update)
+MAX_HOLES = 100  # holes recorded with a channel made live; with more, its cutoff goes below the lowest instead
 
-_APPEND = """
--- KEYS: feed, outbox_high, then seq, log, ids of each entry's channel.
--- ARGV: base, window, feed length, ids kept, after; then source, account, channel, event, data of each entry.
+# A channel's live record (a field of the ``live`` hash named ``<account>:<channel>``): "<until ms> <cutoff> <holes>",
+# holes comma-separated. The channel is numbered from outbox id ``cutoff`` on (and the ids in holes) until ``until``
+# (Redis's clock) unless an instance with a subscriber to it extends it.
+_RECORD = """
+local RECORD = '^(%d+) (%d+) ?(.*)$'
+"""
+
+_NOW_MS = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# Makes a channel live or keeps it so; a channel that was not live skips a number (its seq key, if it has one), so
+# a resume from before it reaches the gap and gets a snapshot: what went by in between was not numbered.
+_KEEP_LIVE = (
+    _RECORD
+    + """
+local function keep_live(live_key, member, seq_key, high_key, linger, now, cutoff, holes)
+    local record = redis.call('HGET', live_key, member)
+    local until_, kept_cutoff, kept_holes
+    if record then until_, kept_cutoff, kept_holes = string.match(record, RECORD) end
+    if record and tonumber(until_) > now then
+        cutoff, holes = kept_cutoff, kept_holes
+    else
+        if redis.call('EXISTS', seq_key) == 1 then redis.call('INCR', seq_key) end
+        if cutoff == '' then cutoff = redis.call('GET', high_key) or '0' end
+    end
+    redis.call('HSET', live_key, member, string.format('%d', now + linger) .. ' ' .. cutoff .. ' ' .. holes)
+    return {cutoff, holes}
+end
+"""
+)
+
+_APPEND = (
+    _RECORD
+    + """
+-- KEYS: feed, outbox_high, live, then seq, log, ids of each channel.
+-- ARGV: base, window, feed length, ids kept, id slack, after, channel count; account and channel of each channel;
+-- then channel (its place, from 1), source, event, data of each entry.
 local high = redis.call('GET', KEYS[2])
-if high and tonumber(high) < tonumber(ARGV[5]) then return {-1, high} end
+if high and tonumber(high) < tonumber(ARGV[6]) then return {-1, high} end
 high = tonumber(high or '0')
-local keep = tonumber(ARGV[4])
-local raised = false
+local keep, slack, groups = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[7])
+local live = {}
+for g = 1, groups do
+    local account, channel = ARGV[6 + 2 * g], ARGV[7 + 2 * g]
+    local record = redis.call('HGET', KEYS[3], account .. ':' .. channel)
+    if record then  -- not live (no record): nothing of it is numbered
+        local _, cutoff, holes = string.match(record, RECORD)
+        local ids = KEYS[3 + 3 * g]
+        local card = redis.call('ZCARD', ids)
+        local oldest = nil
+        if card >= keep then oldest = tonumber(redis.call('ZRANGE', ids, 0, 0, 'WITHSCORES')[2]) end
+        live[g] = {cutoff = tonumber(cutoff), holes = ',' .. holes .. ',', card = card, oldest = oldest,
+                   account = account, channel = channel}
+    end
+end
+local feed = {}
 local appended = 0
-for i = 0, (#KEYS - 2) / 3 - 1 do
-    local seq_key, log_key, ids_key = KEYS[3 + 3 * i], KEYS[4 + 3 * i], KEYS[5 + 3 * i]
-    local a = 6 + 5 * i
-    local source = tonumber(ARGV[a])
-    local seen = redis.call('ZSCORE', ids_key, ARGV[a])
-    if not seen and redis.call('ZCARD', ids_key) >= keep then
-        local oldest = redis.call('ZRANGE', ids_key, 0, 0, 'WITHSCORES')
-        seen = source < tonumber(oldest[2])  -- older than what is remembered: appended long ago
-    end
-    if not seen then
-        if redis.call('EXISTS', seq_key) == 0 then redis.call('SET', seq_key, ARGV[1]) end
-        local sid = string.format('%d', redis.call('INCR', seq_key))
-        redis.call('XADD', log_key, 'MAXLEN', ARGV[2], sid .. '-0', 'event', ARGV[a + 3], 'data', ARGV[a + 4])
-        redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'account', ARGV[a + 1], 'channel', ARGV[a + 2],
-            'seq', sid, 'event', ARGV[a + 3], 'data', ARGV[a + 4])
-        redis.call('ZADD', ids_key, ARGV[a], ARGV[a])
-        redis.call('ZREMRANGEBYRANK', ids_key, 0, -keep - 1)
-        if source > high then high = source; raised = true end
+local raised = false
+for a = 8 + 2 * groups, #ARGV, 4 do
+    local g = tonumber(ARGV[a])
+    local ch = live[g]
+    local source = tonumber(ARGV[a + 1])
+    -- From the channel's cutoff on (or a hole then), not seen before, nor older than every id remembered.
+    if ch and (source > ch.cutoff or string.find(ch.holes, ',' .. ARGV[a + 1] .. ',', 1, true))
+            and not (ch.oldest and source < ch.oldest)
+            and redis.call('ZADD', KEYS[3 + 3 * g], 'NX', source, ARGV[a + 1]) == 1 then
+        ch.card = ch.card + 1
+        local seq_key = KEYS[1 + 3 * g]
+        local seq = redis.call('INCR', seq_key)
+        if seq == 1 then  -- the key was gone (a seq is never 1 otherwise): from the epoch base, above the old one
+            redis.call('SET', seq_key, ARGV[1])
+            seq = redis.call('INCR', seq_key)
+        end
+        local sid = string.format('%d', seq)
+        redis.call('XADD', KEYS[2 + 3 * g], 'MAXLEN', ARGV[2], sid .. '-0', 'event', ARGV[a + 2], 'data', ARGV[a + 3])
         appended = appended + 1
+        local n = tostring(appended)
+        for _, v in ipairs({'a' .. n, ch.account, 'c' .. n, ch.channel, 's' .. n, sid, 'e' .. n, ARGV[a + 2],
+                            'd' .. n, ARGV[a + 3]}) do feed[#feed + 1] = v end
+        if source > high then high = source; raised = true end
     end
+end
+if appended > 0 then  -- one feed entry for the whole call, whatever the orders and channels in it
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'n', tostring(appended), unpack(feed))
+end
+for g = 1, groups do
+    local ch = live[g]
+    if ch and ch.card > keep + slack then redis.call('ZREMRANGEBYRANK', KEYS[3 + 3 * g], 0, ch.card - keep - 1) end
 end
 if raised then redis.call('SET', KEYS[2], string.format('%d', high)) end
 return {appended, string.format('%d', high)}
 """
+)
 
-_SINCE = """
+_SINCE = (
+    _NOW_MS
+    + _KEEP_LIVE
+    + """
+-- KEYS: seq, log, live, outbox_high. ARGV: base, since ('' none), count, live field, linger ms, cutoff, holes.
+local made = keep_live(KEYS[3], ARGV[4], KEYS[1], KEYS[4], tonumber(ARGV[5]), now, ARGV[6], ARGV[7])
 if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], ARGV[1]) end
 local seq = redis.call('GET', KEYS[1])
-if ARGV[2] == '' then return {seq, 0, {}} end
+if ARGV[2] == '' then return {seq, 0, {}, made[1], made[2]} end
 local since = tonumber(ARGV[2])
-if since == tonumber(seq) then return {seq, 1, {}} end
-if since > tonumber(seq) then return {seq, 2, {}} end
+if since == tonumber(seq) then return {seq, 1, {}, made[1], made[2]} end
+if since > tonumber(seq) then return {seq, 2, {}, made[1], made[2]} end
 local first = string.format('%d-0', since + 1)
 local entries = redis.call('XRANGE', KEYS[2], first, '+', 'COUNT', ARGV[3])
-if #entries == 0 or entries[1][1] ~= first then return {seq, 2, {}} end
-return {seq, 1, entries}
+if #entries == 0 or entries[1][1] ~= first then return {seq, 2, {}, made[1], made[2]} end
+return {seq, 1, entries, made[1], made[2]}
 """
+)
+
+_REFRESH = (
+    _NOW_MS
+    + _KEEP_LIVE
+    + """
+-- KEYS: live, outbox_high, then the seq key of each channel subscribed here.
+-- ARGV: linger ms, cutoff, holes, then the live field of each channel subscribed here.
+-- Returns every live channel: field, cutoff, holes; drops the lapsed.
+for i = 4, #ARGV do
+    keep_live(KEYS[1], ARGV[i], KEYS[i - 1], KEYS[2], tonumber(ARGV[1]), now, ARGV[2], ARGV[3])
+end
+local all = redis.call('HGETALL', KEYS[1])
+local out, lapsed = {}, {}
+for i = 1, #all, 2 do
+    local until_, cutoff, holes = string.match(all[i + 1], RECORD)
+    if until_ and tonumber(until_) > now then
+        out[#out + 1] = all[i]; out[#out + 1] = cutoff; out[#out + 1] = holes
+    else
+        lapsed[#lapsed + 1] = all[i]
+    end
+end
+for i = 1, #lapsed, 1000 do redis.call('HDEL', KEYS[1], unpack(lapsed, i, math.min(i + 999, #lapsed))) end
+return out
+"""
+)
 
 
 def _text(value: bytes | str) -> str:
@@ -128,25 +240,91 @@ def _fields(raw: Any) -> dict[str, str]:
 class RedisLog:
     """The ``StreamLog`` of several instances; ``follow`` feeds this instance's hub."""
 
-    def __init__(self, redis: Redis, prefix: str, window: int = 1000) -> None:
+    def __init__(self, redis: Redis, prefix: str, window: int = 1000, linger: float = LINGER_SECONDS) -> None:
         self.redis = redis
         self.prefix = prefix
         self.window = window
-        self.feed = f"{prefix}ws:feed"
+        self.linger_ms = int(linger * 1000)
+        # One entry per append (its updates, of any orders and channels); named apart from the earlier feed of one
+        # update per entry, so an instance of each kind sharing a prefix skips the other's entries.
+        self.feed = f"{prefix}ws:appends"
         self.high = f"{prefix}ws:outbox_high"
+        self.live_key = f"{prefix}ws:live"
         self._append = redis.register_script(_APPEND)
         self._since = redis.register_script(_SINCE)
+        self._refresh = redis.register_script(_REFRESH)
         self.stopping = False  # ends ``follow``
+        # What this instance knows to be live: the channel's cutoff and holes (the tail appends only these).
+        self._live: dict[tuple[str, str], tuple[int, frozenset[int]]] = {}
+        self._learned: list[LiveFrom] = []
+        self._position: Callable[[], TailPosition | None] = lambda: None
+        self._hub: Hub | None = None
 
     def _keys(self, account_id: str, channel: str) -> list[str]:
         base = f"{self.prefix}ws:{account_id}:{channel}"
         return [f"{base}:seq", f"{base}:log", f"{base}:ids"]
 
+    # -- which channels are live
+
+    def live(self, account_id: str, channel: str) -> bool:
+        return (account_id, channel) in self._live
+
+    def any_live(self) -> bool:
+        return bool(self._live)
+
+    def learned(self) -> list[LiveFrom]:
+        learned, self._learned = self._learned, []
+        return learned
+
+    def track(self, position: Callable[[], TailPosition | None]) -> None:
+        self._position = position
+
+    def attach(self, hub: Hub) -> None:
+        self._hub = hub
+
+    def _cutoff(self) -> tuple[str, str]:
+        """Where a channel made live by this instance is numbered from: where its tail stands ('' when it has not
+        read yet: the highest id appended then)."""
+        at = self._position()
+        if at is None:
+            return "", ""
+        holes = sorted(at.holes)
+        if len(holes) > MAX_HOLES:
+            return str(holes[0] - 1), ""
+        return str(at.high), ",".join(map(str, holes))
+
+    def _know(self, account_id: str, channel: str, cutoff: Any, holes: Any) -> None:
+        holes_text = _text(holes)
+        made = (int(cutoff), frozenset(int(h) for h in holes_text.split(",") if h))
+        key = (account_id, channel)
+        if self._live.get(key) != made:  # new here, or made live again since
+            self._live[key] = made
+            self._learned.append(LiveFrom(account_id, channel, *made))
+
+    async def refresh(self) -> None:
+        """One script call: the channels subscribed here stay live (or become so), and every live one is read."""
+        local = self._hub.channels() if self._hub is not None else []
+        cutoff, holes = self._cutoff()
+        answer: Any = await self._refresh(
+            keys=[self.live_key, self.high, *(self._keys(a, c)[0] for a, c in local)],
+            args=[self.linger_ms, cutoff, holes, *(f"{a}:{c}" for a, c in local)],
+        )
+        now: set[tuple[str, str]] = set()
+        for i in range(0, len(answer), 3):
+            account_id, _, channel = _text(answer[i]).rpartition(":")
+            now.add((account_id, channel))
+            self._know(account_id, channel, _text(answer[i + 1]), answer[i + 2])
+        for key in self._live.keys() - now:  # lapsed: nobody has subscribed to it for the linger
+            del self._live[key]
+
+    # -- appends and resumes
+
     async def append(self, source: int, account_id: str, channel: str, event: str, data: Mapping[str, Any]) -> None:
         await self.append_many([Entry(source, account_id, channel, event, json.dumps(data, separators=(",", ":")))])
 
     async def append_many(self, entries: Sequence[Entry], after: int = 0) -> int:
-        """One script call per ``APPEND_BATCH`` entries, each numbered at once and in order, whoever else appends.
+        """One script call per ``APPEND_BATCH`` entries, each numbered at once and in order, whoever else appends;
+        an entry of a channel that is not live (or from before its cutoff) is left out.
 
         ``after`` is the highest outbox id this appender last saw the log hold. A log holding less than that went
         back (a failover to a lagging replica, an old snapshot, or Redis emptied and begun again by another tail):
@@ -156,21 +334,34 @@ class RedisLog:
             lot = readable(entries[start : start + APPEND_BATCH])
             if not lot:
                 continue
-            keys = [self.feed, self.high]
-            args: list[str | int] = [epoch_base(), self.window, FEED_LENGTH, KEEP_IDS, mark]
+            groups: dict[tuple[str, str], int] = {}
+            keys = [self.feed, self.high, self.live_key]
+            channel_args: list[str | int] = []
+            entry_args: list[str | int] = []
             for e in lot:
-                keys.extend(self._keys(e.account_id, e.channel))
-                args.extend((e.source, e.account_id, e.channel, e.event, e.payload))
-            status, high = await self._append(keys=keys, args=args)  # loads the script on NOSCRIPT
+                group = groups.get((e.account_id, e.channel))
+                if group is None:
+                    group = groups[(e.account_id, e.channel)] = len(groups) + 1
+                    keys.extend(self._keys(e.account_id, e.channel))
+                    channel_args.extend((e.account_id, e.channel))
+                entry_args.extend((group, e.source, e.event, e.payload))
+            args = [epoch_base(), self.window, FEED_LENGTH, KEEP_IDS, ID_SLACK, mark, len(groups)]
+            status, high = await self._append(keys=keys, args=[*args, *channel_args, *entry_args])
             if int(status) < 0:
                 raise LogWentBack(int(high))
             mark = int(high)
         return mark
 
     async def since(self, account_id: str, channel: str, seq: int | None) -> Subscription:
+        """The resume read; it makes the channel live (or keeps it so) first."""
         seq_key, log_key, _ = self._keys(account_id, channel)
-        args = [epoch_base(), "" if seq is None else seq, 2 * self.window + 100]
-        latest, status, entries = await self._since(keys=[seq_key, log_key], args=args)
+        cutoff, holes = self._cutoff()
+        args = [epoch_base(), "" if seq is None else seq, 2 * self.window + 100, f"{account_id}:{channel}"]
+        answer: Any = await self._since(
+            keys=[seq_key, log_key, self.live_key, self.high], args=[*args, self.linger_ms, cutoff, holes]
+        )
+        latest, status, entries, made_cutoff, made_holes = answer
+        self._know(account_id, channel, _text(made_cutoff), made_holes)
         current = int(latest)
         if status == 2:
             return Subscription(current, None)
@@ -228,10 +419,12 @@ class RedisLog:
                     for entry_id, fields in entries:
                         last = _text(entry_id)
                         values = _fields(fields)
-                        if not wants(values["account"], values["channel"]):
-                            continue  # no subscriber here: not worth decoding
-                        data = JsonObject(values["data"])  # checked as JSON when appended
-                        deliver(values["account"], Update(values["channel"], int(values["seq"]), values["event"], data))
+                        for n in range(1, int(values.get("n", 0)) + 1):  # one entry: one append's updates
+                            account, channel = values[f"a{n}"], values[f"c{n}"]
+                            if not wants(account, channel):
+                                continue  # no subscriber here: not worth decoding
+                            data = JsonObject(values[f"d{n}"])  # checked as JSON when appended
+                            deliver(account, Update(channel, int(values[f"s{n}"]), values[f"e{n}"], data))
                 outage.ok()
             except asyncio.CancelledError:
                 raise

@@ -3,7 +3,9 @@
 ``/v1/ws`` takes any channel; ``/ws/orders``, ``/ws/positions`` and ``/ws/markets`` subscribe to theirs on connect.
 Authentication is an ``Authorization: Bearer`` header on the upgrade or, for browsers, an ``auth`` message within
 5 s; nothing is sent before it succeeds. Everything a connection sends goes through its one bounded queue, in
-order; a client too slow to drain it is closed (4413), never waited for.
+order; a client too slow to drain it is closed (4413), never waited for. Where the server offers it
+(``streams/server_protocol.py``), an update with nothing queued before it skips the queue: the hub's fan-out writes
+its frame, built once for every connection, straight to the socket.
 
 Close codes: 4401 (no, a bad or a revoked token), 4403 (the token lacks ``orders:read``), 4408 (no ``auth`` in
 time), 4413 (too slow to drain its queue), 4429 (too many connections for the token, or messages faster than
@@ -35,6 +37,7 @@ from execsvc.db.admin import TokenRecord
 from execsvc.observability.metrics import Metrics
 from execsvc.streams.hub import ACCOUNT_CHANNELS, MARKETS, Notice, SnapshotDue, Subscriber, Update
 from execsvc.streams.limits import MessageRate
+from execsvc.streams.server_protocol import FRAMES, FrameSocket
 
 router = APIRouter()
 log = structlog.get_logger(__name__)
@@ -99,6 +102,32 @@ class _Connection:
         self.too_slow = asyncio.Event()
         self.subscriber = Subscriber(record.account_id, self.config.send_queue, on_drop=lambda _: self.too_slow.set())
         self.rate = MessageRate(self.config.max_messages_per_second, self.config.message_burst)
+        self.covered: dict[str, int] = {}  # per channel, the seq of the last snapshot sent
+        self._sent: dict[str, Any] = {}  # ws_messages_sent_total's child per channel
+        # The server's socket writer for prebuilt frames (streams/server_protocol.py), when it offers one.
+        self.frames: FrameSocket | None = (websocket.scope.get("extensions") or {}).get(FRAMES)
+        self.window_bits = 0
+        if self.frames is not None:
+            self.window_bits = self.frames.window_bits
+            self.subscriber.direct = self.write_now
+
+    def count(self, channel: str) -> None:
+        child = self._sent.get(channel)
+        if child is None:
+            child = self._sent[channel] = self.services.metrics.ws_messages_sent_total.labels(channel)
+        child.inc()
+
+    def write_now(self, update: Update) -> bool:
+        """Write an update's frame to the socket now (the hub's fan-out calls this for each connection); False when
+        the socket cannot take it now, and the update is queued instead."""
+        if update.seq <= self.covered.get(update.channel, 0):
+            return True  # the snapshot sent already holds it
+        assert self.frames is not None
+        if not self.frames.write(update.frame(self.window_bits), soon=True):
+            return False
+        self.count(update.channel)
+        self.last_sent = time.monotonic()
+        return True
 
     def notice(self, message: dict[str, Any]) -> None:
         self.subscriber.put(Notice(message))
@@ -157,19 +186,25 @@ class _Connection:
         self.notice({"type": "unsubscribed", "channel": channel})
 
     async def pump(self) -> None:
-        """Send what is queued, in order."""
-        queue = self.subscriber.queue
+        """Send what is queued, in order. While it holds an item, updates are queued behind it, not written."""
+        subscriber = self.subscriber
+        queue = subscriber.queue
         metrics = self.services.metrics
-        sent = metrics.ws_messages_sent_total
-        covered: dict[str, int] = {}  # per channel, the seq of the last snapshot sent
+        covered = self.covered
+        frames = self.frames
         while True:
             item = queue.get_nowait() if not queue.empty() else await queue.get()
-            metrics.ws_queue_depth(self.subscriber.high_water)
+            subscriber.busy = True
+            if frames is not None:
+                frames.flush()  # what the fan-out wrote before this item goes first
+            metrics.ws_queue_depth(subscriber.high_water)
             if isinstance(item, Update):
                 if item.seq <= covered.get(item.channel, 0):
+                    subscriber.busy = False
                     continue  # queued before the snapshot, which already holds it
-                await self.ws.send_text(item.text)
-                sent.labels(item.channel).inc()
+                if frames is None or not frames.write(item.frame(self.window_bits)):
+                    await self.ws.send_text(item.text)  # waits while the socket is not draining
+                self.count(item.channel)
             elif isinstance(item, SnapshotDue):
                 seq, data = await self._snapshot(item)
                 covered[item.channel] = seq
@@ -179,6 +214,7 @@ class _Connection:
                     covered.pop(str(item.message["channel"]), None)  # a new subscription numbers from its own seq
                 await self._send(dict(item.message), "control")
             self.last_sent = time.monotonic()
+            subscriber.busy = False
 
     async def _snapshot(self, due: SnapshotDue) -> tuple[int, list[dict[str, Any]]]:
         """The seq and state a snapshot carries: the channel's latest seq, read first, so the state read next holds
@@ -205,7 +241,7 @@ class _Connection:
 
     async def _send(self, message: dict[str, Any], channel: str = "control") -> None:
         await self.ws.send_text(json.dumps(message, separators=(",", ":")))
-        self.services.metrics.ws_messages_sent_total.labels(channel).inc()
+        self.count(channel)
 
     async def watch_token(self) -> None:
         """Close the connection once its token is revoked: looked up every ``token_recheck_seconds``, unless
