@@ -29,7 +29,7 @@ from startup import BENCH, ensure_venv
 ensure_venv()
 
 from load import LoadSpec, Target, run_load  # noqa: E402
-from run import ORDER_BODY, STARTING_BALANCES, Proc, _execsvc_cmd, _run, measure, wait_idle  # noqa: E402
+from run import LIFTED_LIMITS, ORDER_BODY, STARTING_BALANCES, Proc, _execsvc_cmd, _run, measure, wait_idle  # noqa: E402
 
 from tests.support.services import free_port  # noqa: E402
 
@@ -51,17 +51,7 @@ def main() -> int:
             "EXECSVC_SQLITE_PATH": str(Path(tmp) / "execsvc.db"),
             "EXECSVC_LOG_LEVEL": "warning",
             "EXECSVC_STARTING_BALANCES": STARTING_BALANCES,
-            # As in run.py: the bench buys without pause, so the exposure, rate and loss limits are lifted (their
-            # checks still run on every order).
-            "EXECSVC_RISK_MAX_POSITION_NOTIONAL": "1000000000000",
-            "EXECSVC_RISK_MAX_GROSS_EXPOSURE": "1000000000000",
-            "EXECSVC_RISK_MAX_ORDERS_PER_SECOND": "1000000",
-            "EXECSVC_RISK_MAX_ORDERS_PER_MINUTE": "1000000",
-            "EXECSVC_RISK_DAILY_LOSS_LIMIT": "1000000000000",
-            # Orders queued behind a running batch are admitted together and are all in flight at once: past the
-            # saturation point (open loop) the backlog would meet the open-order limits. Lifted likewise.
-            "EXECSVC_RISK_MAX_OPEN_ORDERS_PER_SYMBOL": "1000000",
-            "EXECSVC_RISK_MAX_OPEN_ORDERS_PER_ACCOUNT": "1000000",
+            **LIFTED_LIMITS,
         }
         _run([*_execsvc_cmd(), "db", "upgrade"], env)
         out = _run(

@@ -329,7 +329,7 @@ def wrap_methods(sink: Counter[str]) -> None:
     """Charge the CPU time of every repository and unit-of-work method to ``sink`` (inclusive, per call name)."""
     from execsvc.db import repositories, uow
 
-    classes = [getattr(repositories, n) for n in dir(repositories) if n.startswith("Sql")] + [uow.SqlUnitOfWork]
+    classes = [getattr(repositories, n) for n in dir(repositories) if n.startswith("Sql")] + [uow.SqliteUnitOfWork]
     for cls in classes:
         for name, fn in list(vars(cls).items()):
             if not asyncio.iscoroutinefunction(fn):

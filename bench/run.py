@@ -56,6 +56,22 @@ ORDER_BODY = '{"symbol":"BTC/USDT","side":"buy","type":"market","qty":"0.001"}'
 STARTING_BALANCES = '{"USDT":"1000000000000"}'
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_RATIO = 0.5
+# The bench buys without pause, so some limits would stop it; they are lifted, not switched off (their checks still
+# run on every order).
+LIFTED_LIMITS = {
+    # The bench buys without pause, so the position grows without bound: the exposure limits are lifted
+    # (not switched off, so their checks still run on every order).
+    "EXECSVC_RISK_MAX_POSITION_NOTIONAL": "1000000000000",
+    "EXECSVC_RISK_MAX_GROSS_EXPOSURE": "1000000000000",
+    "EXECSVC_RISK_MAX_ORDERS_PER_SECOND": "1000000",
+    "EXECSVC_RISK_MAX_ORDERS_PER_MINUTE": "1000000",
+    # Every buy pays slippage and fees: over a run they add up past the daily loss limit. Lifted likewise.
+    "EXECSVC_RISK_DAILY_LOSS_LIMIT": "1000000000000",
+    # Orders queued behind a running batch are admitted together and are all in flight at once: past the
+    # saturation point (open loop) the backlog would meet the open-order limits. Lifted likewise.
+    "EXECSVC_RISK_MAX_OPEN_ORDERS_PER_SYMBOL": "1000000",
+    "EXECSVC_RISK_MAX_OPEN_ORDERS_PER_ACCOUNT": "1000000",
+}
 TARGET_P99_MS = 20.0
 
 
@@ -432,18 +448,7 @@ def provision(accounts: int = 1, throwaway_postgres: bool = False) -> Iterator[S
             "EXECSVC_REDIS_PREFIX": f"execsvc-bench-{os.getpid()}:",  # its keys expire within a minute
             "EXECSVC_LOG_LEVEL": "warning",
             "EXECSVC_STARTING_BALANCES": STARTING_BALANCES,
-            # The bench buys without pause, so the position grows without bound: the exposure limits are lifted
-            # (not switched off, so their checks still run on every order).
-            "EXECSVC_RISK_MAX_POSITION_NOTIONAL": "1000000000000",
-            "EXECSVC_RISK_MAX_GROSS_EXPOSURE": "1000000000000",
-            "EXECSVC_RISK_MAX_ORDERS_PER_SECOND": "1000000",
-            "EXECSVC_RISK_MAX_ORDERS_PER_MINUTE": "1000000",
-            # Every buy pays slippage and fees: over a run they add up past the daily loss limit. Lifted likewise.
-            "EXECSVC_RISK_DAILY_LOSS_LIMIT": "1000000000000",
-            # Orders queued behind a running batch are admitted together and are all in flight at once: past the
-            # saturation point (open loop) the backlog would meet the open-order limits. Lifted likewise.
-            "EXECSVC_RISK_MAX_OPEN_ORDERS_PER_SYMBOL": "1000000",
-            "EXECSVC_RISK_MAX_OPEN_ORDERS_PER_ACCOUNT": "1000000",
+            **LIFTED_LIMITS,
         }
         _run([*_execsvc_cmd(), "db", "upgrade"], env)
         tokens = []

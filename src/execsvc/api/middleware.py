@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from typing import Any
 
 import structlog
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,13 +33,15 @@ class RequestGuard:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        # Bounded: methods x route templates (or "unmatched") x status codes.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        incoming = Request(scope).headers.get("x-request-id", "")
+        incoming, length = _headers(scope)
         rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = request_id.set(rid)
         structlog.contextvars.bind_contextvars(request_id=rid)
@@ -66,7 +69,6 @@ class RequestGuard:
             return message
 
         try:
-            length = Request(scope).headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
                 await self._respond(scope, receive, send_wrapper, self._too_large())
             else:
@@ -84,11 +86,22 @@ class RequestGuard:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
             method = scope["method"]
-            self.metrics.http_requests_total.labels(method, route, str(status)).inc()
-            self.metrics.http_request_duration.labels(method, route).observe(elapsed)
+            self._count(method, route, status, elapsed)
             log.info("request", method=method, path=scope["path"], status=status, ms=round(elapsed * 1000, 2))
             structlog.contextvars.unbind_contextvars("request_id")
             request_id.reset(token)
+
+    def _count(self, method: str, route: str, status: int, elapsed: float) -> None:
+        """Count the request and observe its duration (the metric children are looked up once per label set)."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.metrics.http_requests_total.labels(method, route, str(status)),
+                self.metrics.http_request_duration.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(elapsed)
 
     def _too_large(self) -> Response:
         return problem_response(
@@ -98,6 +111,19 @@ class RequestGuard:
     @staticmethod
     async def _respond(scope: Scope, receive: Receive, send: Send, response: Response) -> None:
         await response(scope, receive, send)
+
+
+def _headers(scope: Scope) -> tuple[str, str | None]:
+    """The request's first ``x-request-id`` (or "") and ``content-length`` (or None), read off the raw headers (ASGI
+    gives their names in lower case)."""
+    incoming: str | None = None
+    length: str | None = None
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and incoming is None:
+            incoming = value.decode("latin-1")
+        elif name == b"content-length" and length is None:
+            length = value.decode("latin-1")
+    return incoming or "", length
 
 
 def _route_template(scope: Scope) -> str:

@@ -11,6 +11,20 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
+def sqlite_pragmas(dbapi_conn: Any, busy_ms: int, autocheckpoint: bool) -> None:
+    """A new SQLite connection's settings: WAL with synchronous=NORMAL (a commit waits for no disk flush; a power
+    loss may lose the last commits, never corrupt the file), foreign keys, how long to wait for another writer, and
+    whether this connection copies the WAL back into the file itself (see ``db.uow.SqliteWriter``)."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={busy_ms:d}")
+    if not autocheckpoint:
+        cur.execute("PRAGMA wal_autocheckpoint=0")
+    cur.close()
+
+
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     """An engine tuned for its backend."""
     if url.startswith("sqlite"):
@@ -19,12 +33,7 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
+            sqlite_pragmas(dbapi_conn, busy_ms=30_000, autocheckpoint=True)
 
         return engine
     # No pre-ping: it costs a round trip per checkout (three per order). A connection found dead fails its request

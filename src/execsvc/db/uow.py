@@ -1,4 +1,7 @@
-"""The SQL unit of work: one connection, one transaction, the repositories bound to it."""
+"""The embedded default's unit of work: one SQLite connection, one transaction, the repositories bound to it.
+
+(PostgreSQL's is ``db.pg.PgUnitOfWork``, on asyncpg.)
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,12 @@ from typing import Any, Self
 from sqlalchemy import Connection, Dialect, Engine, create_engine, event
 from sqlalchemy.engine import Result
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.base import Executable
 
 from execsvc.core.errors import Overloaded
+from execsvc.db.engine import sqlite_pragmas
 from execsvc.db.repositories import (
     SqlAccounts,
     SqlBalances,
@@ -27,100 +31,6 @@ from execsvc.db.repositories import (
     SqlPositions,
     SqlRisk,
 )
-
-
-class SqlUnitOfWork:
-    """A transaction on PostgreSQL or SQLite.
-
-    On PostgreSQL the account lock is a row lock (``SELECT ... FOR UPDATE``), which serialises risk across any number
-    of processes. SQLite has a single writer anyway; there ``write_lock`` (one per engine) serialises the writing
-    units of work of the one process that owns the file.
-    """
-
-    accounts: SqlAccounts
-    orders: SqlOrders
-    events: SqlEvents
-    fills: SqlFills
-    positions: SqlPositions
-    balances: SqlBalances
-    idempotency: SqlIdempotency
-    outbox: SqlOutbox
-    risk: SqlRisk
-
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        write_lock: asyncio.Lock | None = None,
-        on_outbox: Callable[[], None] | None = None,
-    ) -> None:
-        self._engine = engine
-        self._write_lock = write_lock
-        self._on_outbox = on_outbox
-        self._conn: AsyncConnection | None = None
-        self._tx: AsyncTransaction | None = None
-        self._holds_lock = False
-
-    async def __aenter__(self) -> Self:
-        if self._write_lock is not None:
-            await self._write_lock.acquire()
-            self._holds_lock = True
-        try:
-            conn = await self._engine.connect()
-            self._conn = conn
-            self._tx = await conn.begin()
-        except BaseException:
-            await self._release()
-            raise
-        self.accounts = SqlAccounts(conn)
-        self.orders = SqlOrders(conn)
-        self.events = SqlEvents(conn)
-        self.fills = SqlFills(conn)
-        self.positions = SqlPositions(conn)
-        self.balances = SqlBalances(conn)
-        self.idempotency = SqlIdempotency(conn)
-        self.outbox = SqlOutbox(conn)
-        self.risk = SqlRisk(conn)
-        return self
-
-    async def commit(self) -> None:
-        assert self._tx is not None
-        await self.events.flush()
-        events = bool(self.outbox.pending)
-        await self.outbox.flush()
-        await self._tx.commit()
-        if events and self._on_outbox is not None:
-            self._on_outbox()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._release()
-
-    async def _release(self) -> None:
-        try:
-            if self._tx is not None and self._tx.is_active:
-                await self._tx.rollback()
-            if self._conn is not None:
-                await self._conn.close()
-        finally:
-            self._tx = None
-            self._conn = None
-            if self._write_lock is not None and self._holds_lock:
-                self._holds_lock = False
-                self._write_lock.release()
-
-
-class SqlUnitOfWorkFactory:
-    """Makes units of work on one engine."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        # SQLite has one writer: the order path and the webhook store take turns through this lock.
-        self.write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
-        self.on_outbox: Callable[[], None] | None = None  # told after a commit that wrote outbox rows
-
-    def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, self.write_lock, self.on_outbox)
 
 
 class InlineConnection:
@@ -158,12 +68,7 @@ class SqliteWriter:
 
         @event.listens_for(self.engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA wal_autocheckpoint=0")
-            cur.close()
+            sqlite_pragmas(dbapi_conn, busy_ms=0, autocheckpoint=False)
 
         @event.listens_for(self.engine, "begin")
         def _begin(conn: Connection) -> None:
