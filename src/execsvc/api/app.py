@@ -45,6 +45,9 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry asks the global providers (and the environment) on every request to learn
+        # it has nothing to do; it is off, and the service's tracing is its own (observability/).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     app.state.path_methods = path_methods(load_spec(services.spec_path))

@@ -196,8 +196,10 @@ class OutboxTail:
             except LogWentBack as gone:
                 self._rewind(gone.high)
                 return await self._poll(limit)
+        now = time.monotonic()
         for row in rows:
-            self._passed(row.id)  # only once appended: a failure above reads the rows again
+            self._passed(row.id, now)  # only once appended: a failure above reads the rows again
+        self._give_up(now)
         return published
 
     async def _entries(
@@ -264,13 +266,15 @@ class OutboxTail:
         self.holes = {i: at for i, at in self.holes.items() if i <= self.high}
         self.taken = 0
 
-    def _passed(self, row_id: int) -> None:
-        now = time.monotonic()
+    def _passed(self, row_id: int, now: float) -> None:
         if row_id > self.high:
             self.holes.update(dict.fromkeys(range(self.high + 1, row_id), now))
             self.high = row_id
         else:
             self.holes.pop(row_id, None)
+
+    def _give_up(self, now: float) -> None:
+        """Forget holes too far behind or too old (once per poll: it reads every hole)."""
         if self.holes and (min(self.holes) <= self.high - MARGIN or min(self.holes.values()) < now - HOLE_SECONDS):
             # Given up on: rolled back (most of them), or a transaction longer than any the service runs.
             self.holes = {i: at for i, at in self.holes.items() if i > self.high - MARGIN and at >= now - HOLE_SECONDS}
