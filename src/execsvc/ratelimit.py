@@ -98,7 +98,11 @@ class LocalRateCounter:
         times = self._times.setdefault(account_id, deque())
         while times and times[0] <= now_ms - WINDOW_MS:
             times.popleft()
-        second = sum(1 for t in times if t > now_ms - 1000)
+        second = 0
+        for t in reversed(times):  # in time order: only the last second's are read, not the minute's
+            if t <= now_ms - 1000:
+                break
+            second += 1
         return second, len(times)
 
     async def hit(self, account_id: str, now: datetime) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from execsvc.core.trading import GLOBAL, AccountWatch, RiskControls, RiskEvent, 
 from execsvc.db import tables as t
 from execsvc.db.engine import autocommit
 from execsvc.db.repositories import (
-    WORKING,
+    IS_WORKING,
     SqlBalances,
     SqlOrders,
     SqlPositions,
@@ -107,7 +107,7 @@ class ReadModel:
         """The account's orders that can still change, newest first (at most ``limit``)."""
         o = t.orders.c
         stmt = (
-            select(t.orders).where(o.account_id == account_id, o.status.in_(WORKING)).order_by(o.id.desc()).limit(limit)
+            select(t.orders).where(o.account_id == account_id, IS_WORKING).order_by(o.id.desc()).limit(limit)
         )
         async with self.engine.connect() as conn:
             return [order_from_row(r) for r in await conn.execute(stmt)]
@@ -172,7 +172,7 @@ class ReadModel:
             }
             working = [
                 order_from_row(r)
-                for r in await conn.execute(select(t.orders).where(o.account_id == account_id, o.status.in_(WORKING)))
+                for r in await conn.execute(select(t.orders).where(o.account_id == account_id, IS_WORKING))
             ]
             positions = [
                 (r.symbol, Position(r.qty, r.avg_entry_price, r.realized_pnl))
