@@ -106,9 +106,7 @@ class ReadModel:
     async def working_orders(self, account_id: str, limit: int) -> list[Order]:
         """The account's orders that can still change, newest first (at most ``limit``)."""
         o = t.orders.c
-        stmt = (
-            select(t.orders).where(o.account_id == account_id, IS_WORKING).order_by(o.id.desc()).limit(limit)
-        )
+        stmt = select(t.orders).where(o.account_id == account_id, IS_WORKING).order_by(o.id.desc()).limit(limit)
         async with self.engine.connect() as conn:
             return [order_from_row(r) for r in await conn.execute(stmt)]
 

@@ -148,9 +148,7 @@ _ORDER_BY_ID = select(t.orders).where(t.orders.c.id == bindparam("order_id"))
 _ORDER_BY_CLIENT_ID = select(t.orders).where(
     t.orders.c.account_id == bindparam("account_id"), t.orders.c.client_order_id == bindparam("client_order_id")
 )
-_WORKING_ORDERS = select(t.orders).where(
-    t.orders.c.account_id == bindparam("account_id"), IS_WORKING
-)
+_WORKING_ORDERS = select(t.orders).where(t.orders.c.account_id == bindparam("account_id"), IS_WORKING)
 _INSERT_EVENTS = insert(t.order_events)
 _INSERT_OUTBOX = insert(t.outbox)
 _POSITION = select(
