@@ -103,7 +103,8 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
     The order is admitted together with whatever else its account has queued (``pipeline.admissions``: one lock
     hold and one commit for the batch, the risk engine deciding each order in arrival order, each seeing the ones
     before it), sent to its broker on its own, and its broker's answer applied together with the answers of its
-    account's other orders (``pipeline.settlements``).
+    account's other orders (``pipeline.settlements``). A venue in this process that answers at once (the paper
+    venue) is asked inside the admitting transaction instead, and its answer committed with the order.
     """
     started = time.perf_counter()
     validate_shape(cmd)
