@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 from collections.abc import Sequence
@@ -99,6 +100,16 @@ async def _first_run_token(settings: Settings) -> None:
     )
 
 
+def _freeze_startup_heap() -> None:
+    """Take what start-up imported and built out of the cyclic garbage collector's way.
+
+    The modules, schemas and venue classes loaded at start live as long as the process (~330,000 objects); every
+    full collection walked them all, pausing the event loop for 100-200 ms under load, several times a minute.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -109,6 +120,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if settings.embedded:
         asyncio.run(_first_run_token(settings))
     container = build(settings)
+    _freeze_startup_heap()
     uvicorn.run(
         container.app(),
         host=args.host,
@@ -132,6 +144,7 @@ async def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
     await _prepare_schema(settings)
     worker, metrics, close = build_worker(settings)
+    _freeze_startup_heap()
     if args.metrics_port is not None:
         from prometheus_client import start_http_server
 

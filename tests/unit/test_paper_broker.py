@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -518,3 +519,24 @@ async def test_fetch_balances_is_not_a_paper_capability(broker: PaperBroker) -> 
     assert broker.capabilities.fetch_balances is False
     with pytest.raises(CapabilityMissing):
         await broker.fetch_balances("acct")
+
+
+async def test_what_the_venue_remembers_is_left_alone_by_the_cyclic_garbage_collector(broker: PaperBroker) -> None:
+    # A full collection walks every tracked object: thousands of remembered orders as report objects made its
+    # pauses grow with the history. Stored as tuples of plain values, the collector untracks them.
+    ended = [order(Side.BUY, "0.001") for _ in range(50)]
+    for o in ended:
+        await broker.submit(o)
+    resting = order(Side.BUY, "0.001", limit_price="40000")
+    await broker.submit(resting)
+    await broker.cancel(ended[0])  # a late cancel adds to what is remembered
+
+    gc.collect()
+    gc.collect()
+
+    remembered = broker._known  # the property under test is how the history is stored
+    assert len(remembered) == 51
+    assert not any(gc.is_tracked(known) for known in remembered.values())
+    assert codes(await broker.fetch_status(ended[0])) == ["Accepted", "Filled"]
+    assert codes(await broker.fetch_status(resting)) == ["Accepted"]
+    assert broker.account_of(resting.id) == "acct"
