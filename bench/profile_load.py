@@ -1,6 +1,7 @@
 """Where the time of one order goes: database round trips (counted on the wire) and a py-spy CPU profile under load.
 
     .venv/bin/python bench/profile_load.py [--duration 20] [--concurrency 32] [--serial 200] [--py-spy PATH]
+        [--accounts 8] [--open-rate 200]
 
 Two service processes on the same freshly provisioned database (see run.py), one after the other:
 
@@ -393,7 +394,9 @@ async def explain_working(dsn: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def profile_under_load(stack: Any, py_spy: str, duration: float, concurrency: int, rate: int) -> dict[str, Any]:
+def profile_under_load(
+    stack: Any, py_spy: str, duration: float, concurrency: int, rate: int, open_rate: float | None = None
+) -> dict[str, Any]:
     port, _ = two_free_ports()
     svc = Proc("execsvc serve", [*_execsvc_cmd(), "serve", "--port", str(port)], stack.env, OUT / "serve-profiled.log")
     raw = OUT / "pyspy-raw.txt"
@@ -403,6 +406,9 @@ def profile_under_load(stack: Any, py_spy: str, duration: float, concurrency: in
             f"http://127.0.0.1:{port}/v1/orders",
             body=ORDER_BODY.encode(),
             headers=(("Authorization", f"Bearer {stack.token}"),),
+            rotate_headers=tuple((("Authorization", f"Bearer {t}"),) for t in stack.tokens)
+            if len(stack.tokens) > 1
+            else (),
         )
         run_load(LoadSpec("closed", target, 3.0, concurrency))
         asyncio.run(analyze(stack.dsn))  # steady-state planner statistics, as in run.py
@@ -428,7 +434,10 @@ def profile_under_load(stack: Any, py_spy: str, duration: float, concurrency: in
         )
         time.sleep(0.5)
         cpu0 = cpu_seconds(svc.pid)
-        summary = run_load(LoadSpec("closed", target, duration - 1.0, concurrency))
+        if open_rate is None:
+            summary = run_load(LoadSpec("closed", target, duration - 1.0, concurrency))
+        else:  # a fixed rate (open loop): what an order costs below the maximum
+            summary = run_load(LoadSpec("open", target, duration - 1.0, concurrency, rate=open_rate))
         cpu1 = cpu_seconds(svc.pid)
         _, err = spy.communicate(timeout=duration + 30)
         if spy.returncode != 0 or not raw.exists():
@@ -465,13 +474,15 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--serial", type=int, default=200, help="orders sent one at a time through the proxy")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    parser.add_argument("--accounts", type=int, default=1, help="spread the load round robin over this many accounts")
+    parser.add_argument("--open-rate", type=float, default=None, help="profile at this fixed rate (orders/s)")
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"))
     args = parser.parse_args()
     if not os.access(args.py_spy, os.X_OK):
         parser.error(f"py-spy not found at {args.py_spy}; pip install py-spy and pass --py-spy")
     OUT.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    with provision() as stack:
+    with provision(args.accounts) as stack:
         result["code"] = code_state(stack.env)
         result["serial"] = serial_round_trips(stack, args.serial)
         s = result["serial"]
@@ -482,7 +493,9 @@ def main() -> int:
         )
         for sql, n in s["statements_per_order"].items():
             print(f"  {n:5.2f}  {sql}")
-        result["under_load"] = profile_under_load(stack, args.py_spy, args.duration, args.concurrency, args.rate)
+        result["under_load"] = profile_under_load(
+            stack, args.py_spy, args.duration, args.concurrency, args.rate, args.open_rate
+        )
     u = result["under_load"]
     print(f"server CPU {u['server_cpu_ms_per_order']:.2f} ms/order ({u['server_cpu_cores_used']:.2f} cores)")
     for title, key in (("by stage", "cpu_ms_per_order_by_stage"), ("by library", "cpu_ms_per_order_by_library")):

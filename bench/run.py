@@ -9,9 +9,11 @@ server) and a fresh database, migrates it, creates an account and a token, start
 1. the full order path (POST /v1/orders, market buys on the paper broker: auth, risk, PostgreSQL, ledger) at max
    throughput, closed loop, ``--concurrency`` connections for ``--duration`` seconds;
 2. the reference endpoint (validate + one INSERT transaction) the same way;
-3. the full order path at a fixed ``--rate`` orders/s, open loop (latency from the scheduled send time).
+3. the full order path at a fixed ``--rate`` orders/s, open loop (latency from the scheduled send time);
+4. the reference endpoint at the same rate (its CPU per request there is what the full path's compares with).
 
-With ``--rounds N`` steps 1 and 2 alternate N times and the median round is reported. The summary is printed and
+With ``--rounds N`` steps 1 and 2 alternate N times and the median round is reported. ``--workers N`` runs both
+servers in N processes sharing one port each (``bench/forked.py``). The summary is printed and
 written as JSON to bench/out/latest.json. Processes and the database are cleaned up even on failure.
 """
 
@@ -138,7 +140,20 @@ class Proc:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process, from /proc (0 when it is gone)."""
+    """User + system CPU of a process and its children (``--workers``), from /proc (0 when it is gone)."""
+    return sum(_own_cpu_seconds(p) for p in (pid, *_children(pid)))
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(stat.parent.name))
+    return kids
+
+
+def _own_cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -496,6 +511,13 @@ def main() -> int:
     parser.add_argument(
         "--accounts", type=int, default=1, help="spread the full-path load round robin over this many accounts"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run both servers in this many processes on one port each (bench/forked.py): what several processes "
+        "give on this machine",
+    )
     parser.add_argument("--throwaway-postgres", action="store_true", help="private PostgreSQL cluster with fsync=off")
     parser.add_argument(
         "--no-analyze", action="store_true", help="do not ANALYZE the database after the warm-up (see analyze())"
@@ -547,25 +569,19 @@ def run_phases(
     """Start both servers, warm them up, measure, and put the figures into ``results``."""
     env, token, dsn = stack.env, stack.token, stack.dsn
     svc_port, ref_port = two_free_ports()
-    service = Proc("execsvc serve", [*_execsvc_cmd(), "serve", "--port", str(svc_port)], env, out_dir / "serve.log")
+    # The reference's pool holds a connection per client connection: with fewer, it opens and closes overflow
+    # connections all through each phase, and measures that rather than the stack.
+    ref_args = ["--database-url", dsn, "--port", str(ref_port), "--pool-size", str(args.concurrency)]
+    if args.workers > 1:  # both servers in N processes on one port each (bench/forked.py)
+        forked = [sys.executable, str(BENCH / "forked.py"), "--workers", str(args.workers)]
+        svc_cmd = [*forked, "execsvc", "--port", str(svc_port)]
+        ref_cmd = [*forked, "reference", *ref_args]
+    else:
+        svc_cmd = [*_execsvc_cmd(), "serve", "--port", str(svc_port)]
+        ref_cmd = [sys.executable, str(BENCH / "reference_app.py"), *ref_args]
+    service = Proc("execsvc serve", svc_cmd, env, out_dir / "serve.log")
     procs.append(service)
-    reference = Proc(
-        "reference app",
-        # Its pool holds a connection per client connection: with fewer, it opens and closes overflow connections
-        # all through each phase, and measures that rather than the stack.
-        [
-            sys.executable,
-            str(BENCH / "reference_app.py"),
-            "--database-url",
-            dsn,
-            "--port",
-            str(ref_port),
-            "--pool-size",
-            str(args.concurrency),
-        ],
-        env,
-        out_dir / "reference.log",
-    )
+    reference = Proc("reference app", ref_cmd, env, out_dir / "reference.log")
     procs.append(reference)
     service.wait_ready(f"http://127.0.0.1:{svc_port}/readyz")
     reference.wait_ready(f"http://127.0.0.1:{ref_port}/healthz")
@@ -594,7 +610,8 @@ def run_phases(
     if not args.no_analyze:
         asyncio.run(analyze(dsn))
 
-    metrics_url = f"http://127.0.0.1:{svc_port}/metrics"
+    # With several processes a scrape reaches one of them: its counters are not the service's.
+    metrics_url = f"http://127.0.0.1:{svc_port}/metrics" if args.workers == 1 else None
     redis_url = stack.redis.url
     for _ in range(args.rounds):
         measure("full_max", closed(full, args.duration), service, db, results, metrics_url, redis_url)
@@ -609,11 +626,18 @@ def run_phases(
     )
     measure("full_fixed_rate", open_spec, service, db, results, metrics_url, redis_url)
     wait_idle(service)
+    # The bare stack at the same rate: below the maximum every request costs more CPU (fewer events per wake-up of
+    # the event loop, colder caches), the reference's as well as the full path's.
+    ref_open = LoadSpec(
+        "open", ref, args.duration, max(args.concurrency, 128), args.rate, args.client, args.client_procs
+    )
+    measure("reference_fixed_rate", ref_open, reference, db, results)
 
     full_rounds, ref_rounds = results["phases"]["full_max"], results["phases"]["reference_max"]
     full_max = median_round(full_rounds)
     ref_max = median_round(ref_rounds)
     fixed = results["phases"]["full_fixed_rate"][0]
+    ref_fixed = results["phases"]["reference_fixed_rate"][0]
     # Each round measures both back to back, so a round's ratio sees the same background noise.
     ratios = [
         f["throughput_rps"] / r["throughput_rps"]
@@ -641,6 +665,10 @@ def run_phases(
             "full": full_max["server_cpu_ms_per_request"],
             "reference": ref_max["server_cpu_ms_per_request"],
         },
+        "server_cpu_ms_per_order_at_fixed_rate": {
+            "full": fixed["server_cpu_ms_per_request"],
+            "reference": ref_fixed["server_cpu_ms_per_request"],
+        },
         "db_per_order": {"full": full_max.get("db"), "reference": ref_max.get("db")},
     }
 
@@ -650,6 +678,7 @@ def run_phases(
         rows.append((f"full order path, max (closed loop, {args.concurrency} conns{tag})", f))
         rows.append((f"reference endpoint, max (closed loop, {args.concurrency} conns{tag})", r))
     rows.append((f"full order path at {args.rate:g}/s (open loop)", fixed))
+    rows.append((f"reference endpoint at {args.rate:g}/s (open loop)", ref_fixed))
     for rate in args.extra_rates:
         rows.append((f"full order path at {rate:g}/s (open loop)", results["phases"][f"full_fixed_rate_{rate:g}"][0]))
     results["summary"]["table"] = [
