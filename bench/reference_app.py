@@ -2,8 +2,9 @@
 
 FastAPI + pydantic (the service's own ``OrderRequest`` model) + SQLAlchemy 2 Core async on asyncpg (through
 ``execsvc.db.engine.make_engine``, so the same pool settings, pre-ping included) + uvicorn (uvloop/httptools when
-installed, access log off, one worker). ``POST /orders`` validates the body, converts ``qty`` to ``Decimal`` and
-runs ONE insert transaction, answering 201 with a small JSON body. No auth, no risk, no broker, no ledger: this is
+installed, access log off, one worker, start-up's heap frozen as ``execsvc serve`` freezes it). ``POST /orders``
+validates the body, converts ``qty`` to ``Decimal`` and runs ONE insert transaction, answering 201 with a small JSON
+body. No auth, no risk, no broker, no ledger: this is
 the floor the full path is measured against.
 
     python bench/reference_app.py --database-url postgresql+asyncpg://... --port 8100
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import uuid
@@ -97,9 +99,12 @@ def main() -> None:
     url = args.database_url
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+    app = create_app(url, args.pool_size)
+    gc.collect()  # as `execsvc serve` does: what start-up built kept out of the collector's full passes
+    gc.freeze()
     # Exactly how `execsvc serve` runs uvicorn: loop/http "auto" pick uvloop/httptools when installed.
     uvicorn.run(
-        create_app(url, args.pool_size),
+        app,
         host=args.host,
         port=args.port,
         log_config=None,
