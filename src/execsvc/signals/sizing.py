@@ -1,0 +1,111 @@
+"""How big the order of a signal is: a fixed quantity, a fixed notional, or a fixed risk per trade.
+
+Sizing is per strategy instance (or per inbound signal). The result is a quantity on the market's step, never above
+what the rule asks for (rounded down), or a refusal that says why (recorded on the signal; no order is placed):
+
+- ``FixedQty(qty)``: that quantity, rounded down to the step.
+- ``FixedNotional(notional)``: ``notional / entry`` in the base asset (notional in the quote asset).
+- ``RiskPerTrade(fraction)``: ``equity * fraction / |entry - stop_loss|``: a stop-out loses about ``fraction`` of the
+  equity (before fees and slippage). Needs a stop-loss on the far side of nothing: a signal without one, or with the
+  stop at the entry, is refused.
+
+Either way the quantity must meet the market's minimum quantity and minimum notional at the entry price.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from execsvc.core.markets import MarketRules
+from execsvc.core.money import ZERO, exact, floor_to_step, to_str
+
+
+@dataclass(frozen=True, slots=True)
+class FixedQty:
+    """Always the same quantity of the base asset."""
+
+    qty: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class FixedNotional:
+    """The same value in the quote asset: ``notional / entry`` of the base asset."""
+
+    notional: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class RiskPerTrade:
+    """Lose ``fraction`` of the equity when the stop-loss is hit: ``equity * fraction / |entry - stop|``."""
+
+    fraction: Decimal
+
+
+Sizing = FixedQty | FixedNotional | RiskPerTrade
+
+
+@dataclass(frozen=True, slots=True)
+class SizingRefused:
+    """No order: why (a stable code and words)."""
+
+    code: str
+    reason: str
+
+
+def check_sizing(sizing: Sizing) -> list[str]:
+    """What is wrong with a sizing rule (empty when it is usable)."""
+    if isinstance(sizing, FixedQty):
+        return [] if sizing.qty > 0 else ["qty must be positive"]
+    if isinstance(sizing, FixedNotional):
+        return [] if sizing.notional > 0 else ["notional must be positive"]
+    if not 0 < sizing.fraction <= 1:
+        return ["fraction must be above 0 and at most 1"]
+    return []
+
+
+def size_order(
+    sizing: Sizing,
+    rules: MarketRules,
+    *,
+    entry: Decimal,
+    stop_loss: Decimal | None = None,
+    equity: Decimal = ZERO,
+) -> Decimal | SizingRefused:
+    """The quantity of a signal's order under ``sizing``, or why there is none.
+
+    ``entry`` is the price the order is expected to fill near (the signal's entry); ``equity`` the account's value
+    in the quote asset (only ``RiskPerTrade`` reads it).
+    """
+    problems = check_sizing(sizing)
+    if problems:
+        return SizingRefused("invalid_sizing", "; ".join(problems))
+    if entry <= 0:
+        return SizingRefused("no_entry_price", "the signal has no positive entry price to size from")
+    with exact():
+        if isinstance(sizing, FixedQty):
+            raw = sizing.qty
+        elif isinstance(sizing, FixedNotional):
+            raw = sizing.notional / entry
+        else:
+            if stop_loss is None:
+                return SizingRefused("no_stop_loss", "risk-per-trade sizing needs the signal's stop-loss")
+            distance = abs(entry - stop_loss)
+            if distance == 0:
+                return SizingRefused("no_stop_distance", "the stop-loss is at the entry price")
+            if equity <= 0:
+                return SizingRefused("no_equity", "the account has no equity to risk")
+            raw = equity * sizing.fraction / distance
+        qty = floor_to_step(raw, rules.qty_step)
+        notional = qty * entry
+    if qty <= 0 or qty < rules.min_qty:
+        return SizingRefused(
+            "below_min_qty",
+            f"the size {to_str(qty)} is below the market's minimum quantity {to_str(rules.min_qty)}",
+        )
+    if notional < rules.min_notional:
+        return SizingRefused(
+            "below_min_notional",
+            f"the notional {to_str(notional)} is below the market's minimum {to_str(rules.min_notional)}",
+        )
+    return qty
