@@ -634,7 +634,7 @@ def test_the_rules_in_force_follow_the_switches_and_name_every_rule_a_check_can_
         "symbol_listed", "qty_step", "min_qty", "price_tick", "mark_price", "min_notional", "sufficient_balance",
         "order_qty", "order_notional", "price_collar", "position_notional", "gross_exposure",
         "open_orders_symbol", "open_orders_account", "order_rate_second", "order_rate_minute",
-        "symbol_allowed", "trading_state", "daily_loss", "loss_streak", "broker_circuit",
+        "symbol_allowed", "reduce_only", "trading_state", "daily_loss", "loss_streak", "broker_circuit",
     }  # fmt: skip
     assert set(checks_in_force(everything)) == reported
 

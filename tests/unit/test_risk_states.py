@@ -23,6 +23,7 @@ from execsvc.core.commands import SubmitOrder
 from execsvc.core.errors import BrokerCircuitOpen, BrokerUnavailable, InvalidLimits, OutcomeUnknown, Overloaded
 from execsvc.core.ledger import fee_for
 from execsvc.core.markets import MarketRules, Quote
+from execsvc.core.money import ZERO
 from execsvc.core.orders import OrderStatus, WorkingTotals
 from execsvc.core.reports import Accepted, Filled
 from execsvc.core.trading import (
@@ -46,6 +47,7 @@ from execsvc.risk.engine import (
     check_broker_circuit,
     check_daily_loss,
     check_loss_streak,
+    check_reduce_only,
     check_symbol_allowed,
     check_trading_state,
     equity,
@@ -96,6 +98,33 @@ def test_reducing_accepts_exactly_the_orders_that_shrink_a_position() -> None:
     assert rule(check_trading_state(buy("0.0001"), account, MARKET, LIMITS, NOW)) == "trading_state"  # adds
     flat = AccountSnapshot({}, trading_state=TradingState.REDUCING)
     assert rule(check_trading_state(sell("1"), flat, MARKET, LIMITS, NOW)) == "trading_state"  # opens a short
+
+
+def test_a_reduce_only_order_may_shrink_a_position_to_flat_and_no_further() -> None:
+    account = AccountSnapshot({}, positions=LONG)
+    exit_all = replace(sell("2"), reduce_only=True)
+    assert check_reduce_only(exit_all, account, MARKET, LIMITS, NOW) is None
+    violation = check_reduce_only(replace(sell("2.0001"), reduce_only=True), account, MARKET, LIMITS, NOW)
+    assert violation is not None
+    assert (violation.rule, violation.limit, violation.value) == ("reduce_only", "2", "2.0001")
+    assert rule(check_reduce_only(replace(buy("0.1"), reduce_only=True), account, MARKET, LIMITS, NOW)) == "reduce_only"
+    flat = AccountSnapshot({})
+    assert rule(check_reduce_only(exit_all, flat, MARKET, LIMITS, NOW)) == "reduce_only"  # would open a short
+    assert check_reduce_only(sell("5"), flat, MARKET, LIMITS, NOW) is None  # an ordinary order is not checked
+
+
+def test_a_reduce_only_order_counts_the_working_orders_on_its_side() -> None:
+    working = (WorkingTotals(BTC, Side.SELL, D("1.5"), D("150"), ZERO, 1),)
+    account = AccountSnapshot({}, positions=LONG, working=working)
+    assert check_reduce_only(replace(sell("0.5"), reduce_only=True), account, MARKET, LIMITS, NOW) is None
+    over = check_reduce_only(replace(sell("0.5001"), reduce_only=True), account, MARKET, LIMITS, NOW)
+    assert rule(over) == "reduce_only"
+
+
+def test_a_short_is_reduced_by_reduce_only_buys() -> None:
+    short = AccountSnapshot({}, positions={BTC: D(-1)})
+    assert check_reduce_only(replace(buy("1"), reduce_only=True), short, MARKET, LIMITS, NOW) is None
+    assert rule(check_reduce_only(replace(sell("0.1"), reduce_only=True), short, MARKET, LIMITS, NOW)) == "reduce_only"
 
 
 def test_daily_loss_turns_the_account_to_reducing_at_exactly_the_limit() -> None:
@@ -623,3 +652,21 @@ def test_a_venue_wait_holds_the_breaker_open_once_not_for_every_later_opening() 
     breaker.failed(t1)
     assert breaker.state(t1 + timedelta(seconds=29)) is CircuitState.OPEN
     assert breaker.state(t1 + timedelta(seconds=31)) is CircuitState.HALF_OPEN
+
+
+async def test_a_reduce_only_order_through_the_pipeline_exits_a_position_but_never_opens_one() -> None:
+    world = World()
+    exit_all = SubmitOrder(ACCOUNT, BTC, Side.SELL, OrderType.MARKET, D("0.5"), reduce_only=True)
+
+    flat = await submit_order(world.pipeline, exit_all)
+    assert isinstance(flat.decision, Denied)
+    assert "reduce_only" in [v.rule for v in flat.decision.violations]  # (and the spot balance: no BTC to sell)
+    assert flat.order is not None
+    assert flat.order.status is OrderStatus.REJECTED
+
+    assert await world.trade(Side.BUY, "0.5", "50000") is OrderStatus.FILLED
+    world.broker.script_submit(world.fills_at("50000"))  # type: ignore[arg-type]
+    exited = await submit_order(world.pipeline, exit_all)
+    assert exited.order is not None
+    assert exited.order.status is OrderStatus.FILLED
+    assert world.store.committed.positions[(ACCOUNT, BTC)].qty == 0

@@ -26,6 +26,7 @@ class SubmitOrder:
     client_order_id: str | None = None
     idempotency_key: str | None = None
     fingerprint: str | None = None
+    reduce_only: bool = False  # may only shrink the account's position in the symbol (the risk engine checks it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ class OrderIntent:
     type: OrderType
     qty: Decimal
     limit_price: Decimal | None
+    reduce_only: bool = False  # it may only shrink the position (a protective exit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,6 +435,16 @@ def _reducing_only(
     return Violation(rule, limit, value, f"{why}: only orders that reduce a position are accepted")
 
 
+def check_reduce_only(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """A reduce-only order, with the working orders on its side, must shrink the position, never past flat."""
+    if not intent.reduce_only:
+        return None
+    held = to_str(abs(account.positions.get(intent.symbol, ZERO)))
+    return _reducing_only("reduce_only", held, to_str(intent.qty), "the order is reduce-only", intent, account)
+
+
 def check_trading_state(
     intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
 ) -> Violation | None:
@@ -505,6 +516,7 @@ def check_broker_circuit(
 
 DESK_CHECKS: tuple[Check, ...] = (
     check_symbol_allowed,
+    check_reduce_only,
     check_trading_state,
     check_daily_loss,
     check_loss_streak,
@@ -563,6 +575,7 @@ RULES: tuple[tuple[str, Callable[[RiskLimits], bool]], ...] = (
     ("order_rate_second", lambda lim: lim.max_orders_per_second is not None),
     ("order_rate_minute", lambda lim: lim.max_orders_per_minute is not None),
     ("symbol_allowed", lambda lim: lim.allowed_symbols is not None),
+    ("reduce_only", _always),
     ("trading_state", _always),
     ("daily_loss", lambda lim: lim.daily_loss_limit is not None),
     ("loss_streak", lambda lim: lim.loss_streak_limit is not None),
