@@ -99,6 +99,14 @@ CONFIG = SchemathesisConfig.from_dict(
                 "include-operation-id": ["createWebhook", "updateWebhook"],
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "422"]}},
             },
+            # A schema-valid bar query can still name a symbol the account's venue does not list, or a `start` that
+            # is not before `end` (422 `unknown_symbol`, `invalid_range`), or carry a foreign cursor (400
+            # `invalid_cursor`).
+            {
+                "include-operation-id": ["listCandles"],
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "400", "422"]}},
+                "generation": {"allow-extra-parameters": False},
+            },
             {
                 "include-operation-id": ["listWebhookDeliveries"],
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "400"]}},
@@ -298,6 +306,7 @@ _ACCOUNT_RULES = frozenset(
 _RULE_CODES = {
     "GET /v1/orders": {400: {"invalid_cursor"}},
     "GET /v1/fills": {400: {"invalid_cursor"}},
+    "GET /v1/candles": {400: {"invalid_cursor"}, 422: {"unknown_symbol", "invalid_range"}},
     "PUT /v1/risk/limits": {422: {"invalid_limits"}},
     "POST /v1/webhooks": {422: {"invalid_webhook_url"}},
     "PATCH /v1/webhooks/{webhook_id}": {422: {"invalid_webhook_url"}},

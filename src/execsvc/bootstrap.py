@@ -25,6 +25,7 @@ from execsvc.accounts.secrets import SecretBox
 from execsvc.accounts.service import AccountService
 from execsvc.accounts.store import AccountStore
 from execsvc.api.app import SPEC_PATH, create_app
+from execsvc.api.routes.candles import candle_payload
 from execsvc.api.services import Services
 from execsvc.brokers.ccxt import CcxtBroker, VenueClient, options_problem, supported_venues
 from execsvc.brokers.paper import PaperBroker
@@ -32,13 +33,16 @@ from execsvc.config import Settings
 from execsvc.core.clock import Clock, SystemClock
 from execsvc.core.ports import Broker
 from execsvc.core.uow import UnitOfWorkFactory
-from execsvc.core.venues import AccountMode, Credentials, VenueAccount, VenueOptions, is_live_broker
+from execsvc.core.venues import PAPER_VENUE, AccountMode, Credentials, VenueAccount, VenueOptions, is_live_broker
 from execsvc.db.admin import CachedLookup, TokenLookup, authenticate, lookup_token
+from execsvc.db.candles import CandleRepository
 from execsvc.db.engine import make_engine, ping
 from execsvc.db.pg import CountedConnection, PgPool
 from execsvc.db.queries import ReadModel, RiskReads
 from execsvc.db.uow import SqliteUnitOfWorkFactory, SqliteWriter
 from execsvc.marketdata.book import MarketBook
+from execsvc.marketdata.candle_recorder import CandleRecorder, CandleRecorders
+from execsvc.marketdata.candle_sources import CandleSource, MarkCandles, VenueCandles, VenueOhlcv
 from execsvc.marketdata.simulated import SimulatedFeed
 from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
@@ -50,6 +54,7 @@ from execsvc.pipeline.venue_session import FindingStore, SyncSettings, VenueSess
 from execsvc.ratelimit import LocalRateCounter, RedisRateCounter
 from execsvc.routing.router import OrderRouter
 from execsvc.routing.venues import FeedSettings, VenueFactories, VenueRegistry
+from execsvc.streams.candles import CandleStream
 from execsvc.streams.feed import OutboxTail
 from execsvc.streams.hub import Hub, MemoryLog, StreamLog, Streams
 from execsvc.streams.limits import TokenConnections
@@ -95,6 +100,8 @@ class Container:
     # account made on another instance is bound here too); where reconciliation findings are kept.
     venue_accounts: Callable[[], Awaitable[list[VenueAccount]]] | None = None
     findings: FindingStore | None = None
+    # Every market's bar recorder (the simulated market's; each venue market's as its first account is bound).
+    candles: CandleRecorders = field(default_factory=CandleRecorders)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _sessions: dict[str, VenueSession] = field(default_factory=dict)
     _watchers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -104,6 +111,7 @@ class Container:
         if self.pg_pool is not None:
             await self.pg_pool.open()
         await restore_paper_book(self.pipeline, self.paper)
+        self.candles.start()  # before the venues: their recorders start (and back-fill) as they are bound
         if self.venues is not None:
             self.venues.on_bound = self._refresh_sessions
             await self.bind_venue_accounts()
@@ -136,6 +144,7 @@ class Container:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.tasks.clear()
+        await self.candles.stop()
         for name in list(self._watchers):
             watcher = self._watchers.pop(name)
             watcher.cancel()
@@ -485,6 +494,20 @@ def build(
     streams = Streams(hub, stream_log, markets.current)
     venue_market_streams: list[MarketStream] = []
 
+    # Candles: each market's bars stored (and back-filled, where its source has history) and streamed as they close.
+    candle_store = CandleRepository(engine, write_lock)
+    recorders = CandleRecorders()
+
+    def record_candles(source: CandleSource) -> None:
+        stream = CandleStream(hub, candle_payload, market=source.market)
+        streams.candle_snapshots[source.market] = stream.current
+        recorder = CandleRecorder(
+            source, candle_store, clock, publish=stream.on_closed, backfill_bars=settings.candles_backfill_bars
+        )
+        recorders.add(recorder)
+
+    record_candles(MarkCandles(PAPER_VENUE, book))
+
     def venue_book_made(key: str, venue_book: MarketBook) -> None:
         def render(symbol: str) -> dict[str, Any]:
             rules = venue_book.rules(symbol)
@@ -498,6 +521,12 @@ def build(
         venue_book.listen(stream.on_mark)
         streams.market_snapshots[key] = stream.current
         venue_market_streams.append(stream)
+        feed = venues.feeds.get(key)
+        client = None if feed is None else feed.source
+        if isinstance(client, VenueOhlcv) and client.ohlcv_timeframes():
+            record_candles(VenueCandles(key, venue_book, client, clock))
+        else:  # the exchange class lists no bars: build them from the venue's polled marks
+            record_candles(MarkCandles(key, venue_book))
 
     venues.book_made = venue_book_made
     tail = OutboxTail(engine, stream_log, read=None if pg_pool is None else pg_pool.outbox_rows)
@@ -529,6 +558,7 @@ def build(
         authenticate=partial(authenticate, token_lookup),
         readiness={"database": lambda: ping(engine), "redis": redis_ping if redis is not None else None},
         webhooks=webhook_store,
+        candles=candle_store,
         webhook_allow_private=settings.webhook_allow_private_targets,
         webhook_secret_grace_hours=settings.webhook_secret_grace_hours,
         webhook_wake=wake,
@@ -560,4 +590,5 @@ def build(
         venues=venues,
         venue_accounts=account_store.venue_accounts,
         findings=account_store,
+        candles=recorders,
     )

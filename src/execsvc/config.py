@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     # An order the venue does not know is taken as never placed only after this long (venues show orders late).
     venue_visibility_seconds: float = Field(default=30.0, gt=0)
     venue_balance_tolerance: Decimal = Field(default=Decimal("0.00000001"), ge=0)  # drift reported beyond this
+    # Candles: with none stored yet, how many bars back a venue market's back-fill reaches, per symbol and timeframe
+    # (a restart always fills from the newest stored bar on).
+    candles_backfill_bars: int = Field(default=500, ge=0, le=100_000)
     reconcile_interval_seconds: float = Field(default=5.0, gt=0)
     reconcile_after_seconds: float = Field(default=10.0, gt=0)
     idempotency_retention_hours: float = Field(default=24.0, ge=24.0)

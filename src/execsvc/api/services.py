@@ -9,6 +9,7 @@ from uuid import UUID
 
 from execsvc.accounts.service import AccountService
 from execsvc.db.admin import TokenRecord
+from execsvc.db.candles import CandleRepository
 from execsvc.db.queries import ReadModel, RiskReads
 from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
@@ -33,6 +34,8 @@ class Services:
     # Checks run by /readyz, by name; each raises when its dependency is unreachable. None: not configured.
     readiness: dict[str, Callable[[], Awaitable[None]] | None]
     webhooks: WebhookStore
+    # Stored bars of every market (GET /v1/candles).
+    candles: CandleRepository
     # This instance's streams (None: streaming is not running here), their settings and open connections.
     streams: Streams | None = None
     stream_config: StreamConfig = field(default_factory=StreamConfig)

@@ -45,6 +45,7 @@ from execsvc.core.ports import BrokerCapabilities
 from execsvc.core.reports import Accepted, BrokerReport, Canceled, CancelRejected, Expired, Filled, Rejected
 from execsvc.core.values import OrderType
 from execsvc.core.venues import Credentials, VenueOptions
+from execsvc.marketdata.candles import OhlcvRow
 
 T = TypeVar("T")
 
@@ -371,6 +372,18 @@ class VenueClient:
         tickers = await self.call("watch_tickers", self.exchange.watch_tickers, list(symbols))
         return _marks_of(tickers, symbols)
 
+    def ohlcv_timeframes(self) -> frozenset[str]:
+        """The timeframes the venue lists bars of (``1m``, ``1h``, ...; empty: ccxt has no OHLCV for it)."""
+        if not self.exchange.has.get("fetchOHLCV"):
+            return frozenset()
+        return frozenset(self.exchange.timeframes or ())
+
+    async def fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int | None, limit: int) -> list[OhlcvRow]:
+        """The venue's bars of a symbol from ``since_ms`` on, oldest first, as it lists them (its open bar too)."""
+        await self.ensure_markets()
+        rows = await self.call("fetch_ohlcv", self.exchange.fetch_ohlcv, symbol, timeframe, since_ms, limit)
+        return [_ohlcv(symbol, row) for row in rows]
+
     async def balances(self) -> dict[str, Decimal]:
         """The account's total balance per asset (free plus held by orders); assets at zero are left out."""
         balance = await self.call("fetch_balance", self.exchange.fetch_balance)
@@ -400,6 +413,31 @@ def _marks_of(tickers: Mapping[str, Any], symbols: Sequence[str]) -> dict[str, D
         if price is not None and price > 0:
             marks[symbol] = price
     return marks
+
+
+def _bar_number(value: object, what: str) -> Decimal:
+    """A number of an OHLCV list. With ``number = str`` ccxt hands over the venue's text; a venue that sends JSON
+    numbers reaches us as a float, read through ``str``: its shortest form, the number as the venue wrote it."""
+    if isinstance(value, float):
+        return exact(str(value), what)
+    return exact(value, what)
+
+
+def _ohlcv(symbol: str, row: Sequence[Any]) -> OhlcvRow:
+    """One ccxt OHLCV list ``[timestamp ms, open, high, low, close, volume]`` with exact numbers."""
+    if len(row) < 6 or row[0] is None:
+        raise VenueDataError(f"{symbol} OHLCV: a bar without its open time or prices: {list(row)!r}")
+    timestamp = row[0]
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int):  # ccxt's safe_integer gives an int
+        raise VenueDataError(f"{symbol} OHLCV: open time {timestamp!r} is not an integer")
+    return OhlcvRow(
+        timestamp,
+        _bar_number(row[1], f"{symbol} open"),
+        _bar_number(row[2], f"{symbol} high"),
+        _bar_number(row[3], f"{symbol} low"),
+        _bar_number(row[4], f"{symbol} close"),
+        Decimal(0) if row[5] is None else _bar_number(row[5], f"{symbol} volume"),
+    )
 
 
 def _override_urls(api: object, options: VenueOptions) -> object:

@@ -336,6 +336,80 @@ class MarketList(BaseModel):
     items: list[Market]
 
 
+class Candle(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    symbol: Annotated[
+        str,
+        Field(
+            description="A market symbol in ccxt unified form, BASE/QUOTE.",
+            examples=["BTC/USDT"],
+            pattern="^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$",
+        ),
+    ]
+    timeframe: Annotated[
+        Literal["1m", "5m", "15m", "1h", "4h", "1d"],
+        Field(description="A bar length, aligned to UTC epoch boundaries (`1d` bars open at 00:00 UTC)."),
+    ]
+    open_time: Annotated[AwareDatetime, Field(description="The start of the bar's period (inclusive).")]
+    close_time: Annotated[
+        AwareDatetime, Field(description="The end of the bar's period (exclusive), the next bar's `open_time`.")
+    ]
+    open: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    high: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    low: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    close: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    volume: Annotated[
+        str,
+        Field(
+            description="The base asset traded in the period, as the venue reports it; 0 for bars built from marks.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    ticks: Annotated[
+        int | None,
+        Field(description="How many marks the bar was built from (simulated market); null for a venue's bar.", ge=1),
+    ]
+
+
+class CandlePage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    items: list[Candle]
+    next_cursor: str | None
+
+
 class Health(BaseModel):
     model_config = ConfigDict(
         extra="forbid",

@@ -28,14 +28,23 @@ class SubscribeRequest(BaseModel):
         extra="forbid",
     )
     action: Literal["subscribe"]
-    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles"]
     since_seq: Annotated[
         int | None,
-        Field(description="Resume after this sequence number (account channels; ignored on `markets`).", ge=0),
+        Field(
+            description="Resume after this sequence number (account channels; ignored on `markets` and `candles`).",
+            ge=0,
+        ),
     ] = None
     symbols: Annotated[
         list[Symbol] | None,
-        Field(description="For `markets`, the symbols wanted (default every listed market).", max_length=100),
+        Field(
+            description="For `markets` and `candles`, the symbols wanted (default every listed market).", max_length=100
+        ),
+    ] = None
+    timeframes: Annotated[
+        list[Literal["1m", "5m", "15m", "1h", "4h", "1d"]] | None,
+        Field(description="For `candles`, the timeframes wanted (default every one).", max_length=6),
     ] = None
 
 
@@ -44,7 +53,7 @@ class UnsubscribeRequest(BaseModel):
         extra="forbid",
     )
     action: Literal["unsubscribe"]
-    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles"]
 
 
 class AuthenticatedMessage(BaseModel):
@@ -61,11 +70,12 @@ class SubscribedMessage(BaseModel):
         extra="forbid",
     )
     type: Literal["subscribed"]
-    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles"]
     seq: Annotated[
         int,
         Field(
-            description="The channel's latest sequence number; updates continue from the next (0 on `markets`).", ge=0
+            description="The channel's latest sequence number; updates continue from the next (0 on `markets` and `candles`).",
+            ge=0,
         ),
     ]
 
@@ -75,25 +85,31 @@ class UnsubscribedMessage(BaseModel):
         extra="forbid",
     )
     type: Literal["unsubscribed"]
-    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles"]
 
 
 class UpdateMessage(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles"]
     seq: Annotated[
-        int, Field(description="Strictly increasing per account and channel (per symbol on `markets`).", ge=1)
+        int,
+        Field(
+            description="Strictly increasing per account and channel (per symbol on `markets`, per symbol and timeframe on `candles`).",
+            ge=1,
+        ),
     ]
     event: Annotated[
         str | None,
-        Field(description="The event type, as webhooks name it (`order.filled`, ...; `market.mark` on `markets`)."),
+        Field(
+            description="The event type, as webhooks name it (`order.filled`, ...; `market.mark` on `markets`, `candle.closed` on `candles`)."
+        ),
     ] = None
     data: Annotated[
         dict[str, Any],
         Field(
-            description="The resource as the REST API shows it (an Order, a Fill, a Position, a Market, a risk state, a reconciliation finding; on `broker.auth_failed`, the webhook's data)."
+            description="The resource as the REST API shows it (an Order, a Fill, a Position, a Market, a Candle, a risk state, a reconciliation finding; on `broker.auth_failed`, the webhook's data)."
         ),
     ]
 
@@ -103,7 +119,7 @@ class SnapshotMessage(BaseModel):
         extra="forbid",
     )
     type: Literal["snapshot"]
-    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles"]
     seq: Annotated[
         int,
         Field(
@@ -114,7 +130,7 @@ class SnapshotMessage(BaseModel):
     data: Annotated[
         list[dict[str, Any]],
         Field(
-            description="The channel's current state, as the REST API shows it (every working order and the latest 100 orders, the latest 100 fills, every position, every market; on `risk`, one item, the account's `GET /v1/risk/state`; on `venue`, the account's unresolved reconciliation findings)."
+            description="The channel's current state, as the REST API shows it (every working order and the latest 100 orders, the latest 100 fills, every position, every market, the latest closed bar of each wanted symbol and timeframe; on `risk`, one item, the account's `GET /v1/risk/state`; on `venue`, the account's unresolved reconciliation findings)."
         ),
     ]
 

@@ -317,3 +317,23 @@ Index(
     postgresql_where=_open_finding,
     sqlite_where=_open_finding,
 )
+
+# Closed OHLCV bars of each market data source (``market``: core.venues.market_key, ``paper`` for the simulated
+# market), one per symbol, timeframe and open time (the primary key: a back-fill or a second instance storing a bar
+# again leaves the first one as it is). ``close_time`` is the next bar's open time; ``ticks`` the marks a bar built
+# from marks was made of (null for a venue's bar). See marketdata/candles.py.
+candles = Table(
+    "candles",
+    metadata,
+    Column("market", String(80), primary_key=True),
+    Column("symbol", String(41), primary_key=True),
+    Column("timeframe", String(4), primary_key=True),
+    Column("open_time", UtcDateTime, primary_key=True),
+    Column("close_time", UtcDateTime, nullable=False),
+    Column("open", Amount, nullable=False),
+    Column("high", Amount, nullable=False),
+    Column("low", Amount, nullable=False),
+    Column("close", Amount, nullable=False),
+    Column("volume", Amount, nullable=False),
+    Column("ticks", Integer, nullable=True),
+)

@@ -81,6 +81,11 @@ class VenueFeed:
         self._task: asyncio.Task[None] | None = None
 
     @property
+    def source(self) -> VenueQuotes:
+        """Where the marks come from (the venue's public client; its bars are read through it too)."""
+        return self._source
+
+    @property
     def loaded(self) -> bool:
         """The venue's markets have been loaded at least once."""
         return self._loaded_at is not None

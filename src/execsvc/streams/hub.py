@@ -40,6 +40,8 @@ VENUE = "venue"
 CHANNEL_OF_TOPIC = {"order.external": VENUE, "balance.drift": VENUE, "broker.auth_failed": VENUE}
 ACCOUNT_CHANNELS = frozenset({*CHANNEL_OF_TOPIC_PREFIX.values(), VENUE})
 MARKETS = "markets"
+CANDLES = "candles"
+MARKET_DATA_CHANNELS = frozenset({MARKETS, CANDLES})  # per market data source, not per account
 
 
 def channel_of(topic: str) -> str | None:
@@ -298,6 +300,9 @@ class Subscriber:
     channels: dict[str, _ChannelState] = field(default_factory=dict)
     symbols: frozenset[str] | None = None  # the markets wanted (None: every listed market)
     market: str = "paper"  # whose markets (core.venues.market_key of the account's broker)
+    candle_symbols: frozenset[str] | None = None  # the bars wanted (None: of every listed market) ...
+    candle_timeframes: frozenset[str] | None = None  # ... and of these timeframes (None: every one)
+    candle_market: str = "paper"  # whose bars
     direct: Callable[[Update], bool] | None = None
     busy: bool = False  # the sender holds an item it has not finished sending
 
@@ -327,6 +332,10 @@ class Subscriber:
             return
         if update.channel == MARKETS:
             if self.symbols is None or update.data.get("symbol") in self.symbols:
+                self.put(update)
+            return
+        if update.channel == CANDLES:
+            if self.wants_candle(str(update.data.get("symbol")), str(update.data.get("timeframe"))):
                 self.put(update)
             return
         if state.held is not None:
@@ -389,11 +398,28 @@ class Subscriber:
         self.symbols = None if symbols is None else frozenset(symbols)
         self.market = market
 
+    def subscribe_candles(
+        self, symbols: Iterable[str] | None, timeframes: Iterable[str] | None, market: str = "paper"
+    ) -> None:
+        """Take the closed bars of one market data source (of ``symbols`` and ``timeframes`` only, when given)."""
+        self.channels[CANDLES] = _ChannelState()
+        self.candle_symbols = None if symbols is None else frozenset(symbols)
+        self.candle_timeframes = None if timeframes is None else frozenset(timeframes)
+        self.candle_market = market
+
+    def wants_candle(self, symbol: str, timeframe: str) -> bool:
+        """The bars of this symbol and timeframe pass the subscriber's filters."""
+        return (self.candle_symbols is None or symbol in self.candle_symbols) and (
+            self.candle_timeframes is None or timeframe in self.candle_timeframes
+        )
+
     def leave(self, channel: str) -> None:
         """Stop taking a channel's updates."""
         self.channels.pop(channel, None)
         if channel == MARKETS:
             self.symbols = None
+        elif channel == CANDLES:
+            self.candle_symbols = self.candle_timeframes = None
 
 
 class Hub:
@@ -402,6 +428,7 @@ class Hub:
     def __init__(self) -> None:
         self._subscribers: dict[tuple[str, str], set[Subscriber]] = {}
         self._markets: set[Subscriber] = set()
+        self._candles: set[Subscriber] = set()
 
     def dispatch(self, account_id: str, update: Update) -> None:
         """An account channel's update, to that account's subscribers on it."""
@@ -432,18 +459,29 @@ class Hub:
             if subscriber.market == market:
                 subscriber.offer(update)
 
+    def dispatch_candle(self, update: Update, market: str = "paper") -> None:
+        """A closed bar of one market data source, to its candles subscribers (each applies its filters)."""
+        for subscriber in list(self._candles):
+            if subscriber.candle_market == market:
+                subscriber.offer(update)
+
     def add(self, subscriber: Subscriber, channel: str) -> None:
         """Route the channel's updates to the subscriber."""
         if channel == MARKETS:
             self._markets.add(subscriber)
+        elif channel == CANDLES:
+            self._candles.add(subscriber)
         else:
             self._subscribers.setdefault((subscriber.account_id, channel), set()).add(subscriber)
 
     def remove(self, subscriber: Subscriber, channel: str | None = None) -> None:
         """Stop routing a channel (every channel when None) to the subscriber."""
-        for name in [channel] if channel is not None else [*subscriber.channels, MARKETS]:
+        for name in [channel] if channel is not None else [*subscriber.channels, MARKETS, CANDLES]:
             if name == MARKETS:
                 self._markets.discard(subscriber)
+                continue
+            if name == CANDLES:
+                self._candles.discard(subscriber)
                 continue
             key = (subscriber.account_id, name)
             subscribers = self._subscribers.get(key)
@@ -458,7 +496,7 @@ class Hub:
 
     def subscriptions(self) -> int:
         """Subscriptions open now."""
-        return sum(len(s) for s in self._subscribers.values()) + len(self._markets)
+        return sum(len(s) for s in self._subscribers.values()) + len(self._markets) + len(self._candles)
 
 
 class MemoryLog:
@@ -544,6 +582,8 @@ class Streams:
         # Each market data source's current marks, by market key: the simulated market's, then each venue's (added
         # as accounts bind venues).
         self.market_snapshots: dict[str, Callable[[], list[Update]]] = {"paper": market_snapshot or list}
+        # Each market data source's latest closed bars, by market key (see streams/candles.py).
+        self.candle_snapshots: dict[str, Callable[[], list[Update]]] = {}
 
     async def subscribe(self, subscriber: Subscriber, channel: str, since_seq: int | None = None) -> None:
         """Subscribe to an account channel; with ``since_seq``, what was missed comes first (or a snapshot)."""
@@ -566,6 +606,22 @@ class Streams:
         subscriber.put(
             Notice({"type": "snapshot", "channel": MARKETS, "seq": 0, "data": [dict(u.data) for u in current]})
         )
+
+    def subscribe_candles(
+        self,
+        subscriber: Subscriber,
+        symbols: Iterable[str] | None,
+        timeframes: Iterable[str] | None,
+        market: str = "paper",
+    ) -> None:
+        """Subscribe to one source's closed bars: ``subscribed``, the latest closed bar of each wanted symbol and
+        timeframe this instance knows, then every bar as it closes."""
+        subscriber.subscribe_candles(symbols, timeframes, market)
+        self.hub.add(subscriber, CANDLES)
+        subscriber.put(Notice({"type": "subscribed", "channel": CANDLES, "seq": 0}))
+        snapshot = self.candle_snapshots.get(market, list)
+        current = [dict(u.data) for u in snapshot() if subscriber.wants_candle(u.data["symbol"], u.data["timeframe"])]
+        subscriber.put(Notice({"type": "snapshot", "channel": CANDLES, "seq": 0, "data": current}))
 
     def unsubscribe(self, subscriber: Subscriber, channel: str | None = None) -> None:
         """Leave a channel (every channel when None)."""

@@ -21,6 +21,9 @@ load_markets                       GET exchangeInfo (plus signed GET /sapi/v1/ca
                                    ``fetchCurrencies`` is False — not served here)
 fetch_ticker / fetch_tickers       GET ticker/24hr ``?symbol=`` / ``?symbols=["A","B"]`` / all
 fetch_time / ping                  GET time / GET ping
+fetch_ohlcv                        GET klines ``?symbol=&interval=&limit=&startTime=`` (``limit`` 500 unless given,
+                                   at most 1000; ``startTime`` is ``since``); bars are seeded with ``add_klines``
+                                   (see :mod:`.klines`)
 create_order                       POST order (form body: ``newClientOrderId`` always, ``newOrderRespType=FULL``,
                                    ``timeInForce=GTC`` on limits; a market order *with a price* is sent as
                                    ``quoteOrderQty=amount*price`` instead of ``quantity``)
@@ -90,6 +93,7 @@ with a price crashes, and order and trade fees come back ``None``.
 from tests.support.fake_exchange.ccxt_urls import point_ccxt_at
 from tests.support.fake_exchange.errors import VenueError
 from tests.support.fake_exchange.faults import Fault, FaultKind
+from tests.support.fake_exchange.klines import Kline
 from tests.support.fake_exchange.models import Balance, FakeMarket, Order, Trade
 from tests.support.fake_exchange.rest import RecordedCall
 from tests.support.fake_exchange.server import FakeBinance
@@ -100,6 +104,7 @@ __all__ = [
     "FakeMarket",
     "Fault",
     "FaultKind",
+    "Kline",
     "Order",
     "RecordedCall",
     "Trade",

@@ -5,6 +5,8 @@ method   path                       body / query → answer
 =======  =========================  ==============================================================================
 GET      /_fake/health              → ``{"ok": true, "base_url": ...}``
 POST     /_fake/price               ``{"symbol", "price"}`` → ``{"trades": [myTrades rows]}``
+POST     /_fake/klines              ``{"symbol", "interval", "klines": [[open ms, "open", "high", "low", "close",
+                                    "volume"], ...]}`` → ``{}``
 POST     /_fake/accounts            ``{"api_key", "secret", "balances": {"USDT": "100000"}}`` → ``{}``
 POST     /_fake/faults              ``{"kind", "operation", "seconds", "status", "retry_after", "body", "count",
                                     "client_order_id"}`` → ``{"pending": n}``
@@ -37,6 +39,7 @@ from tests.support.fake_exchange import wire
 from tests.support.fake_exchange.decimals import render
 from tests.support.fake_exchange.errors import VenueError
 from tests.support.fake_exchange.faults import Fault
+from tests.support.fake_exchange.klines import Kline
 
 if TYPE_CHECKING:
     from tests.support.fake_exchange.server import FakeBinance
@@ -68,6 +71,12 @@ def add_control_routes(app: web.Application, fake: FakeBinance) -> None:
         body = await request.json()
         trades = fake.set_price(body["symbol"], Decimal(str(body["price"])))
         return {"trades": [wire.trade_json(trade) for trade in trades]}
+
+    async def add_klines(request: web.Request) -> Any:
+        body = await request.json()
+        bars = [Kline(int(r[0]), *(Decimal(str(v)) for v in r[1:6])) for r in body["klines"]]
+        fake.add_klines(body["symbol"], body["interval"], bars)
+        return {}
 
     async def add_account(request: web.Request) -> Any:
         body = await request.json()
@@ -134,6 +143,7 @@ def add_control_routes(app: web.Application, fake: FakeBinance) -> None:
 
     app.router.add_get("/_fake/health", _guarded(health))
     app.router.add_post("/_fake/price", _guarded(set_price))
+    app.router.add_post("/_fake/klines", _guarded(add_klines))
     app.router.add_post("/_fake/accounts", _guarded(add_account))
     app.router.add_post("/_fake/faults", _guarded(inject))
     app.router.add_delete("/_fake/faults", _guarded(clear_faults))

@@ -64,6 +64,7 @@ OPERATIONS: frozenset[str] = frozenset(
         "time",
         "exchange_info",
         "ticker",
+        "klines",
         "create",
         "cancel",
         "fetch_order",

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from tests.support.fake_exchange import errors, params, wire
+from tests.support.fake_exchange import errors, klines, params, wire
 from tests.support.fake_exchange.faults import REQUEST_KINDS, Fault, FaultQueue
 from tests.support.fake_exchange.models import Account
 from tests.support.fake_exchange.signing import verify
@@ -177,6 +177,19 @@ def _my_trades(venue: Venue, call: Call) -> Any:
     return [wire.trade_json(trade) for trade in trades]
 
 
+def _klines(venue: Venue, call: Call) -> Any:
+    market = params.market_param(venue, call.params)
+    interval = params.required(call.params, "interval")
+    bars = venue.klines.query(
+        market.id,
+        interval,
+        start=params.int_param(call.params, "startTime"),
+        end=params.int_param(call.params, "endTime"),
+        limit=_limit(call, klines.DEFAULT_LIMIT),
+    )
+    return [klines.kline_json(bar, interval) for bar in bars]
+
+
 def _account(venue: Venue, call: Call) -> Any:
     account = venue.account(call.api_key)
     omit_zero = call.params.get("omitZeroBalances") == "true"
@@ -190,6 +203,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "/api/v3/ticker/24hr"): Endpoint("ticker", 2, False, _tickers(wire.ticker_24hr_json, True)),
     ("GET", "/api/v3/ticker/price"): Endpoint("ticker", 2, False, _tickers(wire.price_ticker_json, False)),
     ("GET", "/api/v3/ticker/bookTicker"): Endpoint("ticker", 2, False, _tickers(wire.book_ticker_json, False)),
+    ("GET", "/api/v3/klines"): Endpoint("klines", 2, False, _klines),
     ("POST", "/api/v3/order"): Endpoint("create", 1, True, _create_order),
     ("GET", "/api/v3/order"): Endpoint("fetch_order", 4, True, _fetch_order),
     ("DELETE", "/api/v3/order"): Endpoint("cancel", 1, True, _cancel_order),

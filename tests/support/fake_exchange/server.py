@@ -15,6 +15,7 @@ from aiohttp import web
 
 from tests.support.fake_exchange.control import add_control_routes
 from tests.support.fake_exchange.faults import Fault, FaultQueue
+from tests.support.fake_exchange.klines import Kline
 from tests.support.fake_exchange.models import Balance, FakeMarket, Order, OrderType, Side, TimeInForce, Trade
 from tests.support.fake_exchange.rest import RecordedCall, RestApi, now_ms
 from tests.support.fake_exchange.streams import StreamHub
@@ -116,6 +117,15 @@ class FakeBinance:
     def set_price(self, symbol: str, price: Decimal | str) -> list[Trade]:
         """Move the market price; resting limit orders it crosses fill (at their limit). The new trades."""
         return self.venue.set_price(symbol, Decimal(price))
+
+    def add_klines(self, symbol: str, interval: str, bars: Iterable[Kline]) -> None:
+        """Give a market (``"BTC/USDT"``) bars of ``interval`` (``"1m"``, ...), served by ``GET /api/v3/klines``; a bar
+        with the open time of one already there replaces it. Seed the bar still open too, as Binance lists it."""
+        self.venue.klines.add(self.venue.market_by_symbol(symbol).id, interval, list(bars))
+
+    def kline_calls(self) -> list[RecordedCall]:
+        """Every ``GET /api/v3/klines`` request, in order."""
+        return [call for call in self.calls if call.path == "/api/v3/klines"]
 
     def price(self, symbol: str) -> Decimal:
         """The market price of ``symbol``."""

@@ -31,6 +31,7 @@ from typing import Literal, TypeVar
 
 from tests.support.fake_exchange import errors
 from tests.support.fake_exchange.decimals import EXACT, is_multiple
+from tests.support.fake_exchange.klines import KlineBook
 from tests.support.fake_exchange.models import (
     Account,
     Balance,
@@ -133,6 +134,7 @@ class Venue:
         self.accounts: dict[str, Account] = {}
         self.orders: dict[int, Order] = {}
         self.trades: list[Trade] = []
+        self.klines = KlineBook()  # the bars ``GET /api/v3/klines`` serves (seeded by tests)
         self._next_order_id = 1
         self._next_trade_id = 1
         self.listeners: list[Listener] = []

@@ -35,7 +35,7 @@ from execsvc.core.tokens import grants
 from execsvc.core.venues import market_of_broker
 from execsvc.db.admin import TokenRecord
 from execsvc.observability.metrics import Metrics
-from execsvc.streams.hub import ACCOUNT_CHANNELS, MARKETS, Notice, SnapshotDue, Subscriber, Update
+from execsvc.streams.hub import ACCOUNT_CHANNELS, CANDLES, MARKETS, Notice, SnapshotDue, Subscriber, Update
 from execsvc.streams.limits import MessageRate
 from execsvc.streams.server_protocol import FRAMES, FrameSocket
 
@@ -144,22 +144,27 @@ class _Connection:
         if reason is not None:
             raise _Closing(CLOSE_UNAVAILABLE, f"the {channel} channel is unavailable now: reconnect shortly", reason)
 
-    async def subscribe(self, channel: str, since_seq: int | None, symbols: list[str] | None) -> str | None:
+    async def subscribe(
+        self, channel: str, since_seq: int | None, symbols: list[str] | None, timeframes: list[str] | None = None
+    ) -> str | None:
         """Subscribe as the client asked; the error code sent instead, if it was refused."""
         subscriber = self.subscriber
         if channel not in subscriber.channels and len(subscriber.channels) >= self.config.max_subscriptions:
             self.error("too_many_subscriptions", f"at most {self.config.max_subscriptions} channels per connection")
             return "too_many_subscriptions"
-        if channel == MARKETS:
-            # The markets of the account's venue (and endpoint), as GET /v1/markets shows them to it.
+        if channel in (MARKETS, CANDLES):
+            # The markets (bars) of the account's venue (and endpoint), as GET /v1/markets (/v1/candles) shows them.
             broker = await self.services.reads.broker(subscriber.account_id)
             listed = {m.symbol for m in self.services.pipeline.market_for(broker).markets()}
             unknown = sorted(set(symbols or ()) - listed)
             if unknown:
                 self.error("unknown_symbol", f"not listed here: {', '.join(unknown)}")
                 return "unknown_symbol"
-            self.streams.unsubscribe(subscriber, MARKETS)
-            self.streams.subscribe_markets(subscriber, symbols, market_of_broker(broker))
+            self.streams.unsubscribe(subscriber, channel)
+            if channel == MARKETS:
+                self.streams.subscribe_markets(subscriber, symbols, market_of_broker(broker))
+            else:
+                self.streams.subscribe_candles(subscriber, symbols, timeframes, market_of_broker(broker))
             return None
         assert channel in ACCOUNT_CHANNELS  # the contract's channel names are markets and these
         config = self.config
@@ -283,7 +288,8 @@ class _Connection:
             if action == "subscribe":
                 request = stream.SubscribeRequest.model_validate_json(raw)
                 symbols = None if request.symbols is None else [s.root for s in request.symbols]
-                await self.subscribe(request.channel, request.since_seq, symbols)
+                timeframes = None if request.timeframes is None else [str(t) for t in request.timeframes]
+                await self.subscribe(request.channel, request.since_seq, symbols, timeframes)
             elif action == "unsubscribe":
                 self.unsubscribe(stream.UnsubscribeRequest.model_validate_json(raw).channel)
             else:

@@ -1,0 +1,117 @@
+"""/v1/candles: the OHLCV bars of one market of the caller's venue, newest first."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from execsvc.api.auth import Principal, can_read
+from execsvc.api.errors import ApiProblem
+from execsvc.api.mapping import parse_time
+from execsvc.api.routes.orders import JSON, CursorQuery, LimitQuery
+from execsvc.api.services import Services
+from execsvc.contract import models as api
+from execsvc.core.money import to_str
+from execsvc.core.venues import market_of_broker
+from execsvc.marketdata.candles import EPOCH, TIMEFRAMES, Candle, timeframe
+
+router = APIRouter()
+
+_CURSOR = re.compile(r"^c(-?[0-9]{1,20})$")
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def candle_out(candle: Candle) -> api.Candle:
+    """The wire form of a bar."""
+    return api.Candle(
+        symbol=candle.symbol,
+        timeframe=candle.timeframe.value,
+        open_time=candle.open_time,
+        close_time=candle.close_time,
+        open=to_str(candle.open),
+        high=to_str(candle.high),
+        low=to_str(candle.low),
+        close=to_str(candle.close),
+        volume=to_str(candle.volume),
+        ticks=candle.ticks,
+    )
+
+
+def candle_payload(candle: Candle) -> dict[str, Any]:
+    """A bar as JSON data, exactly as ``GET /v1/candles`` shows it (the ``candles`` stream's ``data``)."""
+    return candle_out(candle).model_dump(mode="json")
+
+
+def encode_cursor(open_time: datetime | None) -> str | None:
+    """An opaque cursor for the page of bars opening before ``open_time``."""
+    if open_time is None:
+        return None
+    micros = (open_time - EPOCH) // _MICROSECOND
+    return base64.urlsafe_b64encode(f"c{micros}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> datetime | None:
+    """The open time a cursor points before; a 400 when it is not one of ours."""
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        found = _CURSOR.match(raw)
+        if found is None:
+            raise ValueError("not a candles cursor")
+        return EPOCH + timedelta(microseconds=int(found.group(1)))
+    except (ValueError, binascii.Error, OverflowError, UnicodeDecodeError) as exc:
+        raise ApiProblem(400, "invalid_cursor", "the cursor is not valid; use a next_cursor we returned") from exc
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+@router.get("/v1/candles")
+async def list_candles(
+    request: Request,
+    who: Annotated[Principal, Depends(can_read)],
+    symbol: Annotated[str, Query(pattern=r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$")],
+    timeframe_name: Annotated[str, Query(alias="timeframe", max_length=16)],
+    start: Annotated[str | None, Query(max_length=64)] = None,
+    end: Annotated[str | None, Query(max_length=64)] = None,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+) -> Response:
+    """Bars of a symbol and timeframe of the caller's market, newest first."""
+    tf = timeframe(timeframe_name)
+    if tf is None:
+        allowed = ", ".join(t.value for t in TIMEFRAMES)
+        message = f"one of {allowed}"
+        raise ApiProblem(
+            422,
+            "invalid_timeframe",
+            f"timeframe {timeframe_name!r} is not one of {allowed}",
+            errors=[{"field": "query.timeframe", "message": message}],
+        )
+    start_at, end_at = parse_time(start, "start"), parse_time(end, "end")
+    if start_at is not None and end_at is not None and start_at >= end_at:
+        raise ApiProblem(
+            422,
+            "invalid_range",
+            "start must be before end (bars opening in [start, end) are listed)",
+            errors=[{"field": "query.start", "message": "not before end"}],
+        )
+    before = decode_cursor(cursor)
+    services = _services(request)
+    broker = await services.reads.broker(who.account_id)
+    if services.pipeline.market_for(broker).rules(symbol) is None:
+        raise ApiProblem(422, "unknown_symbol", f"{symbol} is not listed on the account's venue")
+    page = await services.candles.page(
+        market_of_broker(broker), symbol, tf, start=start_at, end=end_at, limit=limit, before=before
+    )
+    body = api.CandlePage(items=[candle_out(c) for c in page.items], next_cursor=encode_cursor(page.last_open_time))
+    return Response(body.model_dump_json(), media_type=JSON)
