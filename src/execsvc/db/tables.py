@@ -337,3 +337,14 @@ candles = Table(
     Column("volume", Amount, nullable=False),
     Column("ticks", Integer, nullable=True),
 )
+
+# Leases (db/leases.py): one holder at a time for a named piece of work across every instance (a strategy
+# instance's runner). A holder renews before ``expires_at``; past it, another may take the lease over.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("acquired_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
