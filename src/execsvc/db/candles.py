@@ -9,8 +9,6 @@ shared with the order path (one writer).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,10 +17,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from execsvc.db import tables as t
-from execsvc.db.engine import autocommit, write_transaction
+from execsvc.db.engine import CoreStore
 from execsvc.marketdata.candles import Candle, Timeframe
 
 # Rows per INSERT statement: 11 parameters each, far below either backend's limit on parameters per statement.
@@ -68,16 +65,8 @@ def _candle(m: Any) -> Candle:
     )
 
 
-class CandleRepository:
+class CandleRepository(CoreStore):
     """Stores and reads bars over one engine (implements the recorder's ``CandleStore``)."""
-
-    def __init__(self, engine: AsyncEngine, write_lock: asyncio.Lock | None = None) -> None:
-        self.engine = engine
-        self.reads = autocommit(engine)
-        self._write_lock = write_lock
-
-    def _tx(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
-        return write_transaction(self.engine, self._write_lock)
 
     async def add(self, candles: Sequence[Candle]) -> int:
         """Store closed bars; one already stored is left as it is. Returns how many were new."""

@@ -80,3 +80,16 @@ async def write_transaction(engine: AsyncEngine, lock: asyncio.Lock | None) -> A
     finally:
         if lock is not None:
             lock.release()
+
+
+class CoreStore:
+    """Base of the SQLAlchemy Core stores off the order path: single-statement reads on the autocommit engine
+    (``reads``), writes in ``_tx()`` (taking the SQLite one-writer lock first, when given)."""
+
+    def __init__(self, engine: AsyncEngine, write_lock: asyncio.Lock | None = None) -> None:
+        self.engine = engine
+        self.reads = autocommit(engine)
+        self._write_lock = write_lock
+
+    def _tx(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        return write_transaction(self.engine, self._write_lock)

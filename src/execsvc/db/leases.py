@@ -13,29 +13,18 @@ same bar produces the same signal and the same one order).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, case, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from execsvc.db import tables as t
-from execsvc.db.engine import autocommit, write_transaction
+from execsvc.db.engine import CoreStore
 
 
-class LeaseRepository:
+class LeaseRepository(CoreStore):
     """Takes, renews, releases and reads leases over one engine."""
-
-    def __init__(self, engine: AsyncEngine, write_lock: asyncio.Lock | None = None) -> None:
-        self.engine = engine
-        self.reads = autocommit(engine)
-        self._write_lock = write_lock
-
-    def _tx(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
-        return write_transaction(self.engine, self._write_lock)
 
     async def acquire(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
         """Take the lease if it is free or expired, or renew it if ``holder`` has it; True when ``holder`` has it."""
