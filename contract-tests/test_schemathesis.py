@@ -63,7 +63,7 @@ CONFIG = SchemathesisConfig.from_dict(
         "operations": [
             # `cursor` is an opaque token: the schema can only say "1-200 characters", while the server (as the
             # spec's BadRequest response documents) answers 400 `invalid_cursor` to one it did not issue. A
-            # schema-valid but foreign cursor is therefore legitimately refused with 400 on the two list operations.
+            # schema-valid but foreign cursor is therefore legitimately refused with 400 on the list operations.
             #
             # Also: schemathesis treats an undeclared query parameter (e.g. `?stauts=open`, or `?=0.0`) as negative
             # data and expects a 4xx. The server ignores unknown query parameters, as most HTTP APIs do, and the spec
@@ -71,7 +71,7 @@ CONFIG = SchemathesisConfig.from_dict(
             # no such cases. Only query strings are affected: the order body's `additionalProperties: false` is still
             # negated on POST /v1/orders.
             {
-                "include-operation-id": ["listOrders", "listFills"],
+                "include-operation-id": ["listOrders", "listFills", "listSignals"],
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "400"]}},
                 "generation": {"allow-extra-parameters": False},
             },
@@ -112,9 +112,15 @@ CONFIG = SchemathesisConfig.from_dict(
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "400"]}},
                 "generation": {"allow-extra-parameters": False},
             },
-            # The risk reads ignore unknown query parameters like the list operations above.
+            # The risk reads and the reconciliation findings ignore unknown query parameters like the list operations
+            # above (the stateful phase's walk reached the findings with one once the signal operations were added).
             {
-                "include-operation-id": ["getRiskState", "getRiskLimits", "getRiskLimitHistory"],
+                "include-operation-id": [
+                    "getRiskState",
+                    "getRiskLimits",
+                    "getRiskLimitHistory",
+                    "listReconciliationFindings",
+                ],
                 "generation": {"allow-extra-parameters": False},
             },
             # Schema-valid limits can still be inconsistent in ways the schema cannot express (a minimum above its
@@ -306,6 +312,7 @@ _ACCOUNT_RULES = frozenset(
 _RULE_CODES = {
     "GET /v1/orders": {400: {"invalid_cursor"}},
     "GET /v1/fills": {400: {"invalid_cursor"}},
+    "GET /v1/signals": {400: {"invalid_cursor"}},
     "GET /v1/candles": {400: {"invalid_cursor"}, 422: {"unknown_symbol", "invalid_range"}},
     "PUT /v1/risk/limits": {422: {"invalid_limits"}},
     "POST /v1/webhooks": {422: {"invalid_webhook_url"}},

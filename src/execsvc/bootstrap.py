@@ -39,6 +39,7 @@ from execsvc.db.candles import CandleRepository
 from execsvc.db.engine import make_engine, ping
 from execsvc.db.pg import CountedConnection, PgPool
 from execsvc.db.queries import ReadModel, RiskReads
+from execsvc.db.signals import SignalRepository
 from execsvc.db.uow import SqliteUnitOfWorkFactory, SqliteWriter
 from execsvc.marketdata.book import MarketBook
 from execsvc.marketdata.candle_recorder import CandleRecorder, CandleRecorders
@@ -559,6 +560,7 @@ def build(
         readiness={"database": lambda: ping(engine), "redis": redis_ping if redis is not None else None},
         webhooks=webhook_store,
         candles=candle_store,
+        signals=SignalRepository(engine, write_lock),
         webhook_allow_private=settings.webhook_allow_private_targets,
         webhook_secret_grace_hours=settings.webhook_secret_grace_hours,
         webhook_wake=wake,

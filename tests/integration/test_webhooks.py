@@ -20,6 +20,7 @@ from execsvc.webhooks.store import Attempt, Outcome
 from tests.conftest import Harness, empty_tables, start_harness
 from tests.support import services
 from tests.support.receiver import HANG, Received, Receiver
+from tests.support.signals import stored_signal
 
 FAST = {
     "webhook_allow_private_targets": True,
@@ -353,3 +354,22 @@ async def test_a_url_the_http_client_cannot_use_is_refused_when_subscribing(hook
         assert r.json()["code"] == "invalid_webhook_url"
     bad = {"url": "https://example.com/x", "events": ["order.filled"], "description": "a\u0000b"}
     assert (await hooks.client.post("/v1/webhooks", json=bad, headers=admin)).status_code == 422
+
+
+async def test_a_stored_signal_and_its_outcome_arrive_as_signal_events(hooks: Harness, receiver: Receiver) -> None:
+    url = await receiver.start()
+    sub = await subscribe(hooks, url, events=["signal.created", "signal.updated", "order.filled"])
+    order = await market_buy(hooks)
+    assert order["source"] == "rest"
+    made = stored_signal(1)
+    signals = hooks.container.services.signals
+    await signals.add(made)
+    await signals.ordered(made.id, uuid.UUID(order["id"]), made.created_at)
+    messages = sorted(await receiver.wait_for(3), key=lambda m: int(json.loads(m.body)["id"].removeprefix("evt_")))
+    events = [verify(sub["secret"], m) for m in messages]
+    assert [e["type"] for e in events] == ["order.filled", "signal.created", "signal.updated"]
+    assert events[0]["data"]["source"] == "rest"
+    assert (events[1]["data"]["id"], events[1]["data"]["status"]) == (str(made.id), "pending")
+    shown = (await hooks.client.get(f"/v1/signals/{made.id}", headers=await hooks.auth())).json()
+    assert events[2]["data"] == shown
+    assert (shown["status"], shown["order_id"]) == ("ordered", order["id"])

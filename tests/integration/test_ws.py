@@ -29,9 +29,11 @@ from execsvc.core.tokens import parse
 from execsvc.core.trading import GLOBAL, TradingState
 from execsvc.db.admin import revoke_token
 from execsvc.pipeline.halt import halt
+from execsvc.signals.records import Refusal
 from execsvc.streams.server_protocol import FrameProtocol
 from tests.conftest import Harness, empty_tables, start_harness
 from tests.support.services import RedisServer, free_port
+from tests.support.signals import stored_signal
 
 ORDER_EVENTS = ["order.submitted", "order.accepted", "order.filled"]
 
@@ -537,3 +539,35 @@ async def test_with_compression_each_update_is_compressed_once_and_every_client_
         assert [u["seq"] - start for u in got] == list(range(1, 10))
         assert [u["seq"] - start for u in await until(plain, 9)] == list(range(1, 10))
         assert json.loads(await deflating.recv())["type"] == "heartbeat"
+
+
+async def test_signals_channel_carries_stored_signals_and_resumes_without_a_gap(live: Live) -> None:
+    headers = await bearer(live)
+    signals = live.container.services.signals
+    first, second, third = stored_signal(1), stored_signal(2), stored_signal(3)
+    async with websockets.connect(f"{live.ws_url}/v1/ws", additional_headers=headers) as ws:
+        await receive(ws)
+        await subscribe(ws, "signals")
+        await signals.add(first)
+        created = await receive(ws)
+        assert (created["channel"], created["event"]) == ("signals", "signal.created")
+        assert created["data"] == (await live.h.client.get(f"/v1/signals/{first.id}", headers=headers)).json()
+        await signals.refused(first.id, Refusal("below_min_qty", "too small"), first.created_at)
+        updated = await receive(ws)
+        assert (updated["event"], updated["seq"]) == ("signal.updated", created["seq"] + 1)
+        assert updated["data"]["refusal"]["code"] == "below_min_qty"
+        last_seq = updated["seq"]
+    await signals.add(second)  # while disconnected
+    await signals.add(third)
+    for _ in range(100):  # the stream has numbered them
+        async with websockets.connect(f"{live.ws_url}/v1/ws", additional_headers=headers) as ws:
+            await receive(ws)
+            if (await subscribe(ws, "signals"))["seq"] == last_seq + 2:
+                break
+        await asyncio.sleep(0.05)
+    async with websockets.connect(f"{live.ws_url}/v1/ws", additional_headers=headers) as ws:
+        await receive(ws)
+        assert (await subscribe(ws, "signals", since_seq=last_seq))["seq"] == last_seq + 2
+        missed = await until(ws, 2)
+        assert [m["seq"] for m in missed] == [last_seq + 1, last_seq + 2]
+        assert [m["data"]["id"] for m in missed] == [str(second.id), str(third.id)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import get_args
@@ -66,6 +67,11 @@ def test_an_order_event_carries_the_order_as_the_api_shows_it(status: OrderStatu
     for risk in (None, audit):
         o = order(status, limit, risk)
         assert order_data(o) == order_out(o).model_dump(mode="json")
+        assert order_data(o)["source"] == "rest"
+        for source in ("strategy:btc-trend_1", "signal:5f0c9f0e-3a63-4d56-9d0f-2f4a1f9e6b11"):
+            placed = replace(o, source=source)
+            assert order_data(placed) == order_out(placed).model_dump(mode="json")
+            assert order_data(placed)["source"] == source
     assert status in ORDER_EVENTS
 
 

@@ -394,6 +394,7 @@ def test_subscribes_are_budgeted_per_token_across_its_connections_and_reconnects
 def test_outbox_topics_map_to_channels() -> None:
     assert channel_of("order.filled") == "orders"
     assert channel_of("fill.created") == "fills"
+    assert channel_of("signal.created") == channel_of("signal.updated") == "signals"
     assert channel_of("position.changed") == "positions"
     assert channel_of("risk.halted") == "risk"
     assert channel_of("ping") is None

@@ -57,6 +57,7 @@ def test_the_envelope_wraps_the_stored_data_as_it_is() -> None:
 def test_events_of_one_order_share_a_key() -> None:
     assert order_key("order.filled", {"id": "o-1"}) == order_key("fill.created", {"order_id": "o-1"}) == "o-1"
     assert order_key("position.changed", {"symbol": "BTC/USDT"}) == "position:BTC/USDT"
+    assert order_key("signal.created", {"id": "s-1"}) == order_key("signal.updated", {"id": "s-1"}) == "signal:s-1"
     assert order_key("ping", {}) is None
 
 

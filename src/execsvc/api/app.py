@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, Response
 from execsvc import __version__
 from execsvc.api import errors
 from execsvc.api.middleware import RequestGuard
-from execsvc.api.routes import accounts, candles, ledger, operations, orders, risk, stream, webhooks
+from execsvc.api.routes import accounts, candles, ledger, operations, orders, risk, signals, stream, webhooks
 from execsvc.api.services import Services
 
 SPEC_PATH = Path(__file__).resolve().parents[3] / "openapi" / "execsvc.yaml"
@@ -55,6 +55,7 @@ def create_app(
     app.include_router(orders.router)
     app.include_router(ledger.router)
     app.include_router(candles.router)
+    app.include_router(signals.router)
     app.include_router(risk.router)
     app.include_router(webhooks.router)
     app.include_router(accounts.router)

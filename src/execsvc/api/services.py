@@ -11,6 +11,7 @@ from execsvc.accounts.service import AccountService
 from execsvc.db.admin import TokenRecord
 from execsvc.db.candles import CandleRepository
 from execsvc.db.queries import ReadModel, RiskReads
+from execsvc.db.signals import SignalRepository
 from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
 from execsvc.streams.hub import Streams
@@ -36,6 +37,8 @@ class Services:
     webhooks: WebhookStore
     # Stored bars of every market (GET /v1/candles).
     candles: CandleRepository
+    # Stored signals (GET /v1/signals).
+    signals: SignalRepository
     # This instance's streams (None: streaming is not running here), their settings and open connections.
     streams: Streams | None = None
     stream_config: StreamConfig = field(default_factory=StreamConfig)

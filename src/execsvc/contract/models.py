@@ -410,6 +410,83 @@ class CandlePage(BaseModel):
     next_cursor: str | None
 
 
+class SignalRefusal(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    code: Annotated[str, Field(description="The sizing refusal's code, or `risk_rejected` for a risk denial.")]
+    reason: str
+    violations: Annotated[
+        list[dict[str, Any]], Field(description="The risk rules the order broke (empty for a sizing refusal).")
+    ]
+
+
+class Signal(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: UUID
+    account_id: str
+    source: Annotated[
+        str, Field(description="Where it came from, `strategy:<instance id>` (or `api` for an inbound signal).")
+    ]
+    strategy: Annotated[str | None, Field(description="The strategy kind that produced it (e.g. `ema_rsi`).")]
+    instance_id: str | None
+    symbol: Annotated[
+        str,
+        Field(
+            description="A market symbol in ccxt unified form, BASE/QUOTE.",
+            examples=["BTC/USDT"],
+            pattern="^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$",
+        ),
+    ]
+    timeframe: Annotated[str | None, Field(description="The bar length it was computed on.")]
+    side: Literal["buy", "sell"]
+    strength: Annotated[float, Field(ge=0.0, le=1.0)]
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)]
+    rule: Annotated[str, Field(description="The stable name of the condition that fired.")]
+    reasons: Annotated[
+        dict[str, float | str],
+        Field(description="Each indicator or threshold behind the rule, with its value on the bar."),
+    ]
+    entry: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    stop_loss: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, or null.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"
+        ),
+    ]
+    take_profits: Annotated[
+        list[Decimal],
+        Field(description="The take-profit levels, nearest first (2x, 3x and 4x ATR for the built-in strategies)."),
+    ]
+    at: Annotated[AwareDatetime, Field(description="The close time of the bar it was computed on.")]
+    created_at: AwareDatetime
+    status: Annotated[
+        Literal["pending", "ordered", "refused", "denied"],
+        Field(
+            description="What became of a signal: `pending` (no order yet), `ordered` (its order was placed), `refused` (sizing made no order of it), `denied` (the risk engine denied its order)."
+        ),
+    ]
+    order_id: UUID | None
+    refusal: SignalRefusal | None
+
+
+class SignalPage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    items: list[Signal]
+    next_cursor: str | None
+
+
 class Health(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -1024,7 +1101,7 @@ class WebhookCreate(BaseModel):
     )
     url: Annotated[str, Field(max_length=2000, min_length=1)]
     events: Annotated[
-        list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed"]],
+        list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed", "signal.created", "signal.updated"]],
         Field(max_length=20, min_length=1),
     ]
     description: Annotated[str | None, Field(max_length=500, pattern="^[^\\x00]*$")] = None
@@ -1036,7 +1113,7 @@ class WebhookUpdate(BaseModel):
     )
     url: Annotated[str | None, Field(max_length=2000, min_length=1)] = None
     events: Annotated[
-        list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed"]] | None,
+        list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed", "signal.created", "signal.updated"]] | None,
         Field(max_length=20, min_length=1),
     ] = None
     description: Annotated[str | None, Field(max_length=500, pattern="^[^\\x00]*$")] = None
@@ -1049,7 +1126,7 @@ class Webhook(BaseModel):
     )
     id: UUID
     url: str
-    events: list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed"]]
+    events: list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed", "signal.created", "signal.updated"]]
     description: str | None
     enabled: bool
     disabled_reason: Annotated[
@@ -1070,7 +1147,7 @@ class WebhookWithSecret(BaseModel):
     )
     id: UUID
     url: str
-    events: list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed"]]
+    events: list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed", "signal.created", "signal.updated"]]
     description: str | None
     enabled: bool
     disabled_reason: Annotated[
@@ -1145,6 +1222,16 @@ class FillEvent(BaseModel):
     type: Literal["fill.created"]
     created_at: AwareDatetime
     data: Fill
+
+
+class SignalEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: str
+    type: Literal["signal.created", "signal.updated"]
+    created_at: AwareDatetime
+    data: Signal
 
 
 class PositionEvent(BaseModel):
@@ -1314,6 +1401,13 @@ class Order(BaseModel):
     risk: Annotated[
         RiskAudit | None,
         Field(description="The risk engine's decision on the order when it was submitted, with every check it ran."),
+    ]
+    source: Annotated[
+        str,
+        Field(
+            description="What placed the order: `rest` (this API), `strategy:<instance id>` (a strategy instance's own order) or `signal:<signal id>` (the order of a stored signal).",
+            pattern="^(rest|strategy:[A-Za-z0-9_.-]{1,64}|signal:[0-9a-f-]{36})$",
+        ),
     ]
     created_at: AwareDatetime
     updated_at: AwareDatetime

@@ -28,7 +28,7 @@ class SubscribeRequest(BaseModel):
         extra="forbid",
     )
     action: Literal["subscribe"]
-    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles", "signals"]
     since_seq: Annotated[
         int | None,
         Field(
@@ -53,7 +53,7 @@ class UnsubscribeRequest(BaseModel):
         extra="forbid",
     )
     action: Literal["unsubscribe"]
-    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles", "signals"]
 
 
 class AuthenticatedMessage(BaseModel):
@@ -70,7 +70,7 @@ class SubscribedMessage(BaseModel):
         extra="forbid",
     )
     type: Literal["subscribed"]
-    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles", "signals"]
     seq: Annotated[
         int,
         Field(
@@ -85,14 +85,14 @@ class UnsubscribedMessage(BaseModel):
         extra="forbid",
     )
     type: Literal["unsubscribed"]
-    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles", "signals"]
 
 
 class UpdateMessage(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles", "signals"]
     seq: Annotated[
         int,
         Field(
@@ -109,7 +109,7 @@ class UpdateMessage(BaseModel):
     data: Annotated[
         dict[str, Any],
         Field(
-            description="The resource as the REST API shows it (an Order, a Fill, a Position, a Market, a Candle, a risk state, a reconciliation finding; on `broker.auth_failed`, the webhook's data)."
+            description="The resource as the REST API shows it (an Order, a Fill, a Position, a Market, a Candle, a Signal, a risk state, a reconciliation finding; on `broker.auth_failed`, the webhook's data)."
         ),
     ]
 
@@ -119,7 +119,7 @@ class SnapshotMessage(BaseModel):
         extra="forbid",
     )
     type: Literal["snapshot"]
-    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles"]
+    channel: Literal["orders", "fills", "positions", "markets", "risk", "venue", "candles", "signals"]
     seq: Annotated[
         int,
         Field(
@@ -130,7 +130,7 @@ class SnapshotMessage(BaseModel):
     data: Annotated[
         list[dict[str, Any]],
         Field(
-            description="The channel's current state, as the REST API shows it (every working order and the latest 100 orders, the latest 100 fills, every position, every market, the latest closed bar of each wanted symbol and timeframe; on `risk`, one item, the account's `GET /v1/risk/state`; on `venue`, the account's unresolved reconciliation findings)."
+            description="The channel's current state, as the REST API shows it (every working order and the latest 100 orders, the latest 100 fills, the latest 100 signals, every position, every market, the latest closed bar of each wanted symbol and timeframe; on `risk`, one item, the account's `GET /v1/risk/state`; on `venue`, the account's unresolved reconciliation findings)."
         ),
     ]
 

@@ -27,6 +27,7 @@ class SubmitOrder:
     idempotency_key: str | None = None
     fingerprint: str | None = None
     reduce_only: bool = False  # may only shrink the account's position in the symbol (the risk engine checks it)
+    source: str = "rest"  # what places it: rest, strategy:<instance id> or signal:<signal id>
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ explicit table ``TRANSITIONS``; anything else raises ``IllegalTransition``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -28,6 +29,10 @@ from execsvc.core.reports import (
     Rejected,
 )
 from execsvc.core.values import OrderType, Side, TimeInForce
+
+# What may place an order (``Order.source``): this API, a strategy instance, or a stored signal's order. The same
+# pattern as the Order schema's ``source`` in openapi/execsvc.yaml.
+ORDER_SOURCE: Final = re.compile(r"^(rest|strategy:[A-Za-z0-9_.-]{1,64}|signal:[0-9a-f-]{36})$")
 
 
 class OrderStatus(StrEnum):
@@ -154,6 +159,7 @@ class Order:
     created_at: datetime
     updated_at: datetime
     risk: RiskAudit | None = None
+    source: str = "rest"  # what placed it: rest, strategy:<instance id> or signal:<signal id>
 
     @property
     def remaining_qty(self) -> Decimal:

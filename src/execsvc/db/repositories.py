@@ -59,6 +59,7 @@ def order_from_row(row: Row[Any] | Mapping[str, Any], amount: Callable[[Any], De
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         risk=None if m["risk"] is None else RiskAudit.from_json(json.loads(m["risk"])),
+        source=m["source"],
     )
 
 
@@ -85,6 +86,7 @@ def order_values(order: Order) -> dict[str, Any]:
         "created_at": order.created_at,
         "updated_at": order.updated_at,
         "risk": None if order.risk is None else compact(order.risk.to_json()),
+        "source": order.source,
     }
 
 

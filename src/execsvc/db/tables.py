@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -84,6 +85,8 @@ orders = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("risk", Text, nullable=True),  # the risk engine's decision (JSON), see core.orders.RiskAudit
+    # What placed the order: rest, strategy:<instance id> or signal:<signal id>.
+    Column("source", String(80), nullable=False, server_default="rest"),
     UniqueConstraint("account_id", "client_order_id"),
     Index(None, "account_id", "id"),
     Index(None, "status"),
@@ -347,4 +350,39 @@ leases = Table(
     Column("holder", String(200), nullable=False),
     Column("acquired_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+)
+
+# Signals: what a strategy instance (source ``strategy:<instance id>``) or, later, the API (``api``) said to do, why,
+# and what became of it. Scores are IEEE doubles (DOUBLE PRECISION / REAL round-trip a Python float exactly);
+# prices are NUMERIC; ``reasons`` is a JSON object, ``take_profits`` a JSON array of decimal strings, and
+# ``refusal_violations`` the violated risk rules (JSON) of a denial. See db/signals.py.
+signals = Table(
+    "signals",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("account_id", String(64), ForeignKey("accounts.id"), nullable=False),
+    Column("source", String(80), nullable=False),
+    Column("strategy", String(64), nullable=True),
+    Column("instance_id", String(64), nullable=True),
+    Column("symbol", String(41), nullable=False),
+    Column("timeframe", String(8), nullable=True),
+    Column("side", String(4), nullable=False),
+    Column("strength", Double, nullable=False),
+    Column("confidence", Double, nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("reasons", Text, nullable=False),
+    Column("entry", Amount, nullable=False),
+    Column("stop_loss", Amount, nullable=True),
+    Column("take_profits", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | ordered | refused | denied
+    Column("order_id", Uuid, nullable=True),
+    Column("refusal_code", String(64), nullable=True),
+    Column("refusal_reason", Text, nullable=True),
+    Column("refusal_violations", Text, nullable=True),
+    # One signal per bar of an instance (NULLs are distinct: inbound signals have no instance).
+    UniqueConstraint("instance_id", "at"),
+    Index(None, "account_id", "created_at", "id"),
 )

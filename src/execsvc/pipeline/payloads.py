@@ -39,6 +39,8 @@ BALANCE_DRIFT = "balance.drift"
 # A reconciliation finding's event, by the finding's kind.
 FINDING_EVENTS = {"external_order": ORDER_EXTERNAL, "balance_drift": BALANCE_DRIFT}
 BROKER_AUTH_FAILED = "broker.auth_failed"
+SIGNAL_CREATED = "signal.created"  # a signal was stored; data: the signal (signals.records.signal_data)
+SIGNAL_UPDATED = "signal.updated"  # its outcome was set
 PING = "ping"
 EVENT_TYPES = (
     *ORDER_EVENTS.values(),
@@ -49,6 +51,8 @@ EVENT_TYPES = (
     ORDER_EXTERNAL,
     BALANCE_DRIFT,
     BROKER_AUTH_FAILED,
+    SIGNAL_CREATED,
+    SIGNAL_UPDATED,
 )
 
 
@@ -80,6 +84,7 @@ def order_data(order: Order) -> dict[str, Any]:
         "reject_code": order.reject_code,
         "reject_reason": order.reject_reason,
         "risk": None if order.risk is None else order.risk.to_json(),
+        "source": order.source,
         "created_at": _time(order.created_at),
         "updated_at": _time(order.updated_at),
     }

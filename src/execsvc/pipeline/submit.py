@@ -29,7 +29,7 @@ from execsvc.core.errors import (
 )
 from execsvc.core.ids import new_client_order_id, new_id
 from execsvc.core.money import ZERO
-from execsvc.core.orders import Applied, Order, OrderStatus, Transition, apply
+from execsvc.core.orders import ORDER_SOURCE, Applied, Order, OrderStatus, Transition, apply
 from execsvc.core.ports import Broker
 from execsvc.core.reports import BrokerReport, OutcomeWasUnknown, Rejected
 from execsvc.core.uow import AccountInfo, IdempotencyRecord, UnitOfWork
@@ -74,6 +74,8 @@ def validate_shape(cmd: SubmitOrder) -> None:
         Symbol.parse(cmd.symbol)
     except ValueError as exc:
         raise InvalidOrder(str(exc), field="symbol", code="invalid_symbol") from exc
+    if ORDER_SOURCE.fullmatch(cmd.source) is None:  # set by our own callers, never by a client: a bug if it fires
+        raise InvalidOrder(f"source {cmd.source!r} is not rest, strategy:<id> or signal:<uuid>", code="invalid_source")
 
 
 async def validate_order(pipeline: Pipeline, cmd: SubmitOrder) -> RiskDecision:
@@ -252,6 +254,7 @@ async def _record(
         created_at=now,
         updated_at=now,
         risk=audit(decision, assessment.limits),
+        source=cmd.source,
     )
     steps = [Applied(order, Transition(order.id, None, OrderStatus.PENDING_NEW, "submitted", now))]
     if isinstance(decision, Denied):

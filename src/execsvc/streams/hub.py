@@ -34,7 +34,13 @@ from execsvc.streams.frames import message_frame
 log = structlog.get_logger(__name__)
 
 # The outbox topics each account channel carries.
-CHANNEL_OF_TOPIC_PREFIX = {"order.": "orders", "fill.": "fills", "position.": "positions", "risk.": "risk"}
+CHANNEL_OF_TOPIC_PREFIX = {
+    "order.": "orders",
+    "fill.": "fills",
+    "position.": "positions",
+    "risk.": "risk",
+    "signal.": "signals",
+}
 # What the account's venue did outside its orders: not Order resources, though one is named ``order.external``.
 VENUE = "venue"
 CHANNEL_OF_TOPIC = {"order.external": VENUE, "balance.drift": VENUE, "broker.auth_failed": VENUE}

@@ -153,6 +153,8 @@ def order_key(event_type: str, data: dict[str, Any]) -> str | None:
         return f"position:{data.get('symbol')}"
     if event_type.startswith("risk."):
         return "risk"
+    if event_type.startswith("signal."):  # a signal's outcome after its creation
+        return f"signal:{data.get('id')}"
     return None
 
 

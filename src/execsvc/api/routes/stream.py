@@ -35,6 +35,7 @@ from execsvc.core.tokens import grants
 from execsvc.core.venues import market_of_broker
 from execsvc.db.admin import TokenRecord
 from execsvc.observability.metrics import Metrics
+from execsvc.signals.records import signal_data
 from execsvc.streams.hub import ACCOUNT_CHANNELS, CANDLES, MARKETS, Notice, SnapshotDue, Subscriber, Update
 from execsvc.streams.limits import MessageRate
 from execsvc.streams.server_protocol import FRAMES, FrameSocket
@@ -300,8 +301,8 @@ class _Connection:
 
 async def snapshot(services: Services, account_id: str, channel: str) -> list[dict[str, Any]]:
     """A channel's current state, for a client whose gap is older than the kept window, as the REST API shows it:
-    every working order and the latest 100 (newest first), the latest 100 fills, every position, or the risk state
-    (one item, as ``GET /v1/risk/state`` shows it).
+    every working order and the latest 100 (newest first), the latest 100 fills or signals, every position, or the
+    risk state (one item, as ``GET /v1/risk/state`` shows it).
 
     It is read when it is sent, so it may already hold changes numbered after its seq; those updates still follow
     (apply each resource by id, newest ``updated_at`` wins)."""
@@ -317,6 +318,9 @@ async def snapshot(services: Services, account_id: str, channel: str) -> list[di
             account_id, order_id=None, symbol=None, since=None, until=None, limit=SNAPSHOT_ITEMS, before=None
         )
         return [fill_view_out(f).model_dump(mode="json") for f in fills.items]
+    if channel == "signals":
+        signals = await services.signals.page(account_id, limit=SNAPSHOT_ITEMS)
+        return [signal_data(s) for s in signals.items]
     if channel == "positions":
         market = services.pipeline.market_for(await reads.broker(account_id))
         out = []
