@@ -50,7 +50,8 @@ def _row(candle: Candle) -> dict[str, Any]:
     }
 
 
-def _candle(m: Any) -> Candle:
+def candle_from_row(m: Any) -> Candle:
+    """A stored row as a ``Candle``."""
     return Candle(
         market=m["market"],
         symbol=m["symbol"],
@@ -104,7 +105,7 @@ class CandleRepository(CoreStore):
             & (c.open_time == newest.c.open_time),
         )
         async with self.reads.connect() as conn:
-            return [_candle(r._mapping) for r in await conn.execute(stmt)]
+            return [candle_from_row(r._mapping) for r in await conn.execute(stmt)]
 
     async def latest_open_time(self, market: str, symbol: str, timeframe: Timeframe) -> datetime | None:
         """The open time of the newest stored bar of a symbol and timeframe (None: none stored)."""
@@ -139,5 +140,5 @@ class CandleRepository(CoreStore):
         stmt = stmt.order_by(c.open_time.desc()).limit(limit + 1)
         async with self.reads.connect() as conn:
             rows = (await conn.execute(stmt)).all()
-        items = [_candle(r._mapping) for r in rows[:limit]]
+        items = [candle_from_row(r._mapping) for r in rows[:limit]]
         return CandlePage(items, items[-1].open_time if len(rows) > limit else None)

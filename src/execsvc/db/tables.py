@@ -386,3 +386,25 @@ signals = Table(
     UniqueConstraint("instance_id", "at"),
     Index(None, "account_id", "created_at", "id"),
 )
+
+# Strategy instances (strategies/runner.py): what runs (kind, market, timeframe, parameters, sizing), whether it
+# should (status), and how far it got (the close time of the last bar it processed and its state then; the runner
+# moves them on only from the bar it last saw, so a runner paused past its lease writes nothing over another's).
+strategy_instances = Table(
+    "strategy_instances",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account_id", String(64), ForeignKey("accounts.id"), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("symbol", String(41), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    Column("params", Text, nullable=False),  # JSON object
+    Column("sizing", Text, nullable=False),  # JSON object
+    Column("status", String(16), nullable=False),  # stopped | running | failed
+    Column("error", Text, nullable=True),
+    Column("state", Text, nullable=False),  # JSON object
+    Column("last_bar_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "account_id", "created_at"),
+)

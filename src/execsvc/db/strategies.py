@@ -1,0 +1,251 @@
+"""All SQL of strategy instances: their records, and the runner's store over them, the candles and the signals.
+
+SQLAlchemy Core on PostgreSQL and SQLite (off the order path). ``InstanceRunnerStore`` is what
+``strategies.runner.StrategyRunner`` reads and writes for one instance: its progress, the stored bars of its market,
+and each processed bar's progress, state and signals in one transaction, moved on only from the bar the runner last
+saw (compare-and-set on ``last_bar_at``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from execsvc.core.clock import Clock
+from execsvc.db import tables as t
+from execsvc.db.candles import candle_from_row
+from execsvc.db.engine import CoreStore
+from execsvc.db.jsontext import compact
+from execsvc.db.signals import insert_signal
+from execsvc.marketdata.candles import Candle, Timeframe
+from execsvc.signals.records import SignalRecord, strategy_source
+from execsvc.strategies.bars import Bar
+from execsvc.strategies.runner import Progress, signal_id
+from execsvc.strategies.signals import Signal
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyInstance:
+    """A strategy instance as stored."""
+
+    id: str
+    account_id: str
+    kind: str
+    symbol: str
+    timeframe: str
+    params: Mapping[str, Any]
+    sizing: Mapping[str, Any]
+    status: str  # stopped | running | failed
+    error: str | None
+    state: Mapping[str, Any]
+    last_bar_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _instance(m: Mapping[Any, Any]) -> StrategyInstance:
+    return StrategyInstance(
+        id=m["id"],
+        account_id=m["account_id"],
+        kind=m["kind"],
+        symbol=m["symbol"],
+        timeframe=m["timeframe"],
+        params=json.loads(m["params"]),
+        sizing=json.loads(m["sizing"]),
+        status=m["status"],
+        error=m["error"],
+        state=json.loads(m["state"]),
+        last_bar_at=m["last_bar_at"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def bar_of(candle: Candle) -> Bar:
+    """A stored candle as the bar a strategy is fed."""
+    return Bar(
+        candle.symbol,
+        candle.timeframe.value,
+        candle.open_time,
+        candle.close_time,
+        candle.open,
+        candle.high,
+        candle.low,
+        candle.close,
+        candle.volume,
+    )
+
+
+def signal_record(signal: Signal, account_id: str, created_at: datetime) -> SignalRecord:
+    """A strategy's signal as stored: its id derived from its instance and bar."""
+    instance_id = signal.instance_id
+    if instance_id is None:
+        raise ValueError("a strategy signal is stored with its instance id")
+    return SignalRecord(
+        id=signal_id(instance_id, signal.at),
+        account_id=account_id,
+        source=strategy_source(instance_id),
+        strategy=signal.strategy,
+        instance_id=instance_id,
+        symbol=signal.symbol,
+        timeframe=signal.timeframe,
+        side=signal.side,
+        strength=signal.strength,
+        confidence=signal.confidence,
+        rule=signal.rule,
+        reasons=signal.reasons,
+        entry=signal.entry,
+        stop_loss=signal.stop_loss,
+        take_profits=signal.take_profits,
+        at=signal.at,
+        created_at=created_at,
+        updated_at=created_at,
+    )
+
+
+class StrategyInstanceStore(CoreStore):
+    """Creates and reads strategy instances and sets their status."""
+
+    async def add(self, instance: StrategyInstance) -> None:
+        """Store a new instance."""
+        async with self._tx() as conn:
+            await conn.execute(
+                insert(t.strategy_instances).values(
+                    id=instance.id,
+                    account_id=instance.account_id,
+                    kind=instance.kind,
+                    symbol=instance.symbol,
+                    timeframe=instance.timeframe,
+                    params=compact(dict(instance.params)),
+                    sizing=compact(dict(instance.sizing)),
+                    status=instance.status,
+                    error=instance.error,
+                    state=compact(dict(instance.state)),
+                    last_bar_at=instance.last_bar_at,
+                    created_at=instance.created_at,
+                    updated_at=instance.updated_at,
+                )
+            )
+
+    async def get(self, instance_id: str) -> StrategyInstance | None:
+        """One instance, or None."""
+        async with self.reads.connect() as conn:
+            row = (
+                await conn.execute(select(t.strategy_instances).where(t.strategy_instances.c.id == instance_id))
+            ).first()
+        return None if row is None else _instance(row._mapping)
+
+    async def running(self) -> list[StrategyInstance]:
+        """Every instance that should be running (on any instance of the service: the lease picks one runner)."""
+        c = t.strategy_instances.c
+        async with self.reads.connect() as conn:
+            rows = await conn.execute(select(t.strategy_instances).where(c.status == "running").order_by(c.id))
+            return [_instance(r._mapping) for r in rows]
+
+    async def set_status(self, instance_id: str, status: str, at: datetime, error: str | None = None) -> bool:
+        """Start, stop, or mark failed (with the error); False when there is no such instance."""
+        c = t.strategy_instances.c
+        async with self._tx() as conn:
+            result = await conn.execute(
+                update(t.strategy_instances)
+                .where(c.id == instance_id)
+                .values(status=status, error=error, updated_at=at)
+            )
+        return bool(result.rowcount)
+
+
+class InstanceRunnerStore(CoreStore):
+    """The runner's ``RunnerStore`` for one instance of one account, whose bars are the candles of ``market``."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        account_id: str,
+        market: str,
+        clock: Clock,
+        write_lock: asyncio.Lock | None = None,
+    ) -> None:
+        super().__init__(engine, write_lock)
+        self.account_id = account_id
+        self.market = market
+        self.clock = clock
+
+    async def progress(self, instance_id: str) -> Progress:
+        """Where the instance stands (a fresh start when it has processed nothing)."""
+        c = t.strategy_instances.c
+        async with self.reads.connect() as conn:
+            row = (await conn.execute(select(c.last_bar_at, c.state).where(c.id == instance_id))).first()
+        if row is None:
+            return Progress()
+        return Progress(row.last_bar_at, json.loads(row.state))
+
+    async def bars_until(self, symbol: str, timeframe: str, until: datetime, count: int) -> list[Bar]:
+        """The last ``count`` bars that closed at or before ``until``, oldest first."""
+        c = t.candles.c
+        tf = Timeframe(timeframe)
+        stmt = (
+            select(t.candles)
+            .where(
+                c.market == self.market,
+                c.symbol == symbol,
+                c.timeframe == tf.value,
+                c.close_time <= until,
+            )
+            .order_by(c.open_time.desc())
+            .limit(count)
+        )
+        async with self.reads.connect() as conn:
+            rows = [r._mapping for r in await conn.execute(stmt)]
+        return [bar_of(candle_from_row(m)) for m in reversed(rows)]
+
+    async def bars_after(self, symbol: str, timeframe: str, after: datetime | None, limit: int) -> list[Bar]:
+        """Bars that closed after ``after`` (all when None), oldest first, at most ``limit``."""
+        c = t.candles.c
+        tf = Timeframe(timeframe)
+        where = [c.market == self.market, c.symbol == symbol, c.timeframe == tf.value]
+        if after is not None:
+            where.append(c.close_time > after)
+        stmt = select(t.candles).where(and_(*where)).order_by(c.open_time).limit(limit)
+        async with self.reads.connect() as conn:
+            return [bar_of(candle_from_row(r._mapping)) for r in await conn.execute(stmt)]
+
+    async def record(
+        self,
+        instance_id: str,
+        previous: datetime | None,
+        bar: Bar,
+        state: dict[str, Any],
+        signals: Sequence[Signal],
+    ) -> bool:
+        """The bar's progress, state and signals in one transaction, if the instance still stands at ``previous``."""
+        c = t.strategy_instances.c
+        now = self.clock.now()
+        at_previous = c.last_bar_at.is_(None) if previous is None else c.last_bar_at == previous
+        async with self._tx() as conn:
+            moved = await conn.execute(
+                update(t.strategy_instances)
+                .where(c.id == instance_id, at_previous)
+                .values(last_bar_at=bar.close_time, state=compact(state), updated_at=now)
+            )
+            if not moved.rowcount:
+                return False  # another runner moved it on (or it is gone): nothing written
+            for signal in signals:
+                await insert_signal(conn, signal_record(signal, self.account_id, now))
+        return True
+
+    async def failed(self, instance_id: str, error: str) -> None:
+        """Stop the instance with the error the strategy raised."""
+        c = t.strategy_instances.c
+        async with self._tx() as conn:
+            await conn.execute(
+                update(t.strategy_instances)
+                .where(c.id == instance_id)
+                .values(status="failed", error=error, updated_at=self.clock.now())
+            )
