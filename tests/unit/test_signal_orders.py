@@ -22,7 +22,13 @@ def test_a_signal_becomes_a_market_order_named_after_the_signal() -> None:
     order = order_for_signal(SIGNAL, RiskPerTrade(D("0.01")), BTC, equity=D(100000))
 
     assert order == SubmitOrder(
-        "acct", "BTC/USDT", Side.BUY, OrderType.MARKET, D(1), client_order_id=signal_client_order_id(SIGNAL.signal_id)
+        "acct",
+        "BTC/USDT",
+        Side.BUY,
+        OrderType.MARKET,
+        D(1),
+        client_order_id=signal_client_order_id(SIGNAL.signal_id),
+        source=f"signal:{SIGNAL.signal_id}",
     )
 
 

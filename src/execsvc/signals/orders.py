@@ -16,6 +16,7 @@ from execsvc.core.commands import SubmitOrder
 from execsvc.core.markets import MarketRules
 from execsvc.core.money import ZERO
 from execsvc.core.values import OrderType, Side
+from execsvc.signals.records import signal_source
 from execsvc.signals.sizing import Sizing, SizingRefused, size_order
 
 SIGNAL_PREFIX = "sig-"
@@ -42,6 +43,7 @@ class SignalOrder:
     side: Side
     entry: Decimal
     stop_loss: Decimal | None = None
+    source: str = ""  # the order's source: strategy:<instance id>, or signal:<signal id> (the default) for inbound
 
 
 def order_for_signal(
@@ -62,4 +64,5 @@ def order_for_signal(
         type=OrderType.MARKET,
         qty=qty,
         client_order_id=signal_client_order_id(signal.signal_id),
+        source=signal.source or signal_source(signal.signal_id),
     )

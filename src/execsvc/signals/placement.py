@@ -1,0 +1,104 @@
+"""Placing a signal's order through the pipeline, and recording on the signal what became of it.
+
+The order goes through ``submit_order`` like any REST order: the same risk engine, the same account lock. Its
+client order id is derived from the signal (``signals.orders``), so placing a signal twice (a retry, a restart
+between placing and recording, two instances) finds the first order instead of making a second. The outcome is set
+once on the signal:
+
+- ``ordered``: the order was accepted by the risk engine (whatever the venue said next);
+- ``denied``: the risk engine denied it: the rejected order's id and the violated rules;
+- ``refused``: no order was placed: sizing found no tradable size, or the order broke the market's rules;
+- still ``pending`` (``None`` returned): a passing condition (the broker's circuit is open, the database or a
+  dependency is unavailable, the service is overloaded); placing it again later is safe.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+from uuid import UUID
+
+from execsvc.core.errors import (
+    BreaksMarketRules,
+    BrokerCircuitOpen,
+    BrokerUnavailable,
+    DependencyUnavailable,
+    DuplicateClientOrderId,
+    Overloaded,
+)
+from execsvc.core.markets import MarketRules
+from execsvc.core.orders import Order, OrderStatus
+from execsvc.pipeline.deps import Pipeline
+from execsvc.pipeline.submit import submit_order
+from execsvc.signals.orders import SignalOrder, order_for_signal
+from execsvc.signals.records import Refusal, SignalStatus
+from execsvc.signals.sizing import Sizing, SizingRefused
+
+RISK_REJECTED = "risk_rejected"  # the reject code of an order the risk engine denied (pipeline/submit.py)
+
+
+class SignalOutcomes(Protocol):
+    """Where a signal's outcome is recorded (``db.signals.SignalRepository``)."""
+
+    async def settle(
+        self,
+        signal_id: UUID,
+        status: SignalStatus,
+        at: datetime,
+        *,
+        order_id: UUID | None = None,
+        refusal: Refusal | None = None,
+    ) -> object:
+        """Set the outcome once."""
+        ...
+
+
+def _violations(
+    violations: tuple[tuple[str, str | None, str | None, str], ...],
+) -> tuple[dict[str, str | None], ...]:
+    return tuple({"rule": r, "limit": lim, "value": v, "message": m} for r, lim, v, m in violations)
+
+
+async def place_signal_order(
+    pipeline: Pipeline,
+    outcomes: SignalOutcomes,
+    signal: SignalOrder,
+    sizing: Sizing,
+    rules: MarketRules,
+    *,
+    equity: Decimal,
+    qty: Decimal | None = None,
+) -> SignalStatus | None:
+    """Size and place the signal's order, record the outcome on the signal; None when it stays pending."""
+    now = pipeline.clock.now()
+    cmd = order_for_signal(signal, sizing, rules, equity=equity, qty=qty)
+    if isinstance(cmd, SizingRefused):
+        await outcomes.settle(signal.signal_id, SignalStatus.REFUSED, now, refusal=Refusal(cmd.code, cmd.reason))
+        return SignalStatus.REFUSED
+    try:
+        order = (await submit_order(pipeline, cmd)).order
+    except DuplicateClientOrderId as placed:  # placed before: what became of that order is the outcome
+        async with pipeline.uow() as uow:
+            order = await uow.orders.get(placed.existing_order_id, signal.account_id)
+    except BreaksMarketRules as broken:
+        refusal = Refusal(broken.code, str(broken), _violations(broken.violations))
+        await outcomes.settle(signal.signal_id, SignalStatus.REFUSED, now, refusal=refusal)
+        return SignalStatus.REFUSED
+    except (BrokerCircuitOpen, BrokerUnavailable, DependencyUnavailable, Overloaded):
+        return None  # nothing was stored: a later attempt places it
+    if order is None:  # pragma: no cover - an order is always stored or found above
+        return None
+    return await _settle(outcomes, signal.signal_id, order, now)
+
+
+async def _settle(outcomes: SignalOutcomes, signal_id: UUID, order: Order, now: datetime) -> SignalStatus:
+    if order.status is OrderStatus.REJECTED and order.reject_code == RISK_REJECTED:
+        violations = _violations(order.risk.violations) if order.risk is not None else ()
+        reason = order.reject_reason or "the risk engine denied the order"
+        refusal = Refusal(RISK_REJECTED, reason, violations)
+        await outcomes.settle(signal_id, SignalStatus.DENIED, now, order_id=order.id, refusal=refusal)
+        return SignalStatus.DENIED
+    # Accepted by the risk engine: what the venue said next is the order's story, not the signal's.
+    await outcomes.settle(signal_id, SignalStatus.ORDERED, now, order_id=order.id)
+    return SignalStatus.ORDERED
