@@ -7,7 +7,16 @@ from decimal import Decimal
 import pytest
 
 from execsvc.core.markets import MarketRules
-from execsvc.signals.sizing import FixedNotional, FixedQty, RiskPerTrade, Sizing, SizingRefused, size_order
+from execsvc.signals.sizing import (
+    FixedNotional,
+    FixedQty,
+    RiskPerTrade,
+    Sizing,
+    SizingRefused,
+    parse_sizing,
+    size_order,
+    sizing_json,
+)
 
 D = Decimal
 BTC = MarketRules("BTC/USDT", D("0.01"), D("0.001"), D("0.001"), D(5))
@@ -55,3 +64,32 @@ def test_a_size_that_cannot_be_traded_is_refused_with_a_reason(
     assert isinstance(refused, SizingRefused)
     assert refused.code == code
     assert refused.reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "sizing"),
+    [
+        ({"fixed_qty": "0.01"}, FixedQty(D("0.01"))),
+        ({"fixed_notional": "250"}, FixedNotional(D(250))),
+        ({"risk_per_trade": "0.005"}, RiskPerTrade(D("0.005"))),
+    ],
+)
+def test_a_sizing_rule_reads_from_and_writes_to_its_json_form(raw: dict[str, str], sizing: Sizing) -> None:
+    assert parse_sizing(raw) == sizing
+    assert sizing_json(sizing) == raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {},
+        {"fixed_qty": "1", "fixed_notional": "1"},
+        {"lots": "1"},
+        {"fixed_qty": 1},
+        {"fixed_qty": "x"},
+        {"fixed_qty": "0"},
+    ],
+)
+def test_a_malformed_sizing_rule_is_refused(raw: dict[str, object]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
+        parse_sizing(raw)

@@ -14,11 +14,13 @@ Either way the quantity must meet the market's minimum quantity and minimum noti
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from execsvc.core.markets import MarketRules
-from execsvc.core.money import ZERO, exact, floor_to_step, to_str
+from execsvc.core.money import ZERO, exact, floor_to_step, parse_amount, to_str
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,37 @@ class SizingRefused:
 
     code: str
     reason: str
+
+
+SIZING_KEYS: dict[str, type[FixedQty] | type[FixedNotional] | type[RiskPerTrade]] = {
+    "fixed_qty": FixedQty,
+    "fixed_notional": FixedNotional,
+    "risk_per_trade": RiskPerTrade,
+}
+
+
+def parse_sizing(raw: Mapping[str, Any]) -> Sizing:
+    """A sizing rule from its JSON form: exactly one of ``fixed_qty``, ``fixed_notional``, ``risk_per_trade`` with a
+    decimal string; raises ``ValueError`` saying what is wrong."""
+    if len(raw) != 1 or next(iter(raw)) not in SIZING_KEYS:
+        raise ValueError(f"sizing takes exactly one of {', '.join(SIZING_KEYS)}")
+    key, value = next(iter(raw.items()))
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a decimal string")
+    sizing: Sizing = SIZING_KEYS[key](parse_amount(value))
+    problems = check_sizing(sizing)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return sizing
+
+
+def sizing_json(sizing: Sizing) -> dict[str, str]:
+    """A sizing rule's JSON form (what ``parse_sizing`` reads)."""
+    if isinstance(sizing, FixedQty):
+        return {"fixed_qty": to_str(sizing.qty)}
+    if isinstance(sizing, FixedNotional):
+        return {"fixed_notional": to_str(sizing.notional)}
+    return {"risk_per_trade": to_str(sizing.fraction)}
 
 
 def check_sizing(sizing: Sizing) -> list[str]:
