@@ -20,6 +20,7 @@ from execsvc.db.admin import ensure_account
 from execsvc.db.candles import CandleRepository
 from execsvc.db.engine import make_engine
 from execsvc.db.leases import LeaseRepository
+from execsvc.db.signals import SignalRepository
 from execsvc.db.strategies import InstanceRunnerStore, StrategyInstance, StrategyInstanceStore
 from execsvc.marketdata.candles import Candle, Timeframe
 from execsvc.strategies import build_strategy
@@ -128,6 +129,9 @@ async def test_a_runner_on_stored_candles_stores_each_signal_once_with_its_deriv
     async with world.engine.connect() as conn:
         topics = (await conn.execute(select(func.count()).where(t.outbox.c.topic == "signal.created"))).scalar()
     assert topics == len(expected)
+    pending = await SignalRepository(world.engine).pending("acct", inst.id)
+    assert [p.id for p in pending] == [signal_id(inst.id, s.at) for s in expected]  # oldest first, none placed yet
+    assert {p.source for p in pending} == {f"strategy:{inst.id}"}
 
 
 async def test_a_second_process_takes_over_after_the_lease_without_doubling_a_signal(world: World) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID
 
@@ -11,9 +11,9 @@ from execsvc.core.orders import OrderStatus
 from execsvc.core.values import Side
 from execsvc.routing.breaker import Breakers
 from execsvc.signals.orders import SignalOrder, signal_client_order_id
-from execsvc.signals.placement import place_signal_order
-from execsvc.signals.records import Refusal, SignalStatus
-from execsvc.signals.sizing import FixedNotional, FixedQty
+from execsvc.signals.placement import place_pending_signals, place_signal_order
+from execsvc.signals.records import Refusal, SignalRecord, SignalStatus
+from execsvc.signals.sizing import FixedNotional, FixedQty, RiskPerTrade
 from tests.unit.test_risk_states import ACCOUNT, BTC, World
 
 D = Decimal
@@ -117,3 +117,57 @@ async def test_an_open_broker_circuit_leaves_the_signal_pending_to_place_later()
     assert status is None
     assert outcomes.calls == []
     assert world.store.committed.orders == {}
+
+
+class Pending(Outcomes):
+    """Pending signals of instances, as the signals store would list them."""
+
+    def __init__(self, *records: SignalRecord) -> None:
+        super().__init__()
+        self.records = list(records)
+
+    async def pending(self, account_id: str, instance_id: str) -> list[SignalRecord]:
+        settled = {signal_id for signal_id, *_ in self.calls}
+        return [r for r in self.records if r.instance_id == instance_id and r.id not in settled]
+
+
+def pending_record(n: int, instance_id: str = "s1") -> SignalRecord:
+    at = datetime(2026, 3, 2, 22, n, tzinfo=UTC)
+    return SignalRecord(
+        id=UUID(int=100 + n),
+        account_id=ACCOUNT,
+        source=f"strategy:{instance_id}",
+        strategy="ema_rsi",
+        instance_id=instance_id,
+        symbol=BTC,
+        timeframe="1m",
+        side=Side.BUY,
+        strength=0.5,
+        confidence=0.7,
+        rule="ema_cross_up_rsi_confirmed",
+        reasons={},
+        entry=D(50000),
+        stop_loss=D(49000),
+        take_profits=(D(51000),),
+        at=at,
+        created_at=at,
+        updated_at=at,
+    )
+
+
+async def test_an_instances_pending_signals_are_placed_oldest_first_and_only_once() -> None:
+    world = World()
+    store = Pending(pending_record(1), pending_record(2), pending_record(3, instance_id="other"))
+    world.broker.script_submit(world.fills_at("50000"), world.fills_at("50000"))  # type: ignore[arg-type]
+
+    placed = await place_pending_signals(world.pipeline, store, ACCOUNT, "s1", RiskPerTrade(D("0.001")), RULES)
+    again = await place_pending_signals(world.pipeline, store, ACCOUNT, "s1", RiskPerTrade(D("0.001")), RULES)
+
+    assert (placed, again) == (2, 0)
+    orders = sorted(world.store.committed.orders.values(), key=lambda o: o.created_at)
+    assert [o.client_order_id for o in orders] == [
+        signal_client_order_id(UUID(int=101)),
+        signal_client_order_id(UUID(int=102)),
+    ]
+    assert {o.source for o in orders} == {"strategy:s1"}
+    assert orders[0].qty == D("0.1")  # 0.1 % of 100,000 USDT over a 1,000 stop distance

@@ -202,6 +202,17 @@ class SignalRepository(CoreStore):
         """The risk engine denied its order (the rejected order, when one was recorded)."""
         return await self.settle(signal_id, SignalStatus.DENIED, at, order_id=order_id, refusal=refusal)
 
+    async def pending(self, account_id: str, instance_id: str) -> list[SignalRecord]:
+        """An instance's signals still waiting for their order, oldest first."""
+        c = t.signals.c
+        stmt = (
+            select(t.signals)
+            .where(c.account_id == account_id, c.instance_id == instance_id, c.status == SignalStatus.PENDING.value)
+            .order_by(c.at, c.id)
+        )
+        async with self.reads.connect() as conn:
+            return [_record(r._mapping) for r in await conn.execute(stmt)]
+
     async def get(self, account_id: str, signal_id: UUID) -> SignalRecord | None:
         """One of the account's signals (None: not found, or another account's)."""
         c = t.signals.c

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from execsvc.core.clock import Clock
@@ -28,6 +28,7 @@ from execsvc.marketdata.candles import Candle, Timeframe
 from execsvc.signals.records import SignalRecord, strategy_source
 from execsvc.strategies.bars import Bar
 from execsvc.strategies.runner import Progress, signal_id
+from execsvc.strategies.service import RunningInstance
 from execsvc.strategies.signals import Signal
 
 
@@ -110,6 +111,14 @@ def signal_record(signal: Signal, account_id: str, created_at: datetime) -> Sign
     )
 
 
+@dataclass(frozen=True, slots=True)
+class StrategyInstancePage:
+    """One page of an account's instances, newest first; ``last`` is the (created_at, id) to page on from, if any."""
+
+    items: list[StrategyInstance]
+    last: tuple[datetime, str] | None
+
+
 class StrategyInstanceStore(CoreStore):
     """Creates and reads strategy instances and sets their status."""
 
@@ -142,12 +151,56 @@ class StrategyInstanceStore(CoreStore):
             ).first()
         return None if row is None else _instance(row._mapping)
 
+    async def page(
+        self, account_id: str, *, limit: int = 100, before: tuple[datetime, str] | None = None
+    ) -> StrategyInstancePage:
+        """The account's instances, newest first (by creation, then id), older than ``before`` (the cursor)."""
+        c = t.strategy_instances.c
+        stmt = select(t.strategy_instances).where(c.account_id == account_id)
+        if before is not None:
+            created_at, last_id = before
+            stmt = stmt.where(or_(c.created_at < created_at, and_(c.created_at == created_at, c.id < last_id)))
+        stmt = stmt.order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)
+        async with self.reads.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        items = [_instance(r._mapping) for r in rows[:limit]]
+        last = (items[-1].created_at, items[-1].id) if len(rows) > limit else None
+        return StrategyInstancePage(items, last)
+
+    async def update_settings(
+        self,
+        instance_id: str,
+        at: datetime,
+        *,
+        params: Mapping[str, Any] | None = None,
+        sizing: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Replace the parameters and/or the sizing (None keeps it); False when there is no such instance."""
+        values: dict[str, Any] = {"updated_at": at}
+        if params is not None:
+            values["params"] = compact(dict(params))
+        if sizing is not None:
+            values["sizing"] = compact(dict(sizing))
+        c = t.strategy_instances.c
+        async with self._tx() as conn:
+            result = await conn.execute(update(t.strategy_instances).where(c.id == instance_id).values(**values))
+        return bool(result.rowcount)
+
     async def running(self) -> list[StrategyInstance]:
         """Every instance that should be running (on any instance of the service: the lease picks one runner)."""
         c = t.strategy_instances.c
         async with self.reads.connect() as conn:
             rows = await conn.execute(select(t.strategy_instances).where(c.status == "running").order_by(c.id))
             return [_instance(r._mapping) for r in rows]
+
+    async def running_instances(self) -> list[RunningInstance]:
+        """The running instances as the strategy service takes them."""
+        return [
+            RunningInstance(
+                i.id, i.account_id, i.kind, i.symbol, i.timeframe, dict(i.params), i.updated_at, dict(i.sizing)
+            )
+            for i in await self.running()
+        ]
 
     async def set_status(self, instance_id: str, status: str, at: datetime, error: str | None = None) -> bool:
         """Start, stop, or mark failed (with the error); False when there is no such instance."""

@@ -14,6 +14,7 @@ once on the signal:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
@@ -28,11 +29,13 @@ from execsvc.core.errors import (
     Overloaded,
 )
 from execsvc.core.markets import MarketRules
+from execsvc.core.money import ZERO
 from execsvc.core.orders import Order, OrderStatus
 from execsvc.pipeline.deps import Pipeline
+from execsvc.pipeline.risk import account_equity
 from execsvc.pipeline.submit import submit_order
 from execsvc.signals.orders import SignalOrder, order_for_signal
-from execsvc.signals.records import Refusal, SignalStatus
+from execsvc.signals.records import Refusal, SignalRecord, SignalStatus, strategy_source
 from execsvc.signals.sizing import Sizing, SizingRefused
 
 RISK_REJECTED = "risk_rejected"  # the reject code of an order the risk engine denied (pipeline/submit.py)
@@ -102,3 +105,48 @@ async def _settle(outcomes: SignalOutcomes, signal_id: UUID, order: Order, now: 
     # Accepted by the risk engine: what the venue said next is the order's story, not the signal's.
     await outcomes.settle(signal_id, SignalStatus.ORDERED, now, order_id=order.id)
     return SignalStatus.ORDERED
+
+
+class PendingSignals(SignalOutcomes, Protocol):
+    """Where pending signals are found and settled (``db.signals.SignalRepository``)."""
+
+    async def pending(self, account_id: str, instance_id: str) -> Sequence[SignalRecord]:
+        """An instance's signals still waiting for their order, oldest first."""
+        ...
+
+
+async def place_pending_signals(
+    pipeline: Pipeline,
+    signals: PendingSignals,
+    account_id: str,
+    instance_id: str,
+    sizing: Sizing,
+    rules: MarketRules,
+) -> int:
+    """Place the order of every pending signal of an instance (oldest first); returns how many were settled."""
+    settled = 0
+    for record in await signals.pending(account_id, instance_id):
+        equity = await account_value(pipeline, account_id)
+        signal = SignalOrder(
+            record.id,
+            account_id,
+            record.symbol,
+            record.side,
+            record.entry,
+            record.stop_loss,
+            source=strategy_source(instance_id),
+        )
+        if await place_signal_order(pipeline, signals, signal, sizing, rules, equity=equity) is not None:
+            settled += 1
+    return settled
+
+
+async def account_value(pipeline: Pipeline, account_id: str) -> Decimal:
+    """The account's equity in its valuation asset at the marks (0 when it cannot be valued)."""
+    async with pipeline.uow() as uow:
+        account = await uow.accounts.get(account_id)
+        if account is None:
+            return ZERO
+        balances = await uow.balances.get(account_id)
+    value = account_equity(pipeline, account.broker, balances)
+    return ZERO if value is None else value

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -37,6 +37,7 @@ class RunningInstance:
     timeframe: str
     params: dict[str, object]
     updated_at: datetime  # a change (new parameters, a restart) makes a new runner
+    sizing: dict[str, object] = field(default_factory=dict)  # JSON form (signals.sizing.parse_sizing)
 
 
 class InstanceSource(Protocol):
