@@ -71,7 +71,7 @@ CONFIG = SchemathesisConfig.from_dict(
             # no such cases. Only query strings are affected: the order body's `additionalProperties: false` is still
             # negated on POST /v1/orders.
             {
-                "include-operation-id": ["listOrders", "listFills", "listSignals"],
+                "include-operation-id": ["listOrders", "listFills", "listSignals", "listStrategies"],
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "400"]}},
                 "generation": {"allow-extra-parameters": False},
             },
@@ -106,6 +106,13 @@ CONFIG = SchemathesisConfig.from_dict(
                 "include-operation-id": ["listCandles"],
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "400", "422"]}},
                 "generation": {"allow-extra-parameters": False},
+            },
+            # A schema-valid strategy instance can still be refused for what the schema cannot express: parameters the
+            # kind does not accept, a sizing amount of zero (or a risk fraction above 1), a symbol the account's venue
+            # does not list; and its id may be taken (409, allowed by default). See `_RULE_CODES`.
+            {
+                "include-operation-id": ["createStrategy", "updateStrategy"],
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "422"]}},
             },
             {
                 "include-operation-id": ["listWebhookDeliveries"],
@@ -314,6 +321,9 @@ _RULE_CODES = {
     "GET /v1/fills": {400: {"invalid_cursor"}},
     "GET /v1/signals": {400: {"invalid_cursor"}},
     "GET /v1/candles": {400: {"invalid_cursor"}, 422: {"unknown_symbol", "invalid_range"}},
+    "GET /v1/strategies": {400: {"invalid_cursor"}},
+    "POST /v1/strategies": {422: {"invalid_strategy_params", "invalid_sizing", "unknown_symbol"}},
+    "PATCH /v1/strategies/{strategy_id}": {422: {"invalid_strategy_params", "invalid_sizing"}},
     "PUT /v1/risk/limits": {422: {"invalid_limits"}},
     "POST /v1/webhooks": {422: {"invalid_webhook_url"}},
     "PATCH /v1/webhooks/{webhook_id}": {422: {"invalid_webhook_url"}},

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -31,15 +34,26 @@ from execsvc.brokers.ccxt import CcxtBroker, VenueClient, options_problem, suppo
 from execsvc.brokers.paper import PaperBroker
 from execsvc.config import Settings
 from execsvc.core.clock import Clock, SystemClock
+from execsvc.core.markets import MarketRules
 from execsvc.core.ports import Broker
 from execsvc.core.uow import UnitOfWorkFactory
-from execsvc.core.venues import PAPER_VENUE, AccountMode, Credentials, VenueAccount, VenueOptions, is_live_broker
+from execsvc.core.venues import (
+    PAPER_VENUE,
+    AccountMode,
+    Credentials,
+    VenueAccount,
+    VenueOptions,
+    is_live_broker,
+    market_of_broker,
+)
 from execsvc.db.admin import CachedLookup, TokenLookup, authenticate, lookup_token
 from execsvc.db.candles import CandleRepository
 from execsvc.db.engine import make_engine, ping
+from execsvc.db.leases import LeaseRepository
 from execsvc.db.pg import CountedConnection, PgPool
 from execsvc.db.queries import ReadModel, RiskReads
 from execsvc.db.signals import SignalRepository
+from execsvc.db.strategies import InstanceRunnerStore, StrategyInstanceStore
 from execsvc.db.uow import SqliteUnitOfWorkFactory, SqliteWriter
 from execsvc.marketdata.book import MarketBook
 from execsvc.marketdata.candle_recorder import CandleRecorder, CandleRecorders
@@ -55,6 +69,10 @@ from execsvc.pipeline.venue_session import FindingStore, SyncSettings, VenueSess
 from execsvc.ratelimit import LocalRateCounter, RedisRateCounter
 from execsvc.routing.router import OrderRouter
 from execsvc.routing.venues import FeedSettings, VenueFactories, VenueRegistry
+from execsvc.signals.placement import place_pending_signals
+from execsvc.signals.sizing import parse_sizing
+from execsvc.strategies.runner import RunnerStore
+from execsvc.strategies.service import RunningInstance, StrategyService
 from execsvc.streams.candles import CandleStream
 from execsvc.streams.feed import OutboxTail
 from execsvc.streams.hub import Hub, MemoryLog, StreamLog, Streams
@@ -103,6 +121,8 @@ class Container:
     findings: FindingStore | None = None
     # Every market's bar recorder (the simulated market's; each venue market's as its first account is bound).
     candles: CandleRecorders = field(default_factory=CandleRecorders)
+    # Runs the strategy instances this process holds the lease of (None: switched off).
+    strategies: StrategyService | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _sessions: dict[str, VenueSession] = field(default_factory=dict)
     _watchers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -136,6 +156,8 @@ class Container:
             await self.stream_reader.start()
         if self.stream_tail is not None:
             await self.stream_tail.start()
+        if self.strategies is not None:
+            self.strategies.start()
 
     async def stop(self) -> None:
         """Stop the loops and close connections."""
@@ -145,6 +167,8 @@ class Container:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.tasks.clear()
+        if self.strategies is not None:
+            await self.strategies.stop()  # gives the leases up: another process takes the instances over at once
         await self.candles.stop()
         for name in list(self._watchers):
             watcher = self._watchers.pop(name)
@@ -548,6 +572,13 @@ def build(
         assert redis is not None
         await redis.ping()
 
+    signal_store = SignalRepository(engine, write_lock)
+    instance_store = StrategyInstanceStore(engine, write_lock)
+    strategy_service = (
+        _strategy_service(settings, engine, write_lock, pipeline, clock, signal_store, instance_store)
+        if settings.run_strategies
+        else None
+    )
     services = Services(
         pipeline=pipeline,
         reads=reads,
@@ -560,7 +591,8 @@ def build(
         readiness={"database": lambda: ping(engine), "redis": redis_ping if redis is not None else None},
         webhooks=webhook_store,
         candles=candle_store,
-        signals=SignalRepository(engine, write_lock),
+        signals=signal_store,
+        strategies=instance_store,
         webhook_allow_private=settings.webhook_allow_private_targets,
         webhook_secret_grace_hours=settings.webhook_secret_grace_hours,
         webhook_wake=wake,
@@ -593,4 +625,57 @@ def build(
         venue_accounts=account_store.venue_accounts,
         findings=account_store,
         candles=recorders,
+        strategies=strategy_service,
+    )
+
+
+def _strategy_service(
+    settings: Settings,
+    engine: AsyncEngine,
+    write_lock: asyncio.Lock | None,
+    pipeline: Pipeline,
+    clock: Clock,
+    signals: SignalRepository,
+    instances: StrategyInstanceStore,
+) -> StrategyService:
+    """The strategy service: each running instance on the candles of its account's market, its signals placed
+    through the pipeline, one process per instance by a lease (``leases``)."""
+
+    async def broker_of(inst: RunningInstance) -> str | None:
+        async with pipeline.uow() as uow:
+            account = await uow.accounts.get(inst.account_id)
+        return None if account is None else account.broker
+
+    async def runner_store(inst: RunningInstance) -> RunnerStore | None:
+        broker = await broker_of(inst)
+        if broker is None:
+            return None
+        return InstanceRunnerStore(engine, inst.account_id, market_of_broker(broker), clock, write_lock)
+
+    async def rules(inst: RunningInstance) -> MarketRules | None:
+        broker = await broker_of(inst)
+        return None if broker is None else pipeline.market_for(broker).rules(inst.symbol)
+
+    async def place_pending(inst: RunningInstance) -> int:
+        market = await rules(inst)
+        try:
+            sizing = parse_sizing(inst.sizing)
+        except ValueError:
+            log.warning("strategy_sizing_invalid", instance_id=inst.id, sizing=inst.sizing)
+            return 0
+        if market is None:
+            return 0
+        return await place_pending_signals(pipeline, signals, inst.account_id, inst.id, sizing, market)
+
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return StrategyService(
+        instances,
+        runner_store,
+        rules,
+        place_pending,
+        LeaseRepository(engine, write_lock),
+        holder,
+        clock,
+        settings.strategy_interval_seconds,
+        timedelta(seconds=settings.strategy_lease_seconds),
     )

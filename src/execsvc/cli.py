@@ -1,4 +1,4 @@
-"""The ``execsvc`` command: serve, worker, db upgrade, tokens create|list|revoke."""
+"""The ``execsvc`` command: serve, strategies, worker, db upgrade, tokens create|list|revoke."""
 
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API and the background loops")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+
+    sub.add_parser(
+        "strategies",
+        help="an instance without the HTTP API: runs the strategy instances it holds the lease of (several may run)",
+    )
 
     worker = sub.add_parser("worker", help="relay the outbox and deliver webhooks (several may run)")
     worker.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
@@ -139,6 +144,29 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _strategies(settings: Settings) -> int:
+    """Run the service's background work, strategy instances included, without serving HTTP."""
+    from execsvc.bootstrap import build
+
+    await _prepare_schema(settings)
+    if not settings.run_strategies:
+        print("error: EXECSVC_RUN_STRATEGIES is off: there is nothing to run", file=sys.stderr)
+        return 2
+    container = build(settings)
+    _freeze_startup_heap()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await container.start()
+    print("execsvc strategies: running the strategy instances this process holds", file=sys.stderr, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await container.stop()
+    return 0
+
+
 async def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from execsvc.bootstrap import build_worker
 
@@ -170,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_json)
     if args.command == "serve":
         return _serve(args, settings)
+    if args.command == "strategies":
+        return asyncio.run(_strategies(settings))
     if args.command == "worker":
         return asyncio.run(_worker(args, settings))
     if args.command == "db":

@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     paper_max_fill_qty: Decimal | None = Field(default=None, gt=0)
     feed_seed: int = 42
     feed_interval_seconds: float = Field(default=1.0, gt=0)
+    # Strategy instances: run those this process holds the lease of, stepping them this often.
+    run_strategies: bool = True
+    strategy_interval_seconds: float = Field(default=2.0, gt=0)
+    # How long a process that stopped renewing keeps its instances before another may take them over.
+    strategy_lease_seconds: float = Field(default=15.0, gt=0)
     feed_volatility_bps: int = Field(default=5, ge=0)
     max_mark_age_seconds: float = Field(default=60.0, gt=0)
     # Desk limits; "off" (or empty) switches one off. Notional amounts are in the valuation asset.

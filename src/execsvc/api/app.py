@@ -19,7 +19,18 @@ from starlette.responses import HTMLResponse, Response
 from execsvc import __version__
 from execsvc.api import errors
 from execsvc.api.middleware import RequestGuard
-from execsvc.api.routes import accounts, candles, ledger, operations, orders, risk, signals, stream, webhooks
+from execsvc.api.routes import (
+    accounts,
+    candles,
+    ledger,
+    operations,
+    orders,
+    risk,
+    signals,
+    strategies,
+    stream,
+    webhooks,
+)
 from execsvc.api.services import Services
 
 SPEC_PATH = Path(__file__).resolve().parents[3] / "openapi" / "execsvc.yaml"
@@ -56,6 +67,7 @@ def create_app(
     app.include_router(ledger.router)
     app.include_router(candles.router)
     app.include_router(signals.router)
+    app.include_router(strategies.router)
     app.include_router(risk.router)
     app.include_router(webhooks.router)
     app.include_router(accounts.router)

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from execsvc.core import errors as e
 from execsvc.observability.context import request_id
+from execsvc.strategies.errors import InvalidStrategyParams, UnknownStrategy
 from execsvc.webhooks.store import DeliveryInFlight
 from execsvc.webhooks.urls import InvalidWebhookUrl
 
@@ -133,6 +134,12 @@ def _domain(exc: e.ExecsvcError) -> Response:
             return problem_response(422, exc.code, str(exc), errors=[{"field": "body.url", "message": str(exc)}])
         case e.InvalidLimits():
             errors = [{"field": f"body.{f}", "message": m} for f, m in exc.errors]
+            return problem_response(422, exc.code, str(exc), errors=errors)
+        case UnknownStrategy():
+            errors = [{"field": "body.kind", "message": f"one of {', '.join(exc.known)}"}]
+            return problem_response(422, exc.code, str(exc), errors=errors, known=list(exc.known))
+        case InvalidStrategyParams():
+            errors = [{"field": ".".join(["body.params", *([f] if f else [])]), "message": m} for f, m in exc.errors]
             return problem_response(422, exc.code, str(exc), errors=errors)
         case e.Overloaded():
             return problem_response(503, exc.code, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)})

@@ -12,6 +12,7 @@ from execsvc.db.admin import TokenRecord
 from execsvc.db.candles import CandleRepository
 from execsvc.db.queries import ReadModel, RiskReads
 from execsvc.db.signals import SignalRepository
+from execsvc.db.strategies import StrategyInstanceStore
 from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
 from execsvc.streams.hub import Streams
@@ -39,6 +40,8 @@ class Services:
     candles: CandleRepository
     # Stored signals (GET /v1/signals).
     signals: SignalRepository
+    # Strategy instances (/v1/strategies).
+    strategies: StrategyInstanceStore
     # This instance's streams (None: streaming is not running here), their settings and open connections.
     streams: Streams | None = None
     stream_config: StreamConfig = field(default_factory=StreamConfig)

@@ -487,6 +487,180 @@ class SignalPage(BaseModel):
     next_cursor: str | None
 
 
+class StrategyParams(BaseModel):
+    """
+    The strategy's parameters, validated for its kind (a missing field takes its default).
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+
+
+class FixedQtySizing(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    fixed_qty: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+
+
+class FixedNotionalSizing(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    fixed_notional: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+
+
+class RiskPerTradeSizing(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    risk_per_trade: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+
+
+class StrategyInstanceCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: Annotated[str | None, Field(pattern="^[A-Za-z0-9_.-]{1,64}$")] = None
+    kind: Annotated[
+        Literal["adx_regime", "ema_rsi", "macd_bb"],
+        Field(description="A built-in strategy (see `GET /v1/strategy-kinds`)."),
+    ]
+    symbol: Annotated[
+        str,
+        Field(
+            description="A market symbol in ccxt unified form, BASE/QUOTE.",
+            examples=["BTC/USDT"],
+            pattern="^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$",
+        ),
+    ]
+    timeframe: Annotated[
+        Literal["1m", "5m", "15m", "1h", "4h", "1d"],
+        Field(description="A bar length, aligned to UTC epoch boundaries (`1d` bars open at 00:00 UTC)."),
+    ]
+    params: StrategyParams | None = None
+    sizing: Annotated[
+        FixedQtySizing | FixedNotionalSizing | RiskPerTradeSizing,
+        Field(
+            description="How big each signal's order is, exactly one of: `fixed_qty` (that quantity of the base asset, above 0),\n`fixed_notional` (that value in the quote asset, above 0), `risk_per_trade` (the fraction of the equity a\nstop-out loses, above 0 and at most 1). Always rounded down to the market's step.\n"
+        ),
+    ]
+
+
+class StrategyInstanceUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    params: StrategyParams | None = None
+    sizing: Annotated[
+        FixedQtySizing | FixedNotionalSizing | RiskPerTradeSizing | None,
+        Field(
+            description="How big each signal's order is, exactly one of: `fixed_qty` (that quantity of the base asset, above 0),\n`fixed_notional` (that value in the quote asset, above 0), `risk_per_trade` (the fraction of the equity a\nstop-out loses, above 0 and at most 1). Always rounded down to the market's step.\n"
+        ),
+    ] = None
+
+
+class StrategyInstance(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: Annotated[str, Field(pattern="^[A-Za-z0-9_.-]{1,64}$")]
+    account_id: str
+    kind: Annotated[
+        Literal["adx_regime", "ema_rsi", "macd_bb"],
+        Field(description="A built-in strategy (see `GET /v1/strategy-kinds`)."),
+    ]
+    symbol: Annotated[
+        str,
+        Field(
+            description="A market symbol in ccxt unified form, BASE/QUOTE.",
+            examples=["BTC/USDT"],
+            pattern="^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$",
+        ),
+    ]
+    timeframe: Annotated[
+        Literal["1m", "5m", "15m", "1h", "4h", "1d"],
+        Field(description="A bar length, aligned to UTC epoch boundaries (`1d` bars open at 00:00 UTC)."),
+    ]
+    params: StrategyParams
+    sizing: Annotated[
+        FixedQtySizing | FixedNotionalSizing | RiskPerTradeSizing,
+        Field(
+            description="How big each signal's order is, exactly one of: `fixed_qty` (that quantity of the base asset, above 0),\n`fixed_notional` (that value in the quote asset, above 0), `risk_per_trade` (the fraction of the equity a\nstop-out loses, above 0 and at most 1). Always rounded down to the market's step.\n"
+        ),
+    ]
+    status: Annotated[
+        Literal["stopped", "running", "failed"],
+        Field(description="`stopped`, `running`, or `failed` (the strategy raised; `error` says what)."),
+    ]
+    error: Annotated[str | None, Field(description="Why it failed (while `failed`).")]
+    last_bar_at: Annotated[
+        AwareDatetime | None, Field(description="The close time of the last bar it processed (null before the first).")
+    ]
+    state: Annotated[
+        dict[str, Any],
+        Field(
+            description="What the instance did, as persisted by its runner: `last_signal_at`, `last_signal_side` and\n`last_episode` once it has signalled (empty before).\n"
+        ),
+    ]
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class StrategyInstancePage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    items: list[StrategyInstance]
+    next_cursor: str | None
+
+
+class StrategyKind(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    kind: Annotated[
+        Literal["adx_regime", "ema_rsi", "macd_bb"],
+        Field(description="A built-in strategy (see `GET /v1/strategy-kinds`)."),
+    ]
+    summary: str
+    params_schema: Annotated[
+        dict[str, Any],
+        Field(
+            description="The JSON schema of the kind's `params` (every field with its default, bounds and description)."
+        ),
+    ]
+
+
+class StrategyKindList(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    items: list[StrategyKind]
+
+
 class Health(BaseModel):
     model_config = ConfigDict(
         extra="forbid",

@@ -285,7 +285,8 @@ class InstanceRunnerStore(CoreStore):
             moved = await conn.execute(
                 update(t.strategy_instances)
                 .where(c.id == instance_id, at_previous)
-                .values(last_bar_at=bar.close_time, state=compact(state), updated_at=now)
+                # Progress only: ``updated_at`` tells the service the settings or status changed (a new runner).
+                .values(last_bar_at=bar.close_time, state=compact(state))
             )
             if not moved.rowcount:
                 return False  # another runner moved it on (or it is gone): nothing written

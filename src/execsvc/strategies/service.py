@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
@@ -61,6 +61,7 @@ class StrategyService:
         holder: str,
         clock: Clock,
         interval: float = 2.0,
+        lease_ttl: timedelta = timedelta(seconds=15),
     ) -> None:
         self._instances = instances
         self._runner_store = runner_store
@@ -70,6 +71,7 @@ class StrategyService:
         self._holder = holder
         self._clock = clock
         self._interval = interval
+        self._lease_ttl = lease_ttl
         self._runners: dict[str, tuple[datetime, StrategyRunner]] = {}
         self._task: asyncio.Task[None] | None = None
         self.failures = 0  # instances stopped because their strategy raised (for metrics)
@@ -106,7 +108,7 @@ class StrategyService:
         if store is None or rules is None:
             return None  # the account or market is not ready on this instance yet
         spec = InstanceSpec(inst.id, inst.kind, inst.symbol, inst.timeframe, dict(inst.params))
-        runner = StrategyRunner(spec, rules, store, self._lease, self._holder)
+        runner = StrategyRunner(spec, rules, store, self._lease, self._holder, self._lease_ttl)
         self._runners[inst.id] = (inst.updated_at, runner)
         return runner
 

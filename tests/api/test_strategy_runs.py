@@ -1,0 +1,83 @@
+"""A running strategy instance inside the service, on both backends: stored bars in, signals stored, their orders
+through the same pipeline with the instance as their source, risk denials recorded on the signal."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from execsvc.db import tables as t
+from execsvc.db.strategies import StrategyInstance
+from execsvc.marketdata.candles import Candle, Timeframe
+from tests.conftest import Harness, start_harness
+from tests.unit.test_strategies import random_walk_bars
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def h(db_url: str) -> AsyncIterator[Harness]:
+    # The service's own loop is left idle (an hour between rounds): the test steps it.
+    harness, container = await start_harness(db_url, strategy_interval_seconds=3600)
+    try:
+        yield harness
+    finally:
+        await harness.client.aclose()
+        await container.stop()
+
+
+async def test_a_running_instance_turns_closed_bars_into_signals_and_orders(h: Harness) -> None:
+    headers = await h.auth("acct-a")
+    services = h.container.services
+    await services.candles.add(
+        [
+            Candle("paper", "BTC/USDT", Timeframe.M1, b.open_time, b.open, b.high, b.low, b.close, b.volume)
+            for b in random_walk_bars(600, seed=11)
+        ]
+    )
+    await services.strategies.add(
+        StrategyInstance(
+            id="ema-1",
+            account_id="acct-a",
+            kind="ema_rsi",
+            symbol="BTC/USDT",
+            timeframe="1m",
+            params={"fast_period": 5, "slow_period": 13},
+            sizing={"fixed_qty": "0.2"},  # the bars trade near 100: 20 USDT of notional on them
+            status="running",
+            error=None,
+            state={},
+            last_bar_at=None,
+            created_at=T0,
+            updated_at=T0,
+        )
+    )
+    service = h.container.strategies
+    assert service is not None
+
+    assert await service.tick() == 600
+    runner = service._runners["ema-1"]  # the runner the service keeps for the instance
+    assert await service.tick() == 0  # nothing new closed: nothing again
+    assert service._runners["ema-1"] is runner  # progress is not a change of settings: no new runner, no warm-up
+
+    listed = (await h.client.get("/v1/signals", params={"instance_id": "ema-1", "limit": 100}, headers=headers)).json()
+    signals = listed["items"]
+    assert len(signals) > 2
+    assert {s["status"] for s in signals} <= {"ordered", "denied"}
+    ordered = [s for s in signals if s["status"] == "ordered"]
+    denied = [s for s in signals if s["status"] == "denied"]
+    assert ordered
+    assert denied  # sells without BTC to sell (a spot paper account): the risk engine said no, and it is on record
+    assert {v["rule"] for s in denied for v in s["refusal"]["violations"]} >= {"sufficient_balance"}
+    order = (await h.client.get(f"/v1/orders/{ordered[-1]['order_id']}", headers=headers)).json()
+    assert order["source"] == "strategy:ema-1"
+    assert order["client_order_id"] == "sig-" + ordered[-1]["id"].replace("-", "")
+    async with h.container.engine.connect() as conn:
+        sources = set((await conn.execute(select(t.orders.c.source))).scalars())
+    assert sources == {"strategy:ema-1"}
+    stored = await services.strategies.get("ema-1")
+    assert stored is not None
+    assert stored.last_bar_at == T0 + timedelta(minutes=600)
