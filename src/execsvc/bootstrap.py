@@ -579,6 +579,15 @@ def build(
         if settings.run_strategies
         else None
     )
+    if strategy_service is not None:
+        running = strategy_service
+        metrics.read_counters(
+            "strategy_events",
+            "Bars the strategy instances this process held processed, and instances stopped because their strategy"
+            " raised (failures).",
+            "event",
+            lambda: {"bars": running.bars, "failures": running.failures},
+        )
     services = Services(
         pipeline=pipeline,
         reads=reads,

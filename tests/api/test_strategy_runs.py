@@ -78,6 +78,9 @@ async def test_a_running_instance_turns_closed_bars_into_signals_and_orders(h: H
     async with h.container.engine.connect() as conn:
         sources = set((await conn.execute(select(t.orders.c.source))).scalars())
     assert sources == {"strategy:ema-1"}
+    scraped = (await h.client.get("/metrics")).text
+    assert 'strategy_events_total{event="bars"} 600.0' in scraped
+    assert 'strategy_events_total{event="failures"} 0.0' in scraped
     stored = await services.strategies.get("ema-1")
     assert stored is not None
     assert stored.last_bar_at == T0 + timedelta(minutes=600)

@@ -75,6 +75,7 @@ class StrategyService:
         self._runners: dict[str, tuple[datetime, StrategyRunner]] = {}
         self._task: asyncio.Task[None] | None = None
         self.failures = 0  # instances stopped because their strategy raised (for metrics)
+        self.bars = 0  # bars processed by the instances this process held
 
     async def tick(self) -> int:
         """One round: step every running instance's runner; returns how many bars were processed."""
@@ -89,6 +90,7 @@ class StrategyService:
                 continue
             result = await runner.step(self._clock.now())
             processed += result.bars
+            self.bars += result.bars
             if result.error is not None:
                 self.failures += 1
                 self._runners.pop(inst.id, None)
