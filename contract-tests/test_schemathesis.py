@@ -114,6 +114,13 @@ CONFIG = SchemathesisConfig.from_dict(
                 "include-operation-id": ["createStrategy", "updateStrategy"],
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "422"]}},
             },
+            # A schema-valid inbound signal can still be refused for what the schema cannot express: neither or both of
+            # qty and notional, a zero amount, a level on the wrong side of the mark, an unlisted symbol, a market with
+            # no mark yet (422 `invalid_signal`, `unknown_symbol`, `no_market_price`; see `_RULE_CODES`).
+            {
+                "include-operation-id": ["createSignal"],
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "422"]}},
+            },
             {
                 "include-operation-id": ["listWebhookDeliveries"],
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "400"]}},
@@ -320,6 +327,7 @@ _RULE_CODES = {
     "GET /v1/orders": {400: {"invalid_cursor"}},
     "GET /v1/fills": {400: {"invalid_cursor"}},
     "GET /v1/signals": {400: {"invalid_cursor"}},
+    "POST /v1/signals": {422: {"invalid_signal", "unknown_symbol", "no_market_price"}},
     "GET /v1/candles": {400: {"invalid_cursor"}, 422: {"unknown_symbol", "invalid_range"}},
     "GET /v1/strategies": {400: {"invalid_cursor"}},
     "POST /v1/strategies": {422: {"invalid_strategy_params", "invalid_sizing", "unknown_symbol"}},

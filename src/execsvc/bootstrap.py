@@ -52,6 +52,7 @@ from execsvc.db.engine import make_engine, ping
 from execsvc.db.leases import LeaseRepository
 from execsvc.db.pg import CountedConnection, PgPool
 from execsvc.db.queries import ReadModel, RiskReads
+from execsvc.db.signal_secrets import SignalSecretStore
 from execsvc.db.signals import SignalRepository
 from execsvc.db.strategies import InstanceRunnerStore, StrategyInstanceStore
 from execsvc.db.uow import SqliteUnitOfWorkFactory, SqliteWriter
@@ -601,6 +602,7 @@ def build(
         webhooks=webhook_store,
         candles=candle_store,
         signals=signal_store,
+        signal_secrets=SignalSecretStore(engine, write_lock),
         strategies=instance_store,
         webhook_allow_private=settings.webhook_allow_private_targets,
         webhook_secret_grace_hours=settings.webhook_secret_grace_hours,

@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     tok_sub = tokens.add_subparsers(dest="tokens_command", required=True)
     create = tok_sub.add_parser("create", help="create a token (printed once, as the last line)")
     create.add_argument("--account", required=True)
-    create.add_argument("--scopes", required=True, help="comma-separated: orders:read,orders:write,admin")
+    create.add_argument("--scopes", required=True, help="comma-separated: orders:read,orders:write,signals:write,admin")
     create.add_argument("--name")
     listing = tok_sub.add_parser("list", help="list tokens (never their secrets)")
     listing.add_argument("--account")

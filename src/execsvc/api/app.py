@@ -26,6 +26,7 @@ from execsvc.api.routes import (
     operations,
     orders,
     risk,
+    signal_secrets,
     signals,
     strategies,
     stream,
@@ -67,6 +68,7 @@ def create_app(
     app.include_router(ledger.router)
     app.include_router(candles.router)
     app.include_router(signals.router)
+    app.include_router(signal_secrets.router)
     app.include_router(strategies.router)
     app.include_router(risk.router)
     app.include_router(webhooks.router)

@@ -52,3 +52,8 @@ async def can_read(request: Request) -> Principal:
 async def can_write(request: Request) -> Principal:
     """Dependency: a token with ``orders:write``."""
     return await principal(request, "orders:write")
+
+
+async def can_signal(request: Request) -> Principal:
+    """Dependency: a token with ``signals:write``."""
+    return await principal(request, "signals:write")

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from execsvc.core import errors as e
 from execsvc.observability.context import request_id
+from execsvc.signals.signatures import SignatureInvalid
 from execsvc.strategies.errors import InvalidStrategyParams, UnknownStrategy
 from execsvc.webhooks.store import DeliveryInFlight
 from execsvc.webhooks.urls import InvalidWebhookUrl
@@ -141,6 +142,8 @@ def _domain(exc: e.ExecsvcError) -> Response:
         case InvalidStrategyParams():
             errors = [{"field": ".".join(["body.params", *([f] if f else [])]), "message": m} for f, m in exc.errors]
             return problem_response(422, exc.code, str(exc), errors=errors)
+        case SignatureInvalid():
+            return problem_response(401, exc.code, str(exc))
         case e.Overloaded():
             return problem_response(503, exc.code, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         case e.DependencyUnavailable():

@@ -11,6 +11,7 @@ from execsvc.accounts.service import AccountService
 from execsvc.db.admin import TokenRecord
 from execsvc.db.candles import CandleRepository
 from execsvc.db.queries import ReadModel, RiskReads
+from execsvc.db.signal_secrets import SignalSecretStore
 from execsvc.db.signals import SignalRepository
 from execsvc.db.strategies import StrategyInstanceStore
 from execsvc.observability.metrics import Metrics
@@ -40,6 +41,8 @@ class Services:
     candles: CandleRepository
     # Stored signals (GET /v1/signals).
     signals: SignalRepository
+    # The secrets signed inbound signals are checked against (/v1/signal-secrets).
+    signal_secrets: SignalSecretStore
     # Strategy instances (/v1/strategies).
     strategies: StrategyInstanceStore
     # This instance's streams (None: streaming is not running here), their settings and open connections.

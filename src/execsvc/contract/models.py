@@ -479,6 +479,92 @@ class Signal(BaseModel):
     refusal: SignalRefusal | None
 
 
+class Reasons(RootModel[str]):
+    root: Annotated[str, Field(max_length=200)]
+
+
+class SignalCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    symbol: Annotated[
+        str,
+        Field(
+            description="A market symbol in ccxt unified form, BASE/QUOTE.",
+            examples=["BTC/USDT"],
+            pattern="^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$",
+        ),
+    ]
+    side: Literal["buy", "sell"]
+    qty: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+    notional: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+    stop_loss: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+    take_profits: Annotated[list[Decimal] | None, Field(max_length=10)] = None
+    signal_id: Annotated[
+        str | None,
+        Field(
+            description="The sender's id of the signal; the same one twice in the account is the same signal.",
+            pattern="^[A-Za-z0-9_.:-]{1,100}$",
+        ),
+    ] = None
+    rule: Annotated[str | None, Field(description="What fired (default `inbound`).", max_length=64, min_length=1)] = (
+        None
+    )
+    reasons: Annotated[
+        dict[str, float | Reasons] | None,
+        Field(description="The values behind the signal (at most 20).", max_length=20),
+    ] = None
+    strength: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    confidence: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+
+
+class SignalSecret(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: UUID
+    account_id: str
+    created_at: AwareDatetime
+
+
+class SignalSecretCreated(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: UUID
+    account_id: str
+    created_at: AwareDatetime
+    secret: Annotated[str, Field(description="The Standard Webhooks secret (`whsec_<base64>`); shown only here.")]
+
+
+class SignalSecretList(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    items: list[SignalSecret]
+
+
 class SignalPage(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -1593,6 +1679,14 @@ class OrderPage(BaseModel):
     )
     items: list[Order]
     next_cursor: str | None
+
+
+class SignalAccepted(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    signal: Signal
+    order: Order | None
 
 
 class OrderEvent(BaseModel):

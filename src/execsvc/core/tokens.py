@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Final
 
 PREFIX: Final = "exs"
-SCOPES: Final = frozenset({"orders:read", "orders:write", "admin"})
+SCOPES: Final = frozenset({"orders:read", "orders:write", "signals:write", "admin"})
 _FORMAT = re.compile(r"^exs_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 # Compared against when a token id is unknown, so an unknown id costs the same as a wrong secret.
 _DUMMY_HASH = hashlib.sha256(b"execsvc-no-such-token").hexdigest()

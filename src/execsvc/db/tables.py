@@ -408,3 +408,16 @@ strategy_instances = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index(None, "account_id", "created_at"),
 )
+
+# Secrets that sign an account's inbound signals (POST /v1/accounts/{id}/signals/signed, Standard Webhooks). Like a
+# webhook subscription's, a secret is kept in the clear to check an HMAC with; it is shown once, when made, and never
+# logged. An account may hold several at once (rotation: make a new one, switch the sender, delete the old one).
+signal_secrets = Table(
+    "signal_secrets",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("account_id", String(64), ForeignKey("accounts.id"), nullable=False),
+    Column("secret", String(100), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "account_id", "created_at"),
+)
