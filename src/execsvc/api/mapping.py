@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -125,3 +125,29 @@ def parse_time(value: str | None, field: str) -> datetime | None:
         return datetime.fromisoformat(text).astimezone(UTC)
     except (ValueError, OverflowError) as exc:
         raise invalid("not a valid date-time in the supported range") from exc
+
+
+_MICROSECOND = timedelta(microseconds=1)
+_CURSOR_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def encode_time_cursor(kind: str, at: datetime, key: str = "") -> str:
+    """An opaque cursor for a page of rows before (``at``, ``key``): ``kind`` names the list it belongs to."""
+    micros = (at - _CURSOR_EPOCH) // _MICROSECOND
+    text = f"{kind}{micros}" + (f".{key}" if key else "")
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_time_cursor(kind: str, cursor: str, key_pattern: str = "") -> tuple[datetime, str]:
+    """The (time, key) a cursor of list ``kind`` points before (key ``""`` when the list has none); a 400 when the
+    cursor is not one of ours or not of this list."""
+    key = rf"\.({key_pattern})" if key_pattern else "()"
+    pattern = re.compile(rf"^{re.escape(kind)}(-?[0-9]{{1,20}}){key}$")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        found = pattern.match(raw)
+        if found is None:
+            raise ValueError(f"not a {kind} cursor")
+        return _CURSOR_EPOCH + timedelta(microseconds=int(found.group(1))), found.group(2)
+    except (ValueError, binascii.Error, OverflowError, UnicodeDecodeError) as exc:
+        raise ApiProblem(400, "invalid_cursor", "the cursor is not valid; use a next_cursor we returned") from exc

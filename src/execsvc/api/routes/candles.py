@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,18 +10,15 @@ from starlette.responses import Response
 
 from execsvc.api.auth import Principal, can_read
 from execsvc.api.errors import ApiProblem
-from execsvc.api.mapping import parse_time
+from execsvc.api.mapping import decode_time_cursor, encode_time_cursor, parse_time
 from execsvc.api.routes.orders import JSON, CursorQuery, LimitQuery
 from execsvc.api.services import Services
 from execsvc.contract import models as api
 from execsvc.core.money import to_str
 from execsvc.core.venues import market_of_broker
-from execsvc.marketdata.candles import EPOCH, TIMEFRAMES, Candle, timeframe
+from execsvc.marketdata.candles import TIMEFRAMES, Candle, timeframe
 
 router = APIRouter()
-
-_CURSOR = re.compile(r"^c(-?[0-9]{1,20})$")
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def candle_out(candle: Candle) -> api.Candle:
@@ -43,31 +37,19 @@ def candle_out(candle: Candle) -> api.Candle:
     )
 
 
-def candle_payload(candle: Candle) -> dict[str, Any]:
-    """A bar as JSON data, exactly as ``GET /v1/candles`` shows it (the ``candles`` stream's ``data``)."""
-    return candle_out(candle).model_dump(mode="json")
-
-
 def encode_cursor(open_time: datetime | None) -> str | None:
     """An opaque cursor for the page of bars opening before ``open_time``."""
-    if open_time is None:
-        return None
-    micros = (open_time - EPOCH) // _MICROSECOND
-    return base64.urlsafe_b64encode(f"c{micros}".encode()).decode().rstrip("=")
+    return None if open_time is None else encode_time_cursor("c", open_time)
 
 
 def decode_cursor(cursor: str | None) -> datetime | None:
     """The open time a cursor points before; a 400 when it is not one of ours."""
-    if cursor is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        found = _CURSOR.match(raw)
-        if found is None:
-            raise ValueError("not a candles cursor")
-        return EPOCH + timedelta(microseconds=int(found.group(1)))
-    except (ValueError, binascii.Error, OverflowError, UnicodeDecodeError) as exc:
-        raise ApiProblem(400, "invalid_cursor", "the cursor is not valid; use a next_cursor we returned") from exc
+    return None if cursor is None else decode_time_cursor("c", cursor)[0]
+
+
+def candle_payload(candle: Candle) -> dict[str, Any]:
+    """A bar as JSON data, exactly as ``GET /v1/candles`` shows it (the ``candles`` stream's ``data``)."""
+    return candle_out(candle).model_dump(mode="json")
 
 
 def _services(request: Request) -> Services:

@@ -3,10 +3,7 @@ and one by id."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -15,6 +12,7 @@ from starlette.responses import Response
 
 from execsvc.api.auth import Principal, can_read, can_signal
 from execsvc.api.errors import ApiProblem
+from execsvc.api.mapping import decode_time_cursor, encode_time_cursor
 from execsvc.api.resources import order_out
 from execsvc.api.routes.orders import JSON, CursorQuery, LimitQuery, SymbolQuery
 from execsvc.api.routes.risk import parse_body
@@ -23,7 +21,6 @@ from execsvc.contract import models as api
 from execsvc.core.markets import MarketRules
 from execsvc.core.money import ZERO, parse_amount
 from execsvc.core.values import Side
-from execsvc.marketdata.candles import EPOCH
 from execsvc.signals.inbound import (
     INBOUND_RULE,
     inbound_signal_id,
@@ -39,8 +36,6 @@ from execsvc.signals.sizing import FixedNotional, FixedQty, Sizing
 
 router = APIRouter()
 
-_CURSOR = re.compile(r"^s(-?[0-9]{1,20})\.([0-9a-f]{32})$")
-_MICROSECOND = timedelta(microseconds=1)
 Status = Literal["pending", "ordered", "refused", "denied"]
 AccountPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
@@ -52,25 +47,15 @@ def signal_out(signal: SignalRecord) -> api.Signal:
 
 def encode_cursor(last: tuple[datetime, UUID] | None) -> str | None:
     """An opaque cursor for the page of signals stored before ``last`` (created_at, id)."""
-    if last is None:
-        return None
-    created_at, signal_id = last
-    micros = (created_at - EPOCH) // _MICROSECOND
-    return base64.urlsafe_b64encode(f"s{micros}.{signal_id.hex}".encode()).decode().rstrip("=")
+    return None if last is None else encode_time_cursor("s", last[0], last[1].hex)
 
 
 def decode_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
     """The (created_at, id) a cursor points before; a 400 when it is not one of ours."""
     if cursor is None:
         return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        found = _CURSOR.match(raw)
-        if found is None:
-            raise ValueError("not a signals cursor")
-        return EPOCH + timedelta(microseconds=int(found.group(1))), UUID(hex=found.group(2))
-    except (ValueError, binascii.Error, OverflowError, UnicodeDecodeError) as exc:
-        raise ApiProblem(400, "invalid_cursor", "the cursor is not valid; use a next_cursor we returned") from exc
+    at, key = decode_time_cursor("s", cursor, "[0-9a-f]{32}")
+    return at, UUID(hex=key)
 
 
 def _services(request: Request) -> Services:

@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import re
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -18,12 +15,13 @@ from starlette.responses import Response
 
 from execsvc.api.auth import Principal, can_read, can_write
 from execsvc.api.errors import ApiProblem
+from execsvc.api.mapping import decode_time_cursor, encode_time_cursor
 from execsvc.api.routes.orders import JSON, CursorQuery, LimitQuery
 from execsvc.api.routes.risk import parse_body
 from execsvc.api.services import Services
 from execsvc.contract import models as api
 from execsvc.db.strategies import StrategyInstance
-from execsvc.marketdata.candles import EPOCH, TIMEFRAMES, timeframe
+from execsvc.marketdata.candles import TIMEFRAMES, timeframe
 from execsvc.signals.sizing import SIZING_KEYS, parse_sizing, sizing_json
 from execsvc.strategies.registry import parse_params, strategy_class, strategy_kinds
 
@@ -34,8 +32,6 @@ Writer = Annotated[Principal, Depends(can_write)]
 StrategyPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 M = TypeVar("M", bound=BaseModel)
 
-_CURSOR = re.compile(r"^i(-?[0-9]{1,20})\.([A-Za-z0-9_.-]{1,64})$")
-_MICROSECOND = timedelta(microseconds=1)
 _SIZING_SHAPE = f"exactly one of {', '.join(SIZING_KEYS)}, as a decimal string"
 
 
@@ -62,25 +58,12 @@ def strategy_out(instance: StrategyInstance) -> api.StrategyInstance:
 
 def encode_cursor(last: tuple[datetime, str] | None) -> str | None:
     """An opaque cursor for the page of instances created before ``last`` (created_at, id)."""
-    if last is None:
-        return None
-    created_at, instance_id = last
-    micros = (created_at - EPOCH) // _MICROSECOND
-    return base64.urlsafe_b64encode(f"i{micros}.{instance_id}".encode()).decode().rstrip("=")
+    return None if last is None else encode_time_cursor("i", last[0], last[1])
 
 
 def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
     """The (created_at, id) a cursor points before; a 400 when it is not one of ours."""
-    if cursor is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        found = _CURSOR.match(raw)
-        if found is None:
-            raise ValueError("not a strategies cursor")
-        return EPOCH + timedelta(microseconds=int(found.group(1))), found.group(2)
-    except (ValueError, binascii.Error, OverflowError, UnicodeDecodeError) as exc:
-        raise ApiProblem(400, "invalid_cursor", "the cursor is not valid; use a next_cursor we returned") from exc
+    return None if cursor is None else decode_time_cursor("i", cursor, "[A-Za-z0-9_.-]{1,64}")
 
 
 def _invalid_sizing(message: str, field: str = "sizing") -> ApiProblem:
