@@ -667,14 +667,11 @@ def _strategy_service(
         broker = await broker_of(inst)
         return None if broker is None else pipeline.market_for(broker).rules(inst.symbol)
 
-    async def place_pending(inst: RunningInstance) -> int:
-        market = await rules(inst)
+    async def place_pending(inst: RunningInstance, market: MarketRules) -> int:
         try:
             sizing = parse_sizing(inst.sizing)
         except ValueError:
             log.warning("strategy_sizing_invalid", instance_id=inst.id, sizing=inst.sizing)
-            return 0
-        if market is None:
             return 0
         return await place_pending_signals(pipeline, signals, inst.account_id, inst.id, sizing, market)
 

@@ -41,7 +41,7 @@ class World:
         async def rules(inst: RunningInstance) -> MarketRules:
             return MARKET
 
-        async def place_pending(inst: RunningInstance) -> int:
+        async def place_pending(inst: RunningInstance, market: MarketRules) -> int:
             self.placed.append((holder, inst.id))
             return 0
 

@@ -56,7 +56,7 @@ class StrategyService:
         instances: InstanceSource,
         runner_store: Callable[[RunningInstance], Awaitable[RunnerStore | None]],
         rules: Callable[[RunningInstance], Awaitable[MarketRules | None]],
-        place_pending: Callable[[RunningInstance], Awaitable[int]],
+        place_pending: Callable[[RunningInstance, MarketRules], Awaitable[int]],
         lease: Lease,
         holder: str,
         clock: Clock,
@@ -72,7 +72,8 @@ class StrategyService:
         self._clock = clock
         self._interval = interval
         self._lease_ttl = lease_ttl
-        self._runners: dict[str, tuple[datetime, StrategyRunner]] = {}
+        # Per instance: the settings' version it was made for, its runner, and its market's rules (read once).
+        self._runners: dict[str, tuple[datetime, StrategyRunner, MarketRules]] = {}
         self._task: asyncio.Task[None] | None = None
         self.failures = 0  # instances stopped because their strategy raised (for metrics)
         self.bars = 0  # bars processed by the instances this process held
@@ -81,13 +82,14 @@ class StrategyService:
         """One round: step every running instance's runner; returns how many bars were processed."""
         wanted = {inst.id: inst for inst in await self._instances.running_instances()}
         for gone in [i for i in self._runners if i not in wanted]:  # stopped or deleted: let go at once
-            _, leaving = self._runners.pop(gone)
+            _, leaving, _ = self._runners.pop(gone)
             await leaving.stop()
         processed = 0
         for inst in wanted.values():
-            runner = await self._runner_for(inst)
-            if runner is None:
+            made = await self._runner_for(inst)
+            if made is None:
                 continue
+            runner, market = made
             result = await runner.step(self._clock.now())
             processed += result.bars
             self.bars += result.bars
@@ -97,13 +99,13 @@ class StrategyService:
                 log.warning("strategy_failed", instance_id=inst.id, kind=inst.kind, error=result.error)
                 continue
             if result.held:
-                await self._place_pending(inst)
+                await self._place_pending(inst, market)
         return processed
 
-    async def _runner_for(self, inst: RunningInstance) -> StrategyRunner | None:
+    async def _runner_for(self, inst: RunningInstance) -> tuple[StrategyRunner, MarketRules] | None:
         known = self._runners.get(inst.id)
         if known is not None and known[0] == inst.updated_at:
-            return known[1]
+            return known[1], known[2]
         if known is not None:  # changed since its runner was made: start over with the new settings
             await known[1].stop()
         store, rules = await self._runner_store(inst), await self._rules(inst)
@@ -111,8 +113,8 @@ class StrategyService:
             return None  # the account or market is not ready on this instance yet
         spec = InstanceSpec(inst.id, inst.kind, inst.symbol, inst.timeframe, dict(inst.params))
         runner = StrategyRunner(spec, rules, store, self._lease, self._holder, self._lease_ttl)
-        self._runners[inst.id] = (inst.updated_at, runner)
-        return runner
+        self._runners[inst.id] = (inst.updated_at, runner, rules)
+        return runner, rules
 
     def start(self) -> None:
         """Run ``tick`` every ``interval`` seconds in the background."""
@@ -126,7 +128,7 @@ class StrategyService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for _, runner in self._runners.values():
+        for _, runner, _ in self._runners.values():
             with contextlib.suppress(Exception):
                 await runner.stop()
         self._runners.clear()
