@@ -71,7 +71,7 @@ CONFIG = SchemathesisConfig.from_dict(
             # no such cases. Only query strings are affected: the order body's `additionalProperties: false` is still
             # negated on POST /v1/orders.
             {
-                "include-operation-id": ["listOrders", "listFills", "listSignals", "listStrategies"],
+                "include-operation-id": ["listOrders", "listFills", "listSignals", "listStrategies", "listExits"],
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "400"]}},
                 "generation": {"allow-extra-parameters": False},
             },

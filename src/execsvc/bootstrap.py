@@ -49,6 +49,7 @@ from execsvc.core.venues import (
 from execsvc.db.admin import CachedLookup, TokenLookup, authenticate, lookup_token
 from execsvc.db.candles import CandleRepository
 from execsvc.db.engine import make_engine, ping
+from execsvc.db.exits import ExitPlanStore
 from execsvc.db.leases import LeaseRepository
 from execsvc.db.pg import CountedConnection, PgPool
 from execsvc.db.queries import ReadModel, RiskReads
@@ -56,6 +57,7 @@ from execsvc.db.signal_secrets import SignalSecretStore
 from execsvc.db.signals import SignalRepository
 from execsvc.db.strategies import InstanceRunnerStore, StrategyInstanceStore
 from execsvc.db.uow import SqliteUnitOfWorkFactory, SqliteWriter
+from execsvc.exits.service import ExitService
 from execsvc.marketdata.book import MarketBook
 from execsvc.marketdata.candle_recorder import CandleRecorder, CandleRecorders
 from execsvc.marketdata.candle_sources import CandleSource, MarkCandles, VenueCandles, VenueOhlcv
@@ -124,6 +126,8 @@ class Container:
     candles: CandleRecorders = field(default_factory=CandleRecorders)
     # Runs the strategy instances this process holds the lease of (None: switched off).
     strategies: StrategyService | None = None
+    # Watches the open exit plans and sends their exits (None: switched off in this process).
+    exits: ExitService | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _sessions: dict[str, VenueSession] = field(default_factory=dict)
     _watchers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -159,6 +163,8 @@ class Container:
             await self.stream_tail.start()
         if self.strategies is not None:
             self.strategies.start()
+        if self.exits is not None:
+            self.exits.start()
 
     async def stop(self) -> None:
         """Stop the loops and close connections."""
@@ -170,6 +176,8 @@ class Container:
         self.tasks.clear()
         if self.strategies is not None:
             await self.strategies.stop()  # gives the leases up: another process takes the instances over at once
+        if self.exits is not None:
+            await self.exits.stop()
         await self.candles.stop()
         for name in list(self._watchers):
             watcher = self._watchers.pop(name)
@@ -517,6 +525,14 @@ def build(
 
     markets = MarketStream(hub, [m.symbol for m in book.markets()], render_market, stream_config.market_rate)
     book.listen(markets.on_mark)
+    exit_store = ExitPlanStore(engine, write_lock)
+    exits = ExitService(
+        pipeline,
+        exit_store,
+        interval=settings.exit_interval_seconds,
+        retry_after=timedelta(seconds=settings.exit_retry_seconds),
+    )
+    book.listen(partial(exits.on_mark, PAPER_VENUE))
     streams = Streams(hub, stream_log, markets.current)
     venue_market_streams: list[MarketStream] = []
 
@@ -545,6 +561,7 @@ def build(
 
         stream = MarketStream(hub, [], render, stream_config.market_rate, market=key, listed=listed)
         venue_book.listen(stream.on_mark)
+        venue_book.listen(partial(exits.on_mark, key))
         streams.market_snapshots[key] = stream.current
         venue_market_streams.append(stream)
         feed = venues.feeds.get(key)
@@ -576,7 +593,7 @@ def build(
     signal_store = SignalRepository(engine, write_lock)
     instance_store = StrategyInstanceStore(engine, write_lock)
     strategy_service = (
-        _strategy_service(settings, engine, write_lock, pipeline, clock, signal_store, instance_store)
+        _strategy_service(settings, engine, write_lock, pipeline, clock, signal_store, instance_store, exits)
         if settings.run_strategies
         else None
     )
@@ -589,6 +606,12 @@ def build(
             "event",
             lambda: {"bars": running.bars, "failures": running.failures},
         )
+    metrics.read_counters(
+        "exit_events",
+        "Exit orders this process sent for exit plans (fired), and plan rounds that failed with an error (errors).",
+        "event",
+        lambda: {"fired": exits.fired, "errors": exits.errors},
+    )
     services = Services(
         pipeline=pipeline,
         reads=reads,
@@ -604,6 +627,8 @@ def build(
         signals=signal_store,
         signal_secrets=SignalSecretStore(engine, write_lock),
         strategies=instance_store,
+        exit_plans=exit_store,
+        exits=exits,
         webhook_allow_private=settings.webhook_allow_private_targets,
         webhook_secret_grace_hours=settings.webhook_secret_grace_hours,
         webhook_wake=wake,
@@ -637,6 +662,7 @@ def build(
         findings=account_store,
         candles=recorders,
         strategies=strategy_service,
+        exits=exits if settings.run_exits else None,
     )
 
 
@@ -648,6 +674,7 @@ def _strategy_service(
     clock: Clock,
     signals: SignalRepository,
     instances: StrategyInstanceStore,
+    exits: ExitService,
 ) -> StrategyService:
     """The strategy service: each running instance on the candles of its account's market, its signals placed
     through the pipeline, one process per instance by a lease (``leases``)."""
@@ -673,7 +700,7 @@ def _strategy_service(
         except ValueError:
             log.warning("strategy_sizing_invalid", instance_id=inst.id, sizing=inst.sizing)
             return 0
-        return await place_pending_signals(pipeline, signals, inst.account_id, inst.id, sizing, market)
+        return await place_pending_signals(pipeline, signals, inst.account_id, inst.id, sizing, market, exits)
 
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     return StrategyService(

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     strategy_interval_seconds: float = Field(default=2.0, gt=0)
     # How long a process that stopped renewing keeps its instances before another may take them over.
     strategy_lease_seconds: float = Field(default=15.0, gt=0)
+    # Exit plans (stop-loss, take-profits of signals' entries): watched on every mark and at least this often.
+    run_exits: bool = True
+    exit_interval_seconds: float = Field(default=1.0, gt=0)
+    # After an exit order was denied or rejected, its legs fire again no sooner than this.
+    exit_retry_seconds: float = Field(default=5.0, ge=0)
     feed_volatility_bps: int = Field(default=5, ge=0)
     max_mark_age_seconds: float = Field(default=60.0, gt=0)
     # Desk limits; "off" (or empty) switches one off. Notional amounts are in the valuation asset.

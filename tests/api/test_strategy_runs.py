@@ -78,6 +78,15 @@ async def test_a_running_instance_turns_closed_bars_into_signals_and_orders(h: H
     async with h.container.engine.connect() as conn:
         sources = set((await conn.execute(select(t.orders.c.source))).scalars())
     assert sources == {"strategy:ema-1"}
+    # Every ordered signal's entry has its exit plan, with the signal's levels (denied ones have none).
+    plans = (await h.client.get("/v1/exits", params={"limit": 200}, headers=headers)).json()["items"]
+    by_signal = {p["signal_id"]: p for p in plans}
+    assert set(by_signal) == {s["id"] for s in ordered}
+    last = by_signal[ordered[-1]["id"]]
+    assert (last["entry_order_id"], last["source"]) == (ordered[-1]["order_id"], "strategy:ema-1")
+    # (the service's exit loop runs here, on marks far from these bars: the stop may have moved to break-even)
+    assert last["stop_loss"]["price"] in (ordered[-1]["stop_loss"], last["entry_price"])
+    assert [tp["price"] for tp in last["take_profits"]] == ordered[-1]["take_profits"]
     scraped = (await h.client.get("/metrics")).text
     assert 'strategy_events_total{event="bars"} 600.0' in scraped
     assert 'strategy_events_total{event="failures"} 0.0' in scraped

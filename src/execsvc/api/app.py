@@ -22,6 +22,7 @@ from execsvc.api.middleware import RequestGuard
 from execsvc.api.routes import (
     accounts,
     candles,
+    exits,
     ledger,
     operations,
     orders,
@@ -70,6 +71,7 @@ def create_app(
     app.include_router(signals.router)
     app.include_router(signal_secrets.router)
     app.include_router(strategies.router)
+    app.include_router(exits.router)
     app.include_router(risk.router)
     app.include_router(webhooks.router)
     app.include_router(accounts.router)

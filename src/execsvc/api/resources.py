@@ -7,8 +7,10 @@ Webhook and stream events carry the same resources, built without the contract m
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 from uuid import UUID
 
 from execsvc.accounts.store import AccountRecord
@@ -17,6 +19,10 @@ from execsvc.core import ledger
 from execsvc.core.money import ZERO, to_str
 from execsvc.core.orders import Order
 from execsvc.core.venues import Finding
+from execsvc.exits.records import ExitRecord, exit_data
+from execsvc.signals.orders import EXIT_PREFIX
+
+_EXIT_ORDER = re.compile(rf"^{EXIT_PREFIX}([0-9a-f]{{32}})-")
 
 
 def _opt(value: Decimal | None) -> str | None:
@@ -125,3 +131,30 @@ def finding_out(
         last_seen_at=found.seen_at,
         resolved_at=resolved_at,
     )
+
+
+def exit_out(record: ExitRecord) -> api.ExitPlan:
+    """The wire form of an exit plan."""
+    return api.ExitPlan.model_validate(exit_data(record))
+
+
+class ExitPlans(Protocol):
+    """Where exit plans are read (``db.exits.ExitPlanStore``)."""
+
+    async def get(self, plan_id: UUID, account_id: str | None = None) -> ExitRecord | None:
+        """One plan."""
+        ...
+
+    async def for_entry(self, account_id: str, order_id: UUID) -> ExitRecord | None:
+        """The plan protecting an entry order."""
+        ...
+
+
+async def exits_of(plans: ExitPlans, order: Order) -> list[api.ExitPlan]:
+    """The plan protecting ``order`` (an entry) or the one that sent it (an exit order), as a list."""
+    sent_by = _EXIT_ORDER.match(order.client_order_id)
+    if sent_by is not None:
+        record = await plans.get(UUID(hex=sent_by.group(1)), order.account_id)
+    else:
+        record = await plans.for_entry(order.account_id, order.id)
+    return [] if record is None else [exit_out(record)]

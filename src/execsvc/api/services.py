@@ -10,10 +10,12 @@ from uuid import UUID
 from execsvc.accounts.service import AccountService
 from execsvc.db.admin import TokenRecord
 from execsvc.db.candles import CandleRepository
+from execsvc.db.exits import ExitPlanStore
 from execsvc.db.queries import ReadModel, RiskReads
 from execsvc.db.signal_secrets import SignalSecretStore
 from execsvc.db.signals import SignalRepository
 from execsvc.db.strategies import StrategyInstanceStore
+from execsvc.exits.service import ExitService
 from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
 from execsvc.streams.hub import Streams
@@ -45,6 +47,9 @@ class Services:
     signal_secrets: SignalSecretStore
     # Strategy instances (/v1/strategies).
     strategies: StrategyInstanceStore
+    # Exit plans (/v1/exits) and the service that plans, fires and cancels them.
+    exit_plans: ExitPlanStore
+    exits: ExitService
     # This instance's streams (None: streaming is not running here), their settings and open connections.
     streams: Streams | None = None
     stream_config: StreamConfig = field(default_factory=StreamConfig)

@@ -573,6 +573,159 @@ class SignalPage(BaseModel):
     next_cursor: str | None
 
 
+class ExitLeg(BaseModel):
+    """
+    The stop-loss.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    price: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    qty: Annotated[
+        str | None,
+        Field(
+            description="Always null; the stop exits whatever is still held when it fires.",
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    state: Annotated[
+        Literal["pending", "armed", "sent", "done", "disarmed"],
+        Field(
+            description="`pending` (the entry has not filled), `armed` (watched), `sent` (its exit order is working), `done` (its exit filled), `disarmed` (the other side fired, the plan was canceled or nothing is left)."
+        ),
+    ]
+    attempt: Annotated[
+        int,
+        Field(
+            description="Counts re-arms after an exit that did not fill (part of the exit order's client order id).",
+            ge=1,
+        ),
+    ]
+
+
+class ExitTakeProfit(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    level: Annotated[int, Field(description="1 for the take-profit nearest the entry, then 2, 3, ...", ge=1)]
+    price: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    qty: Annotated[
+        str | None,
+        Field(description="Its share of the position (null while pending).", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"),
+    ]
+    state: Annotated[
+        Literal["pending", "armed", "sent", "done", "disarmed"],
+        Field(
+            description="`pending` (the entry has not filled), `armed` (watched), `sent` (its exit order is working), `done` (its exit filled), `disarmed` (the other side fired, the plan was canceled or nothing is left)."
+        ),
+    ]
+    attempt: Annotated[int, Field(ge=1)]
+
+
+class ExitOrderRef(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    client_order_id: Annotated[str, Field(max_length=64, min_length=1, pattern="^[A-Za-z0-9_-]+$")]
+    order_id: UUID | None
+    side: Literal["buy", "sell"]
+    qty: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    reason: Annotated[str, Field(description="What fired it (`stop-loss at 61500`, `take-profit 1, 2 at 66800`).")]
+    status: Annotated[
+        Literal["working", "ended"],
+        Field(description="`working` until its order has ended, then `ended` with what it `filled`."),
+    ]
+    filled: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    sent_at: AwareDatetime
+
+
+class ExitPlan(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: UUID
+    account_id: str
+    symbol: Annotated[
+        str,
+        Field(
+            description="A market symbol in ccxt unified form, BASE/QUOTE.",
+            examples=["BTC/USDT"],
+            pattern="^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$",
+        ),
+    ]
+    side: Annotated[Literal["buy", "sell"], Field(description="The entry's side (its exits are on the other).")]
+    entry_order_id: UUID
+    signal_id: UUID | None
+    source: Annotated[str, Field(description="The entry's source; its exit orders carry it too.")]
+    state: Literal["pending", "active", "closed", "canceled"]
+    entry_price: Annotated[
+        str | None,
+        Field(
+            description="The entry's average fill price (null while pending).", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"
+        ),
+    ]
+    qty: Annotated[
+        str | None,
+        Field(
+            description="The quantity protected, what the entry filled (null while pending).",
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    exited: Annotated[
+        str,
+        Field(
+            description="What exit orders have filled so far.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    break_even: Annotated[bool, Field(description="The stop was moved to the entry price after the first take-profit.")]
+    stop_loss: ExitLeg | None
+    take_profits: Annotated[list[ExitTakeProfit], Field(description="Nearest the entry first.")]
+    orders: Annotated[list[ExitOrderRef], Field(description="Every exit order the plan sent, oldest first.")]
+    close_reason: str | None
+    last_error: Annotated[str | None, Field(description="Why the last exit order that did not fill did not.")]
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class ExitPlanPage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    items: list[ExitPlan]
+    next_cursor: str | None
+
+
 class StrategyParams(BaseModel):
     """
     The strategy's parameters, validated for its kind (a missing field takes its default).
@@ -1667,6 +1820,94 @@ class Order(BaseModel):
         Field(
             description="What placed the order: `rest` (this API), `strategy:<instance id>` (a strategy instance's own order) or `signal:<signal id>` (the order of a stored signal).",
             pattern="^(rest|strategy:[A-Za-z0-9_.-]{1,64}|signal:[0-9a-f-]{36})$",
+        ),
+    ]
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class OrderDetail(BaseModel):
+    """
+    An order as `GET /v1/orders/{order_id}` shows it, with its exit plans.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: UUID
+    client_order_id: Annotated[str, Field(max_length=64, min_length=1, pattern="^[A-Za-z0-9_-]+$")]
+    account_id: str
+    symbol: Annotated[
+        str,
+        Field(
+            description="A market symbol in ccxt unified form, BASE/QUOTE.",
+            examples=["BTC/USDT"],
+            pattern="^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$",
+        ),
+    ]
+    side: Literal["buy", "sell"]
+    type: Literal["market", "limit"]
+    time_in_force: Literal["gtc", "ioc", "fok"]
+    qty: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    limit_price: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, or null.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"
+        ),
+    ]
+    status: Annotated[
+        Literal["pending_new", "open", "partially_filled", "filled", "pending_cancel", "canceled", "rejected", "expired", "unknown"],
+        Field(
+            description="`pending_new`: recorded, not yet acknowledged by the broker. `open`: resting at the broker.\n`partially_filled`, `filled`. `pending_cancel`: a cancel was sent. `canceled`, `rejected`, `expired`.\n`unknown`: the broker call may or may not have reached the venue; reconciliation resolves it.\n"
+        ),
+    ]
+    filled_qty: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    avg_fill_price: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, or null.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"
+        ),
+    ]
+    fees: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+    fee_asset: str
+    reject_code: str | None
+    reject_reason: str | None
+    risk: Annotated[
+        RiskAudit | None,
+        Field(description="The risk engine's decision on the order when it was submitted, with every check it ran."),
+    ]
+    source: Annotated[
+        str,
+        Field(
+            description="What placed the order: `rest` (this API), `strategy:<instance id>` (a strategy instance's own order) or `signal:<signal id>` (the order of a stored signal).",
+            pattern="^(rest|strategy:[A-Za-z0-9_.-]{1,64}|signal:[0-9a-f-]{36})$",
+        ),
+    ]
+    exits: Annotated[
+        list[ExitPlan],
+        Field(
+            description="The exit plan protecting this order (the entry of a signal with a stop-loss or take-profits) or the one that sent it (an exit order); empty when neither."
         ),
     ]
     created_at: AwareDatetime

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import ColumnElement, Select, and_, event, or_, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
@@ -82,6 +82,9 @@ async def write_transaction(engine: AsyncEngine, lock: asyncio.Lock | None) -> A
             lock.release()
 
 
+R = TypeVar("R")
+
+
 class CoreStore:
     """Base of the SQLAlchemy Core stores off the order path: single-statement reads on the autocommit engine
     (``reads``), writes in ``_tx()`` (taking the SQLite one-writer lock first, when given)."""
@@ -93,3 +96,24 @@ class CoreStore:
 
     def _tx(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         return write_transaction(self.engine, self._write_lock)
+
+    async def _newest_first(
+        self,
+        stmt: Select[Any],
+        created: ColumnElement[Any],
+        key: ColumnElement[Any],
+        before: tuple[Any, Any] | None,
+        limit: int,
+        record: Callable[[Mapping[Any, Any]], R],
+    ) -> tuple[list[R], tuple[Any, Any] | None]:
+        """One keyset page of ``stmt``'s rows, newest first by (``created``, ``key``), older than ``before``: the
+        records, and the last one's (``created_at``, ``id``) when older rows follow (the next page's ``before``)."""
+        if before is not None:
+            at, last = before
+            stmt = stmt.where(or_(created < at, and_(created == at, key < last)))
+        stmt = stmt.order_by(created.desc(), key.desc()).limit(limit + 1)
+        async with self.reads.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        items = [record(r._mapping) for r in rows[:limit]]
+        last = items[-1] if len(rows) > limit else None
+        return items, None if last is None else (last.created_at, last.id)  # type: ignore[attr-defined]

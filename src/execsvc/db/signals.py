@@ -240,12 +240,5 @@ class SignalRepository(CoreStore):
             stmt = stmt.where(c.instance_id == instance_id)
         if status is not None:
             stmt = stmt.where(c.status == status)
-        if before is not None:
-            created_at, last_id = before
-            stmt = stmt.where(or_(c.created_at < created_at, and_(c.created_at == created_at, c.id < last_id)))
-        stmt = stmt.order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)
-        async with self.reads.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        items = [_record(r._mapping) for r in rows[:limit]]
-        last = (items[-1].created_at, items[-1].id) if len(rows) > limit else None
+        items, last = await self._newest_first(stmt, c.created_at, c.id, before, limit, _record)
         return SignalPage(items, last)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from execsvc.core.clock import Clock
@@ -157,14 +157,7 @@ class StrategyInstanceStore(CoreStore):
         """The account's instances, newest first (by creation, then id), older than ``before`` (the cursor)."""
         c = t.strategy_instances.c
         stmt = select(t.strategy_instances).where(c.account_id == account_id)
-        if before is not None:
-            created_at, last_id = before
-            stmt = stmt.where(or_(c.created_at < created_at, and_(c.created_at == created_at, c.id < last_id)))
-        stmt = stmt.order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)
-        async with self.reads.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        items = [_instance(r._mapping) for r in rows[:limit]]
-        last = (items[-1].created_at, items[-1].id) if len(rows) > limit else None
+        items, last = await self._newest_first(stmt, c.created_at, c.id, before, limit, _instance)
         return StrategyInstancePage(items, last)
 
     async def update_settings(

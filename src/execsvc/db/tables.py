@@ -421,3 +421,33 @@ signal_secrets = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Index(None, "account_id", "created_at"),
 )
+
+# Exit plans (exits/): the stop-loss and take-profits of a signal's entry, watched by the service on every mark.
+# ``plan`` is the plan once the entry filled (JSON: legs with their state), ``sent`` every exit order it asked for
+# (JSON). Written by compare-and-set on ``version``: any number of processes may watch the same plans, and only the
+# one whose write lands sends the exit order (its client order id, derived from the plan, makes a repeat harmless).
+exit_plans = Table(
+    "exit_plans",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("account_id", String(64), ForeignKey("accounts.id"), nullable=False),
+    Column("symbol", String(41), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("entry_order_id", Uuid, nullable=False, unique=True),
+    Column("signal_id", Uuid, nullable=True),
+    Column("source", String(80), nullable=False),
+    Column("reference_price", Amount, nullable=False),
+    Column("stop_loss", Amount, nullable=True),
+    Column("take_profits", Text, nullable=False),  # JSON array of decimal strings, nearest first
+    Column("state", String(16), nullable=False),  # pending | active | closed | canceled
+    Column("plan", Text, nullable=True),
+    Column("sent", Text, nullable=False),
+    Column("close_reason", Text, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("retry_at", UtcDateTime, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "state"),
+    Index(None, "account_id", "created_at", "id"),
+)

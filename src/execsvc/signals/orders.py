@@ -44,6 +44,7 @@ class SignalOrder:
     entry: Decimal
     stop_loss: Decimal | None = None
     source: str = ""  # the order's source: strategy:<instance id>, or signal:<signal id> (the default) for inbound
+    take_profits: tuple[Decimal, ...] = ()  # nearest the entry first
 
 
 def order_for_signal(

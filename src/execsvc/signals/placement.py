@@ -41,6 +41,14 @@ from execsvc.signals.sizing import Sizing, SizingRefused
 RISK_REJECTED = "risk_rejected"  # the reject code of an order the risk engine denied (pipeline/submit.py)
 
 
+class EntryProtection(Protocol):
+    """Where an entry's exits are planned (``exits.service.ExitService``)."""
+
+    async def protect(self, signal: SignalOrder, entry: Order) -> object:
+        """Plan the exits of a signal's entry order (once per entry; nothing when the signal has no levels)."""
+        ...
+
+
 class SignalOutcomes(Protocol):
     """Where a signal's outcome is recorded (``db.signals.SignalRepository``)."""
 
@@ -72,8 +80,13 @@ async def place_signal_order(
     *,
     equity: Decimal,
     qty: Decimal | None = None,
+    exits: EntryProtection | None = None,
 ) -> SignalStatus | None:
-    """Size and place the signal's order, record the outcome on the signal; None when it stays pending."""
+    """Size and place the signal's order, record the outcome on the signal; None when it stays pending.
+
+    With ``exits``, an accepted order of a signal with a stop-loss or take-profits gets its exit plan before the
+    outcome is recorded (a crash in between leaves the signal pending: placing it again finds the order and plans
+    its exits then)."""
     now = pipeline.clock.now()
     cmd = order_for_signal(signal, sizing, rules, equity=equity, qty=qty)
     if isinstance(cmd, SizingRefused):
@@ -92,11 +105,17 @@ async def place_signal_order(
         return None  # nothing was stored: a later attempt places it
     if order is None:  # pragma: no cover - an order is always stored or found above
         return None
+    if exits is not None and not _denied(order):
+        await exits.protect(signal, order)
     return await _settle(outcomes, signal.signal_id, order, now)
 
 
+def _denied(order: Order) -> bool:
+    return order.status is OrderStatus.REJECTED and order.reject_code == RISK_REJECTED
+
+
 async def _settle(outcomes: SignalOutcomes, signal_id: UUID, order: Order, now: datetime) -> SignalStatus:
-    if order.status is OrderStatus.REJECTED and order.reject_code == RISK_REJECTED:
+    if _denied(order):
         violations = _violations(order.risk.violations) if order.risk is not None else ()
         reason = order.reject_reason or "the risk engine denied the order"
         refusal = Refusal(RISK_REJECTED, reason, violations)
@@ -122,6 +141,7 @@ async def place_pending_signals(
     instance_id: str,
     sizing: Sizing,
     rules: MarketRules,
+    exits: EntryProtection | None = None,
 ) -> int:
     """Place the order of every pending signal of an instance (oldest first); returns how many were settled."""
     settled = 0
@@ -135,8 +155,10 @@ async def place_pending_signals(
             record.entry,
             record.stop_loss,
             source=strategy_source(instance_id),
+            take_profits=record.take_profits,
         )
-        if await place_signal_order(pipeline, signals, signal, sizing, rules, equity=equity) is not None:
+        placed = await place_signal_order(pipeline, signals, signal, sizing, rules, equity=equity, exits=exits)
+        if placed is not None:
             settled += 1
     return settled
 

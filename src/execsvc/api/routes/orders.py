@@ -13,7 +13,7 @@ from starlette.responses import Response
 from execsvc.api.auth import Principal, can_read, can_write
 from execsvc.api.errors import PROBLEM, ApiProblem, problem_body, validation_problem
 from execsvc.api.mapping import decode_cursor, encode_cursor, submit_command
-from execsvc.api.resources import order_out
+from execsvc.api.resources import exits_of, order_out
 from execsvc.api.services import Services
 from execsvc.contract import models as api
 from execsvc.core.commands import CancelOrder
@@ -162,10 +162,13 @@ async def get_order_by_client_id(
 @router.get("/v1/orders/{order_id:uuid}")
 async def get_order(request: Request, who: Annotated[Principal, Depends(can_read)], order_id: UUID) -> Response:
     """One order."""
-    order = await _services(request).reads.order(who.account_id, order_id)
+    services = _services(request)
+    order = await services.reads.order(who.account_id, order_id)
     if order is None:
         raise OrderNotFound(f"order {order_id} does not exist")
-    return Response(order_out(order).model_dump_json(), media_type=JSON)
+    exits = await exits_of(services.exit_plans, order)
+    body = api.OrderDetail.model_validate(order_out(order).model_dump() | {"exits": exits})
+    return Response(body.model_dump_json(), media_type=JSON)
 
 
 @router.delete("/v1/orders/{order_id:uuid}")

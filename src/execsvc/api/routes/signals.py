@@ -175,9 +175,10 @@ async def _place(services: Services, signal: SignalRecord, sizing: Sizing, rules
         signal.entry,
         signal.stop_loss,
         source=signal_source(signal.id),
+        take_profits=signal.take_profits,
     )
     equity = await account_value(pipeline, signal.account_id)
-    await place_signal_order(pipeline, services.signals, order, sizing, rules, equity=equity)
+    await place_signal_order(pipeline, services.signals, order, sizing, rules, equity=equity, exits=services.exits)
 
 
 async def _accept(services: Services, account_id: str, body: api.SignalCreate, key: str | None) -> Response:
