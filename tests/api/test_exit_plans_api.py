@@ -104,6 +104,7 @@ async def test_take_profits_fire_in_turn_and_the_stop_moves_to_break_even(h: Har
     assert sent["client_order_id"] == f"exit-{pending['id'].replace('-', '')}-1-a1"
     exit_order = await order(h, sent["order_id"])
     assert (exit_order["type"], exit_order["status"], exit_order["source"]) == ("market", "filled", entry["source"])
+    assert exit_order["reduce_only"] is True
     assert "reduce_only" in exit_order["risk"]["checks"]
     assert [p["id"] for p in exit_order["exits"]] == [pending["id"]]  # the plan that sent it
     assert [p["id"] for p in (await order(h, entry["id"]))["exits"]] == [pending["id"]]  # the plan protecting it

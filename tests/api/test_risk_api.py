@@ -85,6 +85,28 @@ async def test_reducing_accepts_only_orders_that_shrink_the_position(harness: Ha
     assert "trading_state" in await denied(h, trader, order("sell", "0.01"))
 
 
+async def test_a_reduce_only_order_may_only_shrink_the_position(harness: Harness) -> None:
+    h = harness
+    trader = await h.auth("acct-a")
+    reducing: dict[str, Any] = order("sell", "0.1") | {"reduce_only": True}
+    assert "reduce_only" in await denied(h, trader, reducing)  # nothing held: nothing to reduce
+    bought = await place(h, trader, order("buy", "0.5"))
+    assert bought["reduce_only"] is False
+    resting = await place(h, trader, order("sell", "0.3", "70000") | {"reduce_only": True})
+    assert (resting["status"], resting["reduce_only"]) == ("open", True)
+    # With the resting 0.3 on its side, another 0.3 would go past flat.
+    assert "reduce_only" in await denied(h, trader, order("sell", "0.3") | {"reduce_only": True})
+    assert await denied(h, trader, order("buy", "0.1") | {"reduce_only": True}) == ["reduce_only"]  # grows it
+    sold = await place(h, trader, order("sell", "0.2") | {"reduce_only": True})
+    assert (sold["status"], sold["reduce_only"]) == ("filled", True)
+    shown = (await h.client.get(f"/v1/orders/{sold['id']}", headers=trader)).json()
+    assert shown["reduce_only"] is True
+    assert "reduce_only" in shown["risk"]["checks"]
+    listed = (await h.client.get("/v1/orders", headers=trader)).json()["items"]
+    flags = {o["id"]: o["reduce_only"] for o in listed}  # the denied ones are listed too, as rejected
+    assert [flags[o["id"]] for o in (bought, resting, sold)] == [False, True, True]
+
+
 async def test_a_global_halt_stops_every_account_and_cancels_their_orders(harness: Harness) -> None:
     h = harness
     admin = await h.auth("acct-a", "admin")

@@ -63,7 +63,10 @@ def _amount(text: str, field: str) -> Decimal:
 
 def fingerprint(request: api.OrderRequest) -> str:
     """A digest of the request's meaning (key order, whitespace and defaults do not change it)."""
-    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    meaning = request.model_dump(mode="json")
+    if not meaning.get("reduce_only"):  # the default: the same digest as before the field existed
+        meaning.pop("reduce_only", None)
+    canonical = json.dumps(meaning, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -78,6 +81,7 @@ def submit_command(request: api.OrderRequest, account_id: str, idempotency_key: 
         limit_price=None if request.limit_price is None else _amount(request.limit_price, "limit_price"),
         time_in_force=TimeInForce(request.time_in_force),
         client_order_id=request.client_order_id,
+        reduce_only=request.reduce_only,
         idempotency_key=idempotency_key,
         fingerprint=fingerprint(request) if idempotency_key is not None else None,
     )

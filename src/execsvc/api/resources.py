@@ -50,6 +50,7 @@ def order_out(order: Order) -> api.Order:
         reject_reason=order.reject_reason,
         risk=None if order.risk is None else api.RiskAudit.model_validate(order.risk.to_json()),
         source=order.source,
+        reduce_only=order.reduce_only,
         created_at=order.created_at,
         updated_at=order.updated_at,
     )

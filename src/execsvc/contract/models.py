@@ -82,6 +82,12 @@ class OrderRequest(BaseModel):
             pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
         ),
     ] = None
+    reduce_only: Annotated[
+        bool,
+        Field(
+            description="The order may only shrink the account's position in the symbol, never past flat (counting the working orders on its side); otherwise the risk engine denies it (`reduce_only`)."
+        ),
+    ] = False
 
 
 class Fill(BaseModel):
@@ -1822,6 +1828,10 @@ class Order(BaseModel):
             pattern="^(rest|strategy:[A-Za-z0-9_.-]{1,64}|signal:[0-9a-f-]{36})$",
         ),
     ]
+    reduce_only: Annotated[
+        bool,
+        Field(description="It may only shrink the position (`reduce_only` on the request, and the service's exits)."),
+    ]
     created_at: AwareDatetime
     updated_at: AwareDatetime
 
@@ -1903,6 +1913,10 @@ class OrderDetail(BaseModel):
             description="What placed the order: `rest` (this API), `strategy:<instance id>` (a strategy instance's own order) or `signal:<signal id>` (the order of a stored signal).",
             pattern="^(rest|strategy:[A-Za-z0-9_.-]{1,64}|signal:[0-9a-f-]{36})$",
         ),
+    ]
+    reduce_only: Annotated[
+        bool,
+        Field(description="It may only shrink the position (`reduce_only` on the request, and the service's exits)."),
     ]
     exits: Annotated[
         list[ExitPlan],

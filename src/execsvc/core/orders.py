@@ -160,6 +160,7 @@ class Order:
     updated_at: datetime
     risk: RiskAudit | None = None
     source: str = "rest"  # what placed it: rest, strategy:<instance id> or signal:<signal id>
+    reduce_only: bool = False  # it may only shrink the account's position (the risk engine checked it)
 
     @property
     def remaining_qty(self) -> Decimal:

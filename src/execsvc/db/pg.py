@@ -45,7 +45,7 @@ IN_FLIGHT_IN = "(" + ", ".join(f"'{status}'" for status in IN_FLIGHT) + ")"
 ORDER_COLUMNS = (
     "id, account_id, client_order_id, symbol, side, type, time_in_force, qty, limit_price, status, filled_qty, "
     "avg_fill_price, fees, fee_asset, reject_code, reject_reason, venue_order_id, created_at, updated_at, risk, "
-    "source"
+    "source, reduce_only"
 )
 FILL_COLUMNS = "id, order_id, account_id, symbol, side, qty, price, fee, fee_asset, broker, trade_id, created_at"
 ORDER_COLUMNS_O = ", ".join(f"o.{c.strip()}" for c in ORDER_COLUMNS.split(","))
@@ -354,7 +354,7 @@ class _Session:
 
 _ORDER_TYPES = (
     *("uuid", "text", "text", "text", "text", "text", "text", "numeric", "numeric", "text", "numeric", "numeric"),
-    *("numeric", "text", "text", "text", "text", "timestamptz", "timestamptz", "text", "text"),
+    *("numeric", "text", "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "bool"),
 )
 _FILL_TYPES = (
     "uuid",
@@ -400,6 +400,7 @@ def _order_row(order: Order) -> tuple[Any, ...]:
         order.updated_at,
         None if order.risk is None else compact(order.risk.to_json()),
         order.source,
+        order.reduce_only,
     )
 
 

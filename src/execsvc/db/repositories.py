@@ -60,6 +60,7 @@ def order_from_row(row: Row[Any] | Mapping[str, Any], amount: Callable[[Any], De
         updated_at=m["updated_at"],
         risk=None if m["risk"] is None else RiskAudit.from_json(json.loads(m["risk"])),
         source=m["source"],
+        reduce_only=bool(m["reduce_only"]),
     )
 
 
@@ -87,6 +88,7 @@ def order_values(order: Order) -> dict[str, Any]:
         "updated_at": order.updated_at,
         "risk": None if order.risk is None else compact(order.risk.to_json()),
         "source": order.source,
+        "reduce_only": order.reduce_only,
     }
 
 

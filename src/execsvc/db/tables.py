@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
 )
 
 from execsvc.core.orders import OrderStatus
@@ -87,6 +88,8 @@ orders = Table(
     Column("risk", Text, nullable=True),  # the risk engine's decision (JSON), see core.orders.RiskAudit
     # What placed the order: rest, strategy:<instance id> or signal:<signal id>.
     Column("source", String(80), nullable=False, server_default="rest"),
+    # A reduce-only order may only shrink the position (the risk engine's ``reduce_only`` rule checked it).
+    Column("reduce_only", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("account_id", "client_order_id"),
     Index(None, "account_id", "id"),
     Index(None, "status"),
@@ -96,6 +99,11 @@ orders = Table(
 # proportional to what is working, not to the account's whole history.
 _working = orders.c.status.in_([s.value for s in OrderStatus if s.is_working])
 Index("ix_orders_working", orders.c.account_id, postgresql_where=_working, sqlite_where=_working)
+
+# A strategy instance's attribution (its position and PnL) reads the fills of the orders it placed: the orders of
+# strategies and signals by source, leaving REST orders (most of the table) out of the index.
+_not_rest = orders.c.source != "rest"
+Index("ix_orders_source", orders.c.account_id, orders.c.source, postgresql_where=_not_rest, sqlite_where=_not_rest)
 
 order_events = Table(
     "order_events",

@@ -85,6 +85,7 @@ def order_data(order: Order) -> dict[str, Any]:
         "reject_reason": order.reject_reason,
         "risk": None if order.risk is None else order.risk.to_json(),
         "source": order.source,
+        "reduce_only": order.reduce_only,
         "created_at": _time(order.created_at),
         "updated_at": _time(order.updated_at),
     }

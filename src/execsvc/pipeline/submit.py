@@ -255,6 +255,7 @@ async def _record(
         updated_at=now,
         risk=audit(decision, assessment.limits),
         source=cmd.source,
+        reduce_only=cmd.reduce_only,
     )
     steps = [Applied(order, Transition(order.id, None, OrderStatus.PENDING_NEW, "submitted", now))]
     if isinstance(decision, Denied):
