@@ -330,6 +330,7 @@ _RULE_CODES = {
     "POST /v1/signals": {422: {"invalid_signal", "unknown_symbol", "no_market_price"}},
     "GET /v1/candles": {400: {"invalid_cursor"}, 422: {"unknown_symbol", "invalid_range"}},
     "GET /v1/strategies": {400: {"invalid_cursor"}},
+    "GET /v1/exits": {400: {"invalid_cursor"}},
     "POST /v1/strategies": {422: {"invalid_strategy_params", "invalid_sizing", "unknown_symbol"}},
     "PATCH /v1/strategies/{strategy_id}": {422: {"invalid_strategy_params", "invalid_sizing"}},
     "PUT /v1/risk/limits": {422: {"invalid_limits"}},

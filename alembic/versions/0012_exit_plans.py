@@ -1,6 +1,7 @@
 """Exit plans: the stop-loss and take-profits of a signal's entry, watched by the service on every mark
 
-``exit_plans`` holds one row per protected entry (``entry_order_id`` is unique): the levels asked for, the plan once
+``exit_plans`` holds one row per protected entry (``entry_order_id`` is unique; ``key``, the short key its exit
+orders' client order ids carry, is unique in the account): the levels asked for, the plan once
 the entry filled (JSON), every exit order it sent (JSON), and a ``version`` every write moves on (compare-and-set).
 
 Revision ID: 0012
@@ -30,6 +31,7 @@ def upgrade() -> None:
         sa.Column("symbol", sa.String(length=41), nullable=False),
         sa.Column("side", sa.String(length=4), nullable=False),
         sa.Column("entry_order_id", sa.Uuid(), nullable=False),
+        sa.Column("key", sa.String(length=16), nullable=False),
         sa.Column("signal_id", sa.Uuid(), nullable=True),
         sa.Column("source", sa.String(length=80), nullable=False),
         sa.Column("reference_price", Amount(), nullable=False),
@@ -47,6 +49,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_exit_plans_account_id_accounts")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_exit_plans")),
         sa.UniqueConstraint("entry_order_id", name=op.f("uq_exit_plans_entry_order_id")),
+        sa.UniqueConstraint("account_id", "key", name=op.f("uq_exit_plans_account_id_key")),
     )
     op.create_index(op.f("ix_exit_plans_state"), "exit_plans", ["state"], unique=False)
     op.create_index(

@@ -101,7 +101,7 @@ async def test_take_profits_fire_in_turn_and_the_stop_moves_to_break_even(h: Har
     assert first["stop_loss"]["price"] == entry["avg_fill_price"]  # moved to the entry
     [sent] = first["orders"]
     assert (sent["side"], sent["qty"], sent["status"], sent["filled"]) == ("sell", "0.1", "ended", "0.1")
-    assert sent["client_order_id"] == f"exit-{pending['id'].replace('-', '')}-1-a1"
+    assert sent["client_order_id"] == f"exit-{pending['id'].replace('-', '')[:16]}-2-1"  # leg 1 (mask 2), attempt 1
     exit_order = await order(h, sent["order_id"])
     assert (exit_order["type"], exit_order["status"], exit_order["source"]) == ("market", "filled", entry["source"])
     assert exit_order["reduce_only"] is True
@@ -211,7 +211,7 @@ async def test_a_denied_exit_re_arms_and_fires_again_once_allowed(h: Harness) ->
     assert await mark(h, "63000") == 1  # the next attempt: a new client order id
     [stopped] = await plans(h)
     assert (stopped["state"], stopped["exited"]) == ("closed", "0.3")
-    assert stopped["orders"][1]["client_order_id"].endswith("-0-a2")
+    assert stopped["orders"][1]["client_order_id"].endswith("-1-2")  # the stop (leg 0, mask 1), attempt 2
 
 
 async def test_a_position_closed_by_hand_closes_the_plan(h: Harness) -> None:

@@ -194,3 +194,16 @@ async def test_markets_list_rules_and_marks(harness: Harness) -> None:
     items = (await harness.client.get("/v1/markets", headers=headers)).json()["items"]
     btc = next(m for m in items if m["symbol"] == "BTC/USDT")
     assert btc == btc | {"tick_size": "0.01", "qty_step": "0.00001", "min_notional": "5", "mark_price": "65000"}
+
+
+async def test_the_service_s_own_client_order_id_prefixes_are_refused(harness: Harness) -> None:
+    headers = await harness.auth()
+    for reserved in ("sig-0123abcd", "exit-0123abcd-0-a1"):
+        for path in ("/v1/orders", "/v1/orders/validate"):
+            r = await harness.client.post(path, json=MARKET_BUY | {"client_order_id": reserved}, headers=headers)
+            assert r.status_code == 422, r.text
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.json()["code"] == "reserved_client_order_id"
+    assert (await harness.client.get("/v1/orders", headers=headers)).json()["items"] == []
+    ok = await harness.client.post("/v1/orders", json=MARKET_BUY | {"client_order_id": "signal-1"}, headers=headers)
+    assert ok.status_code == 201

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
@@ -93,3 +94,76 @@ async def test_a_running_instance_turns_closed_bars_into_signals_and_orders(h: H
     stored = await services.strategies.get("ema-1")
     assert stored is not None
     assert stored.last_bar_at == T0 + timedelta(minutes=600)
+
+
+async def test_an_instance_shows_its_last_signal_and_its_own_position_and_pnl(db_url: str) -> None:
+    # Exits switched off: the position is what the instance's entries made, whatever the marks.
+    h, container = await start_harness(db_url, strategy_interval_seconds=3600, run_exits=False)
+    try:
+        headers = await h.auth("acct-a")
+        by_hand = {"symbol": "BTC/USDT", "side": "buy", "type": "market", "qty": "0.5"}
+        assert (await h.client.post("/v1/orders", json=by_hand, headers=headers)).status_code == 201
+        fresh = await h.client.post(
+            "/v1/strategies",
+            json={
+                "id": "ema-2",
+                "kind": "ema_rsi",
+                "symbol": "BTC/USDT",
+                "timeframe": "1m",
+                "params": {"fast_period": 5, "slow_period": 13},
+                "sizing": {"fixed_qty": "0.2"},
+            },
+            headers=headers,
+        )
+        assert fresh.status_code == 201, fresh.text
+        assert fresh.json()["last_signal"] is None
+        assert fresh.json()["position"] == {
+            "qty": "0",
+            "avg_entry_price": "0",
+            "realized_pnl": "0",
+            "unrealized_pnl": "0",
+            "mark": "65000",
+            "fees": {},
+            "fills": 0,
+        }
+        await h.container.services.candles.add(
+            [
+                Candle("paper", "BTC/USDT", Timeframe.M1, b.open_time, b.open, b.high, b.low, b.close, b.volume)
+                for b in random_walk_bars(600, seed=11)
+            ]
+        )
+        assert (await h.client.post("/v1/strategies/ema-2/start", headers=headers)).status_code == 200
+        service = h.container.strategies
+        assert service is not None
+        await service.tick()
+
+        shown = (await h.client.get("/v1/strategies/ema-2", headers=headers)).json()
+        signals = (await h.client.get("/v1/signals", params={"instance_id": "ema-2"}, headers=headers)).json()
+        newest = signals["items"][0]
+        assert shown["last_signal"] == {
+            "id": newest["id"],
+            "side": newest["side"],
+            "rule": newest["rule"],
+            "at": newest["at"],
+            "status": newest["status"],
+            "order_id": newest["order_id"],
+        }
+        ordered = [s for s in signals["items"] if s["status"] == "ordered"]
+        fills = (await h.client.get("/v1/fills", params={"limit": 500}, headers=headers)).json()["items"]
+        mine = [f for f in fills if f["order_id"] in {s["order_id"] for s in ordered}]
+        position = shown["position"]
+        assert position["fills"] == len(mine) > 0
+        bought = sum(Decimal(f["qty"]) for f in mine if f["side"] == "buy")
+        sold = sum(Decimal(f["qty"]) for f in mine if f["side"] == "sell")
+        assert Decimal(position["qty"]) == bought - sold  # the 0.5 bought by hand is not the instance's
+        assert Decimal(position["fees"]["USDT"]) == sum(Decimal(f["fee"]) for f in mine)
+        assert position["mark"] == "65000"
+        held = Decimal(position["qty"])
+        cost = Decimal(position["avg_entry_price"])
+        assert Decimal(position["unrealized_pnl"]) == (Decimal(65000) - cost) * held
+        listed = (await h.client.get("/v1/strategies", headers=headers)).json()["items"]
+        assert listed[0]["position"] == position
+        assert listed[0]["last_signal"] == shown["last_signal"]
+    finally:
+        await h.client.aclose()
+        await container.stop()

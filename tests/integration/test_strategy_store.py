@@ -25,6 +25,7 @@ from execsvc.db.strategies import InstanceRunnerStore, StrategyInstance, Strateg
 from execsvc.marketdata.candles import Candle, Timeframe
 from execsvc.strategies import build_strategy
 from execsvc.strategies.runner import InstanceSpec, StrategyRunner, signal_id
+from execsvc.streams.hub import channel_of
 from tests.unit.test_strategies import random_walk_bars, run
 
 SYMBOL = "BTC/USDT"
@@ -108,6 +109,33 @@ async def test_an_instance_is_stored_started_stopped_and_marked_failed(world: Wo
         {"fast_period": 5, "slow_period": 13},
     )
     assert not await world.instances.set_status("nope", "running", T0)
+
+
+async def test_a_failing_instance_is_stopped_with_a_strategy_failed_event(world: World) -> None:
+    await world.instances.add(instance())
+    store = InstanceRunnerStore(world.engine, "acct", "paper", world.clock)
+    await store.failed("inst-1", "on_bar raised ZeroDivisionError('boom')")
+    stored = await world.instances.get("inst-1")
+    assert stored is not None
+    assert (stored.status, stored.error) == ("failed", "on_bar raised ZeroDivisionError('boom')")
+    async with world.engine.connect() as conn:
+        rows = (await conn.execute(select(t.outbox).where(t.outbox.c.topic == "strategy.failed"))).all()
+    [row] = rows
+    assert row.account_id == "acct"
+    assert json.loads(row.payload) == {
+        "id": "inst-1",
+        "account_id": "acct",
+        "kind": "ema_rsi",
+        "symbol": SYMBOL,
+        "timeframe": "1m",
+        "status": "failed",
+        "error": "on_bar raised ZeroDivisionError('boom')",
+        "at": "2026-01-01T00:00:00Z",
+    }
+    assert channel_of("strategy.failed") == "signals"  # streamed with the account's signals
+    await store.failed("gone", "no such instance")  # nothing to stop: nothing reported
+    async with world.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).where(t.outbox.c.topic == "strategy.failed"))).scalar() == 1
 
 
 async def test_a_runner_on_stored_candles_stores_each_signal_once_with_its_derived_id(world: World) -> None:

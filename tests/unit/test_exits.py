@@ -159,7 +159,7 @@ def test_an_exit_that_fills_only_partly_re_arms_the_rest_with_a_new_attempt() ->
     assert (leg.state, leg.qty, leg.attempt) == (LegState.ARMED, D("0.06"), 2)
     assert not plan.break_even  # the first take-profit is not done yet
     plan, again = on_mark(plan, D(102))
-    assert [(o.qty, o.legs, o.attempt, o.key) for o in again] == [(D("0.06"), (1,), 2, "1-a2")]
+    assert [(o.qty, o.legs, o.attempt, o.key) for o in again] == [(D("0.06"), (1,), 2, "2-2")]
     assert again[0].key != orders[0].key
 
 

@@ -7,15 +7,23 @@ from decimal import Decimal
 from uuid import UUID
 
 from execsvc.core.commands import SubmitOrder
+from execsvc.core.exits import ExitOrder
 from execsvc.core.markets import MarketRules
 from execsvc.core.values import OrderType, Side
-from execsvc.signals.orders import SignalOrder, exit_client_order_id, order_for_signal, signal_client_order_id
+from execsvc.signals.orders import (
+    SignalOrder,
+    exit_client_order_id,
+    exit_plan_key,
+    order_for_signal,
+    signal_client_order_id,
+)
 from execsvc.signals.sizing import FixedQty, RiskPerTrade, SizingRefused
 
 D = Decimal
 BTC = MarketRules("BTC/USDT", D("0.01"), D("0.001"), D("0.001"), D(5))
 SIGNAL = SignalOrder(UUID(int=7), "acct", "BTC/USDT", Side.BUY, entry=D(50000), stop_loss=D(49000))
 CLIENT_ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the contract's pattern
+BINANCE_CLIENT_ORDER_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 
 
 def test_a_signal_becomes_a_market_order_named_after_the_signal() -> None:
@@ -58,8 +66,14 @@ def test_a_signal_that_cannot_be_sized_places_nothing_and_says_why() -> None:
     assert refused.code == "no_stop_loss"
 
 
-def test_derived_client_order_ids_fit_the_contract() -> None:
+def test_derived_client_order_ids_fit_the_contract_and_the_venues() -> None:
     plan = UUID("ffffffff-ffff-ffff-ffff-ffffffffffff")
+    every_leg = ExitOrder(Side.SELL, D(1), tuple(range(11)), 9999, "the stop and ten take-profits, 9,999th attempt")
+    longest = exit_client_order_id(exit_plan_key(plan), every_leg.key)
 
-    assert CLIENT_ORDER_ID.match(signal_client_order_id(plan))
-    assert CLIENT_ORDER_ID.match(exit_client_order_id(plan, "0-1-2-3-a999"))
+    for derived in (signal_client_order_id(plan), longest):
+        assert CLIENT_ORDER_ID.match(derived)
+        assert BINANCE_CLIENT_ORDER_ID.match(derived)  # Binance's newClientOrderId: at most 36 characters
+    assert longest == "exit-ffffffffffffffff-7ff-9999"
+    first_stop = ExitOrder(Side.SELL, D(1), (0,), 1, "stop-loss")
+    assert exit_client_order_id("0123456789abcdef", first_stop.key) == "exit-0123456789abcdef-1-1"

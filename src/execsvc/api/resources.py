@@ -16,13 +16,13 @@ from uuid import UUID
 from execsvc.accounts.store import AccountRecord
 from execsvc.contract import models as api
 from execsvc.core import ledger
+from execsvc.core.commands import EXIT_PREFIX
 from execsvc.core.money import ZERO, to_str
 from execsvc.core.orders import Order
 from execsvc.core.venues import Finding
 from execsvc.exits.records import ExitRecord, exit_data
-from execsvc.signals.orders import EXIT_PREFIX
 
-_EXIT_ORDER = re.compile(rf"^{EXIT_PREFIX}([0-9a-f]{{32}})-")
+_EXIT_ORDER = re.compile(rf"^{EXIT_PREFIX}([0-9a-f]{{16}})-")
 
 
 def _opt(value: Decimal | None) -> str | None:
@@ -142,8 +142,8 @@ def exit_out(record: ExitRecord) -> api.ExitPlan:
 class ExitPlans(Protocol):
     """Where exit plans are read (``db.exits.ExitPlanStore``)."""
 
-    async def get(self, plan_id: UUID, account_id: str | None = None) -> ExitRecord | None:
-        """One plan."""
+    async def by_key(self, account_id: str, key: str) -> ExitRecord | None:
+        """The account's plan with this short key."""
         ...
 
     async def for_entry(self, account_id: str, order_id: UUID) -> ExitRecord | None:
@@ -155,7 +155,7 @@ async def exits_of(plans: ExitPlans, order: Order) -> list[api.ExitPlan]:
     """The plan protecting ``order`` (an entry) or the one that sent it (an exit order), as a list."""
     sent_by = _EXIT_ORDER.match(order.client_order_id)
     if sent_by is not None:
-        record = await plans.get(UUID(hex=sent_by.group(1)), order.account_id)
+        record = await plans.by_key(order.account_id, sent_by.group(1))
     else:
         record = await plans.for_entry(order.account_id, order.id)
     return [] if record is None else [exit_out(record)]

@@ -50,7 +50,7 @@ class OrderRequest(BaseModel):
     client_order_id: Annotated[
         str | None,
         Field(
-            description="Your id for the order, unique in the account forever. Absent or null, one is generated.",
+            description="Your id for the order, unique in the account forever. Absent or null, one is generated. Ids starting with `sig-` or `exit-` are the service's own (its signals' and exit plans' orders): 422 `reserved_client_order_id`.",
             max_length=64,
             min_length=1,
             pattern="^[A-Za-z0-9_-]+$",
@@ -827,59 +827,64 @@ class StrategyInstanceUpdate(BaseModel):
     ] = None
 
 
-class StrategyInstance(BaseModel):
+class StrategyLastSignal(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    id: Annotated[str, Field(pattern="^[A-Za-z0-9_.-]{1,64}$")]
-    account_id: str
-    kind: Annotated[
-        Literal["adx_regime", "ema_rsi", "macd_bb"],
-        Field(description="A built-in strategy (see `GET /v1/strategy-kinds`)."),
+    id: UUID
+    side: Literal["buy", "sell"]
+    rule: str
+    at: Annotated[AwareDatetime, Field(description="The close time of the bar it was made on.")]
+    status: Annotated[
+        Literal["pending", "ordered", "refused", "denied"],
+        Field(
+            description="What became of a signal: `pending` (no order yet), `ordered` (its order was placed), `refused` (sizing made no order of it), `denied` (the risk engine denied its order)."
+        ),
     ]
-    symbol: Annotated[
+    order_id: UUID | None
+
+
+class StrategyPosition(BaseModel):
+    """
+    The position and PnL attributed to the instance: from the fills of every order it placed (its signals' entries and their exits, source `strategy:<id>`), average-cost accounting, in the market's quote asset.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    qty: Annotated[
         str,
         Field(
-            description="A market symbol in ccxt unified form, BASE/QUOTE.",
-            examples=["BTC/USDT"],
-            pattern="^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$",
+            description="Signed (negative is short).", examples=["-12.5", "0", "1000"], pattern="^-?[0-9]+(\\.[0-9]+)?$"
         ),
     ]
-    timeframe: Annotated[
-        Literal["1m", "5m", "15m", "1h", "4h", "1d"],
-        Field(description="A bar length, aligned to UTC epoch boundaries (`1d` bars open at 00:00 UTC)."),
-    ]
-    params: StrategyParams
-    sizing: Annotated[
-        FixedQtySizing | FixedNotionalSizing | RiskPerTradeSizing,
+    avg_entry_price: Annotated[
+        str,
         Field(
-            description="How big each signal's order is, exactly one of: `fixed_qty` (that quantity of the base asset, above 0),\n`fixed_notional` (that value in the quote asset, above 0), `risk_per_trade` (the fraction of the equity a\nstop-out loses, above 0 and at most 1). Always rounded down to the market's step.\n"
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
         ),
     ]
-    status: Annotated[
-        Literal["stopped", "running", "failed"],
-        Field(description="`stopped`, `running`, or `failed` (the strategy raised; `error` says what)."),
+    realized_pnl: Annotated[
+        str, Field(description="Gross of fees.", examples=["-12.5", "0", "1000"], pattern="^-?[0-9]+(\\.[0-9]+)?$")
     ]
-    error: Annotated[str | None, Field(description="Why it failed (while `failed`).")]
-    last_bar_at: Annotated[
-        AwareDatetime | None, Field(description="The close time of the last bar it processed (null before the first).")
-    ]
-    state: Annotated[
-        dict[str, Any],
+    unrealized_pnl: Annotated[
+        str,
         Field(
-            description="What the instance did, as persisted by its runner: `last_signal_at`, `last_signal_side` and\n`last_episode` once it has signalled (empty before).\n"
+            description="What the open quantity would realize at the mark (0 when flat or with no mark).",
+            examples=["-12.5", "0", "1000"],
+            pattern="^-?[0-9]+(\\.[0-9]+)?$",
         ),
     ]
-    created_at: AwareDatetime
-    updated_at: AwareDatetime
-
-
-class StrategyInstancePage(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    items: list[StrategyInstance]
-    next_cursor: str | None
+    mark: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, or null.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"
+        ),
+    ]
+    fees: Annotated[dict[str, Decimal], Field(description="The fees paid, by asset.")]
+    fills: Annotated[int, Field(description="How many fills it is made of.", ge=0)]
 
 
 class StrategyKind(BaseModel):
@@ -1520,7 +1525,7 @@ class WebhookCreate(BaseModel):
     )
     url: Annotated[str, Field(max_length=2000, min_length=1)]
     events: Annotated[
-        list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed", "signal.created", "signal.updated"]],
+        list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed", "signal.created", "signal.updated", "strategy.failed"]],
         Field(max_length=20, min_length=1),
     ]
     description: Annotated[str | None, Field(max_length=500, pattern="^[^\\x00]*$")] = None
@@ -1532,7 +1537,7 @@ class WebhookUpdate(BaseModel):
     )
     url: Annotated[str | None, Field(max_length=2000, min_length=1)] = None
     events: Annotated[
-        list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed", "signal.created", "signal.updated"]] | None,
+        list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed", "signal.created", "signal.updated", "strategy.failed"]] | None,
         Field(max_length=20, min_length=1),
     ] = None
     description: Annotated[str | None, Field(max_length=500, pattern="^[^\\x00]*$")] = None
@@ -1545,7 +1550,7 @@ class Webhook(BaseModel):
     )
     id: UUID
     url: str
-    events: list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed", "signal.created", "signal.updated"]]
+    events: list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed", "signal.created", "signal.updated", "strategy.failed"]]
     description: str | None
     enabled: bool
     disabled_reason: Annotated[
@@ -1566,7 +1571,7 @@ class WebhookWithSecret(BaseModel):
     )
     id: UUID
     url: str
-    events: list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed", "signal.created", "signal.updated"]]
+    events: list[Literal["order.submitted", "order.accepted", "order.partially_filled", "order.filled", "order.cancel_requested", "order.canceled", "order.rejected", "order.expired", "order.unknown", "fill.created", "position.changed", "risk.halted", "risk.resumed", "order.external", "balance.drift", "broker.auth_failed", "signal.created", "signal.updated", "strategy.failed"]]
     description: str | None
     enabled: bool
     disabled_reason: Annotated[
@@ -1703,6 +1708,44 @@ class BrokerAuthFailedEvent(BaseModel):
     data: BrokerAuthFailure
 
 
+class StrategyFailure(BaseModel):
+    """
+    A strategy instance that stopped because its strategy raised.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: Annotated[str, Field(pattern="^[A-Za-z0-9_.-]{1,64}$")]
+    account_id: str
+    kind: str
+    symbol: Annotated[
+        str,
+        Field(
+            description="A market symbol in ccxt unified form, BASE/QUOTE.",
+            examples=["BTC/USDT"],
+            pattern="^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$",
+        ),
+    ]
+    timeframe: Annotated[
+        Literal["1m", "5m", "15m", "1h", "4h", "1d"],
+        Field(description="A bar length, aligned to UTC epoch boundaries (`1d` bars open at 00:00 UTC)."),
+    ]
+    status: Literal["failed"]
+    error: Annotated[str, Field(description="What the strategy raised.")]
+    at: AwareDatetime
+
+
+class StrategyFailedEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: str
+    type: Literal["strategy.failed"]
+    created_at: AwareDatetime
+    data: StrategyFailure
+
+
 class Data1(BaseModel):
     webhook_id: UUID
 
@@ -1752,6 +1795,65 @@ class RiskAudit(BaseModel):
         Field(description="The rules in force for the order's account (a desk limit switched off is not listed)."),
     ]
     violations: list[Violation]
+
+
+class StrategyInstance(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: Annotated[str, Field(pattern="^[A-Za-z0-9_.-]{1,64}$")]
+    account_id: str
+    kind: Annotated[
+        Literal["adx_regime", "ema_rsi", "macd_bb"],
+        Field(description="A built-in strategy (see `GET /v1/strategy-kinds`)."),
+    ]
+    symbol: Annotated[
+        str,
+        Field(
+            description="A market symbol in ccxt unified form, BASE/QUOTE.",
+            examples=["BTC/USDT"],
+            pattern="^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$",
+        ),
+    ]
+    timeframe: Annotated[
+        Literal["1m", "5m", "15m", "1h", "4h", "1d"],
+        Field(description="A bar length, aligned to UTC epoch boundaries (`1d` bars open at 00:00 UTC)."),
+    ]
+    params: StrategyParams
+    sizing: Annotated[
+        FixedQtySizing | FixedNotionalSizing | RiskPerTradeSizing,
+        Field(
+            description="How big each signal's order is, exactly one of: `fixed_qty` (that quantity of the base asset, above 0),\n`fixed_notional` (that value in the quote asset, above 0), `risk_per_trade` (the fraction of the equity a\nstop-out loses, above 0 and at most 1). Always rounded down to the market's step.\n"
+        ),
+    ]
+    status: Annotated[
+        Literal["stopped", "running", "failed"],
+        Field(description="`stopped`, `running`, or `failed` (the strategy raised; `error` says what)."),
+    ]
+    error: Annotated[str | None, Field(description="Why it failed (while `failed`).")]
+    last_bar_at: Annotated[
+        AwareDatetime | None, Field(description="The close time of the last bar it processed (null before the first).")
+    ]
+    state: Annotated[
+        dict[str, Any],
+        Field(
+            description="What the instance did, as persisted by its runner: `last_signal_at`, `last_signal_side` and\n`last_episode` once it has signalled (empty before).\n"
+        ),
+    ]
+    last_signal: Annotated[
+        StrategyLastSignal | None, Field(description="Its newest signal and what became of it (null before the first).")
+    ]
+    position: StrategyPosition
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class StrategyInstancePage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    items: list[StrategyInstance]
+    next_cursor: str | None
 
 
 class Order(BaseModel):

@@ -109,7 +109,7 @@ class UpdateMessage(BaseModel):
     data: Annotated[
         dict[str, Any],
         Field(
-            description="The resource as the REST API shows it (an Order, a Fill, a Position, a Market, a Candle, a Signal, a risk state, a reconciliation finding; on `broker.auth_failed`, the webhook's data)."
+            description="The resource as the REST API shows it (an Order, a Fill, a Position, a Market, a Candle, a Signal, a risk state, a reconciliation finding; on `broker.auth_failed` and `strategy.failed`, the webhook's data)."
         ),
     ]
 

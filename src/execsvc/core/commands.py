@@ -8,6 +8,12 @@ from uuid import UUID
 
 from execsvc.core.values import OrderType, Side, TimeInForce
 
+# Client order ids the service derives for its own orders: a signal's order (``sig-<signal id hex>``) and an exit
+# plan's orders (``exit-<plan key>-<legs mask>-<attempt>``); see signals/orders.py. REST orders may not use them.
+SIGNAL_PREFIX = "sig-"
+EXIT_PREFIX = "exit-"
+RESERVED_PREFIXES = (SIGNAL_PREFIX, EXIT_PREFIX)
+
 
 @dataclass(frozen=True, slots=True)
 class SubmitOrder:

@@ -79,8 +79,10 @@ class ExitOrder:
 
     @property
     def key(self) -> str:
-        """The order's identity within its plan (legs and attempt): the suffix of its client order id."""
-        return "-".join(str(leg) for leg in self.legs) + f"-a{self.attempt}"
+        """The order's identity within its plan: its legs as a bit mask (leg n is bit n) in hex, then its attempt;
+        the suffix of its client order id (short: venues cap client order ids at 32 to 36 characters)."""
+        mask = sum(1 << leg for leg in self.legs)
+        return f"{mask:x}-{self.attempt}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ def _row(record: ExitRecord) -> dict[str, Any]:
         "symbol": record.symbol,
         "side": record.side.value,
         "entry_order_id": record.entry_order_id,
+        "key": record.key,
         "signal_id": record.signal_id,
         "source": record.source,
         "reference_price": record.reference_price,
@@ -109,7 +110,7 @@ class ExitPlanStore(CoreStore):
         c = t.exit_plans.c
         saved = replace(record, version=record.version + 1)
         values = _row(saved)
-        for fixed in ("id", "account_id", "entry_order_id", "created_at"):
+        for fixed in ("id", "account_id", "entry_order_id", "key", "created_at"):
             values.pop(fixed)
         stmt = update(t.exit_plans).where(c.id == record.id, c.version == record.version).values(values)
         async with self._tx() as conn:
@@ -133,6 +134,14 @@ class ExitPlanStore(CoreStore):
         stmt = select(t.exit_plans).where(c.id == plan_id)
         if account_id is not None:
             stmt = stmt.where(c.account_id == account_id)
+        async with self.reads.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else _record(row._mapping)
+
+    async def by_key(self, account_id: str, key: str) -> ExitRecord | None:
+        """The account's plan with this short key (the one an exit order's client order id names)."""
+        c = t.exit_plans.c
+        stmt = select(t.exit_plans).where(c.account_id == account_id, c.key == key)
         async with self.reads.connect() as conn:
             row = (await conn.execute(stmt)).first()
         return None if row is None else _record(row._mapping)

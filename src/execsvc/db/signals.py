@@ -69,7 +69,8 @@ def _row(signal: SignalRecord) -> dict[str, Any]:
     }
 
 
-def _record(m: Mapping[Any, Any]) -> SignalRecord:
+def signal_from_row(m: Mapping[Any, Any]) -> SignalRecord:
+    """A stored signal from its row."""
     refusal = None
     if m["refusal_code"] is not None:
         violations = json.loads(m["refusal_violations"]) if m["refusal_violations"] else []
@@ -107,7 +108,7 @@ async def _emit(conn: AsyncConnection, topic: str, signal: SignalRecord, at: dat
 
 async def _get(conn: AsyncConnection, signal_id: UUID) -> SignalRecord | None:
     row = (await conn.execute(select(t.signals).where(t.signals.c.id == signal_id))).first()
-    return None if row is None else _record(row._mapping)
+    return None if row is None else signal_from_row(row._mapping)
 
 
 async def insert_signal(conn: AsyncConnection, signal: SignalRecord) -> tuple[SignalRecord, bool]:
@@ -125,7 +126,7 @@ async def insert_signal(conn: AsyncConnection, signal: SignalRecord) -> tuple[Si
     row = (await conn.execute(select(t.signals).where(same).limit(1))).first()
     if row is None:  # pragma: no cover - the conflicting row cannot vanish inside our transaction
         raise RuntimeError(f"signal {signal.id} conflicted with a row that is not there")
-    return _record(row._mapping), False
+    return signal_from_row(row._mapping), False
 
 
 async def settle_signal(
@@ -162,7 +163,7 @@ async def settle_signal(
     row = (await conn.execute(stmt)).first()
     if row is None:
         return await _get(conn, signal_id)
-    settled = _record(row._mapping)
+    settled = signal_from_row(row._mapping)
     await _emit(conn, SIGNAL_UPDATED, settled, at)
     return settled
 
@@ -211,7 +212,7 @@ class SignalRepository(CoreStore):
             .order_by(c.at, c.id)
         )
         async with self.reads.connect() as conn:
-            return [_record(r._mapping) for r in await conn.execute(stmt)]
+            return [signal_from_row(r._mapping) for r in await conn.execute(stmt)]
 
     async def get(self, account_id: str, signal_id: UUID) -> SignalRecord | None:
         """One of the account's signals (None: not found, or another account's)."""
@@ -219,7 +220,7 @@ class SignalRepository(CoreStore):
         stmt = select(t.signals).where(c.id == signal_id, c.account_id == account_id)
         async with self.reads.connect() as conn:
             row = (await conn.execute(stmt)).first()
-        return None if row is None else _record(row._mapping)
+        return None if row is None else signal_from_row(row._mapping)
 
     async def page(
         self,
@@ -240,5 +241,5 @@ class SignalRepository(CoreStore):
             stmt = stmt.where(c.instance_id == instance_id)
         if status is not None:
             stmt = stmt.where(c.status == status)
-        items, last = await self._newest_first(stmt, c.created_at, c.id, before, limit, _record)
+        items, last = await self._newest_first(stmt, c.created_at, c.id, before, limit, signal_from_row)
         return SignalPage(items, last)

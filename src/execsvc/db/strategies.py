@@ -15,17 +15,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from execsvc.core.clock import Clock
+from execsvc.core.values import Side
 from execsvc.db import tables as t
 from execsvc.db.candles import candle_from_row
 from execsvc.db.engine import CoreStore
-from execsvc.db.jsontext import compact
-from execsvc.db.signals import insert_signal
+from execsvc.db.jsontext import canonical, compact
+from execsvc.db.signals import insert_signal, signal_from_row
 from execsvc.marketdata.candles import Candle, Timeframe
+from execsvc.pipeline.payloads import STRATEGY_FAILED, strategy_failure
 from execsvc.signals.records import SignalRecord, strategy_source
+from execsvc.strategies.attribution import AttributedFill
 from execsvc.strategies.bars import Bar
 from execsvc.strategies.runner import Progress, signal_id
 from execsvc.strategies.service import RunningInstance
@@ -150,6 +153,44 @@ class StrategyInstanceStore(CoreStore):
                 await conn.execute(select(t.strategy_instances).where(t.strategy_instances.c.id == instance_id))
             ).first()
         return None if row is None else _instance(row._mapping)
+
+    async def last_signals(self, account_id: str, instance_ids: Sequence[str]) -> dict[str, SignalRecord]:
+        """Each instance's newest signal (by bar time), for those that have one."""
+        if not instance_ids:
+            return {}
+        c = t.signals.c
+        newest = (
+            select(c.instance_id, func.max(c.at).label("at"))
+            .where(c.account_id == account_id, c.instance_id.in_(list(instance_ids)))
+            .group_by(c.instance_id)
+            .subquery()
+        )
+        stmt = select(t.signals).join(newest, and_(c.instance_id == newest.c.instance_id, c.at == newest.c.at))
+        async with self.reads.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return {r._mapping["instance_id"]: signal_from_row(r._mapping) for r in rows}
+
+    async def attributed_fills(self, account_id: str, instance_ids: Sequence[str]) -> dict[str, list[AttributedFill]]:
+        """The fills of the orders each instance placed (source ``strategy:<id>``), in the order they were recorded."""
+        sources = {strategy_source(i): i for i in instance_ids}
+        if not sources:
+            return {}
+        o, f = t.orders.c, t.fills.c
+        stmt = (
+            select(o.source, f.side, f.qty, f.price, f.fee, f.fee_asset)
+            .select_from(t.fills.join(t.orders, o.id == f.order_id))
+            # The literal condition is the partial index's own predicate (ix_orders_source): with it the planner
+            # uses the index whatever the parameters.
+            .where(o.account_id == account_id, o.source.in_(list(sources)), text("orders.source <> 'rest'"))
+            .order_by(f.created_at, f.id)
+        )
+        found: dict[str, list[AttributedFill]] = {i: [] for i in instance_ids}
+        async with self.reads.connect() as conn:
+            for row in await conn.execute(stmt):
+                m = row._mapping
+                fill = AttributedFill(Side(m["side"]), m["qty"], m["price"], m["fee"], m["fee_asset"])
+                found[sources[m["source"]]].append(fill)
+        return found
 
     async def page(
         self, account_id: str, *, limit: int = 100, before: tuple[datetime, str] | None = None
@@ -288,11 +329,21 @@ class InstanceRunnerStore(CoreStore):
         return True
 
     async def failed(self, instance_id: str, error: str) -> None:
-        """Stop the instance with the error the strategy raised."""
+        """Stop the instance with the error the strategy raised, with its ``strategy.failed`` event."""
         c = t.strategy_instances.c
+        now = self.clock.now()
         async with self._tx() as conn:
-            await conn.execute(
-                update(t.strategy_instances)
-                .where(c.id == instance_id)
-                .values(status="failed", error=error, updated_at=self.clock.now())
-            )
+            row = (
+                await conn.execute(
+                    update(t.strategy_instances)
+                    .where(c.id == instance_id)
+                    .values(status="failed", error=error, updated_at=now)
+                    .returning(c.account_id, c.kind, c.symbol, c.timeframe)
+                )
+            ).first()
+            if row is None:
+                return  # deleted meanwhile: nothing to report
+            m = row._mapping
+            data = strategy_failure(instance_id, m["account_id"], m["kind"], m["symbol"], m["timeframe"], error, now)
+            values = {"topic": STRATEGY_FAILED, "account_id": m["account_id"], "payload": canonical(data)}
+            await conn.execute(insert(t.outbox).values(values | {"created_at": now}))

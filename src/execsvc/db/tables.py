@@ -442,6 +442,7 @@ exit_plans = Table(
     Column("symbol", String(41), nullable=False),
     Column("side", String(4), nullable=False),
     Column("entry_order_id", Uuid, nullable=False, unique=True),
+    Column("key", String(16), nullable=False),  # in its exit orders' client order ids (signals/orders.py)
     Column("signal_id", Uuid, nullable=True),
     Column("source", String(80), nullable=False),
     Column("reference_price", Amount, nullable=False),
@@ -458,4 +459,5 @@ exit_plans = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index(None, "state"),
     Index(None, "account_id", "created_at", "id"),
+    UniqueConstraint("account_id", "key"),
 )

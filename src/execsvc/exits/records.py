@@ -18,6 +18,7 @@ from uuid import UUID
 from execsvc.core.exits import ExitLeg, ExitOrder, ExitPlan, LegState, PlanState
 from execsvc.core.money import to_str
 from execsvc.core.values import Side
+from execsvc.signals.orders import exit_plan_key
 
 
 class ExitState(enum.StrEnum):
@@ -69,6 +70,11 @@ class ExitRecord:
     last_error: str | None = None  # why the last exit order did not fill (a risk denial, a venue rejection)
     retry_at: datetime | None = None  # after an exit order was refused, the plan fires again from then on
     version: int = 1  # compare-and-set: every save moves it on by one
+
+    @property
+    def key(self) -> str:
+        """The short key its exit orders' client order ids carry (``signals.orders.exit_plan_key``)."""
+        return exit_plan_key(self.id)
 
     @property
     def working(self) -> tuple[SentExit, ...]:

@@ -16,13 +16,17 @@ only the one whose write lands acts, and a repeat is refused by the exit order's
    One the pipeline could not take at all (the venue or the database unavailable) is sent again next round; one
    that breaks the market's rules (dust below the minimum) cannot ever be sent, and cancels the plan.
 
-A round runs on every new mark (the books call ``on_mark``) and every ``interval`` seconds.
+The open plans are read every ``interval`` seconds (``tick``); in between, a new mark (the books call
+``on_mark``) steps the plans of its symbol as last read or written here (``on_marks``), so a busy feed costs no reads
+while no plan watches it. A write lost to another process has the plans read again at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
@@ -65,6 +69,7 @@ log = structlog.get_logger(__name__)
 
 # Fixed forever: a plan's id is derived from its entry order, so protecting the same entry twice is one plan.
 _NAMESPACE = uuid.UUID("5b7e0c1e-2f43-5a57-8d7e-6f1b9a3c2d10")
+_STALE_READ_SECONDS = 0.2  # after a write lost to another process, the plans are read again no sooner than this
 _MARKS_KEPT = 64  # marks remembered per market between rounds; beyond, the lowest and highest stand for the rest
 
 
@@ -114,7 +119,13 @@ class ExitService:
         self._retry_after = retry_after
         self._marks: dict[tuple[str, str], list[Decimal]] = {}
         self._brokers: dict[str, str] = {}  # account id -> broker (an account's broker changes only by rebinding)
+        # The open plans as last read (every ``interval``) or written here: a new mark steps the plans of its symbol
+        # from these, without reading the database; a write another process made first marks them stale.
+        self._open: dict[uuid.UUID, ExitRecord] = {}
+        self._read_at = -math.inf
+        self._stale = False
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.fired = 0  # exit orders sent (for metrics)
         self.errors = 0  # plans a round could not step (for metrics)
@@ -151,7 +162,10 @@ class ExitService:
             created_at=now,
             updated_at=now,
         )
-        return await self._store.add(record)
+        stored = await self._store.add(record)
+        if stored.state.is_open:
+            self._open[stored.id] = stored
+        return stored
 
     async def cancel(self, plan_id: uuid.UUID, account_id: str) -> ExitRecord | None:
         """Stop watching a plan (None: no such plan of the account); raises ``PlanClosed`` once it has closed.
@@ -167,7 +181,7 @@ class ExitService:
                 canceled = replace(record, state=ExitState.CANCELED, close_reason="canceled", updated_at=now)
             else:
                 canceled = record.with_plan(cancel_plan(record.plan), now, close_reason="canceled")
-            saved = await self._store.save(canceled)
+            saved = await self._save(canceled)
             if saved is not None:
                 log.info("exit_plan_canceled", plan_id=str(plan_id), account_id=account_id)
                 return saved
@@ -176,18 +190,47 @@ class ExitService:
     # -- rounds ---------------------------------------------------------------------------------------------------
 
     async def tick(self) -> int:
-        """One round over every open plan; returns how many exit orders were sent."""
+        """One round over every open plan, read afresh; returns how many exit orders were sent."""
         self._wake.clear()
         marks, self._marks = self._marks, {}
+        self._open = {r.id: r for r in await self._store.open_plans()}
+        self._read_at, self._stale = time.monotonic(), False
+        return await self._round(list(self._open), marks)
+
+    async def on_marks(self) -> int:
+        """A round for the marks seen since the last one: the open plans (as last read or written here) of the
+        symbols that moved. Nothing is read when no open plan is on them."""
+        self._wake.clear()
+        marks, self._marks = self._marks, {}
+        moved = {symbol for _, symbol in marks}
+        return await self._round([i for i, r in self._open.items() if r.symbol in moved], marks)
+
+    async def _round(self, plan_ids: list[uuid.UUID], marks: dict[tuple[str, str], list[Decimal]]) -> int:
         sent = 0
-        for record in await self._store.open_plans():
+        for plan_id in plan_ids:
+            record = self._open.get(plan_id)
+            if record is None:
+                continue  # closed or canceled earlier in this round
             try:
                 sent += await self._step(record, marks)
             except Exception:  # one plan's trouble (a database hiccup) must not keep the others from their exits
                 self.errors += 1
+                self._stale = True
                 log.exception("exit_plan_step_failed", plan_id=str(record.id), account_id=record.account_id)
         self.fired += sent
         return sent
+
+    async def _save(self, record: ExitRecord) -> ExitRecord | None:
+        """Compare-and-set ``record``; the open plans as known here follow."""
+        saved = await self._store.save(record)
+        if saved is None:
+            self._stale = True  # another process moved it on: read every plan again next round
+            return None
+        if saved.state.is_open:
+            self._open[saved.id] = saved
+        else:
+            self._open.pop(saved.id, None)
+        return saved
 
     async def _step(self, record: ExitRecord, marks: dict[tuple[str, str], list[Decimal]]) -> int:
         broker = await self._broker(record.account_id)
@@ -237,7 +280,7 @@ class ExitService:
         if entry.filled_qty <= ZERO or entry.avg_fill_price is None:
             reason = f"the entry order ended {entry.status.value} without a fill"
             unfilled = replace(record, state=ExitState.CANCELED, close_reason=reason, updated_at=now)
-            return await self._store.save(unfilled)
+            return await self._save(unfilled)
         stop, targets = record.stop_loss, record.take_profits
         try:
             plan = plan_exits(
@@ -250,8 +293,8 @@ class ExitService:
                 )
             except InvalidExitLevels as invalid:
                 canceled = replace(record, state=ExitState.CANCELED, close_reason=str(invalid), updated_at=now)
-                return await self._store.save(canceled)
-        saved = await self._store.save(record.with_plan(plan, now))
+                return await self._save(canceled)
+        saved = await self._save(record.with_plan(plan, now))
         if saved is not None:
             log.info("exit_plan_armed", plan_id=str(record.id), qty=str(plan.qty), entry_price=str(plan.entry_price))
         return saved
@@ -267,7 +310,7 @@ class ExitService:
             if order is None:  # a crash between writing the plan and sending, or the pipeline was unavailable
                 current = await self._send(current, sent)
             elif order.status.is_terminal:
-                current = await self._store.save(self._concluded(current, sent, order))
+                current = await self._save(self._concluded(current, sent, order))
         return current
 
     async def _fire(self, record: ExitRecord, plan: ExitPlan, orders: list[ExitOrder]) -> int:
@@ -287,12 +330,12 @@ class ExitService:
         if not capped and not record.working:  # nothing held: the position was closed some other way
             reason = f"the position in {record.symbol} was closed outside the plan"
             closed = replace(cancel_plan(plan), state=PlanState.CLOSED)
-            await self._store.save(record.with_plan(closed, now, close_reason=reason))
+            await self._save(record.with_plan(closed, now, close_reason=reason))
             return 0
         if not capped:
             return 0  # what is held is already on its way out
-        sent = tuple(SentExit(exit_client_order_id(record.id, o.key), o, now) for o in capped)
-        saved = await self._store.save(replace(record, plan=plan, sent=record.sent + sent, updated_at=now))
+        sent = tuple(SentExit(exit_client_order_id(record.key, o.key), o, now) for o in capped)
+        saved = await self._save(replace(record, plan=plan, sent=record.sent + sent, updated_at=now))
         if saved is None:
             return 0  # another process acted on this mark first
         for exit_order in sent:
@@ -324,16 +367,16 @@ class ExitService:
                 placed = await uow.orders.get(dup.existing_order_id, record.account_id)
         except (InvalidOrder, AccountNotFound) as refused:  # never placeable: retrying cannot help
             log.warning("exit_order_refused", plan_id=str(record.id), error=str(refused))
-            return await self._store.save(self._refused(record, sent, str(refused)))
+            return await self._save(self._refused(record, sent, str(refused)))
         except (BrokerUnavailable, DependencyUnavailable) as unavailable:  # nothing stored: sent again next round
             log.warning("exit_order_deferred", plan_id=str(record.id), error=str(unavailable))
             return record
         if placed is None:  # pragma: no cover - an order is always stored or found above
             return record
         if placed.status.is_terminal:
-            return await self._store.save(self._concluded(record, sent, placed))
+            return await self._save(self._concluded(record, sent, placed))
         known = replace(sent, order_id=placed.id)
-        return await self._store.save(replace(record, sent=_swap(record.sent, known)))
+        return await self._save(replace(record, sent=_swap(record.sent, known)))
 
     def _concluded(self, record: ExitRecord, sent: SentExit, order: Order) -> ExitRecord:
         """The plan once ``sent``'s order ``order`` ended."""
@@ -367,24 +410,40 @@ class ExitService:
             self._task = asyncio.create_task(self._run(), name="exit-service")
 
     async def stop(self) -> None:
-        """Stop the loop (plans stay stored: the next start, here or elsewhere, carries on)."""
-        if self._task is not None:
+        """Stop the loop once its round is done (plans stay stored: the next start, here or elsewhere, carries
+        on). A round still busy after a few seconds is cancelled."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), 5.0)
+        except TimeoutError:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._task = None
+        finally:
+            self._task, self._stopping = None, False
 
     async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+        while not self._stopping:
+            wait = self._interval - (time.monotonic() - self._read_at)
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+            if self._stopping:
+                return
+            since = time.monotonic() - self._read_at
             try:
-                await self.tick()
+                if since >= self._interval or (self._stale and since >= _STALE_READ_SECONDS):
+                    await self.tick()
+                else:
+                    await self.on_marks()
             except asyncio.CancelledError:
                 raise
             except Exception:  # a database outage must not end the loop; the next round tries again
                 log.exception("exit_service_error")
-                await asyncio.sleep(self._interval)
+                self._read_at = time.monotonic()  # back off for an interval before reading again
 
 
 def _swap(sent: tuple[SentExit, ...], changed: SentExit) -> tuple[SentExit, ...]:

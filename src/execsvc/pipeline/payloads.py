@@ -41,6 +41,7 @@ FINDING_EVENTS = {"external_order": ORDER_EXTERNAL, "balance_drift": BALANCE_DRI
 BROKER_AUTH_FAILED = "broker.auth_failed"
 SIGNAL_CREATED = "signal.created"  # a signal was stored; data: the signal (signals.records.signal_data)
 SIGNAL_UPDATED = "signal.updated"  # its outcome was set
+STRATEGY_FAILED = "strategy.failed"  # a strategy instance stopped because its strategy raised
 PING = "ping"
 EVENT_TYPES = (
     *ORDER_EVENTS.values(),
@@ -53,6 +54,7 @@ EVENT_TYPES = (
     BROKER_AUTH_FAILED,
     SIGNAL_CREATED,
     SIGNAL_UPDATED,
+    STRATEGY_FAILED,
 )
 
 
@@ -164,3 +166,19 @@ def finding(
 def broker_auth_failed(account_id: str, venue: str, broker: str, reason: str, at: datetime) -> dict[str, Any]:
     """The ``broker.auth_failed`` event's data: the venue refused a live account's credentials (never the key)."""
     return {"account_id": account_id, "venue": venue, "broker": broker, "reason": reason, "at": _time(at)}
+
+
+def strategy_failure(
+    instance_id: str, account_id: str, kind: str, symbol: str, timeframe: str, error: str, at: datetime
+) -> dict[str, Any]:
+    """The ``strategy.failed`` event's data: the instance that stopped, and what its strategy raised."""
+    return {
+        "id": instance_id,
+        "account_id": account_id,
+        "kind": kind,
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "status": "failed",
+        "error": error,
+        "at": _time(at),
+    }

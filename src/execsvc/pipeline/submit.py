@@ -11,7 +11,7 @@ from functools import partial
 
 import structlog
 
-from execsvc.core.commands import SubmitOrder
+from execsvc.core.commands import RESERVED_PREFIXES, SubmitOrder
 from execsvc.core.errors import (
     AccountNotFound,
     BreaksMarketRules,
@@ -74,6 +74,9 @@ def validate_shape(cmd: SubmitOrder) -> None:
         Symbol.parse(cmd.symbol)
     except ValueError as exc:
         raise InvalidOrder(str(exc), field="symbol", code="invalid_symbol") from exc
+    if cmd.source == "rest" and cmd.client_order_id is not None and cmd.client_order_id.startswith(RESERVED_PREFIXES):
+        message = f"client order ids starting with {' or '.join(RESERVED_PREFIXES)} are the service's own"
+        raise InvalidOrder(message, field="client_order_id", code="reserved_client_order_id")
     if ORDER_SOURCE.fullmatch(cmd.source) is None:  # set by our own callers, never by a client: a bug if it fires
         raise InvalidOrder(f"source {cmd.source!r} is not rest, strategy:<id> or signal:<uuid>", code="invalid_source")
 

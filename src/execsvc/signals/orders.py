@@ -12,15 +12,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from uuid import UUID
 
-from execsvc.core.commands import SubmitOrder
+from execsvc.core.commands import EXIT_PREFIX, SIGNAL_PREFIX, SubmitOrder
 from execsvc.core.markets import MarketRules
 from execsvc.core.money import ZERO
 from execsvc.core.values import OrderType, Side
 from execsvc.signals.records import signal_source
 from execsvc.signals.sizing import Sizing, SizingRefused, size_order
-
-SIGNAL_PREFIX = "sig-"
-EXIT_PREFIX = "exit-"
 
 
 def signal_client_order_id(signal_id: UUID) -> str:
@@ -28,9 +25,17 @@ def signal_client_order_id(signal_id: UUID) -> str:
     return f"{SIGNAL_PREFIX}{signal_id.hex}"
 
 
-def exit_client_order_id(plan_id: UUID, key: str) -> str:
-    """The client order id of one exit order of a plan (``key``: its legs and attempt, ``ExitOrder.key``)."""
-    return f"{EXIT_PREFIX}{plan_id.hex}-{key}"
+def exit_plan_key(plan_id: UUID) -> str:
+    """A plan's short key (the first 16 hex digits of its id), unique in its account: its exit orders' client order
+    ids carry it."""
+    return plan_id.hex[:16]
+
+
+def exit_client_order_id(plan_key: str, order_key: str) -> str:
+    """The client order id of one exit order of a plan (``order_key``: its legs and attempt, ``ExitOrder.key``):
+    ``exit-<plan key>-<legs mask>-<attempt>``, at most 36 characters for up to 11 legs and 9,999 attempts (what
+    Binance accepts; the signal's ``sig-<signal id hex>`` is 36 too)."""
+    return f"{EXIT_PREFIX}{plan_key}-{order_key}"
 
 
 @dataclass(frozen=True, slots=True)

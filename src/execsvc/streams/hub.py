@@ -43,7 +43,12 @@ CHANNEL_OF_TOPIC_PREFIX = {
 }
 # What the account's venue did outside its orders: not Order resources, though one is named ``order.external``.
 VENUE = "venue"
-CHANNEL_OF_TOPIC = {"order.external": VENUE, "balance.drift": VENUE, "broker.auth_failed": VENUE}
+CHANNEL_OF_TOPIC = {
+    "order.external": VENUE,
+    "balance.drift": VENUE,
+    "broker.auth_failed": VENUE,
+    "strategy.failed": "signals",  # what the account's strategies did: their signals, and an instance that failed
+}
 ACCOUNT_CHANNELS = frozenset({*CHANNEL_OF_TOPIC_PREFIX.values(), VENUE})
 MARKETS = "markets"
 CANDLES = "candles"

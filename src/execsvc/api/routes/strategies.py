@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -20,9 +22,12 @@ from execsvc.api.routes.orders import JSON, CursorQuery, LimitQuery
 from execsvc.api.routes.risk import parse_body
 from execsvc.api.services import Services
 from execsvc.contract import models as api
+from execsvc.core.money import to_str
 from execsvc.db.strategies import StrategyInstance
 from execsvc.marketdata.candles import TIMEFRAMES, timeframe
+from execsvc.signals.records import SignalRecord
 from execsvc.signals.sizing import SIZING_KEYS, parse_sizing, sizing_json
+from execsvc.strategies.attribution import Attribution, attribute
 from execsvc.strategies.registry import parse_params, strategy_class, strategy_kinds
 
 router = APIRouter()
@@ -35,8 +40,54 @@ M = TypeVar("M", bound=BaseModel)
 _SIZING_SHAPE = f"exactly one of {', '.join(SIZING_KEYS)}, as a decimal string"
 
 
-def strategy_out(instance: StrategyInstance) -> api.StrategyInstance:
-    """The wire form of a strategy instance."""
+def _last_signal(signal: SignalRecord | None) -> dict[str, Any] | None:
+    if signal is None:
+        return None
+    return {
+        "id": signal.id,
+        "side": signal.side.value,
+        "rule": signal.rule,
+        "at": signal.at,
+        "status": signal.status.value,
+        "order_id": signal.order_id,
+    }
+
+
+def _position(attribution: Attribution, mark: Decimal | None) -> dict[str, Any]:
+    position = attribution.position
+    return {
+        "qty": to_str(position.qty),
+        "avg_entry_price": to_str(position.avg_entry_price),
+        "realized_pnl": to_str(position.realized_pnl),
+        "unrealized_pnl": to_str(attribution.unrealized(mark)),
+        "mark": None if mark is None else to_str(mark),
+        "fees": {asset: to_str(fee) for asset, fee in sorted(attribution.fees.items())},
+        "fills": attribution.fills,
+    }
+
+
+async def strategies_out(services: Services, instances: Sequence[StrategyInstance]) -> list[api.StrategyInstance]:
+    """The wire form of one account's instances, with each one's last signal, position and PnL (one read each)."""
+    if not instances:
+        return []
+    account_id = instances[0].account_id
+    ids = [i.id for i in instances]
+    last = await services.strategies.last_signals(account_id, ids)
+    fills = await services.strategies.attributed_fills(account_id, ids)
+    market = services.pipeline.market_for(await services.reads.broker(account_id))
+    answers = []
+    for instance in instances:
+        quote = market.mark(instance.symbol)
+        extras = {
+            "last_signal": _last_signal(last.get(instance.id)),
+            "position": _position(attribute(fills.get(instance.id, [])), None if quote is None else quote.price),
+        }
+        answers.append(strategy_out(instance, extras))
+    return answers
+
+
+def strategy_out(instance: StrategyInstance, extras: Mapping[str, Any]) -> api.StrategyInstance:
+    """The wire form of a strategy instance (``extras``: its ``last_signal`` and ``position``)."""
     return api.StrategyInstance.model_validate(
         {
             "id": instance.id,
@@ -53,6 +104,7 @@ def strategy_out(instance: StrategyInstance) -> api.StrategyInstance:
             "created_at": instance.created_at,
             "updated_at": instance.updated_at,
         }
+        | dict(extras)
     )
 
 
@@ -131,8 +183,11 @@ async def _own(services: Services, who: Principal, strategy_id: str) -> Strategy
     return instance
 
 
-def _answer(instance: StrategyInstance, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(strategy_out(instance).model_dump_json(), status, headers=headers, media_type=JSON)
+async def _answer(
+    services: Services, instance: StrategyInstance, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    [body] = await strategies_out(services, [instance])
+    return Response(body.model_dump_json(), status, headers=headers, media_type=JSON)
 
 
 @router.post("/v1/strategies")
@@ -175,7 +230,7 @@ async def create_strategy(request: Request, who: Writer) -> Response:
         await services.strategies.add(instance)
     except IntegrityError:
         raise exists from None  # created by a concurrent request since the check above
-    return _answer(instance, 201, {"Location": f"/v1/strategies/{instance_id}"})
+    return await _answer(services, instance, 201, {"Location": f"/v1/strategies/{instance_id}"})
 
 
 @router.get("/v1/strategies")
@@ -185,14 +240,16 @@ async def list_strategies(
     """The account's instances, newest first."""
     before = decode_cursor(cursor)
     page = await _services(request).strategies.page(who.account_id, limit=limit, before=before)
-    body = api.StrategyInstancePage(items=[strategy_out(i) for i in page.items], next_cursor=encode_cursor(page.last))
+    items = await strategies_out(_services(request), page.items)
+    body = api.StrategyInstancePage(items=items, next_cursor=encode_cursor(page.last))
     return Response(body.model_dump_json(), media_type=JSON)
 
 
 @router.get("/v1/strategies/{strategy_id}")
 async def get_strategy(request: Request, who: Reader, strategy_id: StrategyPath) -> Response:
     """One instance."""
-    return _answer(await _own(_services(request), who, strategy_id))
+    services = _services(request)
+    return await _answer(services, await _own(services, who, strategy_id))
 
 
 @router.patch("/v1/strategies/{strategy_id}")
@@ -206,9 +263,9 @@ async def update_strategy(request: Request, who: Writer, strategy_id: StrategyPa
         parse_params(instance.kind, params)
     sizing = None if body.sizing is None else _sizing(body.sizing)
     if params is None and sizing is None:
-        return _answer(instance)
+        return await _answer(services, instance)
     await services.strategies.update_settings(strategy_id, services.pipeline.clock.now(), params=params, sizing=sizing)
-    return _answer(await _own(services, who, strategy_id))
+    return await _answer(services, await _own(services, who, strategy_id))
 
 
 async def _set_status(request: Request, who: Principal, strategy_id: str, status: str) -> Response:
@@ -217,9 +274,9 @@ async def _set_status(request: Request, who: Principal, strategy_id: str, status
     # Idempotent: an instance already there is answered as it is. Stopping a failed one changes nothing either:
     # it is not running, and it keeps its error until it is started again.
     if instance.status == status or (status == "stopped" and instance.status == "failed"):
-        return _answer(instance)
+        return await _answer(services, instance)
     await services.strategies.set_status(strategy_id, status, services.pipeline.clock.now(), error=None)
-    return _answer(await _own(services, who, strategy_id))
+    return await _answer(services, await _own(services, who, strategy_id))
 
 
 @router.post("/v1/strategies/{strategy_id}/start")
