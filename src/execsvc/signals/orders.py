@@ -33,8 +33,8 @@ def exit_plan_key(plan_id: UUID) -> str:
 
 def exit_client_order_id(plan_key: str, order_key: str) -> str:
     """The client order id of one exit order of a plan (``order_key``: its legs and attempt, ``ExitOrder.key``):
-    ``exit-<plan key>-<legs mask>-<attempt>``, at most 36 characters for up to 11 legs and 9,999 attempts (what
-    Binance accepts; the signal's ``sig-<signal id hex>`` is 36 too)."""
+    ``exit-<plan key>-<legs mask>-<attempt>``, at most 30 characters for up to 11 legs and 9,999 attempts (Binance
+    accepts 36; the signal's ``sig-<signal id hex>`` is exactly 36)."""
     return f"{EXIT_PREFIX}{plan_key}-{order_key}"
 
 
