@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -131,27 +131,21 @@ class ExitPlanStore(CoreStore):
     async def get(self, plan_id: UUID, account_id: str | None = None) -> ExitRecord | None:
         """One plan (of ``account_id``, when given)."""
         c = t.exit_plans.c
-        stmt = select(t.exit_plans).where(c.id == plan_id)
-        if account_id is not None:
-            stmt = stmt.where(c.account_id == account_id)
-        async with self.reads.connect() as conn:
-            row = (await conn.execute(stmt)).first()
-        return None if row is None else _record(row._mapping)
+        return await self._one(c.id == plan_id, *(() if account_id is None else (c.account_id == account_id,)))
 
     async def by_key(self, account_id: str, key: str) -> ExitRecord | None:
         """The account's plan with this short key (the one an exit order's client order id names)."""
         c = t.exit_plans.c
-        stmt = select(t.exit_plans).where(c.account_id == account_id, c.key == key)
-        async with self.reads.connect() as conn:
-            row = (await conn.execute(stmt)).first()
-        return None if row is None else _record(row._mapping)
+        return await self._one(c.account_id == account_id, c.key == key)
 
     async def for_entry(self, account_id: str, order_id: UUID) -> ExitRecord | None:
         """The plan protecting one of the account's entry orders, if any."""
         c = t.exit_plans.c
-        stmt = select(t.exit_plans).where(c.entry_order_id == order_id, c.account_id == account_id)
+        return await self._one(c.entry_order_id == order_id, c.account_id == account_id)
+
+    async def _one(self, *where: ColumnElement[bool]) -> ExitRecord | None:
         async with self.reads.connect() as conn:
-            row = (await conn.execute(stmt)).first()
+            row = (await conn.execute(select(t.exit_plans).where(*where))).first()
         return None if row is None else _record(row._mapping)
 
     async def page(
