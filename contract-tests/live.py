@@ -185,6 +185,8 @@ class LiveServer:
                 "EXECSVC_REDIS_PREFIX": self.redis_prefix,
                 "EXECSVC_FEED_INTERVAL_SECONDS": FEED_INTERVAL_SECONDS,
                 "EXECSVC_LOG_LEVEL": "info",
+                # Backtests the fuzzer queues stay queued: running them would take the CPU the API is tested with.
+                "EXECSVC_RUN_BACKTESTS": "false",
                 "PYTHONUNBUFFERED": "1",
             }
         )

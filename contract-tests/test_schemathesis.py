@@ -71,7 +71,14 @@ CONFIG = SchemathesisConfig.from_dict(
             # no such cases. Only query strings are affected: the order body's `additionalProperties: false` is still
             # negated on POST /v1/orders.
             {
-                "include-operation-id": ["listOrders", "listFills", "listSignals", "listStrategies", "listExits"],
+                "include-operation-id": [
+                    "listOrders",
+                    "listFills",
+                    "listSignals",
+                    "listStrategies",
+                    "listExits",
+                    "listBacktests",
+                ],
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "400"]}},
                 "generation": {"allow-extra-parameters": False},
             },
@@ -112,6 +119,13 @@ CONFIG = SchemathesisConfig.from_dict(
             # does not list; and its id may be taken (409, allowed by default). See `_RULE_CODES`.
             {
                 "include-operation-id": ["createStrategy", "updateStrategy"],
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "422"]}},
+            },
+            # A schema-valid backtest can still be refused for what the schema cannot express: parameters the kind does
+            # not accept, no symbol at all, markets of two quote assets, an end before its start, limits that make no
+            # sense, a walk-forward grid with no valid set (422 `invalid_backtest`; see `_RULE_CODES`).
+            {
+                "include-operation-id": ["createBacktest"],
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "422"]}},
             },
             # A schema-valid inbound signal can still be refused for what the schema cannot express: neither or both of
@@ -331,6 +345,8 @@ _RULE_CODES = {
     "GET /v1/candles": {400: {"invalid_cursor"}, 422: {"unknown_symbol", "invalid_range"}},
     "GET /v1/strategies": {400: {"invalid_cursor"}},
     "GET /v1/exits": {400: {"invalid_cursor"}},
+    "GET /v1/backtests": {400: {"invalid_cursor"}},
+    "POST /v1/backtests": {422: {"invalid_backtest"}},
     "POST /v1/strategies": {422: {"invalid_strategy_params", "invalid_sizing", "unknown_symbol"}},
     "PATCH /v1/strategies/{strategy_id}": {422: {"invalid_strategy_params", "invalid_sizing"}},
     "PUT /v1/risk/limits": {422: {"invalid_limits"}},

@@ -143,7 +143,7 @@ def settings_for(url: str, **overrides: object) -> Settings:
         base: dict[str, object] = {"database_url": None, "sqlite_path": Path(url.split("///", 1)[1])}
     else:
         base = {"database_url": url}
-    base.update({"redis_url": None, "symbols": [m.symbol for m in MARKETS]})
+    base.update({"redis_url": None, "symbols": [m.symbol for m in MARKETS], "run_backtests": False})
     # The desk limits are off unless a test is about them (tests/api/test_desk_limits.py runs the defaults).
     base.update(dict.fromkeys(DESK_LIMITS))
     base.update(overrides)

@@ -30,6 +30,7 @@ from execsvc.accounts.store import AccountStore
 from execsvc.api.app import SPEC_PATH, create_app
 from execsvc.api.routes.candles import candle_payload
 from execsvc.api.services import Services
+from execsvc.backtest.jobs import BacktestJobs
 from execsvc.brokers.ccxt import CcxtBroker, VenueClient, options_problem, supported_venues
 from execsvc.brokers.paper import PaperBroker
 from execsvc.config import Settings
@@ -47,6 +48,7 @@ from execsvc.core.venues import (
     market_of_broker,
 )
 from execsvc.db.admin import CachedLookup, TokenLookup, authenticate, lookup_token
+from execsvc.db.backtests import BacktestStore
 from execsvc.db.candles import CandleRepository
 from execsvc.db.engine import make_engine, ping
 from execsvc.db.exits import ExitPlanStore
@@ -128,6 +130,8 @@ class Container:
     strategies: StrategyService | None = None
     # Watches the open exit plans and sends their exits (None: switched off in this process).
     exits: ExitService | None = None
+    # Runs the queued backtest jobs, one at a time, each in a child process (started with EXECSVC_RUN_BACKTESTS).
+    backtests: BacktestJobs | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _sessions: dict[str, VenueSession] = field(default_factory=dict)
     _watchers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -165,6 +169,8 @@ class Container:
             self.strategies.start()
         if self.exits is not None:
             self.exits.start()
+        if self.backtests is not None and self.settings.run_backtests:
+            self.backtests.start()
 
     async def stop(self) -> None:
         """Stop the loops and close connections."""
@@ -178,6 +184,8 @@ class Container:
             await self.strategies.stop()  # gives the leases up: another process takes the instances over at once
         if self.exits is not None:
             await self.exits.stop()
+        if self.backtests is not None:
+            await self.backtests.stop()
         await self.candles.stop()
         for name in list(self._watchers):
             watcher = self._watchers.pop(name)
@@ -612,6 +620,14 @@ def build(
         "event",
         lambda: {"fired": exits.fired, "errors": exits.errors},
     )
+    backtest_store = BacktestStore(engine, write_lock)
+    backtest_jobs = BacktestJobs(
+        backtest_store,
+        candle_store,
+        clock,
+        f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        workers=settings.backtest_workers,
+    )
     services = Services(
         pipeline=pipeline,
         reads=reads,
@@ -629,6 +645,7 @@ def build(
         strategies=instance_store,
         exit_plans=exit_store,
         exits=exits,
+        backtests=backtest_store,
         webhook_allow_private=settings.webhook_allow_private_targets,
         webhook_secret_grace_hours=settings.webhook_secret_grace_hours,
         webhook_wake=wake,
@@ -663,6 +680,7 @@ def build(
         candles=recorders,
         strategies=strategy_service,
         exits=exits if settings.run_exits else None,
+        backtests=backtest_jobs,
     )
 
 

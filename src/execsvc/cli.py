@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from execsvc import admin
+from execsvc.backtest import cli as backtest_cli
 from execsvc.config import Settings
 from execsvc.db import migrate
 from execsvc.db.engine import make_engine
@@ -38,6 +39,14 @@ def _parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     up = db_sub.add_parser("upgrade", help="apply migrations")
     up.add_argument("--revision", default="head")
+
+    backtest = sub.add_parser(
+        "backtest",
+        help="backtest a strategy on historical bars (offline: generated data by default)",
+        description="Run a built-in strategy over historical bars through the risk engine, the order pipeline, the "
+        "exit plans and the ledger, on a simulated broker. Options override the same keys of --spec.",
+    )
+    backtest_cli.add_arguments(backtest)
 
     tokens = sub.add_parser("tokens", help="API tokens")
     tok_sub = tokens.add_subparsers(dest="tokens_command", required=True)
@@ -194,6 +203,8 @@ async def _worker(args: argparse.Namespace, settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     args = _parser().parse_args(argv)
+    if args.command == "backtest":
+        return backtest_cli.main(args)
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
     if args.command == "serve":

@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     exit_interval_seconds: float = Field(default=1.0, gt=0)
     # After an exit order was denied or rejected, its legs fire again no sooner than this.
     exit_retry_seconds: float = Field(default=5.0, ge=0)
+    # Backtest jobs (POST /v1/backtests): run the queued ones here, one at a time, each in a child process, and a
+    # walk-forward's runs in this many processes (1 leaves the other core of a 2-core machine to the order path).
+    run_backtests: bool = True
+    backtest_workers: int = Field(default=1, ge=1, le=64)
     feed_volatility_bps: int = Field(default=5, ge=0)
     max_mark_age_seconds: float = Field(default=60.0, gt=0)
     # Desk limits; "off" (or empty) switches one off. Notional amounts are in the valuation asset.

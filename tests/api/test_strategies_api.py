@@ -264,7 +264,7 @@ async def test_strategy_kinds_lists_the_built_ins_with_their_schemas(harness: Ha
     r = await harness.client.get("/v1/strategy-kinds", headers=await harness.auth(scopes="orders:read"))
     assert r.status_code == 200, r.text
     items = api.StrategyKindList.model_validate(r.json()).items
-    assert [k.kind for k in items] == ["adx_regime", "ema_rsi", "macd_bb"]
+    assert [k.kind for k in items] == ["adx_regime", "ema_cross", "ema_rsi", "macd_bb"]
     for k in items:
         assert k.summary
         assert k.params_schema["type"] == "object"

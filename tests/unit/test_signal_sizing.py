@@ -1,4 +1,4 @@
-"""Sizing a signal's order: fixed quantity, fixed notional, risk per trade; refusals say why."""
+"""Sizing a signal's order: fixed quantity, fixed notional, share of equity, risk per trade; refusals say why."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from execsvc.core.markets import MarketRules
 from execsvc.signals.sizing import (
+    EquityFraction,
     FixedNotional,
     FixedQty,
     RiskPerTrade,
@@ -28,6 +29,11 @@ def test_a_fixed_quantity_is_rounded_down_to_the_step() -> None:
 
 def test_a_fixed_notional_buys_that_value_of_the_base_asset() -> None:
     assert size_order(FixedNotional(D(1000)), BTC, entry=D(30000)) == D("0.033")
+
+
+def test_an_equity_fraction_buys_that_share_of_the_equity_at_the_entry() -> None:
+    # 95 % of 10,000 at 30,000 = 0.31666..., rounded down to the 0.001 step
+    assert size_order(EquityFraction(D("0.95")), BTC, entry=D(30000), equity=D(10000)) == D("0.316")
 
 
 def test_risk_per_trade_loses_the_fraction_of_equity_at_the_stop() -> None:
@@ -54,6 +60,8 @@ def test_risk_per_trade_works_for_a_short_signal_with_its_stop_above() -> None:
         (FixedQty(D(0)), {"entry": D(100)}, "invalid_sizing"),
         (FixedNotional(D(-5)), {"entry": D(100)}, "invalid_sizing"),
         (RiskPerTrade(D("1.5")), {"entry": D(100), "stop_loss": D(99), "equity": D(10)}, "invalid_sizing"),
+        (EquityFraction(D("1.01")), {"entry": D(100), "equity": D(1000)}, "invalid_sizing"),
+        (EquityFraction(D("0.5")), {"entry": D(100), "equity": D(0)}, "no_equity"),
     ],
 )
 def test_a_size_that_cannot_be_traded_is_refused_with_a_reason(
@@ -72,6 +80,7 @@ def test_a_size_that_cannot_be_traded_is_refused_with_a_reason(
         ({"fixed_qty": "0.01"}, FixedQty(D("0.01"))),
         ({"fixed_notional": "250"}, FixedNotional(D(250))),
         ({"risk_per_trade": "0.005"}, RiskPerTrade(D("0.005"))),
+        ({"equity_fraction": "0.95"}, EquityFraction(D("0.95"))),
     ],
 )
 def test_a_sizing_rule_reads_from_and_writes_to_its_json_form(raw: dict[str, str], sizing: Sizing) -> None:

@@ -209,7 +209,7 @@ def test_an_unknown_kind_is_a_typed_error_listing_the_known_ones() -> None:
     with pytest.raises(UnknownStrategy) as caught:
         build_strategy("martingale", {}, TICK)
     assert caught.value.kind == "martingale"
-    assert caught.value.known == ("adx_regime", "ema_rsi", "macd_bb")
+    assert caught.value.known == ("adx_regime", "ema_cross", "ema_rsi", "macd_bb")
     with pytest.raises(UnknownStrategy):
         params_schema("martingale")
 
@@ -270,7 +270,7 @@ def test_the_json_schema_lists_every_parameter_with_a_description(kind: str) -> 
 
 def test_kinds_are_listed_with_summaries_and_schemas() -> None:
     kinds = strategy_kinds()
-    assert [k.kind for k in kinds] == ["adx_regime", "ema_rsi", "macd_bb"]
+    assert [k.kind for k in kinds] == ["adx_regime", "ema_cross", "ema_rsi", "macd_bb"]
     for entry in kinds:
         assert entry.summary
         assert entry.params_schema == params_schema(entry.kind)

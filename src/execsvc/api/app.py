@@ -21,6 +21,7 @@ from execsvc.api import errors
 from execsvc.api.middleware import RequestGuard
 from execsvc.api.routes import (
     accounts,
+    backtests,
     candles,
     exits,
     ledger,
@@ -72,6 +73,7 @@ def create_app(
     app.include_router(signal_secrets.router)
     app.include_router(strategies.router)
     app.include_router(exits.router)
+    app.include_router(backtests.router)
     app.include_router(risk.router)
     app.include_router(webhooks.router)
     app.include_router(accounts.router)

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from execsvc.accounts.service import AccountService
 from execsvc.db.admin import TokenRecord
+from execsvc.db.backtests import BacktestStore
 from execsvc.db.candles import CandleRepository
 from execsvc.db.exits import ExitPlanStore
 from execsvc.db.queries import ReadModel, RiskReads
@@ -50,6 +51,8 @@ class Services:
     # Exit plans (/v1/exits) and the service that plans, fires and cancels them.
     exit_plans: ExitPlanStore
     exits: ExitService
+    # Backtest jobs (/v1/backtests), run by the instances' ``backtest.jobs.BacktestJobs``.
+    backtests: BacktestStore
     # This instance's streams (None: streaming is not running here), their settings and open connections.
     streams: Streams | None = None
     stream_config: StreamConfig = field(default_factory=StreamConfig)

@@ -39,6 +39,17 @@ HISTORY_WINDOW = timedelta(seconds=60)
 HISTORY_SIZE = 20_000
 
 
+def slipped_price(side: Side, price: Decimal, slippage_bps: Decimal, tick_size: Decimal) -> Decimal:
+    """What a market order trades at when the price is ``price``: ``slippage_bps`` worse for the trader, on the tick
+    (a buy rounded up, a sell rounded down, never below one tick)."""
+    with exact():
+        if side is Side.BUY:
+            slipped = price * (ONE + slippage_bps / BPS)
+            return (slipped / tick_size).to_integral_value(rounding=ROUND_CEILING) * tick_size
+        slipped = price * (ONE - slippage_bps / BPS)
+        return max((slipped / tick_size).to_integral_value(rounding=ROUND_FLOOR) * tick_size, tick_size)
+
+
 @dataclass(slots=True)
 class _Resting:
     order_id: UUID
@@ -284,14 +295,7 @@ class PaperBroker:
         """The price a new order trades at now, or None when a limit order does not cross."""
         if quote is None:
             return None
-        with exact():
-            if order.side is Side.BUY:
-                slipped = quote.price * (ONE + self._slippage_bps / BPS)
-                price = (slipped / rules.tick_size).to_integral_value(rounding=ROUND_CEILING) * rules.tick_size
-            else:
-                slipped = quote.price * (ONE - self._slippage_bps / BPS)
-                price = (slipped / rules.tick_size).to_integral_value(rounding=ROUND_FLOOR) * rules.tick_size
-                price = max(price, rules.tick_size)
+        price = slipped_price(order.side, quote.price, self._slippage_bps, rules.tick_size)
         if order.limit_price is None:
             return price
         if order.side is Side.BUY:

@@ -732,6 +732,144 @@ class ExitPlanPage(BaseModel):
     next_cursor: str | None
 
 
+class BacktestData(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    source: Literal["candles", "generated"] | None = None
+    market: Annotated[
+        str | None,
+        Field(
+            description="The market the candles were stored for (`paper`, or a venue's market key).",
+            max_length=64,
+            min_length=1,
+        ),
+    ] = None
+    seed: Annotated[int | None, Field(ge=0, le=2147483648)] = None
+    bars: Annotated[int | None, Field(ge=1, le=1000000)] = None
+    start_price: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+
+
+class BacktestMarket(BaseModel):
+    """
+    The market rules of every symbol (default tick 0.01, step 0.00001, minimum notional 5).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    tick_size: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+    qty_step: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+    min_qty: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+    min_notional: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+
+
+GridAdditionalProperty = TypeAliasType("GridAdditionalProperty", Annotated[list[Any], Field(min_length=1)])
+
+
+class WalkForwardRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    mode: Literal["rolling", "anchored"] | None = None
+    in_sample_bars: Annotated[int, Field(ge=10, le=1000000)]
+    out_of_sample_bars: Annotated[int, Field(ge=1, le=1000000)]
+    metric: Literal["sharpe", "sortino", "total_return", "cagr", "profit_factor", "win_rate", "expectancy", "max_drawdown"] | None = (
+        None
+    )
+    grid: Annotated[
+        dict[str, GridAdditionalProperty],
+        Field(description='Each parameter\'s values to try, e.g. `{"fast_period": [8, 12], "slow_period": [26, 40]}`.'),
+    ]
+
+
+class BacktestProgress(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    done: Annotated[int, Field(ge=0)]
+    total: Annotated[int, Field(ge=0)]
+
+
+class Backtest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: UUID
+    status: Literal["queued", "running", "done", "failed", "canceled"]
+    progress: BacktestProgress
+    error: str | None
+    summary: Annotated[
+        dict[str, Any] | None,
+        Field(description="The metrics of a finished backtest (a walk-forward's stitched out-of-sample ones)."),
+    ]
+    request: Annotated[dict[str, Any], Field(description="The backtest as asked for.")]
+    created_at: AwareDatetime
+    started_at: AwareDatetime | None
+    finished_at: AwareDatetime | None
+
+
+class BacktestDetail(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    id: UUID
+    status: Literal["queued", "running", "done", "failed", "canceled"]
+    progress: BacktestProgress
+    error: str | None
+    summary: dict[str, Any] | None
+    request: dict[str, Any]
+    created_at: AwareDatetime
+    started_at: AwareDatetime | None
+    finished_at: AwareDatetime | None
+    result: Annotated[
+        dict[str, Any] | None, Field(description="The result document once `done` (README, Backtesting, describes it).")
+    ]
+
+
+class BacktestPage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    items: list[Backtest]
+    next_cursor: str | None
+
+
 class StrategyParams(BaseModel):
     """
     The strategy's parameters, validated for its kind (a missing field takes its default).
@@ -770,6 +908,20 @@ class FixedNotionalSizing(BaseModel):
     ]
 
 
+class EquityFractionSizing(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    equity_fraction: Annotated[
+        str,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ]
+
+
 class RiskPerTradeSizing(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -790,7 +942,7 @@ class StrategyInstanceCreate(BaseModel):
     )
     id: Annotated[str | None, Field(pattern="^[A-Za-z0-9_.-]{1,64}$")] = None
     kind: Annotated[
-        Literal["adx_regime", "ema_rsi", "macd_bb"],
+        Literal["adx_regime", "ema_cross", "ema_rsi", "macd_bb"],
         Field(description="A built-in strategy (see `GET /v1/strategy-kinds`)."),
     ]
     symbol: Annotated[
@@ -807,9 +959,9 @@ class StrategyInstanceCreate(BaseModel):
     ]
     params: StrategyParams | None = None
     sizing: Annotated[
-        FixedQtySizing | FixedNotionalSizing | RiskPerTradeSizing,
+        FixedQtySizing | FixedNotionalSizing | EquityFractionSizing | RiskPerTradeSizing,
         Field(
-            description="How big each signal's order is, exactly one of: `fixed_qty` (that quantity of the base asset, above 0),\n`fixed_notional` (that value in the quote asset, above 0), `risk_per_trade` (the fraction of the equity a\nstop-out loses, above 0 and at most 1). Always rounded down to the market's step.\n"
+            description="How big each signal's order is, exactly one of: `fixed_qty` (that quantity of the base asset, above 0),\n`fixed_notional` (that value in the quote asset, above 0), `equity_fraction` (that share of the account's\nequity at the signal's entry price, above 0 and at most 1: all in is a little under 1, as a market buy is\nchecked against the balance with a slippage buffer), `risk_per_trade` (the fraction of the equity a\nstop-out loses, above 0 and at most 1). Always rounded down to the market's step.\n"
         ),
     ]
 
@@ -820,9 +972,9 @@ class StrategyInstanceUpdate(BaseModel):
     )
     params: StrategyParams | None = None
     sizing: Annotated[
-        FixedQtySizing | FixedNotionalSizing | RiskPerTradeSizing | None,
+        FixedQtySizing | FixedNotionalSizing | EquityFractionSizing | RiskPerTradeSizing | None,
         Field(
-            description="How big each signal's order is, exactly one of: `fixed_qty` (that quantity of the base asset, above 0),\n`fixed_notional` (that value in the quote asset, above 0), `risk_per_trade` (the fraction of the equity a\nstop-out loses, above 0 and at most 1). Always rounded down to the market's step.\n"
+            description="How big each signal's order is, exactly one of: `fixed_qty` (that quantity of the base asset, above 0),\n`fixed_notional` (that value in the quote asset, above 0), `equity_fraction` (that share of the account's\nequity at the signal's entry price, above 0 and at most 1: all in is a little under 1, as a market buy is\nchecked against the balance with a slippage buffer), `risk_per_trade` (the fraction of the equity a\nstop-out loses, above 0 and at most 1). Always rounded down to the market's step.\n"
         ),
     ] = None
 
@@ -892,7 +1044,7 @@ class StrategyKind(BaseModel):
         extra="forbid",
     )
     kind: Annotated[
-        Literal["adx_regime", "ema_rsi", "macd_bb"],
+        Literal["adx_regime", "ema_cross", "ema_rsi", "macd_bb"],
         Field(description="A built-in strategy (see `GET /v1/strategy-kinds`)."),
     ]
     summary: str
@@ -1797,6 +1949,82 @@ class RiskAudit(BaseModel):
     violations: list[Violation]
 
 
+class BacktestRequest(BaseModel):
+    """
+    A backtest (README, Backtesting): only `strategy`, `symbols` (or `symbol`) and `timeframe` are required.
+
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    strategy: Annotated[
+        Literal["adx_regime", "ema_cross", "ema_rsi", "macd_bb"],
+        Field(description="A built-in strategy (see `GET /v1/strategy-kinds`)."),
+    ]
+    params: StrategyParams | None = None
+    symbol: Annotated[
+        str | None,
+        Field(
+            description="A market symbol in ccxt unified form, BASE/QUOTE.",
+            examples=["BTC/USDT"],
+            pattern="^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$",
+        ),
+    ] = None
+    symbols: Annotated[list[Symbol] | None, Field(max_length=20, min_length=1)] = None
+    timeframe: Annotated[
+        Literal["1m", "5m", "15m", "1h", "4h", "1d"],
+        Field(description="A bar length, aligned to UTC epoch boundaries (`1d` bars open at 00:00 UTC)."),
+    ]
+    start: Annotated[
+        AwareDatetime | None,
+        Field(description="The first bar's open time (generated data starts here; 2024-01-01 when left out)."),
+    ] = None
+    end: Annotated[AwareDatetime | None, Field(description="The last bar's close time.")] = None
+    data: BacktestData | None = None
+    balances: Annotated[
+        dict[str, Decimal] | None, Field(description='Starting balances by asset (default `{"USDT": "10000"}`).')
+    ] = None
+    sizing: Annotated[
+        FixedQtySizing | FixedNotionalSizing | EquityFractionSizing | RiskPerTradeSizing | None,
+        Field(
+            description="How big each signal's order is, exactly one of: `fixed_qty` (that quantity of the base asset, above 0),\n`fixed_notional` (that value in the quote asset, above 0), `equity_fraction` (that share of the account's\nequity at the signal's entry price, above 0 and at most 1: all in is a little under 1, as a market buy is\nchecked against the balance with a slippage buffer), `risk_per_trade` (the fraction of the equity a\nstop-out loses, above 0 and at most 1). Always rounded down to the market's step.\n"
+        ),
+    ] = None
+    fee_bps: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+    slippage_bps: Annotated[
+        str | None,
+        Field(
+            description="A non-negative decimal number as a string, at most 22 integer and 18 fractional digits.",
+            examples=["0.015", "65000.5"],
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+    limits: Annotated[
+        dict[str, Any] | None,
+        Field(description='Risk limit overrides, as an account\'s (`{"limits": {...}, "symbols": {...}}`).'),
+    ] = None
+    market: BacktestMarket | None = None
+    exits: Annotated[
+        bool | None,
+        Field(description="Act on the signals' stop-loss and take-profits as the service's exit plans (default true)."),
+    ] = None
+    on_opposite: Annotated[
+        Literal["enter", "close"] | None,
+        Field(
+            description="A signal against the position enters as live (`enter`, the default) or closes it (`close`)."
+        ),
+    ] = None
+    walk_forward: WalkForwardRequest | None = None
+
+
 class StrategyInstance(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -1804,7 +2032,7 @@ class StrategyInstance(BaseModel):
     id: Annotated[str, Field(pattern="^[A-Za-z0-9_.-]{1,64}$")]
     account_id: str
     kind: Annotated[
-        Literal["adx_regime", "ema_rsi", "macd_bb"],
+        Literal["adx_regime", "ema_cross", "ema_rsi", "macd_bb"],
         Field(description="A built-in strategy (see `GET /v1/strategy-kinds`)."),
     ]
     symbol: Annotated[
@@ -1821,9 +2049,9 @@ class StrategyInstance(BaseModel):
     ]
     params: StrategyParams
     sizing: Annotated[
-        FixedQtySizing | FixedNotionalSizing | RiskPerTradeSizing,
+        FixedQtySizing | FixedNotionalSizing | EquityFractionSizing | RiskPerTradeSizing,
         Field(
-            description="How big each signal's order is, exactly one of: `fixed_qty` (that quantity of the base asset, above 0),\n`fixed_notional` (that value in the quote asset, above 0), `risk_per_trade` (the fraction of the equity a\nstop-out loses, above 0 and at most 1). Always rounded down to the market's step.\n"
+            description="How big each signal's order is, exactly one of: `fixed_qty` (that quantity of the base asset, above 0),\n`fixed_notional` (that value in the quote asset, above 0), `equity_fraction` (that share of the account's\nequity at the signal's entry price, above 0 and at most 1: all in is a little under 1, as a market buy is\nchecked against the balance with a slippage buffer), `risk_per_trade` (the fraction of the equity a\nstop-out loses, above 0 and at most 1). Always rounded down to the market's step.\n"
         ),
     ]
     status: Annotated[

@@ -142,3 +142,18 @@ class CandleRepository(CoreStore):
             rows = (await conn.execute(stmt)).all()
         items = [candle_from_row(r._mapping) for r in rows[:limit]]
         return CandlePage(items, items[-1].open_time if len(rows) > limit else None)
+
+    async def between(
+        self, market: str, symbol: str, timeframe: Timeframe, start: datetime | None, end: datetime | None
+    ) -> list[Candle]:
+        """Every stored bar of a series opening at or after ``start`` and closing at or before ``end``, oldest
+        first (a backtest's data)."""
+        c = t.candles.c
+        where = [c.market == market, c.symbol == symbol, c.timeframe == timeframe.value]
+        if start is not None:
+            where.append(c.open_time >= start)
+        if end is not None:
+            where.append(c.close_time <= end)
+        stmt = select(t.candles).where(*where).order_by(c.open_time)
+        async with self.reads.connect() as conn:
+            return [candle_from_row(r._mapping) for r in await conn.execute(stmt)]

@@ -461,3 +461,27 @@ exit_plans = Table(
     Index(None, "account_id", "created_at", "id"),
     UniqueConstraint("account_id", "key"),
 )
+
+# A backtest job of an account (``POST /v1/backtests``): the request (JSON), where it stands, its progress (``done``
+# of ``total`` bars or runs), the instance running it (``worker``, ``heartbeat_at``), a one-line ``summary`` of its
+# metrics (JSON) for lists, and the whole result document (JSON) once done.
+backtests = Table(
+    "backtests",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("account_id", String(64), ForeignKey("accounts.id"), nullable=False),
+    Column("request", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # queued | running | done | failed | canceled
+    Column("done", Integer, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("summary", Text, nullable=True),
+    Column("result", Text, nullable=True),
+    Column("worker", String(128), nullable=True),
+    Column("heartbeat_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Index(None, "status"),
+    Index(None, "account_id", "created_at", "id"),
+)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Protocol
+from uuid import UUID
 
 from execsvc.core.clock import Clock
+from execsvc.core.ids import new_id
 from execsvc.core.markets import MarketRules, Quote
 from execsvc.core.orders import Order
 from execsvc.core.ports import MarketData, RateCounter
@@ -101,6 +103,9 @@ class Pipeline:
     # applied in batches, each batch under one lock hold and one commit.
     admissions: Batcher[Any, Any] = field(default_factory=Batcher)
     settlements: Batcher[Any, Any] = field(default_factory=Batcher)
+    # Ids of new orders and fills (time-ordered UUIDs); a backtest draws them from its own clock, so that a run
+    # repeated gives the same ids.
+    ids: Callable[[], UUID] = new_id
 
     def market_for(self, broker: str) -> MarketData:
         """The market data an account's orders are checked and valued against, by the account's broker.

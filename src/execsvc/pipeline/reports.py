@@ -10,7 +10,6 @@ import structlog
 
 from execsvc.core import ledger
 from execsvc.core.errors import IllegalTransition, InvalidFill, OrderNotFound
-from execsvc.core.ids import new_id
 from execsvc.core.orders import Applied, Order, apply
 from execsvc.core.reports import BrokerReport, Filled
 from execsvc.core.uow import UnitOfWork
@@ -100,7 +99,7 @@ async def apply_in(
             log.warning("report_refused", order_id=str(order.id), report=repr(report), error=str(exc))
             continue
         if isinstance(report, Filled):
-            fill_id = new_id()
+            fill_id = pipeline.ids()
             if not await uow.fills.add(fill_id, order, report, broker, now):
                 log.info("duplicate_fill_ignored", order_id=str(order.id), trade_id=report.trade_id)
                 continue

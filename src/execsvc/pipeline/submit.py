@@ -27,7 +27,7 @@ from execsvc.core.errors import (
     InvalidOrder,
     OutcomeUnknown,
 )
-from execsvc.core.ids import new_client_order_id, new_id
+from execsvc.core.ids import new_client_order_id
 from execsvc.core.money import ZERO
 from execsvc.core.orders import ORDER_SOURCE, Applied, Order, OrderStatus, Transition, apply
 from execsvc.core.ports import Broker
@@ -237,7 +237,7 @@ async def _record(
     decision = assessment.decision
     await settle_day(uow, account_id, assessment, now)
     order = Order(
-        id=new_id(),
+        id=pipeline.ids(),
         client_order_id=cmd.client_order_id or new_client_order_id(),
         account_id=account_id,
         symbol=cmd.symbol,

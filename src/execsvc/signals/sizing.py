@@ -1,10 +1,13 @@
-"""How big the order of a signal is: a fixed quantity, a fixed notional, or a fixed risk per trade.
+"""How big the order of a signal is: a fixed quantity, a fixed notional, a share of the equity, or a fixed risk per
+trade.
 
 Sizing is per strategy instance (or per inbound signal). The result is a quantity on the market's step, never above
 what the rule asks for (rounded down), or a refusal that says why (recorded on the signal; no order is placed):
 
 - ``FixedQty(qty)``: that quantity, rounded down to the step.
 - ``FixedNotional(notional)``: ``notional / entry`` in the base asset (notional in the quote asset).
+- ``EquityFraction(fraction)``: ``equity * fraction / entry``: that share of the account's value (``1`` is all in;
+  a market buy is checked against the balance at the mark plus a buffer, so all in is a little under ``1``).
 - ``RiskPerTrade(fraction)``: ``equity * fraction / |entry - stop_loss|``: a stop-out loses about ``fraction`` of the
   equity (before fees and slippage). Needs a stop-loss on the far side of nothing: a signal without one, or with the
   stop at the entry, is refused.
@@ -38,13 +41,20 @@ class FixedNotional:
 
 
 @dataclass(frozen=True, slots=True)
+class EquityFraction:
+    """That share of the equity, in the base asset at the entry: ``equity * fraction / entry``."""
+
+    fraction: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class RiskPerTrade:
     """Lose ``fraction`` of the equity when the stop-loss is hit: ``equity * fraction / |entry - stop|``."""
 
     fraction: Decimal
 
 
-Sizing = FixedQty | FixedNotional | RiskPerTrade
+Sizing = FixedQty | FixedNotional | EquityFraction | RiskPerTrade
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +65,10 @@ class SizingRefused:
     reason: str
 
 
-SIZING_KEYS: dict[str, type[FixedQty] | type[FixedNotional] | type[RiskPerTrade]] = {
+SIZING_KEYS: dict[str, type[FixedQty] | type[FixedNotional] | type[EquityFraction] | type[RiskPerTrade]] = {
     "fixed_qty": FixedQty,
     "fixed_notional": FixedNotional,
+    "equity_fraction": EquityFraction,
     "risk_per_trade": RiskPerTrade,
 }
 
@@ -83,6 +94,8 @@ def sizing_json(sizing: Sizing) -> dict[str, str]:
         return {"fixed_qty": to_str(sizing.qty)}
     if isinstance(sizing, FixedNotional):
         return {"fixed_notional": to_str(sizing.notional)}
+    if isinstance(sizing, EquityFraction):
+        return {"equity_fraction": to_str(sizing.fraction)}
     return {"risk_per_trade": to_str(sizing.fraction)}
 
 
@@ -92,6 +105,8 @@ def check_sizing(sizing: Sizing) -> list[str]:
         return [] if sizing.qty > 0 else ["qty must be positive"]
     if isinstance(sizing, FixedNotional):
         return [] if sizing.notional > 0 else ["notional must be positive"]
+    if isinstance(sizing, EquityFraction):
+        return [] if 0 < sizing.fraction <= 1 else ["fraction must be above 0 and at most 1"]
     if not 0 < sizing.fraction <= 1:
         return ["fraction must be above 0 and at most 1"]
     return []
@@ -108,7 +123,7 @@ def size_order(
     """The quantity of a signal's order under ``sizing``, or why there is none.
 
     ``entry`` is the price the order is expected to fill near (the signal's entry); ``equity`` the account's value
-    in the quote asset (only ``RiskPerTrade`` reads it).
+    in the quote asset (``EquityFraction`` and ``RiskPerTrade`` read it).
     """
     problems = check_sizing(sizing)
     if problems:
@@ -120,6 +135,10 @@ def size_order(
             raw = sizing.qty
         elif isinstance(sizing, FixedNotional):
             raw = sizing.notional / entry
+        elif isinstance(sizing, EquityFraction):
+            if equity <= 0:
+                return SizingRefused("no_equity", "the account has no equity to size from")
+            raw = equity * sizing.fraction / entry
         else:
             if stop_loss is None:
                 return SizingRefused("no_stop_loss", "risk-per-trade sizing needs the signal's stop-loss")

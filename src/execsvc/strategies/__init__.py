@@ -6,7 +6,8 @@ restart with ``warm_up(last warmup_bars bars)``, and calls ``on_bar(bar, state)`
 split between what the object remembers and what ``state`` does, ``exits`` for the stop-loss and take-profit
 rounding, and ``docs/strategies.md`` for every built-in's rule and parameters.
 
-Built-ins: ``ema_rsi`` (``ema_rsi``), ``macd_bb`` (``macd_bb``), ``adx_regime`` (``adx_regime``).
+Built-ins: ``ema_cross`` (``ema_cross``), ``ema_rsi`` (``ema_rsi``), ``macd_bb`` (``macd_bb``),
+``adx_regime`` (``adx_regime``).
 """
 
 from execsvc.strategies.adx_regime import AdxReading, AdxRegime, AdxRegimeParams
@@ -19,6 +20,7 @@ from execsvc.strategies.base import (
     Strategy,
     StrategyState,
 )
+from execsvc.strategies.ema_cross import EmaCross, EmaCrossParams
 from execsvc.strategies.ema_rsi import EmaRsi, EmaRsiParams, EmaRsiRule
 from execsvc.strategies.errors import InvalidStrategyParams, UnknownStrategy
 from execsvc.strategies.exits import ExitLevels, exit_levels
@@ -46,6 +48,8 @@ __all__ = [
     "AdxRegimeParams",
     "Bar",
     "Candidate",
+    "EmaCross",
+    "EmaCrossParams",
     "EmaRsi",
     "EmaRsiParams",
     "EmaRsiRule",

@@ -13,12 +13,15 @@ from pydantic import ValidationError
 from execsvc.core.markets import MarketRules
 from execsvc.strategies.adx_regime import AdxRegime
 from execsvc.strategies.base import Strategy
+from execsvc.strategies.ema_cross import EmaCross
 from execsvc.strategies.ema_rsi import EmaRsi
 from execsvc.strategies.errors import InvalidStrategyParams, UnknownStrategy
 from execsvc.strategies.macd_bb import MacdBb
 from execsvc.strategies.params import StrategyParams
 
-KINDS: Mapping[str, type[Strategy[Any]]] = MappingProxyType({cls.kind: cls for cls in (EmaRsi, MacdBb, AdxRegime)})
+KINDS: Mapping[str, type[Strategy[Any]]] = MappingProxyType(
+    {cls.kind: cls for cls in (EmaCross, EmaRsi, MacdBb, AdxRegime)}
+)
 
 
 @dataclass(frozen=True, slots=True)

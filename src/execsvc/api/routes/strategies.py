@@ -157,7 +157,9 @@ async def _body(request: Request, model: type[M]) -> M:
     return body
 
 
-def _sizing(body: api.FixedQtySizing | api.FixedNotionalSizing | api.RiskPerTradeSizing) -> dict[str, str]:
+def _sizing(
+    body: api.FixedQtySizing | api.FixedNotionalSizing | api.EquityFractionSizing | api.RiskPerTradeSizing,
+) -> dict[str, str]:
     """The sizing rule as stored (its amount in canonical form); a 422 ``invalid_sizing`` when it is unusable."""
     raw = body.model_dump()
     try:
