@@ -16,21 +16,16 @@ starts (one symbol, BTC/USDT, 1-minute bars):
   2,000 in / 2,000 out) on ``--workers`` processes: every in-sample and out-of-sample bar of every run, divided by the
   wall time (the pool's start-up included).
 
-The pipeline's log lines are switched off in this process. The walk-forward's worker processes cannot be told to
-(``walk_forward`` starts them with structlog's defaults), so their log lines are formatted as they are in
-``execsvc backtest``, and sent to /dev/null here to keep the table readable.
+The pipeline's log lines are switched off in this process (``walk_forward`` switches them off in its workers).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import structlog
 
+from execsvc.aio import run_to_result
 from execsvc.backtest.data import generate_bars
 from execsvc.backtest.engine import Backtest, BacktestConfig
 from execsvc.backtest.spec import parse_spec
@@ -56,23 +52,8 @@ def time_run(config: BacktestConfig, bars: list[Bar]) -> tuple[float, int]:
     """Seconds for one backtest over ``bars`` (without its order lists in the result) and the orders it placed."""
     started = time.perf_counter()
     backtest = Backtest(config, {SYMBOL: bars})
-    asyncio.run(backtest.run(full=False))
+    run_to_result(backtest.run(full=False))
     return time.perf_counter() - started, len(backtest.store.orders)
-
-
-@contextlib.contextmanager
-def stdout_to_devnull() -> Iterator[None]:
-    """File descriptor 1 to /dev/null (what child processes inherit), then back."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(null)
-        os.close(saved)
 
 
 def time_walk_forward(bars: list[Bar], workers: int) -> tuple[float, int, int]:
@@ -91,8 +72,7 @@ def time_walk_forward(bars: list[Bar], workers: int) -> tuple[float, int, int]:
         for s in steps
     )
     started = time.perf_counter()
-    with stdout_to_devnull():
-        walk_forward(spec.config, spec.walk_forward, {SYMBOL: bars}, workers=workers)
+    walk_forward(spec.config, spec.walk_forward, {SYMBOL: bars}, workers=workers)
     return time.perf_counter() - started, processed, len(steps)
 
 

@@ -9,7 +9,6 @@ Exit status: 0 done, 2 a bad option or setting (every problem printed), 1 the da
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
@@ -19,6 +18,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from execsvc.aio import run_to_result
 from execsvc.backtest.data import BarDataError
 from execsvc.backtest.engine import BacktestError
 from execsvc.backtest.report import write_report
@@ -230,7 +230,7 @@ def main(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO 
             err.write(f"  {problem}\n")
         return 2
     try:
-        bars = asyncio.run(_load(spec))
+        bars = run_to_result(_load(spec))
     except (BarDataError, BacktestError, OSError) as exc:
         err.write(f"execsvc backtest: {exc}\n")
         return 1

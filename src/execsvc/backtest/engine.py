@@ -26,7 +26,6 @@ the same backtest twice gives the same result, byte for byte.
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +35,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
+from execsvc.aio import run_to_result
 from execsvc.backtest.memory import MemoryExitStore, MemoryStore
 from execsvc.backtest.metrics import EquityPoint, TradeOutcome, compute_metrics
 from execsvc.brokers.simulated import BarMarket, SimulatedBroker
@@ -247,6 +247,7 @@ class Backtest:
         self.pending: dict[str, list[_SignalRow]] = {s: [] for s in config.symbols}
         self.outcomes = _Outcomes()
         self.equity: list[EquityPoint] = []
+        self._bases = {s: Symbol.parse(s).base for s in config.symbols}
         self._closes: dict[str, Decimal] = {}
 
     # -- the run --------------------------------------------------------------------------------------------------
@@ -285,6 +286,19 @@ class Backtest:
     async def _group(self, group: list[Bar]) -> bool:
         """The bars of every symbol that close at the same time: their opens, then each leg of their paths, then
         their closes, so the clock only ever moves forward; whether a position was held at an open."""
+        if len(group) == 1:
+            bar = group[0]
+            symbol = bar.symbol
+            if not self.pending[symbol] and not self._watched(symbol):  # nothing to match or place: the common bar
+                self.clock.set(bar.open_time)
+                self.market.set_price(symbol, bar.open, bar.open_time)
+                exposed = self._position(symbol).qty != ZERO
+                self.clock.set(bar.close_time)
+                self.market.set_price(symbol, bar.close, bar.close_time)
+                self._closes[symbol] = bar.close
+                for signal in self.strategies[symbol].on_bar(bar, self.states[symbol]):
+                    self.queue(signal)
+                return exposed
         exposed = False
         watched: dict[str, bool] = {}
         for bar in group:  # 1. the opens, and the signals waiting for them
@@ -324,7 +338,7 @@ class Backtest:
 
     def _watched(self, symbol: str) -> bool:
         """Whether anything on ``symbol`` reacts to prices inside a bar (a resting order, an open exit plan)."""
-        return self.broker.has_resting or bool(self.exit_store.watching(symbol))
+        return self.broker.has_resting or self.exit_store.any_open(symbol)
 
     def _legs(self, bar: Bar) -> list[tuple[Decimal, Decimal, datetime, datetime]]:
         """The bar's path as three legs (from, to, when each begins and ends): open -> one extreme -> the other ->
@@ -425,7 +439,7 @@ class Backtest:
         balances = self.store.balances[ACCOUNT]
         total = balances.get(self.valuation, ZERO)
         for symbol, close in self._closes.items():
-            held = balances.get(Symbol.parse(symbol).base, ZERO)
+            held = balances.get(self._bases[symbol], ZERO)
             if held:
                 total += held * close
         return total
@@ -648,7 +662,7 @@ def run_backtest(
     full: bool = True,
 ) -> BacktestRun:
     """Run a backtest to the end (in its own event loop: it never waits on anything but itself)."""
-    return asyncio.run(Backtest(config, bars, warmup).run(progress, full=full))
+    return run_to_result(Backtest(config, bars, warmup).run(progress, full=full))
 
 
 def _instance_id(symbol: str) -> str:

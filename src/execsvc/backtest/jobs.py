@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from execsvc.aio import run_to_result
 from execsvc.backtest.runner import load_data, run_spec
 from execsvc.backtest.spec import parse_spec
 from execsvc.core.clock import Clock
@@ -56,7 +57,7 @@ def _child(request: dict[str, Any], bars: dict[str, list[Bar]] | None, workers: 
 
     try:
         spec = parse_spec(request)
-        data = bars if bars is not None else asyncio.run(load_data(spec))
+        data = bars if bars is not None else run_to_result(load_data(spec))
         result = run_spec(spec, data, progress, workers=workers)
         conn.send(("done", json.dumps(result, separators=(",", ":")), summary_of(result)))
     except Exception as exc:  # the job's failure, reported as its error

@@ -362,6 +362,10 @@ class MemoryExitStore:
         """Every pending or active plan."""
         return [r for plans in self._open.values() for r in plans.values()]
 
+    def any_open(self, symbol: str) -> bool:
+        """Whether an open plan is on ``symbol``."""
+        return bool(self._open.get(symbol))
+
     def watching(self, symbol: str) -> list[ExitRecord]:
         """The open plans on ``symbol``."""
         plans = self._open.get(symbol)
