@@ -15,6 +15,7 @@ from execsvc.config import Settings
 from execsvc.db import migrate
 from execsvc.db.engine import make_engine
 from execsvc.observability.logging import configure_logging
+from execsvc.observability.tracing import configure_tracing
 
 FIRST_RUN_ACCOUNT = "main"
 
@@ -207,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return backtest_cli.main(args)
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
+    configure_tracing()  # only when the OTEL_* variables ask for it (observability/tracing.py)
     if args.command == "serve":
         return _serve(args, settings)
     if args.command == "strategies":

@@ -225,3 +225,25 @@ async def test_open_orders_include_orders_placed_by_hand(fake: FakeBinance, brok
 
 async def test_balances_are_the_venue_totals(fake: FakeBinance, broker: CcxtBroker) -> None:
     assert await broker.fetch_balances("acct") == {"USDT": Decimal(100000)}
+
+
+async def test_the_venues_http_request_is_a_span_beneath_the_broker(broker: CcxtBroker) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from execsvc.observability import tracing
+
+    exporter = InMemorySpanExporter()
+    tracing.use_exporter(exporter)
+    try:
+        with tracing.span("broker.submit"):
+            await broker.submit(order())
+    finally:
+        tracing.disable()
+    finished = exporter.get_finished_spans()
+    (outer,) = [s for s in finished if s.name == "broker.submit"]
+    requests = [s for s in finished if s.name == "venue.request"]
+    assert requests
+    assert all(r.parent is not None and r.parent.span_id == outer.context.span_id for r in requests)
+    ops = [(r.attributes or {}).get("execsvc.venue.op") for r in requests]
+    assert "create" in ops
+    assert {(r.attributes or {}).get("execsvc.venue") for r in requests} == {"binance"}

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import uuid
 from typing import Any
 
 import structlog
+from opentelemetry.trace import StatusCode
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from execsvc.api.errors import problem_response, unexpected
+from execsvc.observability import tracing
 from execsvc.observability.context import request_id
 from execsvc.observability.metrics import Metrics
 
@@ -20,6 +23,8 @@ log = structlog.get_logger("execsvc.http")
 
 _CONVERTOR = re.compile(r":[a-z]+}")  # /v1/orders/{order_id:uuid} is labelled as the spec's /v1/orders/{order_id}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# What a request binds to its log lines (the routes add account_id, order_id, client_order_id where they know them).
+_REQUEST_KEYS = ("request_id", "trace_id", "span_id", "account_id", "order_id", "client_order_id")
 
 
 class BodyTooLarge(Exception):
@@ -45,6 +50,11 @@ class RequestGuard:
         rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = request_id.set(rid)
         structlog.contextvars.bind_contextvars(request_id=rid)
+        traced = contextlib.ExitStack()
+        current = None
+        if tracing.ENABLED:
+            current = traced.enter_context(tracing.server_span(scope["method"], scope["path"], scope["headers"]))
+            structlog.contextvars.bind_contextvars(**tracing.log_ids(current))
         status = 500
         started_response = False
 
@@ -88,8 +98,14 @@ class RequestGuard:
             method = scope["method"]
             self._count(method, route, status, elapsed)
             log.info("request", method=method, path=scope["path"], status=status, ms=round(elapsed * 1000, 2))
-            structlog.contextvars.unbind_contextvars("request_id")
+            structlog.contextvars.unbind_contextvars(*_REQUEST_KEYS)
             request_id.reset(token)
+            if current is not None:
+                current.set_attributes({"http.route": route, "http.response.status_code": status})
+                if status >= 500:
+                    current.set_status(StatusCode.ERROR)
+                current.update_name(f"{method} {route}")
+            traced.close()
 
     def _count(self, method: str, route: str, status: int, elapsed: float) -> None:
         """Count the request and observe its duration (the metric children are looked up once per label set)."""

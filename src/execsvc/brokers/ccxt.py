@@ -46,6 +46,7 @@ from execsvc.core.reports import Accepted, BrokerReport, Canceled, CancelRejecte
 from execsvc.core.values import OrderType
 from execsvc.core.venues import Credentials, VenueOptions
 from execsvc.marketdata.candles import OhlcvRow
+from execsvc.observability import tracing
 
 T = TypeVar("T")
 
@@ -279,13 +280,16 @@ class VenueClient:
     async def call(self, op: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Run one ccxt call; its errors come out as the service's broker errors."""
         started = time.perf_counter()
-        try:
-            result = await fn(*args, **kwargs)
-        except cx.BaseError as exc:
-            outcome = classify(exc, self.quirks.auth_failures)
-            self._observer.venue_request(self.venue, op, time.perf_counter() - started, outcome.value)
-            retry_after = self._retry_after() if outcome is Outcome.THROTTLED else None
-            raise translate(exc, op, self.venue, retry_after, outcome) from exc
+        attributes = {"execsvc.venue": self.venue, "execsvc.venue.op": op} if tracing.ENABLED else None
+        with tracing.span("venue.request", attributes) as current:  # the venue's HTTP request(s), beneath the broker
+            try:
+                result = await fn(*args, **kwargs)
+            except cx.BaseError as exc:
+                outcome = classify(exc, self.quirks.auth_failures)
+                self._observer.venue_request(self.venue, op, time.perf_counter() - started, outcome.value)
+                tracing.set_attributes(current, {"execsvc.venue.outcome": outcome.value})
+                retry_after = self._retry_after() if outcome is Outcome.THROTTLED else None
+                raise translate(exc, op, self.venue, retry_after, outcome) from exc
         self._observer.venue_request(self.venue, op, time.perf_counter() - started, "ok")
         return result
 

@@ -14,6 +14,7 @@ from execsvc.core.orders import Applied, Order, apply
 from execsvc.core.reports import BrokerReport, Filled
 from execsvc.core.uow import UnitOfWork
 from execsvc.core.values import Symbol
+from execsvc.observability import tracing
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.payloads import FILL_CREATED, POSITION_CHANGED, fill_data, order_event, position_data
 from execsvc.pipeline.risk import count_round_trips
@@ -72,13 +73,17 @@ async def settle_batch(pipeline: Pipeline, account_id: str, items: Sequence[Sett
     async with pipeline.uow() as uow:
         await uow.accounts.lock(account_id, finishing=True)
         orders = await uow.orders.get_many([order_id for order_id, _, _ in items], account_id)  # under the lock
-        for order_id, reports, broker in items:
+        for item in items:
+            order_id, reports, broker = item
             order = orders.get(order_id)
             if order is None:
                 answers.append(OrderNotFound(f"order {order_id} does not exist"))
                 continue
-            answers.append(await apply_in(pipeline, uow, order, reports, broker) if reports else order)
-        await uow.commit()
+            with tracing.span("reports.apply", parent=tracing.parent_of(item)):
+                answers.append(await apply_in(pipeline, uow, order, reports, broker) if reports else order)
+        parent, links = tracing.batch_parent(list(items))
+        with tracing.span("db.commit", parent=parent, links=links):
+            await uow.commit()
     return answers
 
 

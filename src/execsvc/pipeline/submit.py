@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 import structlog
 
@@ -34,6 +35,7 @@ from execsvc.core.ports import Broker
 from execsvc.core.reports import BrokerReport, OutcomeWasUnknown, Rejected
 from execsvc.core.uow import AccountInfo, IdempotencyRecord, UnitOfWork
 from execsvc.core.values import OrderType, Symbol
+from execsvc.observability import tracing
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.reports import apply_in, record_transition, settle_batch
 from execsvc.pipeline.risk import Assessment, assess, settle_day
@@ -111,6 +113,17 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
     account's other orders (``pipeline.settlements``). A venue in this process that answers at once (the paper
     venue) is asked inside the admitting transaction instead, and its answer committed with the order.
     """
+    if tracing.ENABLED:
+        attributes = {"execsvc.account_id": cmd.account_id, "execsvc.client_order_id": cmd.client_order_id or ""}
+        with tracing.span("order.submit", attributes) as current, tracing.carried(cmd):
+            result = await _submit(pipeline, cmd)
+            if result.order is not None:
+                tracing.set_attributes(current, {"execsvc.order_id": str(result.order.id)})
+            return result
+    return await _submit(pipeline, cmd)
+
+
+async def _submit(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
     started = time.perf_counter()
     validate_shape(cmd)
     admitted: _Admitted = await pipeline.admissions.submit(cmd.account_id, cmd, partial(admit_batch, pipeline))
@@ -133,8 +146,10 @@ async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[Submit
     """
     answers: list[_Admitted | Exception] = []
     claims: list[Claim] = []
+    parent, links = tracing.batch_parent(list(cmds))  # the batch's shared spans: in its first order's trace
     async with pipeline.uow() as uow:
-        account = await uow.accounts.lock(account_id)
+        with tracing.span("account.lock", parent=parent, links=links):
+            account = await uow.accounts.lock(account_id)
         if account is None:
             raise AccountNotFound(f"account {account_id!r} does not exist")
         breaker = pipeline.breakers(account.broker)
@@ -144,8 +159,12 @@ async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[Submit
         sent: list[Order] = []  # answered in process: taken off the venue again if the batch fails
         try:
             for cmd in cmds:
+                trace_parent = tracing.parent_of(cmd)
                 try:
-                    checked = await _check(pipeline, uow, account, cmd, rate)
+                    with tracing.span("order.check", parent=trace_parent) as checking:
+                        checked = await _check(pipeline, uow, account, cmd, rate)
+                        if checking is not None:
+                            tracing.set_attributes(checking, _check_attributes(checked))
                 except ExecsvcError as exc:
                     answers.append(exc)
                     continue
@@ -161,13 +180,15 @@ async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[Submit
                     # The venue is in this process and answers at once: its answer goes in this same transaction.
                     claims.remove(claim)
                     sent.append(order)
-                    reports = await _ask_broker(pipeline, account, broker, order, claim)
-                    order = await apply_in(pipeline, uow, order, reports, broker.name)
+                    reports = await _ask_broker(pipeline, account, broker, order, claim, trace_parent)
+                    with tracing.span("reports.apply", parent=trace_parent):
+                        order = await apply_in(pipeline, uow, order, reports, broker.name)
                     answers.append(_Admitted(SubmitResult(order, assessment.decision), account, None, answered=True))
                     continue
                 answers.append(_Admitted(SubmitResult(order, assessment.decision), account, claim))
-            await rate.flush()
-            await uow.commit()
+            with tracing.span("db.commit", parent=parent, links=links):
+                await rate.flush()
+                await uow.commit()
         except BaseException:
             for claim in claims:
                 breaker.abandon(claim)  # never sent: if it was the probe, another order may be
@@ -289,18 +310,23 @@ async def _send(pipeline: Pipeline, account: AccountInfo, order: Order, claim: C
     reports = await _ask_broker(pipeline, account, broker, order, claim)
     pipeline.observer.broker_acknowledged(time.perf_counter() - started)
     settlement = (order.id, reports, broker.name)
-    settled: Order = await pipeline.settlements.submit(order.account_id, settlement, partial(settle_batch, pipeline))
+    with tracing.carried(settlement):
+        settled: Order = await pipeline.settlements.submit(
+            order.account_id, settlement, partial(settle_batch, pipeline)
+        )
     return settled
 
 
 async def _ask_broker(
-    pipeline: Pipeline, account: AccountInfo, broker: Broker, order: Order, claim: Claim
+    pipeline: Pipeline, account: AccountInfo, broker: Broker, order: Order, claim: Claim, trace_parent: Any = None
 ) -> list[BrokerReport]:
     """Submit the order to its broker; its answer, or what a failure means, as reports (the breaker told)."""
     breaker = pipeline.breakers(account.broker)
     reports: list[BrokerReport]
     try:
-        reports = list(await broker.submit(order))
+        attributes = {"execsvc.broker": broker.name, "execsvc.order_id": str(order.id)} if tracing.ENABLED else None
+        with tracing.span("broker.submit", attributes, parent=trace_parent):
+            reports = list(await broker.submit(order))
         breaker.succeeded(pipeline.clock.now())
     except OutcomeUnknown as exc:
         # It may have reached the venue: never resend; reconciliation resolves it.
@@ -330,6 +356,16 @@ async def _ask_broker(
         breaker.abandon(claim)  # cancelled while waiting: no verdict on the broker
         raise
     return reports
+
+
+def _check_attributes(checked: _Admitted | tuple[Assessment, Claim | None, datetime]) -> dict[str, Any]:
+    """What a trace says of an order's checks: the risk engine's decision and the rules it broke."""
+    if isinstance(checked, _Admitted):
+        return {"execsvc.idempotent_replay": True}
+    decision = checked[0].decision
+    if isinstance(decision, Denied):
+        return {"execsvc.risk.decision": "denied", "execsvc.risk.violations": [v.rule for v in decision.violations]}
+    return {"execsvc.risk.decision": "approved"}
 
 
 async def complete_request(pipeline: Pipeline, account_id: str, key: str, status: int, body: bytes) -> None:

@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Literal
 from uuid import UUID
 
+import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
@@ -74,7 +75,14 @@ async def post_order(request: Request, who: Annotated[Principal, Depends(can_wri
     except ValidationError as exc:
         raise validation_problem(exc) from exc
     services = _services(request)
-    result = await submit_order(services.pipeline, submit_command(body, who.account_id, key))
+    cmd = submit_command(body, who.account_id, key)
+    # Every log line of the request says which order it is about (the access log line included).
+    structlog.contextvars.bind_contextvars(account_id=who.account_id, client_order_id=cmd.client_order_id)
+    result = await submit_order(services.pipeline, cmd)
+    if result.order is not None:
+        structlog.contextvars.bind_contextvars(
+            order_id=str(result.order.id), client_order_id=result.order.client_order_id
+        )
     if result.replay is not None:
         replay = result.replay
         assert replay.response_status is not None
