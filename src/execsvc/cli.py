@@ -150,6 +150,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         # Writes each update's frame, built once, straight to every socket with nothing queued (streams/hub.py).
         ws=FrameProtocol,
         ws_max_size=settings.ws_max_message_bytes,
+        # SIGTERM: no new connections, WebSockets closed with 1001 (FrameProtocol.shutdown), the requests in flight
+        # finished (every acknowledged order is committed and sent), then the container stops.
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
     return 0
 

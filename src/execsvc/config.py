@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     ws_resume_linger_seconds: float = Field(default=300.0, gt=0)
     ws_send_queue: int = Field(default=2000, ge=10, le=1_000_000)
     ws_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # On SIGTERM: stop accepting, close WebSockets with 1001, let the requests in flight finish for at most this long,
+    # then stop the background loops (the outbox relay and the webhook worker finish their round).
+    shutdown_grace_seconds: int = Field(default=20, ge=1, le=600)
     ws_ping_interval_seconds: float = Field(default=15.0, gt=0)
     ws_ping_timeout_seconds: float = Field(default=15.0, gt=0)
     ws_max_subscriptions: int = Field(default=10, ge=1)
