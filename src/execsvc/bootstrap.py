@@ -37,6 +37,7 @@ from execsvc.config import Settings
 from execsvc.core.clock import Clock, SystemClock
 from execsvc.core.markets import MarketRules
 from execsvc.core.ports import Broker
+from execsvc.core.trading import GLOBAL, AccountWatch, TradingState
 from execsvc.core.uow import UnitOfWorkFactory
 from execsvc.core.venues import (
     PAPER_VENUE,
@@ -347,9 +348,27 @@ class Container:
             except Exception:  # an outage must not end the loop; it tries again next time
                 log.exception("reconcile_failed")
             try:
-                await watch_day(self.pipeline, await self.services.risk_reads.watch())
+                watched = await self.services.risk_reads.watch()
+                await watch_day(self.pipeline, watched)
+                await self._count_trading_states(watched)
             except Exception:
                 log.exception("risk_day_watch_failed")
+
+    async def _count_trading_states(self, watched: list[AccountWatch]) -> None:
+        """The trading states for the metrics: the service-wide one and how many accounts are in each."""
+        async with self.pipeline.uow() as uow:
+            service = (await uow.risk.state(GLOBAL)).manual.state
+        now = self.clock.now()
+        counts: dict[str, int] = {}
+        for account in watched:
+            risk = account.risk
+            state = risk.manual.state
+            if state is TradingState.ACTIVE and (
+                risk.loss_breached_on == now.date() or (risk.cooldown_until is not None and risk.cooldown_until > now)
+            ):
+                state = TradingState.REDUCING
+            counts[state.value] = counts.get(state.value, 0) + 1
+        self.metrics.trading_states(service.value, counts)
 
     def app(self) -> FastAPI:
         """The ASGI app, whose lifespan starts and stops this container."""

@@ -126,6 +126,9 @@ class MemoryLog:
     async def backlog(self, now: datetime) -> tuple[int, float]:
         return 0, 0.0
 
+    async def outbox_lag(self, now: datetime) -> float:
+        return 0.0
+
     async def release(self, deliveries: Sequence[Delivery], now: datetime) -> None:
         for x in deliveries:
             d = self.deliveries[x.id]

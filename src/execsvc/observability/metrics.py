@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from execsvc.core.orders import Order
 from execsvc.risk import Violation
@@ -29,11 +29,46 @@ class _ReadCounters:
         yield family
 
 
+TRADING_STATES = ("active", "reducing", "halted")
+
+
+class _TradingStates:
+    """``trading_state_scopes``: the service-wide state (1 for it, 0 for the others) and how many accounts are in
+    each state, as last read (``Metrics.trading_states``, by the reconcile loop every few seconds)."""
+
+    def __init__(self) -> None:
+        self.service = "active"
+        self.accounts: dict[str, int] = dict.fromkeys(TRADING_STATES, 0)
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "trading_state_scopes",
+            "Trading states: scope=service is 1 for the service-wide state and 0 for the others; scope=account "
+            "counts the accounts in each state (their own manual state, reducing while a daily-loss breach or a "
+            "loss-streak cooldown lasts, the service-wide state not included).",
+            labels=["scope", "state"],
+        )
+        for state in TRADING_STATES:
+            family.add_metric(["service", state], 1.0 if state == self.service else 0.0)
+        for state in TRADING_STATES:
+            family.add_metric(["account", state], float(self.accounts.get(state, 0)))
+        yield family
+
+
 class Metrics:
     """The service's metrics; also the pipeline's observer."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+        self._trading_states = _TradingStates()
+        self.registry.register(self._trading_states)
+        self.outbox_lag = Gauge(
+            "outbox_lag_seconds",
+            "Age of the oldest committed event not yet relayed to webhook deliveries (0 when none), as the "
+            "delivery worker's sweep last saw it.",
+            registry=self.registry,
+        )
         self.orders_total = Counter("orders_total", "Orders reaching each status.", ["status"], registry=self.registry)
         self.order_latency = Histogram(
             "order_latency_seconds",
@@ -189,6 +224,15 @@ class Metrics:
         """Count an attempt and observe its duration."""
         self.webhook_deliveries_total.labels(outcome).inc()
         self.webhook_delivery_seconds.observe(seconds)
+
+    def trading_states(self, service: str, accounts: Mapping[str, int]) -> None:
+        """The service-wide trading state and how many accounts are in each state."""
+        self._trading_states.service = service
+        self._trading_states.accounts = {state: accounts.get(state, 0) for state in TRADING_STATES}
+
+    def outbox_lagging(self, seconds: float) -> None:
+        """The age of the oldest event not yet relayed."""
+        self.outbox_lag.set(seconds)
 
     def backlog(self, pending: int, oldest_seconds: float) -> None:
         """The pending deliveries and the oldest one's age."""

@@ -521,6 +521,13 @@ class WebhookStore:
         count, oldest = row
         return int(count), 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
 
+    async def outbox_lag(self, now: datetime) -> float:
+        """The age in seconds of the oldest event not yet relayed to deliveries (0 when none)."""
+        o = t.outbox.c
+        async with self.engine.connect() as conn:
+            oldest = (await conn.execute(select(func.min(o.created_at)).where(o.published_at.is_(None)))).scalar()
+        return 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+
     async def unpublished(self) -> int:
         """Outbox events not yet relayed."""
         async with self.engine.connect() as conn:

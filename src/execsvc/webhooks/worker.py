@@ -168,6 +168,7 @@ class WebhookConfig:
 class WebhookObserver(Protocol):
     def delivery_finished(self, outcome: str, seconds: float) -> None: ...
     def backlog(self, pending: int, oldest_seconds: float) -> None: ...
+    def outbox_lagging(self, seconds: float) -> None: ...
 
 
 class _NullObserver:
@@ -175,6 +176,9 @@ class _NullObserver:
         """Ignore."""
 
     def backlog(self, pending: int, oldest_seconds: float) -> None:
+        """Ignore."""
+
+    def outbox_lagging(self, seconds: float) -> None:
         """Ignore."""
 
 
@@ -347,6 +351,7 @@ class DeliveryWorker:
             await self.queue.put(ids)
         pending, oldest = await self.store.backlog(now)
         self.observer.backlog(pending, oldest)
+        self.observer.outbox_lagging(await self.store.outbox_lag(now))
         return len(ids)
 
     # -- queue -> claims -> attempts -> records -----------------------------------------------------------------
