@@ -215,3 +215,22 @@ async def test_a_job_whose_instance_stopped_is_failed_by_another(h: Harness) -> 
     failed = await detail(h, queued["id"])
     assert failed["status"] == "failed"
     assert "stopped" in failed["error"]
+
+
+async def test_the_service_runs_bounded_backtests_and_a_few_at_a_time_per_account(h: Harness) -> None:
+    big = {**SMALL, "symbols": ["BTC/USDT", "ETH/USDT"], "data": {"source": "generated", "bars": 100_001}}
+    big.pop("symbol")
+    r = await h.client.post("/v1/backtests", json=big, headers=await h.auth())
+    assert (r.status_code, r.json()["code"]) == (422, "invalid_backtest")
+    assert [e["field"] for e in r.json()["errors"]] == ["body.data.bars"]
+
+    for _ in range(5):
+        await create(h, SMALL)
+    r = await h.client.post("/v1/backtests", json=SMALL, headers=await h.auth())
+    assert (r.status_code, r.json()["code"]) == (409, "too_many_backtests")
+    await create(h, SMALL, account="acct-b")  # another account's are its own
+    listed = (await h.client.get("/v1/backtests", headers=await h.auth())).json()["items"]
+    assert len(listed) == 5
+    r = await h.client.post(f"/v1/backtests/{listed[0]['id']}/cancel", headers=await h.auth())
+    assert r.status_code == 200
+    await create(h, SMALL)  # room again

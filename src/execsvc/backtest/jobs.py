@@ -34,6 +34,10 @@ from execsvc.strategies.bars import Bar
 log = structlog.get_logger(__name__)
 
 _REPORT_EVERY = 1.0  # seconds between progress writes (the heartbeat)
+# The most bars (over every symbol) a job of the service runs, and the most jobs an account may have queued or
+# running: a result holds a point per bar, stored whole; bigger backtests run with ``execsvc backtest``.
+MAX_JOB_BARS = 200_000
+MAX_UNFINISHED_PER_ACCOUNT = 5
 
 
 def summary_of(result: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,6 +110,12 @@ class BacktestJobs:
         try:
             spec = parse_spec(job.request)
             bars = await load_data(spec, self._candles) if spec.data.source == "candles" else None
+            if bars is not None and sum(len(series) for series in bars.values()) > MAX_JOB_BARS:
+                count = sum(len(series) for series in bars.values())
+                raise ValueError(
+                    f"the range holds {count:,} bars; a backtest in the service runs at most {MAX_JOB_BARS:,} "
+                    "(narrow start/end, or run it with execsvc backtest)"
+                )
         except Exception as exc:  # bad data is the job's failure
             await self._store.finish(job.id, self._holder, self._clock.now(), error=str(exc))
             return

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from execsvc.db import tables as t
 from execsvc.db.engine import CoreStore
@@ -90,6 +90,13 @@ class BacktestStore(CoreStore):
                 )
             )
         return job
+
+    async def unfinished(self, account_id: str) -> int:
+        """How many of the account's jobs are queued or running."""
+        c = t.backtests.c
+        stmt = select(func.count()).where(c.account_id == account_id, c.status.in_([QUEUED, RUNNING]))
+        async with self.reads.connect() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
 
     async def get(self, job_id: uuid.UUID, account_id: str | None = None) -> BacktestJob | None:
         """One job (of ``account_id`` when given)."""

@@ -16,13 +16,22 @@ from execsvc.api.mapping import decode_time_cursor, encode_time_cursor
 from execsvc.api.routes.orders import JSON, CursorQuery, LimitQuery
 from execsvc.api.routes.risk import parse_body
 from execsvc.api.services import Services
+from execsvc.backtest.jobs import MAX_JOB_BARS, MAX_UNFINISHED_PER_ACCOUNT
 from execsvc.backtest.report import render_report
+from execsvc.backtest.runner import GENERATED_START
 from execsvc.backtest.spec import InvalidBacktest, parse_spec
 from execsvc.contract import models as api
 from execsvc.core.venues import market_of_broker
 from execsvc.db.backtests import DONE, BacktestJob
+from execsvc.marketdata.candles import timeframe
 
 router = APIRouter()
+
+
+def _seconds(timeframe_text: str) -> int:
+    tf = timeframe(timeframe_text)
+    assert tf is not None  # checked by parse_spec
+    return tf.seconds
 
 
 def _services(request: Request) -> Services:
@@ -71,10 +80,27 @@ async def create_backtest(request: Request, who: Annotated[Principal, Depends(ca
         # the account's own market's candles, by default
         raw["data"] = {**data, "market": market_of_broker(await services.reads.broker(who.account_id))}
     try:
-        parse_spec(raw)
+        spec = parse_spec(raw)
     except InvalidBacktest as invalid:
         errors = [{"field": f"body.{f}", "message": m} for f, m in invalid.errors]
         raise ApiProblem(422, "invalid_backtest", "the backtest cannot run as asked", errors=errors) from None
+    if spec.data.source == "generated":
+        config, per_symbol = spec.config, spec.data.bars
+        if config.end is not None:
+            start = config.start or GENERATED_START
+            per_symbol = max(0, int((config.end - start).total_seconds() // _seconds(config.timeframe)))
+        if per_symbol * len(config.symbols) > MAX_JOB_BARS:
+            message = (
+                f"at most {MAX_JOB_BARS:,} bars (over every symbol) in the service; "
+                "run bigger backtests with execsvc backtest"
+            )
+            raise ApiProblem(422, "invalid_backtest", message, errors=[{"field": "body.data.bars", "message": message}])
+    if await services.backtests.unfinished(who.account_id) >= MAX_UNFINISHED_PER_ACCOUNT:
+        raise ApiProblem(
+            409,
+            "too_many_backtests",
+            f"the account has {MAX_UNFINISHED_PER_ACCOUNT} backtests queued or running; wait for one, or cancel one",
+        )
     job = await services.backtests.add(who.account_id, raw, services.pipeline.clock.now())
     return Response(
         backtest_out(job).model_dump_json(),
