@@ -179,6 +179,11 @@ async def test_a_backtest_runs_on_the_stored_candles_of_the_accounts_market(h: H
         price = close
     assert await h.container.services.candles.add(candles) == 300
     body = {**SMALL, "data": {"source": "candles"}, "start": "2024-03-02T00:00:00Z"}
+    with pytest.MonkeyPatch.context() as patch:  # the bound is counted in the database, before anything is read
+        patch.setattr("execsvc.api.routes.backtests.MAX_JOB_BARS", 275)
+        r = await h.client.post("/v1/backtests", json=body, headers=await h.auth())
+        assert (r.status_code, r.json()["code"]) == (422, "invalid_backtest")
+        assert "276 bars" in r.json()["errors"][0]["message"]
     queued = await create(h, body)
     assert queued["request"]["data"] == {"source": "candles", "market": "paper"}
     assert await runner(h).tick()

@@ -93,19 +93,21 @@ class RequestGuard:
                 raise
             await self._respond(scope, receive, send_wrapper, unexpected(exc))
         finally:
-            elapsed = time.perf_counter() - started
-            route = _route_template(scope)
-            method = scope["method"]
-            self._count(method, route, status, elapsed)
-            log.info("request", method=method, path=scope["path"], status=status, ms=round(elapsed * 1000, 2))
-            structlog.contextvars.unbind_contextvars(*_REQUEST_KEYS)
-            request_id.reset(token)
-            if current is not None:
-                current.set_attributes({"http.route": route, "http.response.status_code": status})
-                if status >= 500:
-                    current.set_status(StatusCode.ERROR)
-                current.update_name(f"{method} {route}")
-            traced.close()
+            try:
+                elapsed = time.perf_counter() - started
+                route = _route_template(scope)
+                method = scope["method"]
+                self._count(method, route, status, elapsed)
+                log.info("request", method=method, path=scope["path"], status=status, ms=round(elapsed * 1000, 2))
+                if current is not None:
+                    current.set_attributes({"http.route": route, "http.response.status_code": status})
+                    if status >= 500:
+                        current.set_status(StatusCode.ERROR)
+                    current.update_name(f"{method} {route}")
+            finally:
+                structlog.contextvars.unbind_contextvars(*_REQUEST_KEYS)
+                request_id.reset(token)
+                traced.close()
 
     def _count(self, method: str, route: str, status: int, elapsed: float) -> None:
         """Count the request and observe its duration (the metric children are looked up once per label set)."""

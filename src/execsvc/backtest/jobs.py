@@ -24,10 +24,10 @@ from typing import Any
 import structlog
 
 from execsvc.aio import run_to_result
-from execsvc.backtest.runner import load_data, run_spec
+from execsvc.backtest.runner import bar_count, load_data, run_spec
 from execsvc.backtest.spec import parse_spec
 from execsvc.core.clock import Clock
-from execsvc.db.backtests import CANCELED, BacktestJob, BacktestStore
+from execsvc.db.backtests import RUNNING, BacktestJob, BacktestStore
 from execsvc.db.candles import CandleRepository
 from execsvc.strategies.bars import Bar
 
@@ -109,31 +109,33 @@ class BacktestJobs:
         log.info("backtest_started", backtest_id=str(job.id), account_id=job.account_id)
         try:
             spec = parse_spec(job.request)
-            bars = await load_data(spec, self._candles) if spec.data.source == "candles" else None
-            if bars is not None and sum(len(series) for series in bars.values()) > MAX_JOB_BARS:
-                count = sum(len(series) for series in bars.values())
+            count = await bar_count(spec, self._candles)  # counted, not read: candles stored since the request
+            if count is not None and count > MAX_JOB_BARS:
                 raise ValueError(
                     f"the range holds {count:,} bars; a backtest in the service runs at most {MAX_JOB_BARS:,} "
                     "(narrow start/end, or run it with execsvc backtest)"
                 )
+            bars = await load_data(spec, self._candles) if spec.data.source == "candles" else None
         except Exception as exc:  # bad data is the job's failure
             await self._store.finish(job.id, self._holder, self._clock.now(), error=str(exc))
             return
         context = multiprocessing.get_context("spawn")
         receive, send = context.Pipe(duplex=False)
         process = context.Process(target=_child, args=(job.request, bars, self._workers, send), daemon=False)
-        process.start()
-        send.close()
-        self._process = process
         outcome: tuple[Any, ...] | None = None
         last_write = 0.0
         done = total = 0
         try:
+            # Both off the event loop: starting a spawned child pickles its arguments (the bars) into a pipe the
+            # new interpreter reads only once it has started; the result is one large message.
+            await asyncio.to_thread(process.start)
+            self._process = process
+            send.close()
             while outcome is None:
                 ready = await asyncio.to_thread(receive.poll, _REPORT_EVERY)
                 if ready:
                     try:
-                        message = receive.recv()
+                        message = await asyncio.to_thread(receive.recv)
                     except EOFError:  # the child died without a word (killed)
                         outcome = ("error", "the backtest process ended unexpectedly")
                         break
@@ -145,15 +147,19 @@ class BacktestJobs:
                 if time.monotonic() - last_write >= _REPORT_EVERY:
                     last_write = time.monotonic()
                     status = await self._store.progress(job.id, self._holder, done, total, self._clock.now())
-                    if status == CANCELED:
-                        log.info("backtest_canceled", backtest_id=str(job.id))
+                    if status != RUNNING:  # canceled, or failed by another instance's sweep: nobody wants it
+                        log.info("backtest_stopped", backtest_id=str(job.id), status=status)
                         return
+        except OSError as exc:  # the child could not be started
+            outcome = ("error", f"the backtest process could not start: {exc}")
         finally:
             self._process = None
             receive.close()
+            send.close()
             if process.is_alive():
                 process.terminate()
-            await asyncio.to_thread(process.join, 5)
+            if process.pid is not None:
+                await asyncio.to_thread(process.join, 5)
         now = self._clock.now()
         if outcome[0] == "done":
             await self._store.progress(job.id, self._holder, total, total, now)

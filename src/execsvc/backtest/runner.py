@@ -48,6 +48,20 @@ async def load_data(spec: BacktestSpec, candles: CandleRepository | None = None)
     return bars
 
 
+async def bar_count(spec: BacktestSpec, candles: CandleRepository | None = None) -> int | None:
+    """How many bars the backtest will read over every symbol, without reading them (None for a file)."""
+    config, data = spec.config, spec.data
+    tf = Timeframe(config.timeframe)
+    if data.source == "generated":
+        per_symbol = data.bars
+        if config.end is not None:
+            per_symbol = max(0, int((config.end - (config.start or GENERATED_START)) / tf.delta))
+        return per_symbol * len(config.symbols)
+    if data.source == "candles" and candles is not None:
+        return sum([await candles.count_between(data.market, s, tf, config.start, config.end) for s in config.symbols])
+    return None
+
+
 def describe(spec: BacktestSpec, bars: dict[str, list[Bar]]) -> dict[str, Any]:
     """What the data was, for the result: its source and a digest of every bar it held."""
     data = spec.data

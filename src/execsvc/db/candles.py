@@ -157,3 +157,16 @@ class CandleRepository(CoreStore):
         stmt = select(t.candles).where(*where).order_by(c.open_time)
         async with self.reads.connect() as conn:
             return [candle_from_row(r._mapping) for r in await conn.execute(stmt)]
+
+    async def count_between(
+        self, market: str, symbol: str, timeframe: Timeframe, start: datetime | None, end: datetime | None
+    ) -> int:
+        """How many bars ``between`` would return (a backtest's size, before it is read)."""
+        c = t.candles.c
+        where = [c.market == market, c.symbol == symbol, c.timeframe == timeframe.value]
+        if start is not None:
+            where.append(c.open_time >= start)
+        if end is not None:
+            where.append(c.close_time <= end)
+        async with self.reads.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(t.candles).where(*where))).scalar_one())

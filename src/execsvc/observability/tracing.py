@@ -14,7 +14,8 @@ the account's lock and its snapshot read), ``order.check`` (idempotency, market 
 decision: attributes ``execsvc.risk.decision`` and ``execsvc.risk.violations``), ``broker.submit`` (with the router
 and the venue's HTTP request beneath it for a ccxt venue), ``reports.apply`` and ``db.commit``. A batch admits several
 orders under one lock and one commit: those spans go in the trace of the batch's first order and link to the others.
-The trace and span ids are bound to every log line of the request (``trace_id``, ``span_id``).
+The trace and span ids are bound to the request's own log lines (``trace_id``, ``span_id``); lines logged inside
+an admission batch, which runs in a task of its own, do not carry them.
 """
 
 from __future__ import annotations

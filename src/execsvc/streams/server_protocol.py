@@ -24,6 +24,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
 from websockets.http11 import Request
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from execsvc.streams.frames import MIN_WINDOW_BITS
@@ -134,9 +135,14 @@ class FrameProtocol(WebSocketsSansIOProtocol):
         if self.close_sent or not self.handshake_complete:
             super().shutdown()
             return
+        if self.conn.state is not State.OPEN:  # the client's close is in: the connection is ending anyway
+            self.stop_keepalive()
+            self.transport.close()
+            return
         self.stop_keepalive()
         self.queue.put_nowait({"type": "websocket.disconnect", "code": GOING_AWAY})
         self.conn.send_close(GOING_AWAY, SHUTDOWN_REASON)
+        self.close_sent = True
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.transport.close()
 

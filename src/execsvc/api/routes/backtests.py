@@ -18,20 +18,13 @@ from execsvc.api.routes.risk import parse_body
 from execsvc.api.services import Services
 from execsvc.backtest.jobs import MAX_JOB_BARS, MAX_UNFINISHED_PER_ACCOUNT
 from execsvc.backtest.report import render_report
-from execsvc.backtest.runner import GENERATED_START
+from execsvc.backtest.runner import bar_count
 from execsvc.backtest.spec import InvalidBacktest, parse_spec
 from execsvc.contract import models as api
 from execsvc.core.venues import market_of_broker
 from execsvc.db.backtests import DONE, BacktestJob
-from execsvc.marketdata.candles import timeframe
 
 router = APIRouter()
-
-
-def _seconds(timeframe_text: str) -> int:
-    tf = timeframe(timeframe_text)
-    assert tf is not None  # checked by parse_spec
-    return tf.seconds
 
 
 def _services(request: Request) -> Services:
@@ -84,17 +77,14 @@ async def create_backtest(request: Request, who: Annotated[Principal, Depends(ca
     except InvalidBacktest as invalid:
         errors = [{"field": f"body.{f}", "message": m} for f, m in invalid.errors]
         raise ApiProblem(422, "invalid_backtest", "the backtest cannot run as asked", errors=errors) from None
-    if spec.data.source == "generated":
-        config, per_symbol = spec.config, spec.data.bars
-        if config.end is not None:
-            start = config.start or GENERATED_START
-            per_symbol = max(0, int((config.end - start).total_seconds() // _seconds(config.timeframe)))
-        if per_symbol * len(config.symbols) > MAX_JOB_BARS:
-            message = (
-                f"at most {MAX_JOB_BARS:,} bars (over every symbol) in the service; "
-                "run bigger backtests with execsvc backtest"
-            )
-            raise ApiProblem(422, "invalid_backtest", message, errors=[{"field": "body.data.bars", "message": message}])
+    count = await bar_count(spec, services.candles)
+    if count is not None and count > MAX_JOB_BARS:
+        message = (
+            f"{count:,} bars over every symbol; a backtest in the service runs at most {MAX_JOB_BARS:,} "
+            "(narrow start/end, or run it with execsvc backtest)"
+        )
+        field = "body.data.bars" if spec.data.source == "generated" else "body.start"
+        raise ApiProblem(422, "invalid_backtest", message, errors=[{"field": field, "message": message}])
     if await services.backtests.unfinished(who.account_id) >= MAX_UNFINISHED_PER_ACCOUNT:
         raise ApiProblem(
             409,
