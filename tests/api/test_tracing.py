@@ -158,3 +158,31 @@ def test_tracing_is_on_only_when_the_otel_variables_ask_for_an_exporter() -> Non
     assert tracing.tracing_wanted({"OTEL_TRACES_EXPORTER": "otlp"})
     assert not tracing.configure_tracing({})
     assert not tracing.ENABLED
+
+
+async def test_log_lines_inside_the_accounts_batch_say_which_order_and_trace(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paper = h.container.paper
+
+    async def broken(order: Any) -> Any:
+        raise RuntimeError("a bug in the adapter")
+
+    monkeypatch.setattr(paper, "submit", broken)  # the paper venue is asked inside the admission batch's task
+    lines: list[dict[str, Any]] = []
+
+    def keep(_: Any, __: str, event: dict[str, Any]) -> str:
+        lines.append(json.loads(json.dumps(event, default=str)))
+        raise structlog.DropEvent
+
+    saved = structlog.get_config()
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, keep], cache_logger_on_first_use=False)
+    try:
+        headers = {**(await h.auth()), "traceparent": TRACEPARENT}
+        r = await h.client.post("/v1/orders", json={**ORDER, "client_order_id": "my-2"}, headers=headers)
+    finally:
+        structlog.configure(**saved)
+    assert r.status_code == 201
+    failed = next(line for line in lines if line.get("event") == "broker_submit_failed")
+    assert (failed["account_id"], failed["client_order_id"], failed["order_id"]) == ("acct-a", "my-2", r.json()["id"])
+    assert failed["trace_id"] == TRACE_ID

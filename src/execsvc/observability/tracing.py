@@ -14,8 +14,8 @@ the account's lock and its snapshot read), ``order.check`` (idempotency, market 
 decision: attributes ``execsvc.risk.decision`` and ``execsvc.risk.violations``), ``broker.submit`` (with the router
 and the venue's HTTP request beneath it for a ccxt venue), ``reports.apply`` and ``db.commit``. A batch admits several
 orders under one lock and one commit: those spans go in the trace of the batch's first order and link to the others.
-The trace and span ids are bound to the request's own log lines (``trace_id``, ``span_id``); lines logged inside
-an admission batch, which runs in a task of its own, do not carry them.
+The trace and span ids are bound to the request's log lines (``trace_id``, ``span_id``), and the batches bind each
+order's (``log_ids_of``) with its account, order and client order ids to the lines they log.
 """
 
 from __future__ import annotations
@@ -174,3 +174,12 @@ def log_ids(current: Any) -> dict[str, str]:
     if not context.is_valid:
         return {}
     return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
+
+
+def log_ids_of(parent: Any) -> dict[str, str]:
+    """The ``trace_id`` and ``span_id`` of the span a trace context holds (``parent_of``), for log lines."""
+    if parent is None or not ENABLED:
+        return {}
+    from opentelemetry import trace
+
+    return log_ids(trace.get_current_span(parent))

@@ -75,6 +75,10 @@ async def settle_batch(pipeline: Pipeline, account_id: str, items: Sequence[Sett
         orders = await uow.orders.get_many([order_id for order_id, _, _ in items], account_id)  # under the lock
         for item in items:
             order_id, reports, broker = item
+            # A batch runs in a task of its own: its log lines say which order they are about.
+            structlog.contextvars.bind_contextvars(
+                account_id=account_id, order_id=str(order_id), **tracing.log_ids_of(tracing.parent_of(item))
+            )
             order = orders.get(order_id)
             if order is None:
                 answers.append(OrderNotFound(f"order {order_id} does not exist"))

@@ -160,6 +160,14 @@ async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[Submit
         try:
             for cmd in cmds:
                 trace_parent = tracing.parent_of(cmd)
+                # This batch runs in a task of its own: its log lines say which order they are about. (Bound in the
+                # task's own context, which ends with the batch.)
+                structlog.contextvars.bind_contextvars(
+                    account_id=account_id,
+                    client_order_id=cmd.client_order_id,
+                    order_id=None,
+                    **tracing.log_ids_of(trace_parent),
+                )
                 try:
                     with tracing.span("order.check", parent=trace_parent) as checking:
                         checked = await _check(pipeline, uow, account, cmd, rate)
@@ -176,6 +184,7 @@ async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[Submit
                     claims.append(claim)
                 # A failure while writing is not this order's alone: the unit of work is spoiled; the batch fails.
                 order = await _record(pipeline, uow, account.id, cmd, assessment, now)
+                structlog.contextvars.bind_contextvars(order_id=str(order.id), client_order_id=order.client_order_id)
                 if claim is not None and broker is not None and inline:
                     # The venue is in this process and answers at once: its answer goes in this same transaction.
                     claims.remove(claim)
