@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -19,7 +17,7 @@ import websockets.frames
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.integration.test_cli import wait_ready
+from tests.integration.test_cli import EXECSVC, env_for, run, wait_ready
 from tests.support.services import free_port
 
 pytestmark = pytest.mark.live
@@ -29,29 +27,21 @@ GRACE_SECONDS = 10
 
 @pytest.fixture
 def server(pg_only_url: str) -> Iterator[tuple[subprocess.Popen[bytes], str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXECSVC_")}
+    env = env_for(pg_only_url)
     env.update(
         {
-            "EXECSVC_DATABASE_URL": pg_only_url,
             "EXECSVC_RISK_MAX_ORDERS_PER_SECOND": "off",
             "EXECSVC_RISK_MAX_ORDERS_PER_MINUTE": "off",
             "EXECSVC_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
             "EXECSVC_LOG_LEVEL": "warning",
         }
     )
-    cli = [sys.executable, "-m", "execsvc.cli"]
-    created = subprocess.run(
-        [*cli, "tokens", "create", "--account", "desk", "--scopes", "orders:read,orders:write"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    created = run(["tokens", "create", "--account", "desk", "--scopes", "orders:read,orders:write"], env)
+    assert created.returncode == 0, created.stderr
     token = created.stdout.strip().splitlines()[-1]
     port = free_port()
     proc = subprocess.Popen(
-        [*cli, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [*EXECSVC, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     base = f"http://127.0.0.1:{port}"
     try:

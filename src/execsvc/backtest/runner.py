@@ -29,11 +29,10 @@ async def load_data(spec: BacktestSpec, candles: CandleRepository | None = None)
     for index, symbol in enumerate(config.symbols):
         if data.source == "generated":
             start = config.start or GENERATED_START
-            count = data.bars
-            if config.end is not None:
-                count = max(0, int((config.end - start) / tf.delta))
             # each symbol its own series (seed + its position), the first one the seed itself
-            series = generate_bars(symbol, tf.value, tf.open_of(start), count, data.seed + index, data.start_price)
+            series = generate_bars(
+                symbol, tf.value, tf.open_of(start), _generated_bars(spec), data.seed + index, data.start_price
+            )
         elif data.source == "file":
             assert data.path is not None
             series = select_range(load_bars(data.path, symbol, tf.value), config.start, config.end)
@@ -48,15 +47,21 @@ async def load_data(spec: BacktestSpec, candles: CandleRepository | None = None)
     return bars
 
 
+def _generated_bars(spec: BacktestSpec) -> int:
+    """How many bars a generated series of each symbol has: ``data.bars``, or as many as fit up to ``end``."""
+    config = spec.config
+    if config.end is None:
+        return spec.data.bars
+    start = config.start or GENERATED_START
+    return max(0, int((config.end - start) / Timeframe(config.timeframe).delta))
+
+
 async def bar_count(spec: BacktestSpec, candles: CandleRepository | None = None) -> int | None:
     """How many bars the backtest will read over every symbol, without reading them (None for a file)."""
     config, data = spec.config, spec.data
     tf = Timeframe(config.timeframe)
     if data.source == "generated":
-        per_symbol = data.bars
-        if config.end is not None:
-            per_symbol = max(0, int((config.end - (config.start or GENERATED_START)) / tf.delta))
-        return per_symbol * len(config.symbols)
+        return _generated_bars(spec) * len(config.symbols)
     if data.source == "candles" and candles is not None:
         return sum([await candles.count_between(data.market, s, tf, config.start, config.end) for s in config.symbols])
     return None

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -136,7 +136,7 @@ def parent_of(command: object) -> Any:
     return _parents.get(id(command)) if ENABLED else None
 
 
-def batch_parent(commands: list[Any]) -> tuple[Any, Any]:
+def batch_parent(commands: Sequence[Any]) -> tuple[Any, Any]:
     """For the spans a batch shares: the first traced command's context, and links to the other commands' spans."""
     if not ENABLED:
         return None, None

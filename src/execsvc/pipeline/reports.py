@@ -85,7 +85,7 @@ async def settle_batch(pipeline: Pipeline, account_id: str, items: Sequence[Sett
                 continue
             with tracing.span("reports.apply", parent=tracing.parent_of(item)):
                 answers.append(await apply_in(pipeline, uow, order, reports, broker) if reports else order)
-        parent, links = tracing.batch_parent(list(items))
+        parent, links = tracing.batch_parent(items)
         with tracing.span("db.commit", parent=parent, links=links):
             await uow.commit()
     return answers

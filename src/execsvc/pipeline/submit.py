@@ -146,7 +146,7 @@ async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[Submit
     """
     answers: list[_Admitted | Exception] = []
     claims: list[Claim] = []
-    parent, links = tracing.batch_parent(list(cmds))  # the batch's shared spans: in its first order's trace
+    parent, links = tracing.batch_parent(cmds)  # the batch's shared spans: in its first order's trace
     async with pipeline.uow() as uow:
         with tracing.span("account.lock", parent=parent, links=links):
             account = await uow.accounts.lock(account_id)
