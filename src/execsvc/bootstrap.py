@@ -136,6 +136,9 @@ class Container:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _sessions: dict[str, VenueSession] = field(default_factory=dict)
     _watchers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # Watchers cancelled when their session was replaced: awaited in ``stop`` so none is still inside a database
+    # session when the engine is disposed (an unfinished one would leave its connection to the garbage collector).
+    _retired: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> None:
         """Open the order path's pool, restore the paper book, start the feed and housekeeping loops."""
@@ -189,8 +192,8 @@ class Container:
             await self.backtests.stop()
         await self.candles.stop()
         for name in list(self._watchers):
-            watcher = self._watchers.pop(name)
-            watcher.cancel()
+            self._stop_watching(name)
+        for watcher in list(self._retired):
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         if self.venues is not None:
@@ -284,6 +287,8 @@ class Container:
         watcher = self._watchers.pop(name, None)
         if watcher is not None:
             watcher.cancel()
+            self._retired.add(watcher)
+            watcher.add_done_callback(self._retired.discard)
 
     async def _watch(self, session: VenueSession) -> None:
         """Keep one live broker's order stream open. When it is opened again after a failure, one sync round catches
