@@ -239,3 +239,14 @@ async def test_the_service_runs_bounded_backtests_and_a_few_at_a_time_per_accoun
     r = await h.client.post(f"/v1/backtests/{listed[0]['id']}/cancel", headers=await h.auth())
     assert r.status_code == 200
     await create(h, SMALL)  # room again
+
+
+async def test_concurrent_requests_queue_at_most_five_backtests_per_account(h: Harness) -> None:
+    headers = await h.auth()
+    responses = await asyncio.gather(*(h.client.post("/v1/backtests", json=SMALL, headers=headers) for _ in range(10)))
+    assert sorted(r.status_code for r in responses) == [202] * 5 + [409] * 5
+    refused = [r for r in responses if r.status_code == 409]
+    assert all(r.headers["content-type"].startswith("application/problem+json") for r in refused)
+    assert {r.json()["code"] for r in refused} == {"too_many_backtests"}
+    listed = (await h.client.get("/v1/backtests", headers=headers)).json()["items"]
+    assert sorted(b["id"] for b in listed) == sorted(r.json()["id"] for r in responses if r.status_code == 202)

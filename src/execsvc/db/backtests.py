@@ -6,6 +6,7 @@ whose claim lands runs it, and a cancel or a stale-job sweep never overwrites a 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import BigInteger, func, insert, literal, select, update
 
 from execsvc.db import tables as t
 from execsvc.db.engine import CoreStore
@@ -53,6 +54,13 @@ class BacktestPage:
 _COLUMNS = [c for c in t.backtests.c if c.name != "result"]
 
 
+def _queue_lock_key(account_id: str) -> int:
+    """The advisory lock key an account's new jobs queue on: a stable signed 64-bit hash of its id (apart from the
+    order path's account lock, ``db.pg.account_lock_key``, so queuing a backtest never waits for an order)."""
+    digest = hashlib.blake2b(f"execsvc:backtests:{account_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 def _job(m: Mapping[Any, Any]) -> BacktestJob:
     return BacktestJob(
         id=m["id"],
@@ -74,29 +82,34 @@ def _job(m: Mapping[Any, Any]) -> BacktestJob:
 class BacktestStore(CoreStore):
     """Queues, claims, advances and reads backtest jobs."""
 
-    async def add(self, account_id: str, request: Mapping[str, Any], at: datetime) -> BacktestJob:
-        """Queue a job."""
+    async def add(
+        self, account_id: str, request: Mapping[str, Any], at: datetime, *, most_unfinished: int
+    ) -> BacktestJob | None:
+        """Queue a job, unless the account already has ``most_unfinished`` jobs queued or running (None then)."""
         job = BacktestJob(uuid.uuid4(), account_id, dict(request), QUEUED, 0, 0, None, None, None, None, at, None, None)
-        async with self._tx() as conn:
-            await conn.execute(
-                insert(t.backtests).values(
-                    id=job.id,
-                    account_id=account_id,
-                    request=compact(job.request),
-                    status=QUEUED,
-                    done=0,
-                    total=0,
-                    created_at=at,
-                )
-            )
-        return job
-
-    async def unfinished(self, account_id: str) -> int:
-        """How many of the account's jobs are queued or running."""
         c = t.backtests.c
-        stmt = select(func.count()).where(c.account_id == account_id, c.status.in_([QUEUED, RUNNING]))
-        async with self.reads.connect() as conn:
-            return int((await conn.execute(stmt)).scalar_one())
+        values = {
+            "id": job.id,
+            "account_id": account_id,
+            "request": compact(job.request),
+            "status": QUEUED,
+            "done": 0,
+            "total": 0,
+            "created_at": at,
+        }
+        unfinished = (
+            select(func.count()).where(c.account_id == account_id, c.status.in_([QUEUED, RUNNING])).scalar_subquery()
+        )
+        row = select(*(literal(v, c[k].type) for k, v in values.items())).where(unfinished < most_unfinished)
+        # The count and the insert are one statement, so they cannot be split by another request's. On PostgreSQL
+        # that is not enough (under read committed two such statements each count without the other's row), so the
+        # account's requests queue on a transaction-scoped advisory lock first. SQLite needs none: a writing
+        # statement takes the database's single write lock before it reads anything.
+        async with self._tx() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(select(func.pg_advisory_xact_lock(literal(_queue_lock_key(account_id), BigInteger))))
+            moved = await conn.execute(insert(t.backtests).from_select(list(values), row))
+        return job if moved.rowcount else None
 
     async def get(self, job_id: uuid.UUID, account_id: str | None = None) -> BacktestJob | None:
         """One job (of ``account_id`` when given)."""
@@ -168,6 +181,17 @@ class BacktestStore(CoreStore):
             values["result"] = result
         if summary is not None:
             values["summary"] = compact(dict(summary))
+        async with self._tx() as conn:
+            moved = await conn.execute(
+                update(t.backtests).where(c.id == job_id, c.status == RUNNING, c.worker == worker).values(values)
+            )
+        return bool(moved.rowcount)
+
+    async def requeue(self, job_id: uuid.UUID, worker: str) -> bool:
+        """Put a job ``worker`` was running back in the queue (its instance is stopping), to be run again from the
+        start by any instance; False when it was no longer this worker's (canceled, or failed by a sweep)."""
+        c = t.backtests.c
+        values = {"status": QUEUED, "worker": None, "heartbeat_at": None, "started_at": None, "done": 0, "total": 0}
         async with self._tx() as conn:
             moved = await conn.execute(
                 update(t.backtests).where(c.id == job_id, c.status == RUNNING, c.worker == worker).values(values)

@@ -85,13 +85,15 @@ async def create_backtest(request: Request, who: Annotated[Principal, Depends(ca
         )
         field = "body.data.bars" if spec.data.source == "generated" else "body.start"
         raise ApiProblem(422, "invalid_backtest", message, errors=[{"field": field, "message": message}])
-    if await services.backtests.unfinished(who.account_id) >= MAX_UNFINISHED_PER_ACCOUNT:
+    job = await services.backtests.add(
+        who.account_id, raw, services.pipeline.clock.now(), most_unfinished=MAX_UNFINISHED_PER_ACCOUNT
+    )
+    if job is None:
         raise ApiProblem(
             409,
             "too_many_backtests",
             f"the account has {MAX_UNFINISHED_PER_ACCOUNT} backtests queued or running; wait for one, or cancel one",
         )
-    job = await services.backtests.add(who.account_id, raw, services.pipeline.clock.now())
     return Response(
         backtest_out(job).model_dump_json(),
         202,
