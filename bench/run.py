@@ -44,6 +44,7 @@ ensure_venv()
 
 import asyncpg  # noqa: E402
 from load import LoadSpec, Target, format_summary, run_load  # noqa: E402
+from otlp_sink import Sink  # noqa: E402
 
 from tests.support.services import (  # noqa: E402
     create_database,
@@ -522,6 +523,14 @@ def main() -> int:
     parser.add_argument(
         "--no-analyze", action="store_true", help="do not ANALYZE the database after the warm-up (see analyze())"
     )
+    parser.add_argument(
+        "--traces",
+        choices=["off", "on", "clients"],
+        default="off",
+        help="the service exports traces (OTLP/HTTP, to a sink on loopback that drops them): 'on' as "
+        "OTEL_TRACES_EXPORTER=otlp alone sets it up, 'clients' with every database and Redis instrumentation too "
+        "(OTEL_TRACES_SAMPLER and the like pass through)",
+    )
     parser.add_argument("--out", type=Path, default=BENCH / "out" / "latest.json")
     args = parser.parse_args()
 
@@ -558,6 +567,11 @@ def main() -> int:
                 print(f"--- {proc.name} log tail:\n{proc.tail()}", file=sys.stderr)
         raise
     finally:
+        traces = results.get("traces")
+        if traces and "sink" in traces:
+            sink = traces.pop("sink")
+            traces.update(exports=sink.requests, export_bytes=sink.bytes)
+            print(f"traces ({traces['mode']}): {sink.requests} exports, {sink.bytes:,} bytes", flush=True)
         with args.out.open("w", encoding="utf-8") as fh:
             json.dump(results, fh, indent=2, default=str)
         print(f"\nwritten: {args.out}", flush=True)
@@ -579,7 +593,17 @@ def run_phases(
     else:
         svc_cmd = [*_execsvc_cmd(), "serve", "--port", str(svc_port)]
         ref_cmd = [sys.executable, str(BENCH / "reference_app.py"), *ref_args]
-    service = Proc("execsvc serve", svc_cmd, env, out_dir / "serve.log")
+    svc_env = env
+    if args.traces != "off":
+        sink = Sink().__enter__()  # a daemon thread: it goes with the bench process
+        svc_env = {**env, "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sink.endpoint}
+        svc_env.pop("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", None)  # 'on': the default set
+        if args.traces == "clients":
+            svc_env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] = "none"
+        results["traces"] = {"mode": args.traces, "endpoint": sink.endpoint}
+        # What the service exported, once the phases are done (read through the dict: the sink keeps counting).
+        results["traces"]["sink"] = sink
+    service = Proc("execsvc serve", svc_cmd, svc_env, out_dir / "serve.log")
     procs.append(service)
     reference = Proc("reference app", ref_cmd, env, out_dir / "reference.log")
     procs.append(reference)

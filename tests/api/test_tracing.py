@@ -1,20 +1,28 @@
 """Traces and log lines of an order, on SQLite and PostgreSQL: with the SDK's in-memory exporter, one order is one
 trace under the caller's ``traceparent`` (request, submit, lock, checks with the risk decision, broker, reports,
-commit); its log lines carry the trace, the account, the order and its client order id, and never the token."""
+commit); its webhook deliveries and its events' way to the stream log are spans linked to it; its log lines carry
+the trace, the account, the order and its client order id, and never the token."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import structlog
+from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from execsvc.observability import tracing
-from tests.conftest import Harness, start_harness
+from execsvc.streams.hub import Hub, MemoryLog, Streams, Subscriber
+from tests.conftest import Harness, outbox_tail, start_harness
+from tests.support import services
+from tests.support.receiver import Receiver
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -186,3 +194,151 @@ async def test_log_lines_inside_the_accounts_batch_say_which_order_and_trace(
     failed = next(line for line in lines if line.get("event") == "broker_submit_failed")
     assert (failed["account_id"], failed["client_order_id"], failed["order_id"]) == ("acct-a", "my-2", r.json()["id"])
     assert failed["trace_id"] == TRACE_ID
+
+
+def links_to(span: ReadableSpan) -> set[int]:
+    return {link.context.trace_id for link in span.links}
+
+
+async def test_webhook_deliveries_of_an_order_are_spans_linked_to_its_trace(
+    db_url: str, spans: InMemorySpanExporter
+) -> None:
+    receiver = Receiver()
+    url = await receiver.start()
+    overrides = {"webhook_allow_private_targets": True, "webhook_worker": "in-process"}
+    h, container = await start_harness(db_url, **overrides)
+    try:
+        admin = await h.auth("acct-a", "admin")
+        created = await h.client.post("/v1/webhooks", json={"url": url, "events": ["order.filled"]}, headers=admin)
+        assert created.status_code == 201, created.text
+        spans.clear()
+        headers = {**(await h.auth()), "traceparent": TRACEPARENT}
+        assert (await h.client.post("/v1/orders", json=ORDER, headers=headers)).status_code == 201
+        (message,) = await receiver.wait_for(1)
+        for _ in range(100):  # the span ends once the answer is in
+            if any(s.name == "webhook.deliver" for s in spans.get_finished_spans()):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await h.client.aclose()
+        await container.stop()
+        await receiver.stop()
+    (deliver,) = [s for s in spans.get_finished_spans() if s.name == "webhook.deliver"]
+    assert links_to(deliver) == {int(TRACE_ID, 16)}  # linked to the order's trace ...
+    assert deliver.context.trace_id != int(TRACE_ID, 16)  # ... a trace of its own
+    order_spans = {s.context.span_id for s in spans.get_finished_spans() if s.context.trace_id == int(TRACE_ID, 16)}
+    assert {link.context.span_id for link in deliver.links} <= order_spans  # a span of that order that was recorded
+    assert deliver.attributes is not None
+    assert deliver.attributes["execsvc.webhook.event_type"] == "order.filled"
+    assert deliver.attributes["http.response.status_code"] == 200
+    # The receiver can continue the delivery's trace.
+    assert message.headers["traceparent"].split("-")[1:3] == [
+        f"{deliver.context.trace_id:032x}",
+        f"{deliver.context.span_id:016x}",
+    ]
+
+
+async def test_the_events_of_an_order_reach_the_stream_log_in_a_span_linked_to_its_trace(
+    h: Harness, spans: InMemorySpanExporter
+) -> None:
+    hub = Hub()
+    log = MemoryLog(hub, base=0)
+    streams = Streams(hub, log)
+    tail = outbox_tail(h.container, log)
+    await tail.start()
+    subscriber = Subscriber("acct-a")
+    await streams.subscribe(subscriber, "orders")
+    headers = {**(await h.auth()), "traceparent": TRACEPARENT}
+    spans.clear()
+    assert (await h.client.post("/v1/orders", json=ORDER, headers=headers)).status_code == 201
+    for _ in range(100):
+        if await tail.poll() == 0 and not subscriber.queue.empty():
+            break
+        await asyncio.sleep(0.02)
+    published = [s for s in spans.get_finished_spans() if s.name == "stream.publish"]
+    assert published
+    assert set().union(*(links_to(s) for s in published)) == {int(TRACE_ID, 16)}
+    assert (
+        sum(s.attributes["execsvc.stream.entries"] for s in published if s.attributes) == 3
+    )  # submitted/accepted/filled
+
+
+def test_a_stored_trace_context_that_is_not_one_is_no_link() -> None:
+    tracing.use_exporter(InMemorySpanExporter())
+    try:
+        with tracing.linked_span("x", ["garbage", "00-zz-yy-01", None, f"00-{'0' * 32}-{PARENT_ID}-01"]) as current:
+            assert list(current.links) == []
+        assert tracing.traceparent() is None  # no span now
+    finally:
+        tracing.disable()
+
+
+@pytest.fixture
+def clients(spans: InMemorySpanExporter) -> Iterator[list[str]]:
+    """The database and Redis instrumentations installed (before the harness makes its engines and clients)."""
+    provider = tracing.use_exporter(spans)
+    try:
+        yield tracing.instrument_clients(provider, {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "none"})
+    finally:
+        tracing.uninstrument_clients()
+
+
+async def test_database_and_redis_statements_are_spans_beneath_the_order(
+    db_url: str, spans: InMemorySpanExporter, clients: list[str]
+) -> None:
+    assert clients == ["asyncpg", "sqlalchemy", "redis"]
+    overrides: dict[str, object] = {}
+    if db_url.startswith("postgresql"):
+        overrides = {"redis_url": services.redis_server().url, "redis_prefix": f"execsvc-test-{uuid.uuid4().hex[:8]}:"}
+    h, container = await start_harness(db_url, **overrides)
+    try:
+        headers = {**(await h.auth()), "traceparent": TRACEPARENT}
+        spans.clear()
+        assert (await h.client.post("/v1/orders", json=ORDER, headers=headers)).status_code == 201
+    finally:
+        await h.client.aclose()
+        await container.stop()
+    ours = [s for s in spans.get_finished_spans() if s.context.trace_id == int(TRACE_ID, 16)]
+    systems = {str((s.attributes or {}).get("db.system") or (s.attributes or {}).get("db.system.name")) for s in ours}
+    if db_url.startswith("postgresql"):
+        assert "postgresql" in systems  # the order path's statements through asyncpg
+        assert "redis" in systems  # the per-account order rate, counted in Redis
+    else:
+        assert "sqlite" in systems  # the writer's statements through SQLAlchemy
+    named = {s.context.span_id: s for s in ours}
+    order_steps = {"order.check", "account.lock", "db.commit", "reports.apply", "broker.submit"}
+    beneath = []
+    for s in ours:
+        if s.name in order_steps or s.parent is None or s.parent.span_id not in named:
+            continue
+        if named[s.parent.span_id].name in order_steps:
+            beneath.append(s)
+    assert beneath  # statements nest under the order's own steps
+
+
+def test_instrumentations_named_in_otel_python_disabled_instrumentations_are_left_off(
+    spans: InMemorySpanExporter,
+) -> None:
+    provider = tracing.use_exporter(spans)
+    try:
+        environ = {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "redis, sqlalchemy"}
+        assert tracing.instrument_clients(provider, environ) == ["asyncpg"]
+        tracing.uninstrument_clients()
+        # Unset, the order path's own clients (asyncpg and Redis on PostgreSQL) are left off: they cost more than
+        # they show (bench/RESULTS.md).
+        assert tracing.instrument_clients(provider, {}) == ["sqlalchemy"]
+    finally:
+        tracing.uninstrument_clients()
+
+
+async def test_an_order_the_sampler_leaves_out_makes_no_span_at_all(h: Harness, spans: InMemorySpanExporter) -> None:
+    # The caller's trace is not sampled (flags 00): parent-based sampling (the default) leaves the whole order out,
+    # and the steps beneath its request are not even made.
+    headers = {**(await h.auth()), "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-00"}
+    spans.clear()
+    r = await h.client.post("/v1/orders", json=ORDER, headers=headers)
+    assert r.status_code == 201
+    assert spans.get_finished_spans() == ()
+    unsampled = SpanContext(int(TRACE_ID, 16), int(PARENT_ID, 16), is_remote=True, trace_flags=TraceFlags(0))
+    parent = otel_trace.set_span_in_context(NonRecordingSpan(unsampled))
+    assert tracing.span("order.check", parent=parent) is tracing.span("db.commit", parent=parent)  # the shared no-op

@@ -7,8 +7,9 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
+import sqlalchemy.ext.asyncio as sa_asyncio
 from sqlalchemy import ColumnElement, Select, and_, event, or_, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 
 def sqlite_pragmas(dbapi_conn: Any, busy_ms: int, autocheckpoint: bool) -> None:
@@ -26,10 +27,11 @@ def sqlite_pragmas(dbapi_conn: Any, busy_ms: int, autocheckpoint: bool) -> None:
 
 
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    """An engine tuned for its backend."""
+    """An engine tuned for its backend. (``create_async_engine`` is looked up when called: with tracing on, the
+    SQLAlchemy instrumentation has wrapped it, and the engine's statements are spans.)"""
     if url.startswith("sqlite"):
         # hide_parameters: a failing statement's values (webhook secrets among them) stay out of error messages.
-        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+        engine = sa_asyncio.create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -38,7 +40,7 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         return engine
     # No pre-ping: it costs a round trip per checkout (three per order). A connection found dead fails its request
     # with a 503; SQLAlchemy then invalidates the whole pool, so the next request connects afresh.
-    return create_async_engine(
+    return sa_asyncio.create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,

@@ -35,6 +35,7 @@ from execsvc.core.values import Side
 from execsvc.db.admin import TokenRecord
 from execsvc.db.jsontext import canonical, compact
 from execsvc.db.repositories import IN_FLIGHT, order_from_row, risk_event_values, risk_from_row, risk_values
+from execsvc.observability import tracing
 
 WORKING = [s.value for s in OrderStatus if s.is_working]
 # Working statuses as a literal list in the SQL text, not a parameter: only then can PostgreSQL prove that a query's
@@ -200,6 +201,7 @@ class _Session:
         self.saved_balances: dict[str, tuple[dict[str, Decimal], datetime]] = {}
         self.events: list[tuple[Any, ...]] = []
         self.outbox: list[tuple[Any, ...]] = []
+        self.outbox_traces: list[str | None] = []  # each outbox row's traceparent, only while tracing is on
         self.controls: dict[str, RiskControls] = {}
         self.saved_risk: dict[str, AccountRisk] = {}
         self.risk_events: list[RiskEvent] = []
@@ -323,7 +325,13 @@ class _Session:
                 "INSERT INTO order_events (order_id, account_id, from_status, to_status, reason, created_at) "
                 f"SELECT * FROM {rows(_EVENT_TYPES, self.events)}"
             )
-        if self.outbox:
+        if self.outbox and self.outbox_traces:
+            traced = [(*row, trace) for row, trace in zip(self.outbox, self.outbox_traces, strict=True)]
+            parts.append(
+                "INSERT INTO outbox (topic, account_id, payload, created_at, trace_context) "
+                f"SELECT * FROM {rows((*_OUTBOX_TYPES, 'text'), traced)}"
+            )
+        elif self.outbox:
             parts.append(
                 "INSERT INTO outbox (topic, account_id, payload, created_at) "
                 f"SELECT * FROM {rows(_OUTBOX_TYPES, self.outbox)}"
@@ -375,6 +383,8 @@ _POSITION_TYPES = ("text", "text", "numeric", "numeric", "numeric", "numeric", "
 _BALANCE_TYPES = ("text", "text", "numeric", "timestamptz")
 _EVENT_TYPES = ("uuid", "text", "text", "text", "text", "timestamptz")
 _OUTBOX_TYPES = ("text", "text", "text", "timestamptz")
+_OUTBOX_COLUMNS = "id, topic, account_id, payload, created_at"  # what the stream tail reads
+_OUTBOX_TRACED = f"{_OUTBOX_COLUMNS}, trace_context"  # ... while tracing is on
 
 
 def _order_row(order: Order) -> tuple[Any, ...]:
@@ -801,6 +811,8 @@ class PgIdempotency(_Repo):
 class PgOutbox(_Repo):
     async def add(self, topic: str, account_id: str, payload: Mapping[str, Any], at: datetime) -> None:
         self.s.outbox.append((topic, account_id, canonical(payload), at))
+        if tracing.ENABLED:  # off, the statement is the same as before tracing existed
+            self.s.outbox_traces.append(tracing.traceparent())
 
 
 class PgRisk(_Repo):
@@ -968,21 +980,22 @@ class PgPool:
         return PgUnitOfWork(self.pool, self._account_locks, self.on_outbox)
 
     async def outbox_rows(self, after: int, ids: Sequence[int], limit: int) -> list[tuple[Any, ...]]:
-        """``(id, topic, account_id, payload, created_at)`` of the outbox rows after id ``after`` (at most ``limit``)
-        and of those among ``ids``, in id order: the stream tail's poll, about a fifth of the CPU of the same read
-        through SQLAlchemy (which it makes many times a second under load).
+        """``(id, topic, account_id, payload, created_at)`` (and ``trace_context`` while tracing is on) of the outbox
+        rows after id ``after`` (at most ``limit``) and of those among ``ids``, in id order: the stream tail's poll,
+        about a fifth of the CPU of the same read through SQLAlchemy (which it makes many times a second under load).
 
         Two statements, each served by the primary key whatever plan a prepared statement settles on (a single
         ``id > $1 OR id = ANY($2)`` may be planned as a scan of the whole table)."""
+        columns = _OUTBOX_TRACED if tracing.ENABLED else _OUTBOX_COLUMNS
         conn = await acquire(self.pool)
         try:
             rows = await conn.fetch(
-                "SELECT id, topic, account_id, payload, created_at FROM outbox WHERE id > $1 ORDER BY id LIMIT $2",
+                f"SELECT {columns} FROM outbox WHERE id > $1 ORDER BY id LIMIT $2",
                 after,
                 limit,
             )
             if ids:
-                sql = "SELECT id, topic, account_id, payload, created_at FROM outbox WHERE id = ANY($1::bigint[])"
+                sql = f"SELECT {columns} FROM outbox WHERE id = ANY($1::bigint[])"
                 rows = sorted([*await conn.fetch(sql, list(ids)), *rows], key=lambda r: r[0])
         except CONNECTION_ERRORS as exc:
             raise DependencyUnavailable("the database is unreachable") from exc

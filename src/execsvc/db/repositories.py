@@ -22,6 +22,7 @@ from execsvc.core.uow import AccountInfo, IdempotencyRecord
 from execsvc.core.values import OrderType, Side, TimeInForce
 from execsvc.db import tables as t
 from execsvc.db.jsontext import canonical, compact
+from execsvc.observability import tracing
 
 WORKING = tuple(s.value for s in OrderStatus if s.is_working)
 # "The order is working", with the statuses written into the SQL as literals: only then can SQLite (and PostgreSQL, in
@@ -408,6 +409,7 @@ class SqlOutbox(_Repo):
                 "account_id": account_id,
                 "payload": canonical(payload),
                 "created_at": at,
+                "trace_context": tracing.traceparent(),
             }
         )
 

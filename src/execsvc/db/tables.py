@@ -180,6 +180,7 @@ outbox = Table(
     Column("payload", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("published_at", UtcDateTime, nullable=True, index=True),
+    Column("trace_context", String(64), nullable=True),  # the W3C traceparent of the span that wrote it (traced)
 )
 
 # The risk state of each scope: an account id, or "*" for the whole service (manual state only).
@@ -275,6 +276,7 @@ webhook_deliveries = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("trace_context", String(64), nullable=True),  # the outbox row's: the delivery's span links to it
     Index(None, "subscription_id", "id"),
     Index(None, "status", "next_attempt_at"),
 )

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import Connection, Dialect, Engine, create_engine, event
+import sqlalchemy
+from sqlalchemy import Connection, Dialect, Engine, event
 from sqlalchemy.engine import Result
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -58,7 +59,7 @@ class SqliteWriter:
 
     def __init__(self, path: str, busy_seconds: float = 30.0) -> None:
         self.busy_seconds = busy_seconds
-        self.engine: Engine = create_engine(
+        self.engine: Engine = sqlalchemy.create_engine(  # looked up now: tracing may wrap it
             f"sqlite:///{path}",
             poolclass=StaticPool,
             # No waiting inside SQLite (it would block the loop); transactions are begun by hand (see _begin).

@@ -183,7 +183,8 @@ async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[Submit
                 if claim is not None:
                     claims.append(claim)
                 # A failure while writing is not this order's alone: the unit of work is spoiled; the batch fails.
-                order = await _record(pipeline, uow, account.id, cmd, assessment, now)
+                with tracing.within(trace_parent):  # its outbox rows keep the order's trace context
+                    order = await _record(pipeline, uow, account.id, cmd, assessment, now)
                 structlog.contextvars.bind_contextvars(order_id=str(order.id), client_order_id=order.client_order_id)
                 if claim is not None and broker is not None and inline:
                     # The venue is in this process and answers at once: its answer goes in this same transaction.

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from execsvc.aio import cancel_and_wait
 from execsvc.db import tables as t
+from execsvc.observability import tracing
 from execsvc.observability.logging import OutageLog
 from execsvc.streams.hub import Entry, LiveFrom, LogWentBack, StreamLog, TailPosition, channel_of
 
@@ -51,10 +52,11 @@ class OutboxRow(NamedTuple):
     account_id: str
     payload: str
     created_at: datetime
+    trace_context: str | None = None  # read only while tracing is on
 
 
 # Reads ``(id, topic, account_id, payload, created_at)`` of the rows after an id (at most a limit) and of the given
-# ids, in id order.
+# ids, in id order (and ``trace_context`` after them while tracing is on).
 OutboxRead = Callable[[int, Sequence[int], int], Awaitable[Sequence[tuple[Any, ...]]]]
 
 
@@ -169,7 +171,9 @@ class OutboxTail:
 
     async def _read_sql(self, after: int, ids: Sequence[int], limit: int) -> list[tuple[Any, ...]]:
         o = t.outbox.c
-        columns = (o.id, o.topic, o.account_id, o.payload, o.created_at)
+        columns: tuple[Any, ...] = (o.id, o.topic, o.account_id, o.payload, o.created_at)
+        if tracing.ENABLED:
+            columns = (*columns, o.trace_context)
         newer = select(*columns).where(o.id > after).order_by(o.id).limit(limit)
         async with self.engine.connect() as conn:  # two statements, each served by the primary key
             rows = [tuple(r) for r in await conn.execute(newer)]
@@ -187,12 +191,13 @@ class OutboxTail:
         if self.catching:
             await self._catch_up(self.catching, limit)
             self.catching = []  # only once done: a failure catches up again at the next poll
-        rows = [OutboxRow._make(r) for r in await self._read(self.high, sorted(self.holes), limit)]
+        rows = [OutboxRow(*r) for r in await self._read(self.high, sorted(self.holes), limit)]
         live = self.log.live
         entries, published = await self._entries(rows, lambda _row, account_id, channel: live(account_id, channel))
         if entries:
             try:
-                self.taken = await self.log.append_many(entries, after=self.taken)
+                with self._publishing(rows, entries):
+                    self.taken = await self.log.append_many(entries, after=self.taken)
             except LogWentBack as gone:
                 self._rewind(gone.high)
                 return await self._poll(limit)
@@ -227,6 +232,16 @@ class OutboxTail:
                 )
         return entries, published
 
+    @staticmethod
+    def _publishing(rows: Sequence[OutboxRow], entries: Sequence[Entry]) -> Any:
+        """Traced, the ``stream.publish`` span of one append, linked to the traces of the orders whose events it
+        carries to the stream log (and from there to every subscriber of their channels)."""
+        if not tracing.ENABLED:
+            return tracing.span("stream.publish")  # the shared no-op
+        ids = {e.source for e in entries}
+        contexts = [r.trace_context for r in rows if r.id in ids]
+        return tracing.linked_span("stream.publish", contexts, {"execsvc.stream.entries": len(entries)})
+
     async def _catch_up(self, learned: list[LiveFrom], limit: int) -> None:
         """Channels became live from ``cutoff`` on, and this tail passed rows above it without appending them (it
         did not know yet): read those rows again (and the holes) and append them, before anything newer."""
@@ -243,13 +258,14 @@ class OutboxTail:
 
         after = low
         while True:
-            rows = [OutboxRow._make(r) for r in await self._read(after, holes, limit)]
+            rows = [OutboxRow(*r) for r in await self._read(after, holes, limit)]
             holes = []  # asked for once
             rows = [r for r in rows if r.id <= self.high]  # above it: the poll that follows reads them
             entries, _ = await self._entries(rows, wanted)
             if entries:
                 try:
-                    self.taken = await self.log.append_many(entries, after=self.taken)
+                    with self._publishing(rows, entries):
+                        self.taken = await self.log.append_many(entries, after=self.taken)
                 except LogWentBack as gone:
                     self._rewind(gone.high)  # everything is read again from below, these channels with it
                     return

@@ -39,7 +39,7 @@ from execsvc.webhooks.records import (
 from execsvc.webhooks.store import RELAY_LOCK
 
 # A claim's row: the delivery's 16 columns (in ``Delivery``'s order), then the subscription's 12.
-_DELIVERY_WIDTH = 16
+_DELIVERY_WIDTH = 17
 
 # 'pending' is a literal, not a parameter, in every condition below: only then can PostgreSQL use the partial index
 # ix_webhook_deliveries_pending_key (``WHERE status = 'pending'``) in a prepared statement's generic plan.
@@ -58,6 +58,7 @@ WHERE d.id = ANY($1::uuid[])
           AND e.sequence < d.sequence AND e.status = 'pending'))
 RETURNING d.id, d.subscription_id, d.account_id, d.event_id, d.event_type, d.sequence, d.order_key, d.body, d.status,
        d.attempts, d.next_attempt_at, d.last_status_code, d.last_error, d.created_at, d.updated_at, d.lease_until,
+       d.trace_context,
        s.id, s.account_id, s.url, s.events, s.description, s.enabled, s.disabled_reason, s.secret, s.previous_secret,
        s.previous_secret_until, s.created_at, s.updated_at
 """
@@ -102,7 +103,7 @@ WHERE webhook_subscriptions.id = r.id
 RELAY_BEGIN = "SELECT pg_try_advisory_xact_lock($1), set_config('synchronous_commit', 'on', true)"
 
 OUTBOX = """
-SELECT id, topic, account_id, payload, created_at FROM outbox
+SELECT id, topic, account_id, payload, created_at, trace_context FROM outbox
 WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
 """
 
@@ -119,14 +120,15 @@ PUBLISH = """
 WITH made AS (
   INSERT INTO webhook_deliveries (id, subscription_id, account_id, event_id, event_type, sequence, order_key, body,
                                   status, attempts, next_attempt_at, lease_until, enqueued_at, last_status_code,
-                                  last_error, created_at, updated_at)
+                                  last_error, created_at, updated_at, trace_context)
   SELECT r.id, r.subscription_id, r.account_id, r.event_id, r.event_type, r.sequence, r.order_key, r.body,
-         'pending', 0, $9::timestamptz, NULL::timestamptz, $9::timestamptz, NULL::int, NULL::text, $9::timestamptz,
-         $9::timestamptz
-  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[])
-    AS r(id, subscription_id, account_id, event_id, event_type, sequence, order_key, body)
+         'pending', 0, $10::timestamptz, NULL::timestamptz, $10::timestamptz, NULL::int, NULL::text, $10::timestamptz,
+         $10::timestamptz, r.trace_context
+  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[],
+              $9::text[])
+    AS r(id, subscription_id, account_id, event_id, event_type, sequence, order_key, body, trace_context)
 )
-UPDATE outbox SET published_at = $9::timestamptz WHERE id = ANY($10::bigint[])
+UPDATE outbox SET published_at = $10::timestamptz WHERE id = ANY($11::bigint[])
 """
 
 
@@ -191,7 +193,7 @@ class PgDeliveries:
             topics = list({e["topic"] for e in events})
             subs = [_subscription(r) for r in await conn.fetch(SUBSCRIBERS, accounts, topics, "" in accounts)]
             created: list[Job] = []
-            columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
+            columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [])
             for event in events:
                 targets = interested(subs, event["topic"], event["account_id"])
                 if not targets:
@@ -202,7 +204,17 @@ class PgDeliveries:
                 for sub in targets:
                     delivery_id = new_id()
                     created.append((delivery_id, sub.id))
-                    row = (delivery_id, sub.id, sub.account_id, event_id, event["topic"], event["id"], key, body)
+                    row = (
+                        delivery_id,
+                        sub.id,
+                        sub.account_id,
+                        event_id,
+                        event["topic"],
+                        event["id"],
+                        key,
+                        body,
+                        event["trace_context"],
+                    )
                     for column, value in zip(columns, row, strict=True):
                         column.append(value)
             await conn.execute(PUBLISH, *columns, now, [e["id"] for e in events])

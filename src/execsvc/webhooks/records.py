@@ -76,6 +76,7 @@ class Delivery:
     created_at: datetime
     updated_at: datetime
     lease_until: datetime | None = None  # while claimed: the claim's token (see ``finish``)
+    trace_context: str | None = None  # the W3C traceparent of the order span that wrote its event (traced only)
 
 
 # A claimed delivery and its subscription as they were when claimed.
@@ -140,6 +141,7 @@ def delivery_from_row(m: Any) -> Delivery:
         m["created_at"],
         m["updated_at"],
         m["lease_until"],
+        m["trace_context"],
     )
 
 

@@ -25,6 +25,7 @@ from execsvc.core.errors import ExecsvcError
 from execsvc.core.ids import new_id
 from execsvc.db import tables as t
 from execsvc.db.engine import write_transaction
+from execsvc.observability import tracing
 from execsvc.webhooks.records import (
     DEAD,
     PENDING,
@@ -197,7 +198,8 @@ class WebhookStore:
         mark them published, in one transaction; returns the new deliveries' ids. Global events (no account) go to
         every account's subscriptions."""
         o, s = t.outbox.c, t.webhook_subscriptions.c
-        stmt = select(o.id, o.topic, o.account_id, o.payload, o.created_at).where(o.published_at.is_(None))
+        stmt = select(o.id, o.topic, o.account_id, o.payload, o.created_at, o.trace_context)
+        stmt = stmt.where(o.published_at.is_(None))
         stmt = stmt.order_by(o.id).limit(limit)
         if self.postgres:
             stmt = stmt.with_for_update(skip_locked=True)
@@ -251,6 +253,7 @@ class WebhookStore:
                             "last_error": None,
                             "created_at": now,
                             "updated_at": now,
+                            "trace_context": event.trace_context,
                         }
                     )
             if rows:
@@ -281,6 +284,7 @@ class WebhookStore:
                     last_error=None,
                     created_at=now,
                     updated_at=now,
+                    trace_context=tracing.traceparent(),  # the test request's span
                 )
             )
         return delivery_id

@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 
 from execsvc import __version__
 from execsvc.core.clock import Clock
+from execsvc.observability import tracing
 from execsvc.observability.logging import OutageLog
 from execsvc.webhooks.pgdeliveries import PgDeliveries, asyncpg_dsn
 from execsvc.webhooks.records import (
@@ -524,7 +525,29 @@ class DeliveryWorker:
         return 0.0
 
     async def _attempt(self, delivery: Delivery, subscription: Subscription) -> Outcome:
-        """One attempt at a claimed delivery, and what it decides."""
+        """One attempt at a claimed delivery, and what it decides; traced, a ``webhook.deliver`` span of its own trace
+        linked to the order's (one event goes to many subscribers, later, maybe from another process), whose
+        ``traceparent`` the request carries on to the receiver."""
+        if not tracing.ENABLED:
+            return await self._try(delivery, subscription, None)
+        attributes = {
+            "execsvc.webhook.delivery_id": str(delivery.id),
+            "execsvc.webhook.subscription_id": str(subscription.id),
+            "execsvc.webhook.event_type": delivery.event_type,
+            "execsvc.webhook.attempt": delivery.attempts + 1,
+            "execsvc.account_id": delivery.account_id,
+        }
+        with tracing.linked_span("webhook.deliver", [delivery.trace_context], attributes, client=True) as current:
+            carried: dict[str, str] = {}
+            tracing.inject(carried)
+            done = await self._try(delivery, subscription, carried)
+            result: dict[str, str | int] = {"execsvc.webhook.outcome": done.status}
+            if done.attempt.status_code is not None:
+                result["http.response.status_code"] = done.attempt.status_code
+            tracing.set_attributes(current, result)
+            return done
+
+    async def _try(self, delivery: Delivery, subscription: Subscription, carried: dict[str, str] | None) -> Outcome:
         number = delivery.attempts + 1
         started = time.perf_counter()
         now = self.clock.now()
@@ -551,6 +574,8 @@ class DeliveryWorker:
         headers = webhook_headers(
             subscription.signing_secrets(now), f"msg_{delivery.id.hex}", timestamp, body, USER_AGENT
         )
+        if carried:
+            headers.update(carried)
         assert self.sender is not None
         try:
             # One bound for the whole attempt (name lookup, connect, send, the answer): the client's own timeouts
