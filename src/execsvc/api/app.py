@@ -12,9 +12,7 @@ from typing import Any
 
 import yaml
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 
 from execsvc import __version__
 from execsvc.api import errors
@@ -35,6 +33,7 @@ from execsvc.api.routes import (
     webhooks,
 )
 from execsvc.api.services import Services
+from execsvc.console import routes as console
 
 SPEC_PATH = Path(__file__).resolve().parents[3] / "openapi" / "execsvc.yaml"
 
@@ -84,9 +83,8 @@ def create_app(
     async def openapi() -> Response:
         return _json(load_spec(services.spec_path))
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs(request: Request) -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="execsvc API")
+    # /docs (Swagger UI) and /console, from assets installed with the package: no CDN, so they work offline.
+    console.install(app, openapi_url="/openapi.json")
 
     app.add_middleware(RequestGuard, metrics=services.metrics, max_body_bytes=services.max_body_bytes)
     return app
