@@ -67,6 +67,8 @@ LIFTED_LIMITS = {
     "EXECSVC_RISK_MAX_POSITION_NOTIONAL": "1000000000000",
     "EXECSVC_RISK_MAX_GROSS_EXPOSURE": "1000000000000",
     "EXECSVC_RISK_MAX_ORDERS_PER_SECOND": "1000000",
+    # The per-token request limits (50 orders/s by default): lifted likewise, counted on every request.
+    "EXECSVC_API_RATE_LIMITS": "orders:read=1000000/s,orders:write=1000000/s",
     "EXECSVC_RISK_MAX_ORDERS_PER_MINUTE": "1000000",
     # Every buy pays slippage and fees: over a run they add up past the daily loss limit. Lifted likewise.
     "EXECSVC_RISK_DAILY_LOSS_LIMIT": "1000000000000",

@@ -146,6 +146,7 @@ def settings_for(url: str, **overrides: object) -> Settings:
     base.update({"redis_url": None, "symbols": [m.symbol for m in MARKETS], "run_backtests": False})
     # The desk limits are off unless a test is about them (tests/api/test_desk_limits.py runs the defaults).
     base.update(dict.fromkeys(DESK_LIMITS))
+    base["api_rate_limits"] = "off"  # likewise the per-token request limits (tests/api/test_request_limits.py)
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]
 

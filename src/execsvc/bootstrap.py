@@ -23,12 +23,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.middleware.cors import CORSMiddleware
 
 from execsvc.accounts.secrets import SecretBox
 from execsvc.accounts.service import AccountService
 from execsvc.accounts.store import AccountStore
 from execsvc.api.app import SPEC_PATH, create_app
 from execsvc.api.routes.candles import candle_payload
+from execsvc.api.routes.operations import METRICS_TYPE, metrics_authorized, scrape
 from execsvc.api.services import Services
 from execsvc.backtest.jobs import BacktestJobs
 from execsvc.brokers.ccxt import CcxtBroker, VenueClient, options_problem, supported_venues
@@ -66,13 +68,20 @@ from execsvc.marketdata.candle_recorder import CandleRecorder, CandleRecorders
 from execsvc.marketdata.candle_sources import CandleSource, MarkCandles, VenueCandles, VenueOhlcv
 from execsvc.marketdata.simulated import SimulatedFeed
 from execsvc.observability.metrics import Metrics
+from execsvc.observability.metrics_server import MetricsServer
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.paper_session import PaperMatcher, restore_paper_book, run_market_loop
 from execsvc.pipeline.payloads import market_data as market_payload
 from execsvc.pipeline.reconcile import reconcile_in_flight
 from execsvc.pipeline.risk import watch_day
 from execsvc.pipeline.venue_session import FindingStore, SyncSettings, VenueSession
-from execsvc.ratelimit import LocalRateCounter, RedisRateCounter
+from execsvc.ratelimit import (
+    LocalRateCounter,
+    LocalRequestLimiter,
+    RedisRateCounter,
+    RedisRequestLimiter,
+    RequestLimiter,
+)
 from execsvc.routing.router import OrderRouter
 from execsvc.routing.venues import FeedSettings, VenueFactories, VenueRegistry
 from execsvc.signals.placement import place_pending_signals
@@ -133,6 +142,8 @@ class Container:
     exits: ExitService | None = None
     # Runs the queued backtest jobs, one at a time, each in a child process (started with EXECSVC_RUN_BACKTESTS).
     backtests: BacktestJobs | None = None
+    # /metrics on a listener of its own (EXECSVC_METRICS_PORT); None: on the API's port.
+    metrics_server: MetricsServer | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _sessions: dict[str, VenueSession] = field(default_factory=dict)
     _watchers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -142,6 +153,8 @@ class Container:
 
     async def start(self) -> None:
         """Open the order path's pool, restore the paper book, start the feed and housekeeping loops."""
+        if self.metrics_server is not None:  # first: a port taken fails the start before anything is running
+            await self.metrics_server.start()
         if self.pg_pool is not None:
             await self.pg_pool.open()
         await restore_paper_book(self.pipeline, self.paper)
@@ -178,6 +191,8 @@ class Container:
 
     async def stop(self) -> None:
         """Stop the loops and close connections."""
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -386,7 +401,18 @@ class Container:
             finally:
                 await self.stop()
 
-        return create_app(self.services, lifespan=lifespan)
+        app = create_app(self.services, lifespan=lifespan)
+        if self.settings.cors_origins:
+            # Outermost: a browser's preflight is answered before anything else; only the origins listed are let in.
+            app.add_middleware(
+                CORSMiddleware,
+                allow_origins=self.settings.cors_origins,
+                allow_methods=["GET", "POST", "PUT", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "traceparent", "X-Request-Id"],
+                expose_headers=["Location", "Retry-After", "X-Request-Id"],
+                max_age=600,
+            )
+        return app
 
 
 def redis_client(url: str) -> Redis:
@@ -420,6 +446,16 @@ def build_worker(settings: Settings) -> tuple[DeliveryWorker, Metrics, Callable[
         await engine.dispose()
 
     return worker, metrics, close
+
+
+def request_limiter(settings: Settings, redis: Redis | None) -> RequestLimiter | None:
+    """The per-token REST request limits: in Redis when there is one (shared by the instances), else in process."""
+    limits = settings.request_limits()
+    if not limits:
+        return None
+    if redis is None:
+        return LocalRequestLimiter(limits)
+    return RedisRequestLimiter(redis, limits, settings.redis_prefix)
 
 
 def build(
@@ -652,6 +688,7 @@ def build(
         f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
         workers=settings.backtest_workers,
     )
+    metrics_token = settings.metrics_token.get_secret_value() if settings.metrics_token is not None else None
     services = Services(
         pipeline=pipeline,
         reads=reads,
@@ -677,7 +714,19 @@ def build(
         stream_config=stream_config,
         stream_connections=TokenConnections(),
         accounts=accounts,
+        request_limiter=request_limiter(settings, redis),
+        metrics_token=metrics_token,
+        metrics_port=settings.metrics_port,
     )
+    metrics_server = None
+    if settings.metrics_port is not None:
+        metrics_server = MetricsServer(
+            settings.metrics_host,
+            settings.metrics_port,
+            lambda: scrape(services),
+            lambda authorization: metrics_authorized(metrics_token, authorization),
+            METRICS_TYPE,
+        )
     return Container(
         settings=settings,
         clock=clock,
@@ -705,6 +754,7 @@ def build(
         strategies=strategy_service,
         exits=exits if settings.run_exits else None,
         backtests=backtest_jobs,
+        metrics_server=metrics_server,
     )
 
 

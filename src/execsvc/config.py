@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +13,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from execsvc.marketdata.book import MarketConfig
+from execsvc.ratelimit import RequestLimit, parse_request_limits
 from execsvc.risk import RiskLimits
 from execsvc.risk.limits import MAX_AMOUNT, MAX_COUNT, MAX_SECONDS
 from execsvc.routing.breaker import Breakers
@@ -73,6 +75,10 @@ DEFAULT_MARKETS = [
         start_price=Decimal("150"),
     ),
 ]
+
+
+# Generous for a strategy or a person, a stop for a runaway loop; the order rate itself is a risk limit per account.
+DEFAULT_API_RATE_LIMITS = "orders:read=100/s,orders:write=50/s,signals:write=20/s,admin=20/s"
 
 
 class Settings(BaseSettings):
@@ -190,6 +196,16 @@ class Settings(BaseSettings):
     reconcile_after_seconds: float = Field(default=10.0, gt=0)
     idempotency_retention_hours: float = Field(default=24.0, ge=24.0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Per-token REST request limits by the scope an operation needs (fixed windows; shared through Redis when
+    # configured): "<scope>=<count>/s|/min,..."; "off" switches them off. A scope left out is not limited.
+    api_rate_limits: str = DEFAULT_API_RATE_LIMITS
+    # Browser origins allowed to call the API (CORS), comma-separated, e.g. https://desk.example.com; empty: none.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # /metrics: with a token set, a scrape must send it as a bearer token; with a port set, /metrics is served on
+    # its own listener (bound to metrics_host) and not on the API's port.
+    metrics_token: SecretStr | None = None
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
     log_level: str = "info"
     log_json: bool = True
 
@@ -203,6 +219,31 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [s.strip() for s in value.split(",") if s.strip()]
         return value
+
+    @field_validator("api_rate_limits")
+    @classmethod
+    def _valid_rate_limits(cls, value: str) -> str:
+        parse_request_limits(value)  # raises ValueError with what is wrong
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [s.strip().rstrip("/") for s in value.split(",") if s.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _valid_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r}: give origins as scheme://host[:port], e.g. https://desk.example.com")
+        return value
+
+    def request_limits(self) -> dict[str, RequestLimit]:
+        """The per-token REST request limits, by scope."""
+        return parse_request_limits(self.api_rate_limits)
 
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod

@@ -1,5 +1,5 @@
 """Order-rate counters: sliding windows of an account's submissions, in Redis (shared by every instance) or in
-process (the embedded default).
+process (the embedded default); and the per-token request limits of the REST API, likewise.
 
 Every submission that reaches the risk engine counts, accepted or not (as a venue counts requests). The windows
 use each instance's clock: instances sharing Redis are assumed to keep their clocks in step (NTP).
@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
+import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from execsvc.core.errors import DependencyUnavailable
 from execsvc.core.ports import RateCounter
+from execsvc.core.tokens import SCOPES
+
+log = structlog.get_logger(__name__)
 
 WINDOW_MS = 60_000
 
@@ -169,3 +175,107 @@ class BatchRate:
         if self._unrecorded and self._account_id is not None:
             await self._counter.record(self._account_id, self._unrecorded)
             self._unrecorded = []
+
+
+# -- per-token request limits (REST) ----------------------------------------------------------------------------
+
+_WINDOWS = {"s": 1000, "sec": 1000, "second": 1000, "m": 60_000, "min": 60_000, "minute": 60_000}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLimit:
+    """At most ``count`` requests per window of ``window_ms`` milliseconds (fixed windows on the clock)."""
+
+    count: int
+    window_ms: int
+
+    def __str__(self) -> str:
+        return f"{self.count}/{'s' if self.window_ms == 1000 else 'min'}"
+
+
+def parse_request_limits(text: str) -> dict[str, RequestLimit]:
+    """``orders:read=100/s,orders:write=50/s,admin=600/min`` (or ``off``) as scope -> limit. A scope left out is
+    not limited."""
+    text = text.strip()
+    if text.lower() in ("", "off", "none"):
+        return {}
+    limits: dict[str, RequestLimit] = {}
+    for part in text.split(","):
+        scope, sep, rate = part.strip().partition("=")
+        count, slash, unit = rate.strip().partition("/")
+        window = _WINDOWS.get(unit.strip().lower())
+        if not sep or not slash or window is None or not count.strip().isdigit() or int(count) < 1:
+            raise ValueError(f"{part.strip()!r}: give each limit as <scope>=<count>/s or <scope>=<count>/min")
+        if scope.strip() not in SCOPES:
+            raise ValueError(f"{scope.strip()!r} is not a scope (known: {', '.join(sorted(SCOPES))})")
+        limits[scope.strip()] = RequestLimit(int(count), window)
+    return limits
+
+
+class RequestLimiter(Protocol):
+    """Counts a token's requests per scope; ``admit`` answers None, or the seconds to wait when over the limit."""
+
+    async def admit(self, token_id: str, scope: str, now: datetime) -> int | None: ...
+
+
+def _retry_after(now_ms: int, window_ms: int) -> int:
+    """Whole seconds until the current window ends (at least one)."""
+    return max(1, -(-(window_ms - now_ms % window_ms) // 1000))
+
+
+# Count one request in the window's key and say how many there are; the key lives two windows. One round trip.
+_COUNT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+class RedisRequestLimiter:
+    """Fixed windows in Redis, shared by every instance: one ``INCR`` (a script) per limited request. Redis down,
+    requests are let through (logged once per outage): the order path's own checks do not depend on it."""
+
+    def __init__(self, redis: Redis, limits: Mapping[str, RequestLimit], prefix: str = "execsvc:") -> None:
+        self.limits = dict(limits)
+        self._prefix = prefix
+        self._count = redis.register_script(_COUNT)
+        self._down = False
+
+    async def admit(self, token_id: str, scope: str, now: datetime) -> int | None:
+        limit = self.limits.get(scope)
+        if limit is None:
+            return None
+        now_ms = _ms(now)
+        window = now_ms // limit.window_ms
+        key = f"{self._prefix}req:{token_id}:{scope}:{limit.window_ms}:{window}"
+        try:
+            count = int(await self._count(keys=[key], args=[limit.window_ms * 2]))
+        except (RedisError, OSError):
+            if not self._down:
+                log.warning("request_limits_unenforced", reason="redis unreachable")
+            self._down = True
+            return None
+        self._down = False
+        return _retry_after(now_ms, limit.window_ms) if count > limit.count else None
+
+
+class LocalRequestLimiter:
+    """Fixed windows in this process (the embedded default: one instance)."""
+
+    def __init__(self, limits: Mapping[str, RequestLimit]) -> None:
+        self.limits = dict(limits)
+        self._counts: dict[tuple[str, str], tuple[int, int]] = {}  # (token, scope) -> (window, count)
+
+    async def admit(self, token_id: str, scope: str, now: datetime) -> int | None:
+        limit = self.limits.get(scope)
+        if limit is None:
+            return None
+        now_ms = _ms(now)
+        window = now_ms // limit.window_ms
+        key = (token_id, scope)
+        seen, count = self._counts.get(key, (window, 0))
+        count = count + 1 if seen == window else 1
+        self._counts[key] = (window, count)
+        if len(self._counts) > 10_000:  # tokens gone quiet: forget the windows that ended
+            self._counts = {k: v for k, v in self._counts.items() if v[0] == window}
+        return _retry_after(now_ms, limit.window_ms) if count > limit.count else None

@@ -137,7 +137,6 @@ async def test_reused_client_order_id_is_409_naming_the_existing_order(harness: 
 
 
 BAD_BODIES = [
-    ({**MARKET_BUY, "qty": "-1"}, "body.qty"),
     ({**MARKET_BUY, "qty": 0.01}, "body.qty"),
     ({**MARKET_BUY, "qty": "1e5"}, "body.qty"),
     ({**MARKET_BUY, "qty": "0.0000000000000000001"}, "body.qty"),
@@ -169,9 +168,11 @@ async def test_invalid_bodies_are_422_naming_the_field_and_change_nothing(
     ("body", "code"),
     [
         ({**MARKET_BUY, "qty": "0"}, "invalid_qty"),
+        ({**MARKET_BUY, "qty": "-1"}, "invalid_qty"),  # not above zero, whatever the sign
         ({**MARKET_BUY, "type": "limit"}, "limit_price_required"),
         ({**MARKET_BUY, "limit_price": "65000"}, "limit_price_not_allowed"),
         ({**MARKET_BUY, "type": "limit", "limit_price": "0"}, "invalid_price"),
+        ({**MARKET_BUY, "type": "limit", "limit_price": "-65000"}, "invalid_price"),
     ],
 )
 async def test_order_shape_errors_are_422_with_their_code(harness: Harness, body: dict, code: str) -> None:  # type: ignore[type-arg]

@@ -31,6 +31,7 @@ def server(pg_only_url: str) -> Iterator[tuple[subprocess.Popen[bytes], str, str
     env.update(
         {
             "EXECSVC_RISK_MAX_ORDERS_PER_SECOND": "off",
+            "EXECSVC_API_RATE_LIMITS": "off",
             "EXECSVC_RISK_MAX_ORDERS_PER_MINUTE": "off",
             "EXECSVC_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
             "EXECSVC_LOG_LEVEL": "warning",

@@ -26,6 +26,7 @@ def two_servers(pg_only_url: str) -> Iterator[tuple[list[str], str]]:
             "EXECSVC_DATABASE_URL": pg_only_url,
             "EXECSVC_FEED_VOLATILITY_BPS": "0",  # the mark stays at the start price: the arithmetic below is exact
             "EXECSVC_RISK_MAX_ORDERS_PER_SECOND": "off",
+            "EXECSVC_API_RATE_LIMITS": "off",
             "EXECSVC_RISK_MAX_ORDERS_PER_MINUTE": "off",
             "EXECSVC_LOG_LEVEL": "warning",
         }

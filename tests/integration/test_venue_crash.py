@@ -101,6 +101,7 @@ async def test_kill_9_with_orders_in_flight_then_restart_matches_the_venue(pg_on
             "EXECSVC_DATABASE_URL": pg_only_url,
             "EXECSVC_SECRETS_KEY": Fernet.generate_key().decode(),
             "EXECSVC_RISK_MAX_ORDERS_PER_SECOND": "off",
+            "EXECSVC_API_RATE_LIMITS": "off",
             "EXECSVC_RISK_MAX_ORDERS_PER_MINUTE": "off",
             "EXECSVC_RISK_PRICE_COLLAR_BPS": "off",
             "EXECSVC_VENUE_POLL_INTERVAL_SECONDS": "0.3",

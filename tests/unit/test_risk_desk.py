@@ -32,7 +32,8 @@ from execsvc.risk.engine import (
     check_mark_fresh,
     check_min_notional,
     check_min_qty,
-    check_open_orders,
+    check_open_orders_account,
+    check_open_orders_symbol,
     check_order_notional,
     check_order_qty,
     check_position_notional,
@@ -87,7 +88,8 @@ ALL_CHECKS = (
     check_price_collar,
     check_position_notional,
     check_gross_exposure,
-    check_open_orders,
+    check_open_orders_symbol,
+    check_open_orders_account,
 )
 
 
@@ -202,6 +204,24 @@ def test_limit_price_one_bps_beyond_the_collar_is_a_violation(price: str) -> Non
     assert violation is not None
     assert triple(violation) == ("price_collar", "500 bps", "501 bps")
     assert "501 bps from the mark 100" in violation.message
+
+
+def test_collar_distance_reads_to_two_decimals_rounded_up() -> None:
+    market = MarketSnapshot(RULES, Quote(D("65000.13"), NOW))
+    violation = check_price_collar(limit(Side.BUY, "1", "120000"), EMPTY, market, COLLAR, NOW)
+    assert violation is not None
+    # 8461.5015... bps exactly; shown as 8461.51 (rounded up: never at or inside the collar on screen).
+    assert triple(violation) == ("price_collar", "500 bps", "8461.51 bps")
+    assert violation.message == "limit_price is 8461.51 bps from the mark 65000.13; the collar is 500 bps"
+
+
+def test_collar_distance_keeps_a_finer_bound_s_decimals() -> None:
+    collar = replace(OFF, price_collar_bps=D("0.125"))
+    market = MarketSnapshot(RULES, Quote(D(100), NOW))
+    violation = check_price_collar(limit(Side.BUY, "1", "100.01"), EMPTY, market, collar, NOW)
+    assert triple(violation) == ("price_collar", "0.125 bps", "1 bps")
+    barely = check_price_collar(limit(Side.BUY, "1", "100.00125001"), EMPTY, market, collar, NOW)
+    assert triple(barely) == ("price_collar", "0.125 bps", "0.126 bps")
 
 
 @pytest.mark.parametrize(
@@ -391,9 +411,9 @@ OPEN = replace(OFF, max_open_orders_per_symbol=3, max_open_orders_per_account=5)
 
 def test_open_orders_per_symbol_count_both_sides_and_deny_at_the_maximum() -> None:
     two = AccountSnapshot({}, working=(working(Side.BUY, "1", count=1), working(Side.SELL, "1", count=1)))
-    assert check_open_orders(limit(Side.BUY, "1", "100"), two, MARKET, OPEN, NOW) is None
+    assert check_open_orders_symbol(limit(Side.BUY, "1", "100"), two, MARKET, OPEN, NOW) is None
     three = AccountSnapshot({}, working=(working(Side.BUY, "1", count=2), working(Side.SELL, "1", count=1)))
-    violation = check_open_orders(limit(Side.BUY, "1", "100"), three, MARKET, OPEN, NOW)
+    violation = check_open_orders_symbol(limit(Side.BUY, "1", "100"), three, MARKET, OPEN, NOW)
     assert violation is not None
     assert triple(violation) == ("open_orders_symbol", "3", "3")
     assert BTC in violation.message
@@ -401,9 +421,9 @@ def test_open_orders_per_symbol_count_both_sides_and_deny_at_the_maximum() -> No
 
 def test_open_orders_per_account_count_every_symbol_and_deny_at_the_maximum() -> None:
     four = AccountSnapshot({}, working=(working(Side.BUY, "1", count=1), working(Side.BUY, "1", 3, ETH)))
-    assert check_open_orders(limit(Side.BUY, "1", "100"), four, MARKET, OPEN, NOW) is None
+    assert check_open_orders_account(limit(Side.BUY, "1", "100"), four, MARKET, OPEN, NOW) is None
     five = AccountSnapshot({}, working=(working(Side.BUY, "1", count=2), working(Side.SELL, "1", 3, ETH)))
-    assert triple(check_open_orders(limit(Side.BUY, "1", "100"), five, MARKET, OPEN, NOW)) == (
+    assert triple(check_open_orders_account(limit(Side.BUY, "1", "100"), five, MARKET, OPEN, NOW)) == (
         "open_orders_account",
         "5",
         "5",
@@ -412,11 +432,20 @@ def test_open_orders_per_account_count_every_symbol_and_deny_at_the_maximum() ->
 
 def test_open_order_limits_of_none_switch_the_check_off() -> None:
     crowded = AccountSnapshot({}, working=(working(Side.BUY, "1", count=10_000),))
-    assert check_open_orders(limit(Side.BUY, "1", "100"), crowded, MARKET, OFF, NOW) is None
+    intent = limit(Side.BUY, "1", "100")
+    for check in (check_open_orders_symbol, check_open_orders_account):
+        assert check(intent, crowded, MARKET, OFF, NOW) is None
     only_account = replace(OFF, max_open_orders_per_account=20_000)
-    assert check_open_orders(limit(Side.BUY, "1", "100"), crowded, MARKET, only_account, NOW) is None
+    assert check_open_orders_account(intent, crowded, MARKET, only_account, NOW) is None
     only_symbol = replace(OFF, max_open_orders_per_symbol=20_000)
-    assert check_open_orders(limit(Side.BUY, "1", "100"), crowded, MARKET, only_symbol, NOW) is None
+    assert check_open_orders_symbol(intent, crowded, MARKET, only_symbol, NOW) is None
+
+
+def test_both_open_order_limits_broken_by_one_order_are_both_reported() -> None:
+    crowded = AccountSnapshot({}, working=(working(Side.BUY, "1", count=5),))
+    decision = evaluate(limit(Side.BUY, "1", "100"), crowded, MARKET, OPEN, NOW)
+    assert isinstance(decision, Denied)
+    assert {v.rule for v in decision.violations} >= {"open_orders_symbol", "open_orders_account"}
 
 
 # -- evaluate -------------------------------------------------------------------------------------------------
@@ -640,19 +669,31 @@ def test_the_rules_in_force_follow_the_switches_and_name_every_rule_a_check_can_
 
 
 def test_order_rate_leaves_room_for_exactly_the_limit() -> None:
-    from execsvc.risk.engine import check_order_rate
+    from execsvc.risk.engine import check_order_rate_minute, check_order_rate_second
 
     limits = RiskLimits(max_orders_per_second=3, max_orders_per_minute=10)
     intent = limit(Side.BUY, "1", "100")
-    assert check_order_rate(intent, AccountSnapshot({}, recent_orders=(2, 9)), MARKET, limits, NOW) is None
-    second = check_order_rate(intent, AccountSnapshot({}, recent_orders=(3, 3)), MARKET, limits, NOW)
+    for check in (check_order_rate_second, check_order_rate_minute):
+        assert check(intent, AccountSnapshot({}, recent_orders=(2, 9)), MARKET, limits, NOW) is None
+    second = check_order_rate_second(intent, AccountSnapshot({}, recent_orders=(3, 3)), MARKET, limits, NOW)
     assert second is not None
     assert (second.rule, second.limit, second.value) == ("order_rate_second", "3", "4")
-    minute = check_order_rate(intent, AccountSnapshot({}, recent_orders=(0, 10)), MARKET, limits, NOW)
+    minute = check_order_rate_minute(intent, AccountSnapshot({}, recent_orders=(0, 10)), MARKET, limits, NOW)
     assert minute is not None
     assert (minute.rule, minute.limit, minute.value) == ("order_rate_minute", "10", "11")
     off = RiskLimits(max_orders_per_second=None, max_orders_per_minute=None)
-    assert check_order_rate(intent, AccountSnapshot({}, recent_orders=(99, 999)), MARKET, off, NOW) is None
+    for check in (check_order_rate_second, check_order_rate_minute):
+        assert check(intent, AccountSnapshot({}, recent_orders=(99, 999)), MARKET, off, NOW) is None
+
+
+def test_both_order_rates_broken_by_one_order_are_both_reported() -> None:
+    limits = replace(OFF, max_orders_per_second=3, max_orders_per_minute=3)
+    decision = evaluate(limit(Side.BUY, "1", "100"), AccountSnapshot({}, recent_orders=(3, 3)), MARKET, limits, NOW)
+    assert isinstance(decision, Denied)
+    assert [v.rule for v in decision.violations if v.rule.startswith("order_rate")] == [
+        "order_rate_second",
+        "order_rate_minute",
+    ]
 
 
 def test_the_collar_compares_exactly_before_rounding() -> None:

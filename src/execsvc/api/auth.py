@@ -41,6 +41,16 @@ async def principal(request: Request, scope: str) -> Principal:
         raise _unauthorized("the token is unknown or revoked", "invalid_token")
     if not grants(record.scopes, scope):
         raise ApiProblem(403, "insufficient_scope", f"this operation needs the {scope!r} scope")
+    limiter = services.request_limiter
+    if limiter is not None:
+        wait = await limiter.admit(record.id, scope, services.pipeline.clock.now())
+        if wait is not None:
+            raise ApiProblem(
+                429,
+                "rate_limited",
+                f"this token made more than {limiter.limits[scope]} {scope} requests; retry in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
     return Principal(record.id, record.account_id, record.scopes)
 
 

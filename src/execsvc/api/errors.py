@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic.errors import PydanticInvalidForJsonSchema
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -36,6 +39,7 @@ _TITLES = {
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
+    429: "Too Many Requests",
     422: "Unprocessable Content",
     500: "Internal Server Error",
     503: "Service Unavailable",
@@ -84,23 +88,151 @@ def problem_response(
     return Response(problem_body(status, code, detail, **extra), status, headers=headers, media_type=PROBLEM)
 
 
-def field_errors(errors: Iterable[Mapping[str, Any]], prefix: str | None = None) -> list[dict[str, str]]:
-    """Pydantic errors as ``{field, message}`` items, e.g. ``body.qty``."""
+# The contract's decimal patterns (openapi `Decimal`, `NullableDecimal`, `SignedDecimal`) and a few other patterns,
+# said in words: a client should never have to read a regular expression to learn what it sent wrong.
+_DECIMAL = r"^[0-9]{1,22}(\.[0-9]{1,18})?$"
+_SIGNED_DECIMAL = r"^-?[0-9]+(\.[0-9]+)?$"
+_PATTERN_WORDS = {
+    _SIGNED_DECIMAL: 'must be a decimal string such as "-12.5"',
+    r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$": 'must be a market symbol BASE/QUOTE in capitals, such as "BTC/USDT"',
+    r"^[A-Za-z0-9_-]+$": "may hold only letters, digits, '_' and '-'",
+}
+_NEGATIVE = re.compile(r"^-[0-9]+(\.[0-9]+)?$")
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+_RANGE_WORDS = {
+    "greater_than": "above",
+    "greater_than_equal": "at least",
+    "less_than": "below",
+    "less_than_equal": "at most",
+}
+
+
+def _name(loc: Sequence[Any]) -> str:
+    """The field an error is about: the last named step of its location (``qty``, ``max_order_qty``)."""
+    named = [str(p) for p in loc if isinstance(p, str)]
+    return named[-1] if named else "the body"
+
+
+def _schemas_at(schema: Mapping[str, Any], loc: Sequence[Any], defs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The JSON schemas a value at ``loc`` may have to meet (several under a union), as far as the path resolves."""
+    if "$ref" in schema:
+        schema = defs.get(str(schema["$ref"]).rsplit("/", 1)[-1], {})
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            return [leaf for option in schema[key] for leaf in _schemas_at(option, loc, defs)]
+    if not loc:
+        return [schema]
+    step, rest = loc[0], loc[1:]
+    if isinstance(step, int) and isinstance(schema.get("items"), Mapping):
+        return _schemas_at(schema["items"], rest, defs)
+    properties = schema.get("properties", {})
+    if isinstance(step, str) and step in properties:
+        return _schemas_at(properties[step], rest, defs)
+    if isinstance(schema.get("additionalProperties"), Mapping):
+        return _schemas_at(schema["additionalProperties"], rest, defs)
+    return []
+
+
+@lru_cache(maxsize=128)
+def _model_schema(model: type[BaseModel]) -> Mapping[str, Any]:
+    try:
+        return model.model_json_schema()
+    except PydanticInvalidForJsonSchema:  # a model the schema cannot describe: its messages stay pydantic's
+        return {}
+
+
+def _patterns(model: type[BaseModel] | None, loc: Sequence[Any]) -> set[str]:
+    """The patterns the schema sets at ``loc`` (empty when unknown)."""
+    if model is None:
+        return set()
+    schema = _model_schema(model)
+    leaves = _schemas_at(schema, tuple(loc), schema.get("$defs", {}))
+    return {str(leaf["pattern"]) for leaf in leaves if "pattern" in leaf}
+
+
+def _message(err: Mapping[str, Any], model: type[BaseModel] | None, value_error: bool) -> str:
+    """What is wrong, in words."""
+    loc, kind, given = err.get("loc", ()), err.get("type"), err.get("input")
+    name = _name(loc)
+    pattern = str(err.get("ctx", {}).get("pattern", ""))
+    if kind == "string_type" and (_patterns(model, loc) & {_DECIMAL, _SIGNED_DECIMAL}):
+        return f'{name} must be a string such as "0.01": decimals travel as strings so no precision is lost'
+    if kind == "string_pattern_mismatch" and pattern == _DECIMAL:
+        if isinstance(given, str) and _NEGATIVE.match(given):
+            if value_error:
+                return f'{name} must be a positive decimal string, e.g. "0.01"'
+            return f'{name} cannot be negative: give a decimal string such as "0.01"'
+        return (
+            f'{name} must be a decimal string such as "0.01": digits with an optional fraction, at most 22 before '
+            "the point and 18 after, no sign or exponent"
+        )
+    if kind == "string_pattern_mismatch" and pattern in _PATTERN_WORDS:
+        return f"{name} {_PATTERN_WORDS[pattern]}"
+    if kind in _RANGE_ERRORS:
+        bound = next(iter(err.get("ctx", {}).values()), None)
+        if bound is not None:
+            return f"{name} must be {_RANGE_WORDS[str(kind)]} {bound}"
+    return str(err.get("msg", "invalid"))
+
+
+def _is_value_error(err: Mapping[str, Any]) -> bool:
+    """The value is of the right type and form but out of range: a negative decimal, a count below its minimum."""
+    if err.get("type") in _RANGE_ERRORS:
+        return True
+    given = err.get("input")
+    return (
+        err.get("type") == "string_pattern_mismatch"
+        and str(err.get("ctx", {}).get("pattern", "")) == _DECIMAL
+        and isinstance(given, str)
+        and _NEGATIVE.match(given) is not None
+    )
+
+
+def field_errors(
+    errors: Iterable[Mapping[str, Any]],
+    prefix: str | None = None,
+    model: type[BaseModel] | None = None,
+    value_codes: Mapping[str, str] | None = None,
+) -> list[dict[str, str]]:
+    """Pydantic errors as ``{field, message}`` items, e.g. ``body.qty``, each message saying in words what is wrong."""
     out = []
     for err in errors:
         loc = [str(p) for p in err.get("loc", ())]
+        value_error = _value_code(err, value_codes or {}) is not None
         if prefix:
             loc = [prefix, *loc]
-        out.append({"field": ".".join(loc) or "body", "message": str(err.get("msg", "invalid"))})
+        out.append({"field": ".".join(loc) or "body", "message": _message(err, model, value_error)})
     return out
 
 
-def validation_problem(exc: ValidationError, prefix: str = "body") -> ApiProblem:
-    """A 400 for unreadable JSON, else a 422 listing every offending field."""
+def _value_code(err: Mapping[str, Any], value_codes: Mapping[str, str]) -> str | None:
+    loc = err.get("loc", ())
+    if not loc or not _is_value_error(err):
+        return None
+    return value_codes.get(str(loc[0]))
+
+
+def validation_problem(
+    exc: ValidationError,
+    prefix: str = "body",
+    model: type[BaseModel] | None = None,
+    value_codes: Mapping[str, str] | None = None,
+) -> ApiProblem:
+    """A 400 for unreadable JSON, else a 422 listing every offending field.
+
+    ``value_codes`` names, by top-level field, the code of a value that is out of range (a negative qty is
+    ``invalid_qty``, as a zero one is): when every error is such a value, the answer has that code (the first
+    field's), else ``validation_failed``. ``model`` lets a message say what a field takes (a decimal string).
+    """
     errors = exc.errors(include_url=False)
     if any(err["type"] == "json_invalid" for err in errors):
         return ApiProblem(400, "malformed_json", "the request body is not valid JSON")
-    return ApiProblem(422, "validation_failed", "the request is invalid", errors=field_errors(errors, prefix))
+    items = field_errors(errors, prefix, model, value_codes)
+    codes = [_value_code(err, value_codes or {}) for err in errors]
+    if codes and all(codes):
+        detail = "; ".join(item["message"] for item in items)
+        return ApiProblem(422, str(codes[0]), detail, errors=items)
+    return ApiProblem(422, "validation_failed", "the request is invalid", errors=items)
 
 
 def _domain(exc: e.ExecsvcError) -> Response:

@@ -19,6 +19,7 @@ from execsvc.db.strategies import StrategyInstanceStore
 from execsvc.exits.service import ExitService
 from execsvc.observability.metrics import Metrics
 from execsvc.pipeline.deps import Pipeline
+from execsvc.ratelimit import RequestLimiter
 from execsvc.streams.hub import Streams
 from execsvc.streams.limits import StreamConfig, TokenConnections
 from execsvc.webhooks.store import WebhookStore
@@ -63,6 +64,11 @@ class Services:
     webhook_wake: Callable[[UUID, UUID], Awaitable[None]] = lambda _d, _s: _nothing()
     # Accounts bound to venues (/v1/accounts, /v1/reconciliation); None: those routes answer 404.
     accounts: AccountService | None = None
+    # Per-token request limits by scope (None: none).
+    request_limiter: RequestLimiter | None = None
+    # /metrics: the scrape token it needs (None: open), and the port it is served on instead of the API's (None).
+    metrics_token: str | None = None
+    metrics_port: int | None = None
 
 
 async def _nothing() -> None:

@@ -286,13 +286,22 @@ def check_price_collar(
     gap = _abs(_sub(intent.limit_price, mark.price))
     if _mul(gap, BPS) <= _mul(collar, mark.price):  # exact: no rounding before comparing
         return None
-    distance, bound = to_str(quantize(_mul(_div(gap, mark.price), BPS))), to_str(collar)
+    distance, bound = to_str(_rounded_distance(_div(_mul(gap, BPS), mark.price), collar)), to_str(collar)
     return Violation(
         "price_collar",
         f"{bound} bps",
         f"{distance} bps",
         f"limit_price is {distance} bps from the mark {to_str(mark.price)}; the collar is {bound} bps",
     )
+
+
+def _rounded_distance(distance: Decimal, bound: Decimal) -> Decimal:
+    """A distance past ``bound`` for people to read: to 2 decimals (or the bound's own, if finer), rounded up.
+
+    Rounding up keeps a distance just past the bound from reading as equal to it (500.001 shows as 500.01).
+    """
+    places = max(2, -min(0, int(bound.as_tuple().exponent)))
+    return distance.quantize(Decimal(1).scaleb(-places), ROUND_CEILING, MONEY_CONTEXT)
 
 
 def _projected(intent: OrderIntent, account: AccountSnapshot) -> tuple[Decimal, Decimal]:
@@ -378,38 +387,52 @@ def check_gross_exposure(
     return Violation("gross_exposure", bound, total, f"gross exposure would be {total}, above the limit of {bound}")
 
 
-def check_open_orders(
+def check_open_orders_symbol(
     intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
 ) -> Violation | None:
-    """Room for one more working order, in the symbol and in the account."""
-    in_symbol = in_account = 0
-    for w in account.working:
-        in_account += w.count
-        if w.symbol == intent.symbol:
-            in_symbol += w.count
-    if limits.max_open_orders_per_symbol is not None and in_symbol >= limits.max_open_orders_per_symbol:
-        bound = str(limits.max_open_orders_per_symbol)
-        return Violation(
-            "open_orders_symbol", bound, str(in_symbol), f"{bound} orders are already open in {intent.symbol}"
-        )
-    if limits.max_open_orders_per_account is not None and in_account >= limits.max_open_orders_per_account:
-        bound = str(limits.max_open_orders_per_account)
-        return Violation("open_orders_account", bound, str(in_account), f"{bound} orders are already open")
-    return None
+    """Room for one more working order in the symbol."""
+    if limits.max_open_orders_per_symbol is None:
+        return None
+    in_symbol = sum(w.count for w in account.working if w.symbol == intent.symbol)
+    if in_symbol < limits.max_open_orders_per_symbol:
+        return None
+    bound = str(limits.max_open_orders_per_symbol)
+    return Violation("open_orders_symbol", bound, str(in_symbol), f"{bound} orders are already open in {intent.symbol}")
 
 
-def check_order_rate(
+def check_open_orders_account(
     intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
 ) -> Violation | None:
-    """Room for one more submission in the last second and the last minute."""
-    per_second, per_minute = account.recent_orders
-    if limits.max_orders_per_second is not None and per_second >= limits.max_orders_per_second:
-        bound = str(limits.max_orders_per_second)
-        return Violation("order_rate_second", bound, str(per_second + 1), f"more than {bound} orders in a second")
-    if limits.max_orders_per_minute is not None and per_minute >= limits.max_orders_per_minute:
-        bound = str(limits.max_orders_per_minute)
-        return Violation("order_rate_minute", bound, str(per_minute + 1), f"more than {bound} orders in a minute")
-    return None
+    """Room for one more working order in the account."""
+    if limits.max_open_orders_per_account is None:
+        return None
+    in_account = sum(w.count for w in account.working)
+    if in_account < limits.max_open_orders_per_account:
+        return None
+    bound = str(limits.max_open_orders_per_account)
+    return Violation("open_orders_account", bound, str(in_account), f"{bound} orders are already open")
+
+
+def check_order_rate_second(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """Room for one more submission in the last second."""
+    per_second = account.recent_orders[0]
+    if limits.max_orders_per_second is None or per_second < limits.max_orders_per_second:
+        return None
+    bound = str(limits.max_orders_per_second)
+    return Violation("order_rate_second", bound, str(per_second + 1), f"more than {bound} orders in a second")
+
+
+def check_order_rate_minute(
+    intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
+) -> Violation | None:
+    """Room for one more submission in the last minute."""
+    per_minute = account.recent_orders[1]
+    if limits.max_orders_per_minute is None or per_minute < limits.max_orders_per_minute:
+        return None
+    bound = str(limits.max_orders_per_minute)
+    return Violation("order_rate_minute", bound, str(per_minute + 1), f"more than {bound} orders in a minute")
 
 
 def check_symbol_allowed(
@@ -526,8 +549,10 @@ DESK_CHECKS: tuple[Check, ...] = (
     check_price_collar,
     check_position_notional,
     check_gross_exposure,
-    check_open_orders,
-    check_order_rate,
+    check_open_orders_symbol,
+    check_open_orders_account,
+    check_order_rate_second,
+    check_order_rate_minute,
 )
 
 

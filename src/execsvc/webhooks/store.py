@@ -125,9 +125,14 @@ class WebhookStore:
         assert found is not None
         return found
 
-    async def subscription(self, account_id: str | None, subscription_id: UUID) -> Subscription | None:
+    async def subscription(
+        self, account_id: str | None, subscription_id: UUID, *, include_deleted: bool = False
+    ) -> Subscription | None:
+        """One subscription; a deleted one only with ``include_deleted`` (its delivery log stays readable)."""
         s = t.webhook_subscriptions.c
-        stmt = select(t.webhook_subscriptions).where(s.id == subscription_id, s.deleted_at.is_(None))
+        stmt = select(t.webhook_subscriptions).where(s.id == subscription_id)
+        if not include_deleted:
+            stmt = stmt.where(s.deleted_at.is_(None))
         if account_id is not None:
             stmt = stmt.where(s.account_id == account_id)
         async with self.engine.connect() as conn:

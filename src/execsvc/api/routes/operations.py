@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 from decimal import Decimal
 
@@ -10,6 +11,7 @@ import structlog
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from execsvc.api.errors import ApiProblem
 from execsvc.api.services import Services
 from execsvc.core.money import ZERO, exact
 
@@ -23,13 +25,13 @@ def _services(request: Request) -> Services:
     return services
 
 
-@router.get("/healthz")
+@router.api_route("/healthz", methods=["GET", "HEAD"])
 async def healthz() -> Response:
-    """The process is alive."""
+    """The process is alive (HEAD too: some load balancers probe with it)."""
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
-@router.get("/readyz")
+@router.api_route("/readyz", methods=["GET", "HEAD"])
 async def readyz(request: Request) -> Response:
     """Every configured dependency answers."""
     checks: dict[str, str] = {}
@@ -51,8 +53,35 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics; position values are refreshed at scrape time."""
+    """Prometheus metrics; position values are refreshed at scrape time. With ``EXECSVC_METRICS_PORT`` they are
+    served on their own listener instead (404 here); with ``EXECSVC_METRICS_TOKEN`` a scrape sends it as a bearer
+    token."""
     services = _services(request)
+    if services.metrics_port is not None:
+        raise ApiProblem(404, "not_found", f"metrics are served on port {services.metrics_port}")
+    if not metrics_authorized(services.metrics_token, request.headers.get("authorization")):
+        raise ApiProblem(
+            401,
+            "unauthorized",
+            "/metrics needs the scrape token as 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": 'Bearer realm="execsvc-metrics"'},
+        )
+    return Response(await scrape(services), media_type=METRICS_TYPE)
+
+
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def metrics_authorized(token: str | None, authorization: str | None) -> bool:
+    """Whether a scrape may read the metrics: always without a scrape token, else with it as a bearer token."""
+    if token is None:
+        return True
+    kind, _, presented = (authorization or "").partition(" ")
+    return kind.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
+
+
+async def scrape(services: Services) -> bytes:
+    """The metrics in Prometheus' text format, position values refreshed first."""
     try:
         market_data = services.pipeline.market_data
         for symbol, quantities in await services.reads.net_positions():
@@ -64,4 +93,4 @@ async def metrics(request: Request) -> Response:
             services.metrics.positions_value.labels(symbol).set(float(Decimal(net)))  # a gauge is a float by nature
     except Exception as exc:  # a scrape must still answer while the database is down
         log.warning("positions_gauge_not_refreshed", error=repr(exc))
-    return Response(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return services.metrics.render()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
@@ -68,14 +69,17 @@ def _actor(who: Principal) -> str:
 M = TypeVar("M", bound=BaseModel)
 
 
-async def parse_body(request: Request, model: type[M]) -> M:
-    """The JSON body as ``model``: 415 when it is not JSON, 400 when unreadable, 422 naming each invalid field."""
+async def parse_body(request: Request, model: type[M], value_codes: Mapping[str, str] | None = None) -> M:
+    """The JSON body as ``model``: 415 when it is not JSON, 400 when unreadable, 422 naming each invalid field.
+
+    ``value_codes``: the code of an out-of-range value, by top-level field (see ``validation_problem``).
+    """
     if not _is_json(request.headers.get("content-type", "")):
         raise ApiProblem(415, "unsupported_media_type", "send the request as application/json")
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as exc:
-        raise validation_problem(exc) from exc
+        raise validation_problem(exc, model=model, value_codes=value_codes) from exc
 
 
 def _scope_out(state: ManualState) -> api.ScopeState:
@@ -294,7 +298,9 @@ async def put_limits_route(
 ) -> Response:
     """Replace the account's limit overrides."""
     account = await _account(request, who, account_id)
-    body = await parse_body(request, api.LimitOverrides)
+    # A limit out of range (negative, a count of 0) is `invalid_limits` like any other limit that makes no sense,
+    # whether the schema or `parse_overrides` catches it; a wrong type or form stays `validation_failed`.
+    body = await parse_body(request, api.LimitOverrides, {"limits": "invalid_limits", "symbols": "invalid_limits"})
     services = _services(request)
     given = {} if body.limits is None else body.limits.model_dump(mode="json", exclude_unset=True)
     per_symbol = {

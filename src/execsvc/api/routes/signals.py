@@ -97,6 +97,10 @@ def _invalid_signal(problems: list[tuple[str, str]]) -> ApiProblem:
     return ApiProblem(422, "invalid_signal", f"the signal is invalid: {detail}", errors=errors)
 
 
+# A negative amount is an invalid signal, as zero is (not a schema mismatch: one code per kind of mistake).
+SIGNAL_VALUE_CODES = {"qty": "invalid_signal", "notional": "invalid_signal", "stop_loss": "invalid_signal"}
+
+
 def _sizing(body: api.SignalCreate) -> Sizing:
     """``FixedQty`` or ``FixedNotional``: exactly one of ``qty`` and ``notional``, above zero."""
     if (body.qty is None) == (body.notional is None):
@@ -110,7 +114,7 @@ def _sizing(body: api.SignalCreate) -> Sizing:
 
 
 async def _signal_body(request: Request) -> api.SignalCreate:
-    body = await parse_body(request, api.SignalCreate)
+    body = await parse_body(request, api.SignalCreate, value_codes=SIGNAL_VALUE_CODES)
     # The generated models read an optional field's null as absent; the contract has no nullable field here.
     nulls = sorted(name for name in body.model_fields_set if getattr(body, name) is None)
     if nulls:

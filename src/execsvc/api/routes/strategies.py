@@ -125,7 +125,7 @@ def _invalid_sizing(message: str, field: str = "sizing") -> ApiProblem:
 async def _body(request: Request, model: type[M]) -> M:
     """The body as ``model``; a schema problem in ``kind``, ``timeframe`` or ``sizing`` answers with its own code."""
     try:
-        body = await parse_body(request, model)
+        body = await parse_body(request, model, value_codes={"sizing": "invalid_sizing"})
     except ApiProblem as problem:
         if problem.code != "validation_failed":
             raise

@@ -88,8 +88,10 @@ def _events(events: list[str]) -> list[str]:
     return events
 
 
-async def _subscription(request: Request, who: Principal, webhook_id: UUID) -> Subscription:
-    sub = await _services(request).webhooks.subscription(who.account_id, webhook_id)
+async def _subscription(
+    request: Request, who: Principal, webhook_id: UUID, *, include_deleted: bool = False
+) -> Subscription:
+    sub = await _services(request).webhooks.subscription(who.account_id, webhook_id, include_deleted=include_deleted)
     if sub is None:
         raise ApiProblem(404, "webhook_not_found", f"webhook {webhook_id} does not exist")
     return sub
@@ -197,8 +199,8 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> Response:
-    """The delivery log."""
-    await _subscription(request, who, webhook_id)
+    """The delivery log; it stays readable after the subscription is deleted."""
+    await _subscription(request, who, webhook_id, include_deleted=True)
     page, last = await _services(request).webhooks.deliveries(
         who.account_id, webhook_id, status, limit, decode_cursor(cursor)
     )
@@ -212,6 +214,14 @@ async def list_deliveries(
 async def replay(request: Request, who: Admin, delivery_id: UUID) -> Response:
     """Deliver again, same body and ``webhook-id``."""
     services = _services(request)
+    logged = await services.webhooks.delivery(who.account_id, delivery_id)
+    if logged is not None and await services.webhooks.subscription(who.account_id, logged.subscription_id) is None:
+        # Its subscription was deleted: nothing more is delivered to it (a replay would wait forever, parked).
+        raise ApiProblem(
+            404,
+            "webhook_not_found",
+            f"webhook {logged.subscription_id} was deleted: its deliveries stay readable but are not sent again",
+        )
     delivery = await services.webhooks.replay(who.account_id, delivery_id, services.pipeline.clock.now())
     if delivery is None:
         raise ApiProblem(404, "delivery_not_found", f"delivery {delivery_id} does not exist")
