@@ -144,7 +144,7 @@ async def test_a_size_below_the_market_minimum_is_refused_without_an_order(harne
         ),
         ({"symbol": "DOGE/USDT", "side": "buy", "qty": "1"}, 422, "unknown_symbol", "body.symbol"),
         ({"symbol": "BTC/USDT", "side": "hold", "qty": "1"}, 422, "validation_failed", "body.side"),
-        ({"symbol": "BTC/USDT", "side": "buy", "qty": "-1"}, 422, "validation_failed", "body.qty"),
+        ({"symbol": "BTC/USDT", "side": "buy", "qty": "-1"}, 422, "invalid_signal", "body.qty"),
         ({"symbol": "BTC/USDT", "side": "buy", "qty": "1", "signal_id": "a b"}, 422, "validation_failed", None),
         ({"symbol": "BTC/USDT", "side": "buy", "qty": "1", "stop_loss": None}, 422, "validation_failed", None),
         ({"symbol": "BTC/USDT", "side": "buy", "qty": "1", "extra": 1}, 422, "validation_failed", None),

@@ -34,17 +34,20 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[playwright_sync.Browser]:
+    # Per module, not per session: while Playwright's sync API is open, its event loop counts as the running one in
+    # this thread, and every asyncio test after it would fail ("cannot be called from a running event loop").
     with playwright_sync.sync_playwright() as pw:
         launched = pw.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    """One live service for the session's browser tests; each test uses an account of its own."""
+    """One live service for a module's browser tests (stopped before the rest of the suite); each test uses an
+    account of its own."""
     svc = LiveService(tmp_path_factory.mktemp("console-service"))
     svc.start()
     yield svc
