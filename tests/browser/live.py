@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.services import free_port
+from tests.support.services import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 EXECSVC = [sys.executable, "-m", "execsvc.cli"]
@@ -78,16 +77,9 @@ class LiveService:
             self.process = subprocess.Popen(
                 [*EXECSVC, "serve", "--port", str(self.port)], env=self.env(), stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        process = self.process
+        if wait_ready(self.base, seconds, alive=lambda: process.poll() is None):
+            return
         self.stop()
         raise RuntimeError(f"execsvc serve did not become ready:\n{(self.workdir / 'serve.log').read_text()[-4000:]}")
 

@@ -5,30 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.services import free_port
+from tests.support.services import free_port, wait_ready
 
 EXECSVC = [sys.executable, "-m", "execsvc.cli"]
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*EXECSVC, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
-
-
-def wait_ready(base: str, seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    return False
 
 
 def env_for(url: str) -> dict[str, str]:

@@ -19,7 +19,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.services import PostgresServer, RedisServer, create_database, drop_database, free_port
+from tests.support.services import (
+    PostgresServer,
+    RedisServer,
+    create_database,
+    drop_database,
+    free_port,
+    wait_ready,
+)
 
 EXECSVC = [sys.executable, "-m", "execsvc.cli"]
 
@@ -95,18 +102,6 @@ def _wait_for(path: Path, seconds: float, *needles: str) -> str:
     raise AssertionError(f"not seen in time: {needles}; stderr so far:\n{text[-3000:]}")
 
 
-def _ready(base: str, seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    return False
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("served")
@@ -127,7 +122,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     try:
         base = f"http://127.0.0.1:{port}"
         text = _wait_for(err, 30, "execsvc listening on", "exs_")
-        assert _ready(base), err.read_text(encoding="utf-8")
+        assert wait_ready(base), err.read_text(encoding="utf-8")
         admin = next(line for line in text.splitlines() if line.startswith("exs_"))
         banner = next(line for line in text.splitlines() if line.startswith("execsvc listening on"))
         yield Served(base, admin, sqlite_path, banner)
@@ -463,3 +458,11 @@ def test_doctor_fails_on_an_unreachable_redis(pg_only_url: str) -> None:
     assert result.returncode == FAILED
     assert _lines(result)["redis"] == "FAIL"
     assert "EXECSVC_REDIS_URL" in result.stdout
+
+
+def test_the_clis_order_statuses_are_the_services() -> None:
+    # The CLI keeps its own list so `execsvc --help` imports no service code; it must not drift from the model.
+    from execsvc.clitools.operator import ORDER_STATUSES
+    from execsvc.core.orders import OrderStatus
+
+    assert tuple(s.value for s in OrderStatus) == ORDER_STATUSES

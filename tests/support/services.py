@@ -92,6 +92,21 @@ class ProvisioningError(RuntimeError):
 # --------------------------------------------------------------------------- helpers
 
 
+def wait_ready(base: str, seconds: float = 30, alive: Callable[[], bool] = lambda: True) -> bool:
+    """Whether ``base``/readyz answered 200 within ``seconds`` (giving up early once ``alive()`` is false)."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and alive():
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
