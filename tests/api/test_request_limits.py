@@ -12,10 +12,17 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from pydantic import ValidationError
+from redis.asyncio import Redis
 
 from execsvc.bootstrap import build
 from execsvc.config import Settings
-from execsvc.ratelimit import LocalRequestLimiter, RequestLimit, parse_request_limits
+from execsvc.ratelimit import (
+    LEASE_MAX,
+    LocalRequestLimiter,
+    RedisRequestLimiter,
+    RequestLimit,
+    parse_request_limits,
+)
 from tests.conftest import Harness, settings_for, start_harness
 from tests.support.services import RedisServer, free_port
 
@@ -118,6 +125,34 @@ async def test_the_in_process_windows_start_again_each_window() -> None:
     assert await limiter.admit("t", "admin", at) is None  # a scope without a limit
     later = datetime(2026, 12, 7, 12, 0, 1, 0, tzinfo=UTC)
     assert await limiter.admit("t", "orders:read", later) is None
+
+
+async def test_instances_reserve_leases_and_together_never_pass_the_limit(
+    redis_srv: RedisServer, redis_prefix: str
+) -> None:
+    """Each instance reserves a share of what is left of the window in one round trip and admits from it: two
+    instances sharing Redis admit at most the limit between them, lose at most a small share to reservations the
+    other could not use, and make far fewer round trips than requests."""
+    client = Redis.from_url(redis_srv.url)
+    try:
+        limits = {"orders:write": RequestLimit(100, 1000)}
+        one, two = RedisRequestLimiter(client, limits, redis_prefix), RedisRequestLimiter(client, limits, redis_prefix)
+        at = datetime(2026, 12, 7, 12, 0, 0, 100_000, tzinfo=UTC)
+        answers = [await (one if i % 2 else two).admit("t", "orders:write", at) for i in range(300)]
+        admitted = answers.count(None)
+        assert 100 - 100 // 8 <= admitted <= 100
+        assert all(wait == 1 for wait in answers if wait is not None)
+        assert one.round_trips + two.round_trips <= 40
+        # Concurrent requests of one key on one instance share one reservation in flight; exactly the limit passes.
+        lone = RedisRequestLimiter(client, {"orders:read": RequestLimit(10, 1000)}, redis_prefix)
+        answers = await asyncio.gather(*(lone.admit("u", "orders:read", at) for _ in range(50)))
+        assert answers.count(None) == 10
+        # A lifted limit: a round trip per LEASE_MAX requests.
+        lifted = RedisRequestLimiter(client, {"orders:read": RequestLimit(1_000_000, 1000)}, redis_prefix)
+        assert [await lifted.admit("v", "orders:read", at) for _ in range(640)] == [None] * 640
+        assert lifted.round_trips == 640 // LEASE_MAX
+    finally:
+        await client.aclose()
 
 
 # -- CORS ---------------------------------------------------------------------------------------------------------
