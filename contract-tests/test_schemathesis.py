@@ -74,6 +74,7 @@ CONFIG = SchemathesisConfig.from_dict(
                 "include-operation-id": [
                     "listOrders",
                     "listFills",
+                    "listOrderEvents",
                     "listSignals",
                     "listStrategies",
                     "listExits",

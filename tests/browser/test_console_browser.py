@@ -113,6 +113,15 @@ def test_an_order_placed_over_rest_appears_within_a_second_and_turns_filled(
     expect(row(page, order["id"])).to_have_attribute("data-status", "filled", timeout=5_000)
     row(page, order["id"]).get_by_role("button", name="Details").click()
     expect(page.locator("#risk-decision")).to_contain_text("Approved")
+    history = page.locator("#order-history li")  # the order's whole history, read from the API
+    expect(history).to_have_count(3)
+    expect(history.first).to_contain_text("new → pending_new: submitted")
+    expect(history.last).to_contain_text("open → filled: fill ")
+    # The open order's details follow it: cancelled over REST, its history grows while it is shown.
+    row(page, resting["id"]).get_by_role("button", name="Details").click()
+    expect(history.last).to_contain_text("→ open")
+    api.client.delete(f"/v1/orders/{resting['id']}")
+    expect(history.last).to_contain_text("→ canceled", timeout=2_000)
     assert page.errors == []  # type: ignore[attr-defined]
 
 

@@ -90,6 +90,35 @@ class OrderRequest(BaseModel):
     ] = False
 
 
+class OrderHistoryEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    seq: Annotated[
+        int, Field(description="The event's place in the service's record (increasing; gaps are other orders' events).")
+    ]
+    from_status: Annotated[
+        Literal["pending_new", "open", "partially_filled", "filled", "pending_cancel", "canceled", "rejected", "expired", "unknown"] | None,
+        Field(description="The status before; null for the order's first event."),
+    ]
+    to_status: Annotated[
+        Literal["pending_new", "open", "partially_filled", "filled", "pending_cancel", "canceled", "rejected", "expired", "unknown"],
+        Field(
+            description="`pending_new`: recorded, not yet acknowledged by the broker. `open`: resting at the broker.\n`partially_filled`, `filled`. `pending_cancel`: a cancel was sent. `canceled`, `rejected`, `expired`.\n`unknown`: the broker call may or may not have reached the venue; reconciliation resolves it.\n"
+        ),
+    ]
+    reason: Annotated[str, Field(description="Why the status changed, as recorded with it.")]
+    at: AwareDatetime
+
+
+class OrderHistoryPage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    items: list[OrderHistoryEvent]
+    next_cursor: str | None
+
+
 class Fill(BaseModel):
     model_config = ConfigDict(
         extra="forbid",

@@ -68,6 +68,17 @@ class ReadModel:
             row = (await conn.execute(stmt)).first()
         return None if row is None else order_from_row(row)
 
+    async def order_events(self, order_id: UUID, *, limit: int, after: int | None) -> tuple[list[Any], bool]:
+        """An order's status changes, oldest first, ``seq`` above ``after``; and whether more follow."""
+        e = t.order_events.c
+        stmt = select(e.id, e.from_status, e.to_status, e.reason, e.created_at).where(e.order_id == order_id)
+        if after is not None:
+            stmt = stmt.where(e.id > after)
+        stmt = stmt.order_by(e.id).limit(limit + 1)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return list(rows[:limit]), len(rows) > limit
+
     async def order_by_client_id(self, account_id: str, client_order_id: str) -> Order | None:
         """One order of the account by its client order id."""
         o = t.orders.c

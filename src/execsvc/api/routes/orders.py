@@ -1,4 +1,4 @@
-"""/v1/orders: submit, list, get, cancel."""
+"""/v1/orders: submit, list, get, cancel, and an order's history."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ router = APIRouter()
 
 JSON = "application/json"
 _KEY = re.compile(r"^[\x21-\x7E]{1,255}$")
+_SEQ = re.compile(r"[0-9]{1,18}")  # an order-history cursor: the last seq seen
 Status = Literal[
     "pending_new",
     "open",
@@ -180,6 +181,38 @@ async def get_order(request: Request, who: Annotated[Principal, Depends(can_read
     exits = await exits_of(services.exit_plans, order)
     body = api.OrderDetail.model_validate(order_out(order).model_dump() | {"exits": exits})
     return Response(body.model_dump_json(), media_type=JSON)
+
+
+@router.get("/v1/orders/{order_id:uuid}/events")
+async def list_order_events(
+    request: Request,
+    who: Annotated[Principal, Depends(can_read)],
+    order_id: UUID,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+) -> Response:
+    """An order's history, oldest first."""
+    after = _decode_seq(cursor)
+    reads = _services(request).reads
+    if await reads.order(who.account_id, order_id) is None:
+        raise OrderNotFound(f"order {order_id} does not exist")
+    rows, more = await reads.order_events(order_id, limit=limit, after=after)
+    items = [
+        api.OrderHistoryEvent(
+            seq=r.id, from_status=r.from_status, to_status=r.to_status, reason=r.reason, at=r.created_at
+        )
+        for r in rows
+    ]
+    body = api.OrderHistoryPage(items=items, next_cursor=str(items[-1].seq) if more and items else None)
+    return Response(body.model_dump_json(), media_type=JSON)
+
+
+def _decode_seq(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not _SEQ.fullmatch(cursor):
+        raise ApiProblem(400, "invalid_cursor", "the cursor is not valid; use a next_cursor we returned")
+    return int(cursor)
 
 
 @router.delete("/v1/orders/{order_id:uuid}")

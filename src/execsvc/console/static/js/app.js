@@ -45,7 +45,7 @@ function startSession() {
   stream.addEventListener("orders", (e) => {
     const d = e.detail;
     if (d.snapshot) d.items.forEach((o) => upsertOrder(o));
-    else upsertOrder(d.data, d.event, d.seq);
+    else upsertOrder(d.data);
     changed("orders");
   });
   stream.addEventListener("markets", (e) => {
@@ -80,7 +80,6 @@ function logout(message = "Logged out.") {
   clearInterval(sampler);
   session.token = null;
   store.orders.clear();
-  store.history.clear();
   store.equity.length = 0;
   current?.dispose?.();
   current = null;

@@ -2,18 +2,12 @@
 export const store = new EventTarget();
 
 store.orders = new Map(); // id -> order (the newest updated_at wins)
-store.history = new Map(); // id -> [{event, seq, at, status}] seen on the stream this session
 store.marks = new Map(); // symbol -> [[ms, price]]
 store.markets = new Map(); // symbol -> market
 store.equity = []; // [[ms, equity]] sampled over the session
 
-export function upsertOrder(order, event, seq) {
+export function upsertOrder(order) {
   const known = store.orders.get(order.id);
-  if (event) {
-    const list = store.history.get(order.id) || [];
-    list.push({ event, seq, at: order.updated_at, status: order.status });
-    store.history.set(order.id, list);
-  }
   if (!known || known.updated_at <= order.updated_at) store.orders.set(order.id, order);
 }
 

@@ -115,20 +115,39 @@ export function render(container) {
     selected = id;
     draw();
     try {
-      const [order, fills] = await Promise.all([get(`/v1/orders/${id}`), get(`/v1/fills${query({ order_id: id })}`)]);
-      renderDetail(id, order, fills.items);
+      const [order, fills, events] = await Promise.all([get(`/v1/orders/${id}`), get(`/v1/fills${query({ order_id: id })}`),
+        get(`/v1/orders/${id}/events${query({ limit: 500 })}`)]);
+      renderDetail(id, order, fills.items, events.items);
     } catch (error) {
       replace(detail, h("h2", { id: "order-detail-title" }, "Order"), h("p", { class: "error" }, error.message));
     }
   }
 
+  // The history and fills are read again when the stream shows the selected order changed.
+  async function refresh(id) {
+    try {
+      const [fills, events] = await Promise.all([get(`/v1/fills${query({ order_id: id })}`),
+        get(`/v1/orders/${id}/events${query({ limit: 500 })}`)]);
+      if (detailData.id !== id) return;
+      detailData.fills = fills.items;
+      detailData.events = events.items;
+      renderDetail(id);
+    } catch (error) {
+      message.textContent = `Could not refresh the order's history: ${error.message}`;
+    }
+  }
+
   let detailData = {};
-  function renderDetail(id, order, fills) {
-    if (order) detailData = { id, order, fills };
+  function renderDetail(id, order, fills, events) {
+    if (order) detailData = { id, order, fills, events, updated: order.updated_at };
     if (detailData.id !== id) return;
     const o = store.orders.get(id) || detailData.order;
+    if (o.updated_at !== detailData.updated) {
+      detailData.updated = o.updated_at;
+      refresh(id);
+    }
     const risk = detailData.order?.risk;
-    const history = store.history.get(id) || [];
+    const history = detailData.events || [];
     replace(detail,
       h("h2", { id: "order-detail-title", tabindex: "-1" }, `Order ${o.client_order_id}`),
       kv([["Id", o.id], ["Status", o.status], ["Symbol", o.symbol], ["Side", o.side], ["Type", `${o.type} ${o.time_in_force}`],
@@ -141,9 +160,10 @@ export function render(container) {
         risk.violations.length ? h("ul", {}, risk.violations.map((v) => h("li", {}, `${v.rule}: ${v.message ?? ""}`))) : null,
         h("p", { class: "muted" }, `Checks: ${risk.checks.join(", ") || "none"}`))
         : h("p", { class: "muted" }, "No risk audit recorded."),
-      h("h3", {}, "Events seen this session"),
-      history.length ? h("ol", { id: "order-history" }, history.map((e) => h("li", {}, `${fmtTime(e.at)} ${e.event} (seq ${e.seq})`)))
-        : h("p", { class: "muted" }, "None since the console opened (the API has no per-order event history)."),
+      h("h3", {}, "History"),
+      history.length ? h("ol", { id: "order-history" }, history.map((e) =>
+        h("li", {}, `${fmtTime(e.at)} ${e.from_status ?? "new"} → ${e.to_status}: ${e.reason}`)))
+        : h("p", { class: "muted" }, "No events recorded."),
       h("h3", {}, "Fills"),
       detailData.fills?.length ? h("ul", {}, detailData.fills.map((f) => h("li", {}, `${fmtTime(f.created_at)} ${f.qty} @ ${f.price}`)))
         : h("p", { class: "muted" }, "No fills."));
