@@ -247,6 +247,9 @@ class BacktestJobs:
                     await self._sleep(max(0.0, last_write + _REPORT_EVERY - time.monotonic()))
                 finally:
                     loop.remove_reader(fd)
+                    # uvloop's add_reader leaves the descriptor non-blocking: recv in a thread would then fail
+                    # with BlockingIOError on a message the child writes in more than one piece.
+                    os.set_blocking(fd, True)
             while receive.poll():  # first what the child wrote: it may be the outcome, not to be thrown away
                 try:
                     # Off the event loop: the result is one large message, read as the child writes it.
