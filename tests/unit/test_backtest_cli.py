@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -219,3 +221,86 @@ def test_the_console_script_prints_only_json_for_a_walk_forward_on_two_workers(t
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["kind"] == "walk_forward"
+
+
+def _console_script(cwd: Path, hash_seed: str, *argv: str) -> subprocess.CompletedProcess[bytes]:
+    """``execsvc backtest`` as the installed console script, in a process with its own PYTHONHASHSEED."""
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    return subprocess.run([str(EXECSVC), *BASE, *argv], capture_output=True, timeout=120, check=False, cwd=cwd, env=env)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(("--bars", "3000", "--json"), id="backtest"),
+        pytest.param(("--bars", "1200", "--walk-forward", SMALL_WF, "--workers", "2", "--json"), id="walk-forward"),
+    ],
+)
+def test_json_is_the_same_bytes_in_two_processes_with_different_hash_seeds(tmp_path: Path, argv: tuple[str]) -> None:
+    # Set and dict iteration order of str keys depends on the hash seed: any order leaking into the document shows.
+    first = _console_script(tmp_path, "1", *argv)
+    second = _console_script(tmp_path, "4242", *argv)
+    assert first.returncode == 0, first.stderr.decode()
+    assert second.returncode == 0, second.stderr.decode()
+    assert first.stdout == second.stdout
+    document = json.loads(first.stdout)
+    assert document["kind"] in ("backtest", "walk_forward")
+    if document["kind"] == "backtest":
+        traded = len(document["trades"])
+    else:
+        traded = sum(len(w["out_of_sample_trades"]) for w in document["windows"])
+    assert traded  # something traded: the bytes compared hold trades, not just an empty run
+
+
+def test_a_parquet_file_runs_end_to_end_with_the_same_result_as_the_same_bars_generated(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pa = pytest.importorskip("pyarrow")
+    parquet = pytest.importorskip("pyarrow.parquet")
+    bars = generate_bars("BTC/USDT", "1h", GENERATED_START, 1500, seed=7)
+    columns: dict[str, Any] = {"time": pa.array([b.open_time for b in bars], pa.timestamp("us", tz="UTC"))}
+    for name in ("open", "high", "low", "close", "volume"):
+        columns[name] = pa.array([str(getattr(b, name)) for b in bars])  # exact decimals, as text
+    path = tmp_path / "bars.parquet"
+    parquet.write_table(pa.table(columns), path)
+    report = tmp_path / "report.html"
+
+    code, from_file, err = _run(capsys, "--data", str(path), "--json", "--report", str(report))
+    assert code == 0, err
+    code, generated, _ = _run(capsys, "--bars", "1500", "--json")
+    assert code == 0
+
+    a, b = json.loads(generated), json.loads(from_file)
+    assert b["backtest"]["data"]["source"] == f"file {path}"
+    assert b["backtest"]["data"]["sha256"] == a["backtest"]["data"]["sha256"]
+    assert b["trades"] == a["trades"]
+    assert b["metrics"] == a["metrics"]
+    assert 'id="equity-chart"' in report.read_text(encoding="utf-8")
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_main_draws_the_progress_bar_when_stderr_is_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+
+    assert main([*BASE, "--bars", "500"]) == 0
+
+    drawn = terminal.getvalue()
+    assert drawn.startswith("\r[")
+    assert drawn.count("\r") >= 10  # redrawn as the run goes, on one line
+    assert f"[{'#' * 30}] 100%  500/500 bars" in drawn
+    assert drawn.endswith("\n")
+    assert capsys.readouterr().out.startswith("backtest ema_cross on BTC/USDT 1h: 500 bars\n")
+
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert main([*BASE, "--bars", "500", "--quiet"]) == 0
+    assert quiet.getvalue() == ""

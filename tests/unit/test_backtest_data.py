@@ -205,6 +205,36 @@ def test_every_time_column_name_is_accepted(tmp_path: Path, name: str) -> None:
     assert bars[0].open_time == START
 
 
+def test_an_unnamed_first_column_is_the_time_column(tmp_path: Path) -> None:
+    # pandas' to_csv of a frame indexed by time writes the index first, with an empty name
+    text = ",Open,High,Low,Close,Volume\n2024-01-01 00:00:00,100,101,99,100.5,7\n2024-01-01 01:00,100.5,102,100,101,8\n"
+    bars = load_bars(write(tmp_path, text), "X", "1h")
+    assert [(b.open_time, b.close, b.volume) for b in bars] == [(START, D("100.5"), D(7)), (START + HOUR, D(101), D(8))]
+    # an unnamed first column in a Parquet file is read the same way
+    pa = pytest.importorskip("pyarrow")
+    parquet = pytest.importorskip("pyarrow.parquet")
+    table = pa.table({"": ["2024-01-01T00:00:00Z"], "open": ["1"], "high": ["2"], "low": ["1"], "close": ["2"]})
+    parquet.write_table(table, tmp_path / "bars.parquet")
+    assert load_bars(tmp_path / "bars.parquet", "X", "1h")[0].open_time == START
+
+
+def test_a_named_time_column_wins_over_an_unnamed_first_column(tmp_path: Path) -> None:
+    text = ",time,open,high,low,close\n0,2024-01-01T01:00:00Z,1,2,1,2\n"  # the first column: a row number
+    assert load_bars(write(tmp_path, text), "X", "1h")[0].open_time == START + HOUR
+
+
+def test_an_unnamed_column_elsewhere_is_not_a_time_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "open,,high,low,close\n1,2024-01-01,2,1,2\n")
+    with pytest.raises(BarDataError, match=r"no time column .*or an unnamed first column"):
+        load_bars(path, "X", "1h")
+
+
+def test_a_bad_time_in_the_unnamed_first_column_names_the_column(tmp_path: Path) -> None:
+    path = write(tmp_path, ",open,high,low,close\nsoon,1,2,1,2\n")
+    with pytest.raises(BarDataError, match=r"row 1: column 1 \(unnamed\): not a time: 'soon'"):
+        load_bars(path, "X", "1h")
+
+
 def test_missing_volume_column_means_zero_volume(tmp_path: Path) -> None:
     bars = load_bars(write(tmp_path, "time,open,high,low,close\n2024-01-01T00:00:00Z,1,2,0.5,1.5\n"), "X", "1h")
     assert bars[0].volume == 0

@@ -21,6 +21,7 @@ import pytest
 
 from execsvc.backtest.data import generate_bars
 from execsvc.backtest.engine import Backtest, BacktestConfig, BacktestError, run_backtest
+from execsvc.core.ledger import Position
 from execsvc.core.markets import MarketRules
 from execsvc.core.values import Side, Symbol
 from execsvc.exits.service import plan_id_for
@@ -589,3 +590,91 @@ def test_a_backtest_over_two_quote_assets_is_refused() -> None:
     eth_btc = [bar(0, "0.05", "0.06", "0.04", "0.05", symbol="ETH/BTC")]
     with pytest.raises(BacktestError, match="same quote asset"):
         Backtest(config(symbols=(BTC, "ETH/BTC")), {BTC: bars, "ETH/BTC": eth_btc})
+
+
+# -- 8. the short side of a bar's path, and a sell plan held while long --------------------------------------------
+
+
+def test_a_bar_touching_both_stop_and_take_profit_while_short_hits_the_stop_first_at_its_level() -> None:
+    # A sell at 100 with 2 BTC held (spot): the plan's stop is 105, its take-profits 90 / 80 / 70. Bar 1 opens at 95,
+    # its low 89.5 (TP1 90) nearer than its high 106 (stop 105), but short, the high comes first.
+    bars = [bar(0, "100", "101", "99", "100"), bar(1, "95", "106", "89.5", "95")]
+    cfg = config(balances={"USDT": START, "BTC": D(2)})
+
+    result = run(cfg, bars, {0: [signal(Side.SELL, 0)]}).result
+
+    # legs of 1/3 h: 95 -> 106 passes the stop 105 (two points, 1/9 h apart), then 106 -> 89.5, then -> 95
+    assert fills(result) == [
+        ("sell", D(1), D(100), D(0), at(0)),
+        ("buy", D(1), D(105), D(0), at(1 + 1 / 9)),  # at the stop level, not the high 106
+    ]
+    trade = only(result["trades"])
+    assert (trade["side"], trade["exit_reason"], trade["pnl"]) == ("short", "stop_loss", "-5")  # (100-105)*1
+    plan = only(result["exit_plans"])
+    assert (plan["side"], plan["state"]) == ("sell", "closed")
+    assert [tp["state"] for tp in plan["take_profits"]] == ["disarmed"] * 3
+
+
+def test_a_sell_entrys_plan_while_the_position_stays_long_closes_at_its_first_level_without_an_exit() -> None:
+    # On a spot account a sell signal against a long position sells part of it (on_opposite "enter"): the position
+    # stays long and the sell's plan (stop 105, take-profits 90 / 80 / 70) has no short position to exit. The path
+    # is keyed on the net position (long: the low first, towards the take-profit 90), but which level comes first
+    # does not matter here: an exit plan only exits what is held on its own side, so the exit service closes the
+    # plan at its first level with no order, as it does live. Either way no stop or take-profit trades.
+    bars = [bar(0, "100", "101", "99", "100"), bar(1, "95", "106", "89.5", "95")]
+    backtest = Backtest(config(balances={"USDT": START, "BTC": D(2)}), {BTC: bars})
+    backtest.store.positions[("backtest", BTC)] = Position(D(2), D(100))  # 2 BTC bought before the data starts
+    backtest.queue(signal(Side.SELL, 0))
+
+    result = asyncio.run(backtest.run()).result
+
+    assert [(side, qty, price) for side, qty, price, _, _ in fills(result)] == [("sell", D(1), D(100))]
+    assert backtest.store.positions[("backtest", BTC)].qty == 1
+    plan = only(result["exit_plans"])
+    assert (plan["side"], plan["state"], plan["exited"], plan["orders"]) == ("sell", "closed", "0", [])
+    assert plan["close_reason"] == "the position in BTC/USDT was closed outside the plan"
+    assert plan["updated_at"] == at(1 + 1 / 9)  # the first level the path met: TP1 90, 1/9 h into the bar
+
+
+# -- 9. a gap in the data ---------------------------------------------------------------------------------------------
+
+
+def test_a_missing_bar_is_a_gap_signals_and_stops_wait_for_the_next_bar_and_the_curve_skips_it() -> None:
+    # Hourly bars 0, 1, 3, 4: bar 2 (02:00-03:00) is missing, and bar 3 opens far below bar 1's close.
+    bars = [
+        bar(0, "100", "101", "99", "100"),
+        bar(1, "100", "101", "99", "100"),
+        bar(3, "93", "94", "92", "93.5"),
+        bar(4, "94", "95", "93", "94"),
+    ]
+    held = signal(Side.BUY, 0)  # placed at bar 0's open: stop 95
+    late = signal(Side.BUY, 2, entry="96")  # made at 02:00 (as if at bar 1's close): stop 91
+
+    result = run(config(), bars, {0: [held], 2: [late]}).result
+
+    # Nothing happens in the gap: the signal made before it and the stop it jumped over meet bar 3's open (03:00),
+    # the price after the gap; the stop exits at that open, worse than its level.
+    assert fills(result) == [
+        ("buy", D(1), D(100), D(0), at(0)),
+        ("sell", D(1), D(93), D(0), at(3)),  # the held position's stop 95, gapped through
+        ("buy", D(1), D(93), D(0), at(3)),  # the late signal, at the open after the gap (its entry was 96)
+    ]
+    assert [s["outcome"] for s in result["signals"]] == ["ordered", "ordered"]
+    assert result["trades"][0]["exit_reason"] == "stop_loss"
+    # one point per bar that exists: the start, then each close; no point is made up for the missing bar
+    assert [p[0] for p in result["equity"]] == [at(0), at(1), at(2), at(4), at(5)]
+    assert result["backtest"]["bars"] == 4
+
+
+# -- 10. signals explain themselves -------------------------------------------------------------------------------
+
+
+def test_every_signal_of_a_run_carries_the_reasons_its_strategy_gave() -> None:
+    result = run_backtest(_generated_config(), {BTC: generate_bars(BTC, "1h", T0, 300, seed=5)}).result
+
+    assert len(result["signals"]) >= 3
+    for made in result["signals"]:
+        assert made["rule"]
+        assert isinstance(made["reasons"], dict)
+        assert made["reasons"], made  # the indicator values behind the rule, never an empty explanation
+        assert all(isinstance(name, str) and value is not None for name, value in made["reasons"].items())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import subprocess
@@ -15,14 +16,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
+from execsvc.aio import run_to_result
 from execsvc.backtest.report import render_report, write_report
+from execsvc.backtest.runner import load_data, run_spec
+from execsvc.backtest.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 START = datetime(2024, 1, 1, tzinfo=UTC)
 BARS = 600
 HOSTILE = "</script><script>document.documentElement.dataset.error='escaped'</script><!-- x"
 BROWSER_TIMEOUT = 60
+# A walk-forward window's in-sample and out-of-sample figures (total return, Sharpe, max drawdown), and how the
+# report shows them: different on each side.
+IN_SAMPLE = {"total_return": "0.25000000", "sharpe": "3.33000000", "max_drawdown": "0.05000000"}
+OUT_OF_SAMPLE = {"total_return": "-0.03120000", "sharpe": "-0.75000000", "max_drawdown": "0.12000000"}
+IN_SAMPLE_SHOWN = ["25.00%", "3.33", "5.00%"]
+OUT_OF_SAMPLE_SHOWN = ["-3.12%", "-0.75", "12.00%"]
 
 
 def _iso(moment: datetime) -> str:
@@ -131,8 +142,9 @@ def walk_forward_document(windows: int = 3, oos_bars: int = 200) -> dict[str, An
                 "in_sample": {"start": _iso(START - timedelta(days=30)), "end": oos[0][0]},
                 "out_of_sample": {"start": oos[0][0], "end": oos[-1][0]},
                 "best_params": {"fast": 8 + index, "slow": 30},
-                "in_sample_metrics": metrics,
-                "out_of_sample_metrics": metrics,
+                # each side its own figures, so a column showing the other side's shows up
+                "in_sample_metrics": {**metrics, **IN_SAMPLE, "trades": 40 + index},
+                "out_of_sample_metrics": {**metrics, **OUT_OF_SAMPLE, "trades": 3 + index},
             }
         )
     return {
@@ -326,6 +338,11 @@ def test_walk_forward_report_renders_in_headless_chromium(chromium: str, tmp_pat
     rows = dom.by_id("windows").find_all("tbody")[0].find_all("tr")
     assert len(rows) == len(document["windows"])
     assert "fast=9, slow=30" in rows[1].content()
+    for index, row in enumerate(rows):
+        cells = [td.content() for td in row.find_all("td")]
+        # index, ranges, parameters; then in-sample and out-of-sample: total return, Sharpe, max drawdown, trades
+        assert cells[3:7] == [*IN_SAMPLE_SHOWN, str(40 + index)]
+        assert cells[7:11] == [*OUT_OF_SAMPLE_SHOWN, str(3 + index)]
 
 
 def test_long_series_are_downsampled_without_losing_a_drawdown_spike(chromium: str, tmp_path: Path) -> None:
@@ -350,3 +367,92 @@ def test_report_screenshot_is_a_png(chromium: str, tmp_path: Path) -> None:
     run_chromium(chromium, tmp_path, page, f"--screenshot={shot}", "--window-size=1280,2000")
     assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert shot.stat().st_size > 10_000
+
+
+# ---- reports of real runs ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def _quiet_pipeline_logs() -> Iterator[None]:
+    """The pipeline logs every order and exit it handles; only errors are kept while the engine runs here."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    yield
+    structlog.configure(**saved)
+
+
+def engine_result(document: dict[str, Any]) -> dict[str, Any]:
+    """The result document of a backtest (or walk-forward) request, run as ``execsvc backtest`` runs it."""
+    spec = parse_spec(document)
+    return run_spec(spec, run_to_result(load_data(spec)), workers=1)
+
+
+def _cells(row: Node) -> list[str]:
+    return [td.content() for td in row.find_all("td")]
+
+
+@pytest.mark.usefixtures("_quiet_pipeline_logs")
+def test_the_report_of_an_engine_backtest_draws_every_trade_of_the_result(chromium: str, tmp_path: Path) -> None:
+    result = engine_result(
+        {
+            "strategy": "ema_cross",
+            "symbols": ["BTC/USDT"],
+            "timeframe": "1h",
+            "params": {"fast_period": 8, "slow_period": 30},
+            "data": {"source": "generated", "bars": 3000},
+        }
+    )
+    trades = result["trades"]
+    assert len(trades) >= 10  # enough for the counts below to mean something
+    assert len(result["equity"]) == 3001
+
+    dom = rendered_dom(chromium, tmp_path, result)
+
+    for chart in ("equity-chart", "drawdown-chart", "price-chart"):
+        assert longest_line(dom.by_id(chart)) >= 1000, chart  # ~2,000 of the 3,001 points, not a stub
+    price = dom.by_id("price-chart").find_all("svg")[0]
+    entries = [m for m in price.find_all("polygon") if {"marker", "entry"} <= m.classes()]
+    exits = [m for m in price.find_all("polygon") if {"marker", "exit"} <= m.classes()]
+    assert sorted(m.attrs["data-side"] for m in entries) == sorted(t["side"] for t in trades)
+    assert len(exits) == sum(1 for t in trades if t["exit_time"] is not None)
+    rows = dom.by_id("trades").find_all("tbody")[0].find_all("tr")
+    assert len(rows) == len(trades)
+    assert [_cells(row)[0] for row in rows] == [str(t["number"]) for t in trades]
+    signal_rows = dom.by_id("signals").find_all("tbody")[0].find_all("tr")
+    assert len(signal_rows) == len(result["signals"])
+
+
+@pytest.mark.usefixtures("_quiet_pipeline_logs")
+def test_the_report_of_an_engine_walk_forward_shows_each_windows_own_figures(chromium: str, tmp_path: Path) -> None:
+    result = engine_result(
+        {
+            "strategy": "ema_cross",
+            "symbols": ["BTC/USDT"],
+            "timeframe": "1h",
+            "data": {"source": "generated", "bars": 2000},
+            "walk_forward": {
+                "in_sample_bars": 800,
+                "out_of_sample_bars": 400,
+                "grid": {"fast_period": [5, 10], "slow_period": [30]},
+            },
+        }
+    )
+    windows = result["windows"]
+    assert len(windows) == 3
+
+    dom = rendered_dom(chromium, tmp_path, result)
+
+    assert longest_line(dom.by_id("stitched-chart")) >= 1000  # 3 x 400 out-of-sample bars, stitched
+    rows = dom.by_id("windows").find_all("tbody")[0].find_all("tr")
+    assert len(rows) == len(windows)
+    for row, window in zip(rows, windows, strict=True):
+        cells = _cells(row)
+        assert cells[0] == str(window["index"])
+        best = window["best_params"]
+        assert f"fast_period={best['fast_period']}" in cells[2]
+        for offset, key in ((3, "in_sample_metrics"), (7, "out_of_sample_metrics")):
+            metrics = window[key]
+            assert cells[offset] == f"{Decimal(metrics['total_return']) * 100:,.2f}%", key
+            assert cells[offset + 3] == str(metrics["trades"]), key
+    # the in-sample and out-of-sample runs differ (their own bars): at least one window shows it
+    assert any(w["in_sample_metrics"]["total_return"] != w["out_of_sample_metrics"]["total_return"] for w in windows)

@@ -4,12 +4,14 @@
 
 - One header row; column names are case-insensitive and surrounding spaces are ignored. Columns that are not
   listed here are ignored, and the order of the columns does not matter.
-- Exactly one time column, named ``time``, ``timestamp``, ``date``, ``datetime`` or ``open_time``: the bar's **open**
-  time. Accepted values: ISO 8601 text (``2024-01-01T00:00:00Z``, ``2024-01-01 00:00:00+02:00``, ``2024-01-01``;
-  text without an offset is UTC), or an integer count since the Unix epoch, read as **seconds when below
-  100,000,000,000** (which reaches the year 5138) and as **milliseconds otherwise** (which starts in March 1973);
-  so epoch milliseconds before March 1973 are not readable. In Parquet, a timestamp column (a timestamp without a
-  zone is UTC) and a date column are also accepted.
+- Exactly one time column, named ``time``, ``timestamp``, ``date``, ``datetime`` or ``open_time``: the bar's
+  **open** time. When no column has one of those names and the **first column's name is empty** (the header starts
+  with a comma, as pandas writes a frame whose time is its unnamed index, e.g. backtesting.py's ``EURUSD.csv``), the
+  first column is the time column. Accepted values: ISO 8601 text (``2024-01-01T00:00:00Z``,
+  ``2024-01-01 00:00:00+02:00``, ``2024-01-01``; text without an offset is UTC), or an integer count since the Unix
+  epoch, read as **seconds when below 100,000,000,000** (which reaches the year 5138) and as **milliseconds
+  otherwise** (which starts in March 1973); so epoch milliseconds before March 1973 are not readable. In Parquet, a
+  timestamp column (a timestamp without a zone is UTC) and a date column are also accepted.
 - ``open``, ``high``, ``low``, ``close``: positive prices with ``low <= min(open, close)`` and
   ``max(open, close) <= high``. In a CSV file they are parsed from the text straight into ``Decimal`` (never through a
   float). In Parquet, decimal, string and integer columns are taken exactly; a float64 column is converted with
@@ -45,6 +47,7 @@ from execsvc.strategies.bars import Bar
 TICK: Final = Decimal("0.01")
 VOLUME_STEP: Final = Decimal("0.0001")
 TIME_COLUMNS: Final = ("time", "timestamp", "date", "datetime", "open_time")
+UNNAMED_TIME: Final = "1 (unnamed)"  # how errors name an unnamed first column read as the time column
 PRICE_COLUMNS: Final = ("open", "high", "low", "close")
 # Epoch integers at or above this are milliseconds: 1e11 seconds is the year 5138, 1e11 milliseconds March 1973.
 EPOCH_MS_FROM: Final = 100_000_000_000
@@ -233,8 +236,14 @@ class _Columns:
 def _columns(file: Path, header: Sequence[str]) -> _Columns:
     names = [name.strip().lower() for name in header]
     times = [name for name in names if name in TIME_COLUMNS]
+    if not times and names and names[0] == "":
+        # pandas' to_csv of a frame indexed by time: the index is the first column, and it has no name
+        times = [""]
     if not times:
-        raise BarDataError(f"{file}: no time column (one of {', '.join(TIME_COLUMNS)}); columns are {header}")
+        raise BarDataError(
+            f"{file}: no time column (one of {', '.join(TIME_COLUMNS)}, or an unnamed first column); "
+            f"columns are {header}"
+        )
     if len(times) > 1:
         raise BarDataError(f"{file}: more than one time column: {', '.join(times)}")
     missing = [name for name in PRICE_COLUMNS if name not in names]
@@ -245,7 +254,7 @@ def _columns(file: Path, header: Sequence[str]) -> _Columns:
         raise BarDataError(f"{file}: repeated column(s) {', '.join(repeated)}")
     o, h, low, c = (names.index(name) for name in PRICE_COLUMNS)
     volume = names.index("volume") if "volume" in names else None
-    return _Columns(names.index(times[0]), times[0], (o, h, low, c), volume)
+    return _Columns(names.index(times[0]), times[0] or UNNAMED_TIME, (o, h, low, c), volume)
 
 
 def _csv_rows(file: Path) -> tuple[list[str], Iterator[Sequence[Any]]]:
