@@ -31,12 +31,12 @@ export function render(container) {
       page.items.length ? h("table", { id: "backtests" },
         h("caption", { class: "muted" }, "Newest first"),
         h("thead", {}, h("tr", {}, ["Created", "Status", "Progress", "Summary", "Finished", ""].map((c) => h("th", { scope: "col" }, c)))),
-        h("tbody", {}, page.items.map((b) => h("tr", {},
+        h("tbody", {}, page.items.map((b) => h("tr", { "data-backtest-id": b.id, "data-status": b.status },
           h("td", {}, fmtDateTime(b.created_at)), h("td", {}, `${b.status}${b.error ? ` (${b.error})` : ""}`),
           h("td", {}, `${b.progress.done}/${b.progress.total}`),
           h("td", {}, b.summary ? Object.entries(b.summary).slice(0, 4).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join("; ") : ""),
           h("td", {}, fmtDateTime(b.finished_at)),
-          h("td", {}, b.status === "succeeded" || b.summary
+          h("td", {}, b.status === "done"
             ? h("button", { type: "button", onclick: (e) => report(b.id, e.target) }, "Download report") : null)))))
         : h("p", { class: "muted" }, "No backtests (start one with POST /v1/backtests)."));
   }).catch((error) => { message.textContent = `Could not load backtests: ${error.message}`; });

@@ -52,25 +52,42 @@ export function render(container) {
 
   function drawKill(s) {
     const admin = session.admin;
-    const act = async (label, path, body) => {
-      const reason = await confirmAction(`${label} trading for account ${s.account_id}?`, "");
+    const act = async (question, label, path, body) => {
+      const reason = await confirmAction(question, "");
       if (reason === null) return;
       try {
-        await post(path, { ...body, reason, account_id: s.account_id });
+        await post(path, { ...body, reason });
         await refresh();
       } catch (error) {
         message.textContent = `${label} failed: ${error.message}`;
       }
     };
+    const mine = (label, path, body) =>
+      act(`${label} trading for account ${s.account_id}?`, label, path, { ...body, account_id: s.account_id });
+    // The service-wide switch (scope "global"): it stops every account, not just this token's, so it is a section
+    // of its own, shown to admin tokens only, and its confirmation says so.
+    const everyone = (label, path, body) =>
+      act(`${label} trading for ALL accounts of the service, not only ${s.account_id}? Open orders are left as they are.`,
+        label, path, { ...body, scope: "global" });
     replace(kill, h("h2", { id: "kill-title" }, "Kill switch"),
       admin ? null : h("p", { class: "muted" }, "Halting and resuming need a token with the admin scope."),
-      h("div", { class: "actions" },
+      h("h3", { id: "kill-account-title" }, `This account (${s.account_id})`),
+      h("div", { class: "actions", role: "group", "aria-labelledby": "kill-account-title" },
         h("button", { type: "button", class: "danger", id: "halt", disabled: !admin || s.account.state === "halted",
-          onclick: () => act("Halt", "/v1/risk/halt", { state: "halted", cancel_open_orders: true }) }, "Halt (cancel open orders)"),
+          onclick: () => mine("Halt", "/v1/risk/halt", { state: "halted", cancel_open_orders: true }) }, "Halt (cancel open orders)"),
         h("button", { type: "button", id: "reducing", disabled: !admin || s.account.state === "reducing",
-          onclick: () => act("Reduce-only", "/v1/risk/halt", { state: "reducing" }) }, "Reducing only"),
+          onclick: () => mine("Reduce-only", "/v1/risk/halt", { state: "reducing" }) }, "Reducing only"),
         h("button", { type: "button", class: "primary", id: "resume", disabled: !admin || s.account.state === "active",
-          onclick: () => act("Resume", "/v1/risk/resume", {}) }, "Resume")));
+          onclick: () => mine("Resume", "/v1/risk/resume", {}) }, "Resume")),
+      admin ? [
+        h("h3", { id: "kill-global-title" }, "All accounts (service-wide)"),
+        h("p", { class: "muted", id: "global-state" }, `Service state: ${s.global.state}${s.global.reason ? ` — ${s.global.reason}` : ""}`),
+        h("div", { class: "actions", role: "group", "aria-labelledby": "kill-global-title" },
+          h("button", { type: "button", class: "danger", id: "halt-global", disabled: s.global.state === "halted",
+            onclick: () => everyone("Halt", "/v1/risk/halt", { state: "halted" }) }, "Halt all accounts"),
+          h("button", { type: "button", class: "primary", id: "resume-global", disabled: s.global.state === "active",
+            onclick: () => everyone("Resume", "/v1/risk/resume", {}) }, "Lift the halt on all accounts")),
+      ] : null);
   }
 
   async function drawLimits() {

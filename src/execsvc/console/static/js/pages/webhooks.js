@@ -9,7 +9,8 @@ export function render(container) {
   const deliveries = h("section", { class: "card", id: "deliveries", "aria-labelledby": "deliveries-title" },
     h("h2", { id: "deliveries-title" }, "Deliveries"), h("p", { class: "muted" }, "Choose a subscription."));
   const message = h("p", { class: "error", role: "alert" });
-  replace(container, h("h1", {}, "Webhooks"), message, list, deliveries);
+  const notice = h("p", { class: "muted", role: "status", id: "delivery-notice" });
+  replace(container, h("h1", {}, "Webhooks"), message, notice, list, deliveries);
   let chosen = null;
   let status = "";
 
@@ -41,7 +42,7 @@ export function render(container) {
         h("table", {},
           h("caption", { class: "muted" }, "Newest first"),
           h("thead", {}, h("tr", {}, ["Created", "Event", "Status", "Attempts", "Last answer", "Next attempt", ""].map((c) => h("th", { scope: "col" }, c)))),
-          h("tbody", {}, page.items.map((d) => h("tr", {},
+          h("tbody", { id: "delivery-rows" }, page.items.map((d) => h("tr", { "data-delivery-id": d.id, "data-status": d.status },
             h("td", {}, fmtDateTime(d.created_at)), h("td", {}, d.event_type), h("td", {}, d.status),
             h("td", { class: "num" }, d.attempts), h("td", {}, d.last_status_code ?? d.last_error ?? ""),
             h("td", {}, d.status === "pending" ? fmtDateTime(d.next_attempt_at) : ""),
@@ -53,7 +54,8 @@ export function render(container) {
 
   async function replay(delivery) {
     try {
-      await post(`/v1/webhooks/deliveries/${delivery.id}/replay`);
+      const queued = await post(`/v1/webhooks/deliveries/${delivery.id}/replay`);
+      notice.textContent = `The ${queued.event_type} delivery is queued again (${queued.status}).`;
       await loadDeliveries();
     } catch (error) {
       message.textContent = `Replay failed: ${error.message}`;
