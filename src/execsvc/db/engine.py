@@ -52,7 +52,13 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
 
 
 def autocommit(engine: AsyncEngine) -> AsyncEngine:
-    """The same pool without transactions: single-statement reads then skip BEGIN and ROLLBACK."""
+    """The same pool without transactions: single-statement reads then skip BEGIN and ROLLBACK.
+
+    On SQLite, the engine as it is: its driver begins a transaction only before a write, so a read runs without one
+    already. Setting the level there is a trip to aiosqlite's thread at each checkout (and one back at each return),
+    and a task cancelled during that trip (a loop stopped mid-read) left its connection checked out for good."""
+    if engine.dialect.name == "sqlite":
+        return engine
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
