@@ -326,7 +326,11 @@ class Container:
                 if time.monotonic() - opened > STREAM_HEALTHY_SECONDS:
                     pause, failing = 1.0, False  # it had been up a good while: a fresh drop, not the same outage
                 if not failing:
-                    log.warning("venue_order_stream_failed", broker=session.broker.name, error=str(exc))
+                    # The type too: ccxt's binance raises KeyError('spot') when the venue refuses the stream's
+                    # subscription (its error path deletes the subscription twice), hiding the refusal itself.
+                    log.warning(
+                        "venue_order_stream_failed", broker=session.broker.name, error=f"{type(exc).__name__}: {exc}"
+                    )
                 failing, reopened = True, True
                 await asyncio.sleep(pause)
                 pause = min(60.0, pause * 2)
