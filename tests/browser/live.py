@@ -129,3 +129,15 @@ class Api:
         tick = Decimal(market["tick_size"])
         price = (Decimal(market["mark_price"]) * Decimal(below) / tick).to_integral_value(ROUND_DOWN) * tick
         return str(price)
+
+
+def log_in(page: Any, service: LiveService, token: str) -> None:
+    """Log in to the console with ``token`` and wait for the live stream; the token never reaches the URL."""
+    from playwright.sync_api import expect  # test-only: this module is also imported where Playwright is not needed
+
+    page.goto(f"{service.base}/console/")
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("navigation", name="Pages")).to_be_visible()
+    expect(page.locator("#stream-status")).to_have_attribute("data-state", "live")
+    assert token not in page.url

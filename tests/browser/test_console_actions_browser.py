@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.live import Api, LiveService
+from tests.browser.live import Api, LiveService, log_in
 from tests.support.services import free_port
 
 pytestmark = pytest.mark.live
@@ -54,14 +54,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
 
 def account() -> str:
     return f"actions-{uuid.uuid4().hex[:8]}"
-
-
-def log_in(page: Page, service: LiveService, token: str) -> None:
-    page.goto(f"{service.base}/console/")
-    page.get_by_label("API token").fill(token)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("navigation", name="Pages")).to_be_visible()
-    expect(page.locator("#stream-status")).to_have_attribute("data-state", "live")
 
 
 def wait_for(what: str, probe: Callable[[], Any], seconds: float = 10) -> Any:

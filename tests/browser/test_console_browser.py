@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, WebSocketRoute, expect
 
-from tests.browser.live import ROOT, Api, LiveService
+from tests.browser.live import ROOT, Api, LiveService, log_in
 
 pytestmark = pytest.mark.live
 
@@ -32,15 +32,6 @@ PAGES = {
 
 def account() -> str:
     return f"console-{uuid.uuid4().hex[:8]}"
-
-
-def log_in(page: Page, service: LiveService, token: str) -> None:
-    page.goto(f"{service.base}/console/")
-    page.get_by_label("API token").fill(token)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("navigation", name="Pages")).to_be_visible()
-    expect(page.locator("#stream-status")).to_have_attribute("data-state", "live")
-    assert token not in page.url
 
 
 def row(page: Page, order_id: str) -> Any:

@@ -508,6 +508,7 @@ async def test_updates_go_out_as_prebuilt_frames_where_the_server_offers_it_and_
     serve: Serve, ws: Any
 ) -> None:
     live = await serve(ws=ws)
+    live.tune(heartbeat_seconds=0.2)  # control messages through ASGI between the frames (a connection keeps its own)
     async with websockets.connect(f"{live.ws_url}/ws/orders", additional_headers=await bearer(live)) as client:
         start = (await until(client, 2))[1]["seq"]
         streams = live.container.services.streams
@@ -519,12 +520,12 @@ async def test_updates_go_out_as_prebuilt_frames_where_the_server_offers_it_and_
         updates = await until(client, 6)
         assert [u["seq"] - start for u in updates] == [1, 2, 3, 4, 5, 6]
         assert updates[0]["data"]["id"] == order_id
-        live.tune(heartbeat_seconds=0.2)  # a control message through ASGI between the frames
         assert json.loads(await client.recv())["type"] == "heartbeat"
 
 
 async def test_with_compression_each_update_is_compressed_once_and_every_client_inflates_it(serve: Serve) -> None:
     live = await serve(compression=True)
+    live.tune(heartbeat_seconds=0.2)  # control messages between the updates (a connection keeps the settings it met)
     headers = await bearer(live)
     async with (
         websockets.connect(f"{live.ws_url}/ws/orders", additional_headers=headers) as deflating,
@@ -536,7 +537,6 @@ async def test_with_compression_each_update_is_compressed_once_and_every_client_
         await until(plain, 2)
         for _ in range(3):  # control messages compressed by the connection, updates compressed once, in turn
             await buy(live)
-        live.tune(heartbeat_seconds=0.2)
         got = [await receive(deflating) for _ in range(9)]
         assert [u["seq"] - start for u in got] == list(range(1, 10))
         assert [u["seq"] - start for u in await until(plain, 9)] == list(range(1, 10))
