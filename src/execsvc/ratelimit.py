@@ -239,6 +239,7 @@ class _Lease:
     """What this instance may still admit of one token's scope in one window."""
 
     window: int
+    ends_ms: int  # when the window ends
     left: int = 0  # reserved in Redis and not used yet
     seen: int = 0  # the shared count at the last reservation
     spent: bool = False  # the shared count reached the limit: refuse until the window ends
@@ -270,10 +271,11 @@ class RedisRequestLimiter:
         key = (token_id, scope)
         while True:
             lease = self._leases.get(key)
-            if lease is None or lease.window != window:
+            # (A request that waited on a reservation across the window's end counts in the newer window.)
+            if lease is None or lease.window < window:
                 if len(self._leases) > 10_000:  # tokens gone quiet: forget the windows that ended
-                    self._leases = {k: v for k, v in self._leases.items() if v.window == window}
-                lease = self._leases[key] = _Lease(window)
+                    self._leases = {k: v for k, v in self._leases.items() if v.ends_ms > now_ms}
+                lease = self._leases[key] = _Lease(window, (window + 1) * limit.window_ms)
             if lease.left > 0:
                 lease.left -= 1
                 return None
@@ -327,6 +329,6 @@ class LocalRequestLimiter:
         seen, count = self._counts.get(key, (window, 0))
         count = count + 1 if seen == window else 1
         self._counts[key] = (window, count)
-        if len(self._counts) > 10_000:  # tokens gone quiet: forget the windows that ended
-            self._counts = {k: v for k, v in self._counts.items() if v[0] == window}
+        if len(self._counts) > 10_000:  # tokens gone quiet: forget the windows that ended (each scope's own)
+            self._counts = {k: v for k, v in self._counts.items() if (v[0] + 1) * self.limits[k[1]].window_ms > now_ms}
         return _retry_after(now_ms, limit.window_ms) if count > limit.count else None

@@ -155,6 +155,18 @@ async def test_instances_reserve_leases_and_together_never_pass_the_limit(
         await client.aclose()
 
 
+async def test_forgetting_quiet_tokens_keeps_every_scopes_current_window() -> None:
+    """Past 10,000 tokens the in-process windows that ended are forgotten: each scope's by its own window length,
+    so a per-minute count survives many per-second windows."""
+    limiter = LocalRequestLimiter({"admin": RequestLimit(2, 60_000), "orders:read": RequestLimit(1000, 1000)})
+    at = datetime(2026, 12, 7, 12, 0, 0, 100_000, tzinfo=UTC)
+    assert [await limiter.admit("t", "admin", at) for _ in range(2)] == [None, None]
+    later = datetime(2026, 12, 7, 12, 0, 5, 0, tzinfo=UTC)  # the same minute, another second
+    for n in range(10_001):
+        await limiter.admit(f"quiet-{n}", "orders:read", later)
+    assert await limiter.admit("t", "admin", later) is not None
+
+
 # -- CORS ---------------------------------------------------------------------------------------------------------
 
 ALLOWED = "https://desk.example.com"
