@@ -8,6 +8,7 @@ use each instance's clock: instances sharing Redis are assumed to keep their clo
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -232,6 +233,7 @@ return n
 """
 
 LEASE_MAX = 64  # requests one lease may reserve
+DOWN_RETRY_SECONDS = 1.0  # after Redis failed a reservation, requests pass without trying for this long
 
 
 @dataclass(slots=True)
@@ -241,25 +243,29 @@ class _Lease:
     window: int
     ends_ms: int  # when the window ends
     left: int = 0  # reserved in Redis and not used yet
-    seen: int = 0  # the shared count at the last reservation
+    seen: int | None = None  # the shared count at this instance's last reservation (None: it made none yet)
     spent: bool = False  # the shared count reached the limit: refuse until the window ends
-    pending: asyncio.Future[None] | None = None  # a reservation in flight
+    pending: asyncio.Future[bool] | None = None  # a reservation in flight; False when Redis failed it
 
 
 class RedisRequestLimiter:
-    """Fixed windows in Redis, shared by every instance, counted in leases: an instance reserves a share of what is
-    left of a token's window in one round trip (``INCRBY``) and admits that many requests from memory, so a request
-    costs a dict update, not a round trip. A lease is an eighth of what was left at the last reservation (at most
-    ``LEASE_MAX``; one request when little is left), so the instances together never admit more than the limit; what
-    an instance reserved and did not use is lost to the others until the window ends (at most about an eighth).
-    Redis down, requests are let through (logged once per outage): the order path's own checks do not depend on it."""
+    """Fixed windows in Redis, shared by every instance, counted in leases: an instance reserves a share of a token's
+    window in one round trip (``INCRBY``) and admits that many requests from memory, so a request costs a dict
+    update, not a round trip. An instance's first reservation in a window is one request, which tells it the shared
+    count; each later one is an eighth of what was left at its last (at most ``LEASE_MAX``; one request when little
+    is left). So the instances together never admit more than the limit, and what one holds unused is lost to the
+    others until the window ends (at most an eighth of what was left when it reserved).
+    Redis down, requests are let through (logged once per outage) without waiting on it: after a failed reservation
+    none is tried for ``DOWN_RETRY_SECONDS``. The order path's own checks do not depend on it."""
 
     def __init__(self, redis: Redis, limits: Mapping[str, RequestLimit], prefix: str = "execsvc:") -> None:
         self.limits = dict(limits)
         self._prefix = prefix
         self._lease = redis.register_script(_LEASE)
         self._leases: dict[tuple[str, str], _Lease] = {}
+        self._prune_at = 10_000  # forget ended windows when this many leases are held (doubles with what is live)
         self._down = False
+        self._retry_at = 0.0  # monotonic: no reservation is tried before it (Redis failed the last)
         self.round_trips = 0  # reservations made: the cost in Redis
 
     async def admit(self, token_id: str, scope: str, now: datetime) -> int | None:
@@ -273,37 +279,42 @@ class RedisRequestLimiter:
             lease = self._leases.get(key)
             # (A request that waited on a reservation across the window's end counts in the newer window.)
             if lease is None or lease.window < window:
-                if len(self._leases) > 10_000:  # tokens gone quiet: forget the windows that ended
+                if len(self._leases) >= self._prune_at:  # tokens gone quiet: forget the windows that ended
                     self._leases = {k: v for k, v in self._leases.items() if v.ends_ms > now_ms}
+                    self._prune_at = max(10_000, 2 * len(self._leases))
                 lease = self._leases[key] = _Lease(window, (window + 1) * limit.window_ms)
             if lease.left > 0:
                 lease.left -= 1
                 return None
             if lease.spent:
-                return _retry_after(now_ms, limit.window_ms)
+                return max(1, -(-(lease.ends_ms - now_ms) // 1000))  # whole seconds until the window ends
             if lease.pending is not None:  # another request of this key is reserving: wait for its lease
-                await asyncio.shield(lease.pending)
+                if not await asyncio.shield(lease.pending):
+                    return None  # Redis unreachable: let through
                 continue
-            if not await self._reserve(token_id, scope, limit, lease):
+            if time.monotonic() < self._retry_at or not await self._reserve(token_id, scope, limit, lease):
                 return None  # Redis unreachable: let through
 
     async def _reserve(self, token_id: str, scope: str, limit: RequestLimit, lease: _Lease) -> bool:
         """Reserve a lease of the window in Redis; False when Redis does not answer."""
-        ask = max(1, min(LEASE_MAX, (limit.count - lease.seen) // 8))
+        ask = 1 if lease.seen is None else max(1, min(LEASE_MAX, (limit.count - lease.seen) // 8))
         key = f"{self._prefix}req:{token_id}:{scope}:{limit.window_ms}:{lease.window}"
         done = lease.pending = asyncio.get_running_loop().create_future()
+        failed = False
         try:
             self.round_trips += 1
             total = int(await self._lease(keys=[key], args=[limit.window_ms * 2, ask]))
         except (RedisError, OSError):
+            failed = True
             if not self._down:
                 log.warning("request_limits_unenforced", reason="redis unreachable")
             self._down = True
+            self._retry_at = time.monotonic() + DOWN_RETRY_SECONDS
             return False
         finally:
             lease.pending = None
             if not done.done():
-                done.set_result(None)
+                done.set_result(not failed)  # canceled: the waiters try again themselves
         self._down = False
         granted = max(0, min(ask, limit.count - (total - ask)))
         lease.left += granted
@@ -318,6 +329,7 @@ class LocalRequestLimiter:
     def __init__(self, limits: Mapping[str, RequestLimit]) -> None:
         self.limits = dict(limits)
         self._counts: dict[tuple[str, str], tuple[int, int]] = {}  # (token, scope) -> (window, count)
+        self._prune_at = 10_000
 
     async def admit(self, token_id: str, scope: str, now: datetime) -> int | None:
         limit = self.limits.get(scope)
@@ -329,6 +341,7 @@ class LocalRequestLimiter:
         seen, count = self._counts.get(key, (window, 0))
         count = count + 1 if seen == window else 1
         self._counts[key] = (window, count)
-        if len(self._counts) > 10_000:  # tokens gone quiet: forget the windows that ended (each scope's own)
+        if len(self._counts) >= self._prune_at:  # tokens gone quiet: forget the windows that ended (each scope's)
             self._counts = {k: v for k, v in self._counts.items() if (v[0] + 1) * self.limits[k[1]].window_ms > now_ms}
+            self._prune_at = max(10_000, 2 * len(self._counts))  # what is live is not scanned again at once
         return _retry_after(now_ms, limit.window_ms) if count > limit.count else None

@@ -147,10 +147,32 @@ async def test_instances_reserve_leases_and_together_never_pass_the_limit(
         lone = RedisRequestLimiter(client, {"orders:read": RequestLimit(10, 1000)}, redis_prefix)
         answers = await asyncio.gather(*(lone.admit("u", "orders:read", at) for _ in range(50)))
         assert answers.count(None) == 10
-        # A lifted limit: a round trip per LEASE_MAX requests.
+        # A lifted limit: one round trip to learn the shared count, then one per LEASE_MAX requests.
         lifted = RedisRequestLimiter(client, {"orders:read": RequestLimit(1_000_000, 1000)}, redis_prefix)
-        assert [await lifted.admit("v", "orders:read", at) for _ in range(640)] == [None] * 640
-        assert lifted.round_trips == 640 // LEASE_MAX
+        assert [await lifted.admit("v", "orders:read", at) for _ in range(1 + 640)] == [None] * 641
+        assert lifted.round_trips == 1 + 640 // LEASE_MAX
+        # A request that waited on a reservation across the window's end counts in the newer window, and is told
+        # how long that one has left.
+        minute = RedisRequestLimiter(client, {"admin": RequestLimit(1, 60_000)}, redis_prefix)
+        edge = datetime(2026, 12, 7, 12, 0, 59, 900_000, tzinfo=UTC)
+        assert await minute.admit("w", "admin", edge) is None
+        assert await minute.admit("w", "admin", edge.replace(minute=1, second=0, microsecond=100_000)) is None
+        assert await minute.admit("w", "admin", edge.replace(microsecond=950_000)) == 61
+    finally:
+        await client.aclose()
+
+
+async def test_with_redis_unreachable_requests_pass_at_once_and_it_is_tried_once_a_second() -> None:
+    closed = free_port()  # nothing listens there
+    client = Redis(host="127.0.0.1", port=closed, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        limiter = RedisRequestLimiter(client, {"orders:write": RequestLimit(1, 1000)})
+        at = datetime(2026, 12, 7, 12, 0, 0, 100_000, tzinfo=UTC)
+        answers = await asyncio.gather(*(limiter.admit("t", "orders:write", at) for _ in range(6)))
+        assert answers == [None] * 6  # let through: the order path's own checks do not depend on Redis
+        assert limiter.round_trips == 1  # one tried, the others waited on it: none queued behind another
+        assert await limiter.admit("t", "orders:write", at) is None
+        assert limiter.round_trips == 1  # within a second of the failure, none is tried
     finally:
         await client.aclose()
 
