@@ -111,28 +111,46 @@ export function render(container) {
     }
   }
 
+  // Every page of an order's history after `cursor` (a seq; none: from the start), oldest first.
+  async function eventsAfter(id, cursor) {
+    const items = [];
+    for (;;) {
+      const page = await get(`/v1/orders/${id}/events${query({ limit: 500, cursor })}`);
+      items.push(...page.items);
+      if (!page.next_cursor) return items;
+      cursor = page.next_cursor;
+    }
+  }
+
+  let loading = 0; // answers to an earlier read of the details are dropped when a later one has started
   async function show(id) {
     selected = id;
     draw();
+    const ticket = ++loading;
     try {
       const [order, fills, events] = await Promise.all([get(`/v1/orders/${id}`), get(`/v1/fills${query({ order_id: id })}`),
-        get(`/v1/orders/${id}/events${query({ limit: 500 })}`)]);
-      renderDetail(id, order, fills.items, events.items);
+        eventsAfter(id, undefined)]);
+      if (ticket !== loading || selected !== id) return;
+      renderDetail(id, order, fills.items, events);
     } catch (error) {
+      if (ticket !== loading) return;
       replace(detail, h("h2", { id: "order-detail-title" }, "Order"), h("p", { class: "error" }, error.message));
     }
   }
 
-  // The history and fills are read again when the stream shows the selected order changed.
+  // The fills and the history's new events are read when the stream shows the selected order changed.
   async function refresh(id) {
+    const ticket = ++loading;
+    const last = detailData.events?.length ? String(detailData.events[detailData.events.length - 1].seq) : undefined;
     try {
-      const [fills, events] = await Promise.all([get(`/v1/fills${query({ order_id: id })}`),
-        get(`/v1/orders/${id}/events${query({ limit: 500 })}`)]);
-      if (detailData.id !== id) return;
+      const [fills, events] = await Promise.all([get(`/v1/fills${query({ order_id: id })}`), eventsAfter(id, last)]);
+      if (ticket !== loading || detailData.id !== id) return;
       detailData.fills = fills.items;
-      detailData.events = events.items;
+      detailData.events = [...(detailData.events || []), ...events];
       renderDetail(id);
     } catch (error) {
+      if (ticket !== loading) return;
+      detailData.updated = null; // read again on the next change, or the next draw
       message.textContent = `Could not refresh the order's history: ${error.message}`;
     }
   }
