@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import structlog
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -33,6 +34,21 @@ from tests.support.services import (
     drop_database,
     postgres_server,
     redis_server,
+)
+
+# Logs as the service writes them, tracebacks as plain text (format_exc_info), not structlog's development default:
+# that renders each traceback through rich with every frame's locals, which takes a loaded 2-core machine seconds a
+# traceback, and a test of an outage (where every loop logs one) then starves its own event loop. Not cached, so
+# tests that capture or reconfigure logs still see every logger.
+structlog.configure(
+    processors=[
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S"),
+        structlog.processors.format_exc_info,
+        structlog.dev.ConsoleRenderer(colors=False),
+    ],
+    cache_logger_on_first_use=False,
 )
 
 MARKETS = [
