@@ -7,6 +7,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,27 @@ def test_a_resting_limit_order_is_cancelled_from_the_console(
     row(page, order["id"]).get_by_role("button", name=f"Cancel {order['client_order_id']}").click()
     expect(row(page, order["id"])).to_have_attribute("data-status", "canceled")
     assert api.client.get(f"/v1/orders/{order['id']}").json()["status"] == "canceled"
+
+
+def test_a_resting_stop_order_shows_its_stop_price_in_the_blotter_and_its_details(
+    page: Page, service: LiveService, api_for: Callable[[str], Api]
+) -> None:
+    token = service.token(account(), "orders:read,orders:write")
+    api = api_for(token)
+    stop_price = api.resting_limit_price(below="1.03")  # 3% above the mark: a buy stop rests
+    order = api.order(symbol="BTC/USDT", side="buy", type="stop", qty="0.01", stop_price=stop_price)
+    assert order["status"] == "open", order
+    log_in(page, service, token)
+    expect(row(page, order["id"])).to_have_attribute("data-status", "open")
+    expect(row(page, order["id"]).locator("td").nth(3)).to_have_text("stop")
+    shown = order["stop_price"]  # as the service writes decimals (no padding zeros)
+    assert Decimal(shown) == Decimal(stop_price)
+    expect(row(page, order["id"]).locator("td").nth(5)).to_have_text(f"stop {shown}")
+    row(page, order["id"]).get_by_role("button", name="Details").click()
+    expect(page.locator("#order-detail")).to_contain_text(f"Stop price{shown}")
+    row(page, order["id"]).get_by_role("button", name=f"Cancel {order['client_order_id']}").click()
+    expect(row(page, order["id"])).to_have_attribute("data-status", "canceled")
+    assert page.errors == []  # type: ignore[attr-defined]
 
 
 def test_halt_and_resume_from_the_risk_page_with_a_confirmation(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
@@ -540,3 +541,87 @@ async def test_what_the_venue_remembers_is_left_alone_by_the_cyclic_garbage_coll
     assert codes(await broker.fetch_status(ended[0])) == ["Accepted", "Filled"]
     assert codes(await broker.fetch_status(resting)) == ["Accepted"]
     assert broker.account_of(resting.id) == "acct"
+
+
+# -- stop orders ------------------------------------------------------------------------------------------------
+
+
+def stop(side: Side, qty: str, stop_price: str, filled: str = "0") -> Order:
+    return replace(order(side, qty, filled=filled), type=OrderType.STOP, stop_price=D(stop_price))
+
+
+async def test_a_sell_stop_rests_then_trades_as_a_market_sell_when_the_mark_falls_to_its_stop(
+    broker: PaperBroker, book: MarketBook
+) -> None:
+    o = stop(Side.SELL, "0.2", "49000")
+
+    assert list(await broker.submit(o)) == [Accepted(venue_order_id=f"paper-{o.id}")]
+    assert broker.resting_count() == 1
+    assert broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D("49000.01"))) == []
+    assert broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(52000))) == []  # not on the way up
+    ((order_id, reports),) = broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(48800)))
+
+    assert order_id == o.id
+    fill = only_fill(reports)
+    # a market sell at the mark that triggered it: 48800 * 0.9995 = 48775.6, not the stop price
+    assert (fill.qty, fill.price) == (D("0.2"), D("48775.60"))
+    assert broker.resting_count() == 0
+    assert broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(48000))) == []  # it traded once
+    assert list(await broker.fetch_status(o)) == [Accepted(venue_order_id=f"paper-{o.id}"), fill]
+
+
+async def test_a_buy_stop_triggers_at_or_above_its_stop(broker: PaperBroker, book: MarketBook) -> None:
+    o = stop(Side.BUY, "0.1", "51000")
+    await broker.submit(o)
+    assert broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D("50999.99"))) == []
+    ((_, reports),) = broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(51000)))
+    assert only_fill(reports).price == D("51025.50")  # 51000 * 1.0005
+
+
+@pytest.mark.parametrize(("side", "level"), [(Side.SELL, "50000"), (Side.SELL, "50100"), (Side.BUY, "49999.99")])
+async def test_a_stop_the_mark_is_already_at_or_past_is_rejected_and_never_rests(
+    broker: PaperBroker, side: Side, level: str
+) -> None:
+    (report,) = await broker.submit(stop(side, "0.1", level))
+    assert isinstance(report, Rejected)
+    assert report.code == "would_trigger_immediately"
+    assert "50000" in report.reason
+    assert broker.resting_count() == 0
+
+
+async def test_a_stop_without_a_mark_is_rejected(book: MarketBook) -> None:
+    broker = PaperBroker(book)
+    (report,) = await broker.submit(replace(stop(Side.SELL, "1", "1"), symbol="PENNY/USDT"))
+    assert isinstance(report, Rejected)
+    assert report.code == "no_market_price"
+
+
+async def test_a_triggered_stop_on_a_thin_book_cancels_what_it_could_not_fill(book: MarketBook) -> None:
+    broker = PaperBroker(book, max_fill_qty=D("0.1"))
+    o = stop(Side.SELL, "0.3", "49000")
+    await broker.submit(o)
+    ((_, reports),) = broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(48000)))
+    fill, canceled = reports
+    assert isinstance(fill, Filled)
+    assert fill.qty == D("0.1")
+    assert isinstance(canceled, Canceled)
+    assert "0.2" in canceled.reason
+    assert broker.resting_count() == 0
+
+
+async def test_a_resting_stop_is_canceled_and_no_longer_triggers(broker: PaperBroker, book: MarketBook) -> None:
+    o = stop(Side.SELL, "0.2", "49000")
+    await broker.submit(o)
+    assert list(await broker.cancel(o)) == [Canceled("canceled by request")]
+    assert broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(48000))) == []
+
+
+async def test_restore_puts_working_stops_back_as_stops(book: MarketBook) -> None:
+    resting = stop(Side.SELL, "0.5", "49000", filled="0")
+    broker = PaperBroker(book)
+    broker.restore([resting])
+    assert broker.resting_count() == 1
+    assert broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(51000))) == []  # a limit at 49000 would fill
+    ((order_id, reports),) = broker.on_mark("BTC/USDT", book.set_mark("BTC/USDT", D(49000)))
+    assert order_id == resting.id
+    assert only_fill(reports).qty == D("0.5")

@@ -4,6 +4,7 @@ limits that fill at their limit (or at the open of a bar that gaps past them) an
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
@@ -276,3 +277,72 @@ async def test_fetch_status_returns_what_was_reported_or_not_found(broker: Simul
 async def test_fetch_balances_raises_capability_missing(broker: SimulatedBroker) -> None:
     with pytest.raises(CapabilityMissing):
         await broker.fetch_balances("acct")
+
+
+# -- stop orders ------------------------------------------------------------------------------------------------
+
+
+def stop(side: Side, qty: str, stop_price: str) -> Order:
+    o = order(side, qty)
+    return replace(o, type=OrderType.STOP, stop_price=D(stop_price))
+
+
+async def test_a_sell_stop_rests_unfilled_above_its_stop_and_fills_at_the_stop_less_slippage_when_reached(
+    broker: SimulatedBroker,
+) -> None:
+    o = stop(Side.SELL, "0.2", "29500")
+
+    assert list(await broker.submit(o)) == [Accepted(venue_order_id=f"sim-{o.id}")]
+    assert broker.resting_prices("BTC/USDT") == [D(29500)]  # the engine's price path passes through it
+
+    t1, t2 = T0 + timedelta(minutes=10), T0 + timedelta(minutes=20)
+    assert broker.on_price("BTC/USDT", D("29500.01"), t1, opening=False) == []  # one tick above: not triggered
+    assert broker.on_price("BTC/USDT", D(31000), t1, opening=False) == []  # a stop never fills on the way up
+    ((filled, report),) = broker.on_price("BTC/USDT", D(29500), t2, opening=False)
+
+    assert filled.id == o.id
+    assert isinstance(report, Filled)
+    # 29500 * 0.9995 = 29485.25: the stop with the slippage against the seller, on the tick
+    assert (report.qty, report.price, report.at) == (D("0.2"), D("29485.25"), t2)
+    assert report.fee == D("5.89705")  # 0.2 * 29485.25 = 5897.05; * 0.001
+    assert not broker.has_resting
+    assert broker.on_price("BTC/USDT", D(29000), t2, opening=False) == []  # filled once only
+
+
+async def test_a_buy_stop_fills_at_the_stop_plus_slippage_rounded_up(broker: SimulatedBroker) -> None:
+    o = stop(Side.BUY, "0.1", "30500.01")
+    await broker.submit(o)
+    assert broker.on_price("BTC/USDT", D(30500), T0, opening=False) == []
+    ((_, report),) = broker.on_price("BTC/USDT", D("30500.01"), T0, opening=False)
+    assert isinstance(report, Filled)
+    # 30500.01 * 1.0005 = 30515.260005 -> rounded up to the tick
+    assert report.price == D("30515.27")
+
+
+async def test_a_stop_fills_at_a_gap_open_beyond_it_worse_than_its_stop(broker: SimulatedBroker) -> None:
+    sell, buy = stop(Side.SELL, "0.1", "29500"), stop(Side.BUY, "0.1", "30500")
+    await broker.submit(sell)
+    await broker.submit(buy)
+    ((_, down),) = broker.on_price("BTC/USDT", D(29000), T0 + timedelta(hours=1), opening=True)
+    assert isinstance(down, Filled)
+    assert down.price == D("28985.50")  # the open 29000 less 5 bps, not the stop 29500
+    ((_, up),) = broker.on_price("BTC/USDT", D(31000), T0 + timedelta(hours=2), opening=True)
+    assert isinstance(up, Filled)
+    assert up.price == D("31015.50")  # the open 31000 plus 5 bps
+
+
+@pytest.mark.parametrize(("side", "level"), [(Side.SELL, "30001.23"), (Side.SELL, "30100"), (Side.BUY, "30001.23")])
+async def test_a_stop_the_price_is_already_at_or_past_is_rejected_and_never_rests(
+    broker: SimulatedBroker, side: Side, level: str
+) -> None:
+    rejection = only_rejection(await broker.submit(stop(side, "0.1", level)))
+    assert rejection.code == "would_trigger_immediately"
+    assert "30001.23" in rejection.reason
+    assert not broker.has_resting
+
+
+async def test_a_resting_stop_is_canceled_and_no_longer_triggers(broker: SimulatedBroker) -> None:
+    o = stop(Side.SELL, "0.1", "29500")
+    await broker.submit(o)
+    assert list(await broker.cancel(o)) == [Canceled("canceled by request")]
+    assert broker.on_price("BTC/USDT", D(29000), T0, opening=False) == []

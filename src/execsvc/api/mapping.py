@@ -66,6 +66,8 @@ def fingerprint(request: api.OrderRequest) -> str:
     meaning = request.model_dump(mode="json")
     if not meaning.get("reduce_only"):  # the default: the same digest as before the field existed
         meaning.pop("reduce_only", None)
+    if meaning.get("stop_price") is None:  # likewise
+        meaning.pop("stop_price", None)
     canonical = json.dumps(meaning, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -79,6 +81,7 @@ def submit_command(request: api.OrderRequest, account_id: str, idempotency_key: 
         type=OrderType(request.type),
         qty=_amount(request.qty, "qty"),
         limit_price=None if request.limit_price is None else _amount(request.limit_price, "limit_price"),
+        stop_price=None if request.stop_price is None else _amount(request.stop_price, "stop_price"),
         time_in_force=TimeInForce(request.time_in_force),
         client_order_id=request.client_order_id,
         reduce_only=request.reduce_only,

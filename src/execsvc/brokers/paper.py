@@ -55,10 +55,28 @@ class _Resting:
     order_id: UUID
     symbol: str
     side: Side
-    limit_price: Decimal
+    limit_price: Decimal  # a stop order's stop price
     qty: Decimal
     filled_qty: Decimal
     quote_asset: str
+    stop: bool = False  # a stop order: it trades as a market order once the mark reaches its stop price
+
+    def crossed(self, price: Decimal) -> bool:
+        """The mark ``price`` fills a limit order or triggers a stop order."""
+        if self.stop:
+            return stop_triggered(self.side, self.limit_price, price)
+        return price <= self.limit_price if self.side is Side.BUY else price >= self.limit_price
+
+
+def stop_triggered(side: Side, stop_price: Decimal, price: Decimal) -> bool:
+    """A market trading at ``price`` triggers a stop order: a buy stop at or above its stop, a sell stop at or below."""
+    return price >= stop_price if side is Side.BUY else price <= stop_price
+
+
+def past_stop(side: Side, stop_price: Decimal, price: Decimal) -> str:
+    """Why a new stop order is refused: the market is already at or past its stop (it would trigger at once)."""
+    where = "at or above" if side is Side.BUY else "at or below"
+    return f"the market ({to_str(price)}) is already {where} the {side} stop price {to_str(stop_price)}"
 
 
 # What the venue said about one order it remembers, as one flat tuple of plain values: its creation time, its
@@ -103,7 +121,7 @@ class PaperBroker:
 
     name: str
     capabilities = BrokerCapabilities(
-        order_types=frozenset({"market", "limit"}),
+        order_types=frozenset({"market", "limit", "stop"}),
         time_in_force=frozenset({"gtc", "ioc", "fok"}),
         fetch_balances=False,
         fetch_status=True,
@@ -155,9 +173,19 @@ class PaperBroker:
         if rules is None:
             return [Rejected("unknown_symbol", f"{order.symbol} is not traded here")]
         quote = self._market_data.mark(order.symbol)
-        if order.type is OrderType.MARKET and quote is None:
+        if order.type is not OrderType.LIMIT and quote is None:
             return [Rejected("no_market_price", f"no price for {order.symbol}")]
-        reports: list[BrokerReport] = [Accepted(venue_order_id=f"paper-{order.id}")]
+        accepted = Accepted(venue_order_id=f"paper-{order.id}")
+        if order.type is OrderType.STOP:
+            assert order.stop_price is not None
+            assert quote is not None
+            if stop_triggered(order.side, order.stop_price, quote.price):
+                return [Rejected("would_trigger_immediately", past_stop(order.side, order.stop_price, quote.price))]
+            self._resting[order.id] = _Resting(
+                order.id, order.symbol, order.side, order.stop_price, order.qty, ZERO, rules.quote, stop=True
+            )
+            return [accepted]
+        reports: list[BrokerReport] = [accepted]
         price = self._execution_price(order, rules, quote)
         fillable = ZERO if price is None else self._fillable(order.qty)
         if order.time_in_force is TimeInForce.FOK and fillable < order.qty:
@@ -204,10 +232,11 @@ class PaperBroker:
     # -- simulation --------------------------------------------------------------------------------------------
 
     def restore(self, orders: Iterable[Order]) -> None:
-        """Put working limit orders back on the book after a restart."""
+        """Put working limit and stop orders back on the book after a restart."""
         for order in orders:
             rules = self._market_data.rules(order.symbol)
-            if order.limit_price is None or rules is None:
+            price = order.price
+            if price is None or rules is None:
                 continue
             accepted = _pack([Accepted(venue_order_id=f"paper-{order.id}")])
             self._known.setdefault(order.id.int, (order.created_at, order.account_id, *accepted))
@@ -216,10 +245,11 @@ class PaperBroker:
                 order.id,
                 order.symbol,
                 order.side,
-                order.limit_price,
+                price,
                 order.qty,
                 order.filled_qty,
                 rules.quote,
+                stop=order.type is OrderType.STOP,
             )
 
     def _remember(
@@ -253,24 +283,31 @@ class PaperBroker:
         return order.id.int not in self._known and self._horizon is not None and order.created_at <= self._horizon
 
     def on_mark(self, symbol: str, quote: Quote) -> list[tuple[UUID, list[BrokerReport]]]:
-        """Fill resting orders the new mark crosses, at their limit price."""
+        """Fill resting limit orders the new mark crosses, at their limit price; trigger the stop orders it reaches,
+        which trade as market orders at the mark (with the slippage), what they cannot fill at once canceled."""
         results: list[tuple[UUID, list[BrokerReport]]] = []
         for resting in list(self._resting.values()):
-            if resting.symbol != symbol:
-                continue
-            crossed = (resting.side is Side.BUY and quote.price <= resting.limit_price) or (
-                resting.side is Side.SELL and quote.price >= resting.limit_price
-            )
-            if not crossed:
+            if resting.symbol != symbol or not resting.crossed(quote.price):
                 continue
             remaining = resting.qty - resting.filled_qty
             qty = self._fillable(remaining)
             resting.filled_qty += qty
-            if resting.filled_qty == resting.qty:
+            reports: list[BrokerReport] = []
+            if resting.stop:
                 del self._resting[resting.order_id]
-            fill = self._fill(resting.order_id, resting.quote_asset, qty, resting.limit_price, remaining - qty)
+                rules = self._market_data.rules(symbol)
+                tick = quote.price if rules is None else rules.tick_size
+                price = slipped_price(resting.side, quote.price, self._slippage_bps, tick)
+                reports.append(self._fill(resting.order_id, resting.quote_asset, qty, price, remaining - qty))
+                if qty < remaining:
+                    reports.append(Canceled(f"stop triggered: {to_str(remaining - qty)} left unfilled was canceled"))
+            else:
+                if resting.filled_qty == resting.qty:
+                    del self._resting[resting.order_id]
+                price = resting.limit_price
+                reports.append(self._fill(resting.order_id, resting.quote_asset, qty, price, remaining - qty))
             known = self._known[resting.order_id.int]  # a resting order is never forgotten
-            results.append((resting.order_id, self._remember(resting.order_id, _created_at(known), [fill])))
+            results.append((resting.order_id, self._remember(resting.order_id, _created_at(known), reports)))
         return results
 
     def account_of(self, order_id: UUID) -> str | None:

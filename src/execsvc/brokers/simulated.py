@@ -14,11 +14,15 @@ The fill rules (README, Backtesting, has the same list):
   ``gtc`` ones that do not rest and fill, in full, at their limit as soon as a later price reaches it; when a bar
   *opens* beyond the limit (a gap), they fill at the open, which is better than the limit. ``ioc``/``fok`` limits
   that do not cross are canceled.
+- **Stop orders** (stop-market) rest until a price reaches their stop (a buy at or above it, a sell at or below),
+  then fill in full at the stop, ``slippage_bps`` worse and rounded to the tick against the trader; when a bar
+  *opens* beyond the stop (a gap), at the open, worse than the stop, with the slippage. A stop the current price is
+  already at or past when it arrives is rejected (``would_trigger_immediately``), as a venue would.
 - **Fees**: ``fee_bps`` of the notional, in the quote asset, on every fill (``core.ledger.fee_for``).
 
-The order model has no stop order type: a signal's stop-loss and take-profits are the service's exit plans, which
-the engine drives with the same prices (see ``backtest.engine`` for the path a bar's prices take and which level a
-bar that touches both the stop and a take-profit reaches first).
+A signal's stop-loss and take-profits are the service's exit plans, which the engine drives with the same prices
+(see ``backtest.engine`` for the path a bar's prices take and which level a bar that touches both the stop and a
+take-profit reaches first).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from execsvc.brokers.paper import slipped_price
+from execsvc.brokers.paper import past_stop, slipped_price, stop_triggered
 from execsvc.core.errors import CapabilityMissing
 from execsvc.core.ledger import fee_for
 from execsvc.core.markets import MarketRules, Quote
@@ -74,7 +78,7 @@ class SimulatedBroker:
     """A venue in memory that fills against the prices of a ``BarMarket``."""
 
     capabilities = BrokerCapabilities(
-        order_types=frozenset({"market", "limit"}),
+        order_types=frozenset({"market", "limit", "stop"}),
         time_in_force=frozenset({"gtc", "ioc", "fok"}),
         fetch_balances=False,
         fetch_status=True,
@@ -98,7 +102,7 @@ class SimulatedBroker:
     # -- the Broker port ---------------------------------------------------------------------------------------
 
     async def submit(self, order: Order) -> Sequence[BrokerReport]:
-        """Fill at the current price, rest a ``gtc`` limit that does not cross, cancel what else is left."""
+        """Fill at the current price, rest a ``gtc`` limit that does not cross and a stop, cancel what else is left."""
         if order.id in self._known:
             return [Rejected("duplicate_or_canceled", "the simulated venue has already seen this order")]
         reports = self._submit(order)
@@ -113,6 +117,13 @@ class SimulatedBroker:
         if quote is None:
             return [Rejected("no_market_price", f"no price for {order.symbol} yet")]
         accepted: list[BrokerReport] = [Accepted(venue_order_id=f"sim-{order.id}")]
+        if order.type is OrderType.STOP:
+            stop = order.stop_price
+            assert stop is not None  # the pipeline refuses a stop order without one
+            if stop_triggered(order.side, stop, quote.price):
+                return [Rejected("would_trigger_immediately", past_stop(order.side, stop, quote.price))]
+            self._resting[order.id] = _Resting(order, rules.quote)
+            return accepted
         price = slipped_price(order.side, quote.price, self._slippage_bps, rules.tick_size)
         limit = order.limit_price
         if order.type is OrderType.LIMIT and limit is not None:
@@ -151,8 +162,9 @@ class SimulatedBroker:
     # -- the bar clock -----------------------------------------------------------------------------------------
 
     def resting_prices(self, symbol: str) -> list[Decimal]:
-        """The limits of the orders resting on ``symbol`` (the engine makes its price path pass through them)."""
-        return [r.order.limit_price for r in self._resting.values() if r.order.symbol == symbol and r.order.limit_price]
+        """The limits and stops of the orders resting on ``symbol`` (the engine makes its price path pass through
+        them)."""
+        return [r.order.price for r in self._resting.values() if r.order.symbol == symbol and r.order.price]
 
     @property
     def has_resting(self) -> bool:
@@ -160,18 +172,26 @@ class SimulatedBroker:
         return bool(self._resting)
 
     def on_price(self, symbol: str, price: Decimal, at: datetime, *, opening: bool) -> list[tuple[Order, BrokerReport]]:
-        """Fill the resting orders ``price`` reaches: at their limit, or at ``price`` when the bar opened there
-        (``opening``: the price jumped from the last close, so it did not pass through the limit)."""
+        """Fill the resting orders ``price`` reaches: a limit at its limit, a stop at its stop with the slippage; at
+        ``price`` instead when the bar opened there (``opening``: the price jumped from the last close, so it did not
+        pass through the level)."""
         filled: list[tuple[Order, BrokerReport]] = []
         for order_id, resting in list(self._resting.items()):
             order = resting.order
-            limit = order.limit_price
-            if order.symbol != symbol or limit is None:
+            level = order.price
+            if order.symbol != symbol or level is None:
                 continue
-            if not (price <= limit if order.side is Side.BUY else price >= limit):
+            if order.type is OrderType.STOP:
+                if not stop_triggered(order.side, level, price):
+                    continue
+                rules = self._market.rules(symbol)
+                tick = price if rules is None else rules.tick_size
+                fill_price = slipped_price(order.side, price if opening else level, self._slippage_bps, tick)
+            elif price <= level if order.side is Side.BUY else price >= level:
+                fill_price = price if opening else level
+            else:
                 continue
             del self._resting[order_id]
-            fill_price = price if opening else limit
             report = self._fill(order, resting.quote_asset, fill_price, at)
             self._known.setdefault(order_id, []).append(report)
             filled.append((order, report))

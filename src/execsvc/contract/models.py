@@ -65,7 +65,12 @@ class OrderRequest(BaseModel):
         ),
     ]
     side: Literal["buy", "sell"]
-    type: Literal["market", "limit"]
+    type: Annotated[
+        Literal["market", "limit", "stop"],
+        Field(
+            description="`market`: trades at once at the market. `limit`: trades at `limit_price` or better; a `gtc` one rests until\nit does. `stop` (stop-market): rests unseen until the market trades at `stop_price` (a buy at or above it, a\nsell at or below it), then trades as a market order; it takes `gtc` only, and is refused\n(`would_trigger_immediately`) when the market is already past its stop.\n"
+        ),
+    ]
     time_in_force: Literal["gtc", "ioc", "fok"] = "gtc"
     qty: Annotated[
         str,
@@ -78,7 +83,14 @@ class OrderRequest(BaseModel):
     limit_price: Annotated[
         str | None,
         Field(
-            description="Required for limit orders; absent or null for market orders.",
+            description="Required for limit orders; absent or null for market and stop orders.",
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
+        ),
+    ] = None
+    stop_price: Annotated[
+        str | None,
+        Field(
+            description="Required for stop orders (a multiple of the market's tick, above zero); absent or null for market and limit orders. A buy stop triggers when the market trades at or above it, a sell stop at or below it.",
             pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
         ),
     ] = None
@@ -2129,7 +2141,12 @@ class Order(BaseModel):
         ),
     ]
     side: Literal["buy", "sell"]
-    type: Literal["market", "limit"]
+    type: Annotated[
+        Literal["market", "limit", "stop"],
+        Field(
+            description="`market`: trades at once at the market. `limit`: trades at `limit_price` or better; a `gtc` one rests until\nit does. `stop` (stop-market): rests unseen until the market trades at `stop_price` (a buy at or above it, a\nsell at or below it), then trades as a market order; it takes `gtc` only, and is refused\n(`would_trigger_immediately`) when the market is already past its stop.\n"
+        ),
+    ]
     time_in_force: Literal["gtc", "ioc", "fok"]
     qty: Annotated[
         str,
@@ -2143,6 +2160,13 @@ class Order(BaseModel):
         str | None,
         Field(
             description="A non-negative decimal number as a string, or null.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"
+        ),
+    ]
+    stop_price: Annotated[
+        str | None,
+        Field(
+            description="A stop order's trigger price; null for market and limit orders.",
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
         ),
     ]
     status: Annotated[
@@ -2215,7 +2239,12 @@ class OrderDetail(BaseModel):
         ),
     ]
     side: Literal["buy", "sell"]
-    type: Literal["market", "limit"]
+    type: Annotated[
+        Literal["market", "limit", "stop"],
+        Field(
+            description="`market`: trades at once at the market. `limit`: trades at `limit_price` or better; a `gtc` one rests until\nit does. `stop` (stop-market): rests unseen until the market trades at `stop_price` (a buy at or above it, a\nsell at or below it), then trades as a market order; it takes `gtc` only, and is refused\n(`would_trigger_immediately`) when the market is already past its stop.\n"
+        ),
+    ]
     time_in_force: Literal["gtc", "ioc", "fok"]
     qty: Annotated[
         str,
@@ -2229,6 +2258,13 @@ class OrderDetail(BaseModel):
         str | None,
         Field(
             description="A non-negative decimal number as a string, or null.", pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$"
+        ),
+    ]
+    stop_price: Annotated[
+        str | None,
+        Field(
+            description="A stop order's trigger price; null for market and limit orders.",
+            pattern="^[0-9]{1,22}(\\.[0-9]{1,18})?$",
         ),
     ]
     status: Annotated[

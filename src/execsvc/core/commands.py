@@ -34,6 +34,7 @@ class SubmitOrder:
     fingerprint: str | None = None
     reduce_only: bool = False  # may only shrink the account's position in the symbol (the risk engine checks it)
     source: str = "rest"  # what places it: rest, strategy:<instance id> or signal:<signal id>
+    stop_price: Decimal | None = None  # a stop order's trigger: required for ``stop``, refused for the others
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,6 +161,12 @@ class Order:
     risk: RiskAudit | None = None
     source: str = "rest"  # what placed it: rest, strategy:<instance id> or signal:<signal id>
     reduce_only: bool = False  # it may only shrink the account's position (the risk engine checked it)
+    stop_price: Decimal | None = None  # a stop order's trigger (the price it is valued and reserved at)
+
+    @property
+    def price(self) -> Decimal | None:
+        """The price the order is valued and its funds held at: a limit's limit, a stop's stop; None for market."""
+        return self.limit_price if self.limit_price is not None else self.stop_price
 
     @property
     def remaining_qty(self) -> Decimal:
@@ -172,9 +178,9 @@ class Order:
 class WorkingTotals:
     """What an account's working orders in one market and on one side still have to trade.
 
-    ``priced_*`` covers orders with a limit price; ``unpriced_qty`` market orders still in flight, which the caller
-    values at a market price. One row per (symbol, side) whatever the number of orders, so the risk check's read
-    does not grow with how many orders are in flight.
+    ``priced_*`` covers orders with a price (a limit's, or a stop's trigger); ``unpriced_qty`` market orders still
+    in flight, which the caller values at a market price. One row per (symbol, side) whatever the number of orders,
+    so the risk check's read does not grow with how many orders are in flight.
     """
 
     symbol: str
@@ -196,11 +202,12 @@ def working_totals(orders: Iterable[Order]) -> list[WorkingTotals]:
             key = (order.symbol, order.side)
             acc = sums.setdefault(key, [ZERO, ZERO, ZERO])
             counts[key] = counts.get(key, 0) + 1
-            if order.limit_price is None:
+            price = order.price
+            if price is None:
                 acc[2] += order.remaining_qty
             else:
                 acc[0] += order.remaining_qty
-                acc[1] += order.remaining_qty * order.limit_price
+                acc[1] += order.remaining_qty * price
     return [WorkingTotals(sym, side, a[0], a[1], a[2], counts[(sym, side)]) for (sym, side), a in sums.items()]
 
 
@@ -210,11 +217,12 @@ def with_working(totals: Sequence[WorkingTotals], order: Order) -> list[WorkingT
     if not order.status.is_working:
         return list(totals)
     remaining = order.remaining_qty
-    priced = order.limit_price is not None
+    price = order.price
+    priced = price is not None
     out: list[WorkingTotals] = []
     found = False
     with exact():
-        value = remaining * order.limit_price if order.limit_price is not None else ZERO
+        value = remaining * price if price is not None else ZERO
         for t in totals:
             if t.symbol == order.symbol and t.side is order.side:
                 found = True

@@ -28,6 +28,9 @@ class OrderType(StrEnum):
 
     MARKET = "market"
     LIMIT = "limit"
+    # A stop-market order: it rests unseen until the market trades at its stop price (a buy at or above it, a sell
+    # at or below), then trades as a market order.
+    STOP = "stop"
 
 
 class TimeInForce(StrEnum):

@@ -46,7 +46,7 @@ IN_FLIGHT_IN = "(" + ", ".join(f"'{status}'" for status in IN_FLIGHT) + ")"
 ORDER_COLUMNS = (
     "id, account_id, client_order_id, symbol, side, type, time_in_force, qty, limit_price, status, filled_qty, "
     "avg_fill_price, fees, fee_asset, reject_code, reject_reason, venue_order_id, created_at, updated_at, risk, "
-    "source, reduce_only"
+    "source, reduce_only, stop_price"
 )
 FILL_COLUMNS = "id, order_id, account_id, symbol, side, qty, price, fee, fee_asset, broker, trade_id, created_at"
 ORDER_COLUMNS_O = ", ".join(f"o.{c.strip()}" for c in ORDER_COLUMNS.split(","))
@@ -363,6 +363,7 @@ class _Session:
 _ORDER_TYPES = (
     *("uuid", "text", "text", "text", "text", "text", "text", "numeric", "numeric", "text", "numeric", "numeric"),
     *("numeric", "text", "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "bool"),
+    "numeric",
 )
 _FILL_TYPES = (
     "uuid",
@@ -411,6 +412,7 @@ def _order_row(order: Order) -> tuple[Any, ...]:
         None if order.risk is None else compact(order.risk.to_json()),
         order.source,
         order.reduce_only,
+        order.stop_price,
     )
 
 
@@ -421,9 +423,9 @@ class _Repo:
 
 _WORKING_TOTALS = (
     "SELECT symbol, side, "
-    "COALESCE(SUM(qty - filled_qty) FILTER (WHERE limit_price IS NOT NULL), 0) AS priced_qty, "
-    "COALESCE(SUM((qty - filled_qty) * limit_price) FILTER (WHERE limit_price IS NOT NULL), 0) AS priced_value, "
-    "COALESCE(SUM(qty - filled_qty) FILTER (WHERE limit_price IS NULL), 0) AS unpriced_qty, "
+    "COALESCE(SUM(qty - filled_qty) FILTER (WHERE COALESCE(limit_price, stop_price) IS NOT NULL), 0) AS priced_qty, "
+    "COALESCE(SUM((qty - filled_qty) * COALESCE(limit_price, stop_price)), 0) AS priced_value, "
+    "COALESCE(SUM(qty - filled_qty) FILTER (WHERE COALESCE(limit_price, stop_price) IS NULL), 0) AS unpriced_qty, "
     f"count(*) AS n FROM orders WHERE account_id = $1 AND status IN {WORKING_IN} GROUP BY symbol, side"
 )
 

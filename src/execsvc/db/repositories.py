@@ -62,6 +62,7 @@ def order_from_row(row: Row[Any] | Mapping[str, Any], amount: Callable[[Any], De
         risk=None if m["risk"] is None else RiskAudit.from_json(json.loads(m["risk"])),
         source=m["source"],
         reduce_only=bool(m["reduce_only"]),
+        stop_price=optional(m["stop_price"]),
     )
 
 
@@ -90,6 +91,7 @@ def order_values(order: Order) -> dict[str, Any]:
         "risk": None if order.risk is None else compact(order.risk.to_json()),
         "source": order.source,
         "reduce_only": order.reduce_only,
+        "stop_price": order.stop_price,
     }
 
 

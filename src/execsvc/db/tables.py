@@ -90,6 +90,8 @@ orders = Table(
     Column("source", String(80), nullable=False, server_default="rest"),
     # A reduce-only order may only shrink the position (the risk engine's ``reduce_only`` rule checked it).
     Column("reduce_only", Boolean, nullable=False, server_default=false()),
+    # A stop order's trigger price (null for market and limit orders).
+    Column("stop_price", Amount, nullable=True),
     UniqueConstraint("account_id", "client_order_id"),
     Index(None, "account_id", "id"),
     Index(None, "status"),

@@ -78,6 +78,7 @@ def order_data(order: Order) -> dict[str, Any]:
         "time_in_force": order.time_in_force.value,
         "qty": to_str(order.qty),
         "limit_price": _opt(order.limit_price),
+        "stop_price": _opt(order.stop_price),
         "status": order.status.value,
         "filled_qty": to_str(order.filled_qty),
         "avg_fill_price": _opt(order.avg_fill_price),

@@ -161,7 +161,7 @@ async def assess(
         broker_blocked_until=pipeline.breakers(broker).blocked_until(now),
         broker_name=broker,
     )
-    intent = OrderIntent(cmd.symbol, cmd.side, cmd.type, cmd.qty, cmd.limit_price, cmd.reduce_only)
+    intent = OrderIntent(cmd.symbol, cmd.side, cmd.type, cmd.qty, cmd.limit_price, cmd.reduce_only, cmd.stop_price)
     return Assessment(evaluate(intent, snapshot, market, limits, now), limits, controls, value, pnl)
 
 

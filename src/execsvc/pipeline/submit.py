@@ -34,7 +34,7 @@ from execsvc.core.orders import ORDER_SOURCE, Applied, Order, OrderStatus, Trans
 from execsvc.core.ports import Broker
 from execsvc.core.reports import BrokerReport, OutcomeWasUnknown, Rejected
 from execsvc.core.uow import AccountInfo, IdempotencyRecord, UnitOfWork
-from execsvc.core.values import OrderType, Symbol
+from execsvc.core.values import OrderType, Symbol, TimeInForce
 from execsvc.observability import tracing
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.reports import apply_in, record_transition, settle_batch
@@ -71,7 +71,19 @@ def validate_shape(cmd: SubmitOrder) -> None:
         if cmd.limit_price <= 0:
             raise InvalidOrder("limit_price must be greater than zero", field="limit_price", code="invalid_price")
     elif cmd.limit_price is not None:
-        raise InvalidOrder("market orders take no limit_price", field="limit_price", code="limit_price_not_allowed")
+        message = f"{cmd.type} orders take no limit_price"
+        raise InvalidOrder(message, field="limit_price", code="limit_price_not_allowed")
+    if cmd.type is OrderType.STOP:
+        if cmd.stop_price is None:
+            raise InvalidOrder("stop orders need a stop_price", field="stop_price", code="stop_price_required")
+        if cmd.stop_price <= 0:
+            raise InvalidOrder("stop_price must be greater than zero", field="stop_price", code="invalid_price")
+        if cmd.time_in_force is not TimeInForce.GTC:
+            message = "stop orders rest until triggered: their time_in_force is gtc"
+            raise InvalidOrder(message, field="time_in_force", code="invalid_time_in_force")
+    elif cmd.stop_price is not None:
+        message = f"{cmd.type} orders take no stop_price"
+        raise InvalidOrder(message, field="stop_price", code="stop_price_not_allowed")
     try:
         Symbol.parse(cmd.symbol)
     except ValueError as exc:
@@ -83,6 +95,15 @@ def validate_shape(cmd: SubmitOrder) -> None:
         raise InvalidOrder(f"source {cmd.source!r} is not rest, strategy:<id> or signal:<uuid>", code="invalid_source")
 
 
+def check_supported(pipeline: Pipeline, broker_name: str, cmd: SubmitOrder) -> None:
+    """The account's broker takes the order's type (a venue without stop orders refuses a stop before it is stored)."""
+    broker = pipeline.router.broker_named(broker_name)
+    if broker is not None and cmd.type.value not in broker.capabilities.order_types:
+        kinds = ", ".join(sorted(broker.capabilities.order_types))
+        message = f"the account's broker {broker_name} takes no {cmd.type} orders (it takes {kinds})"
+        raise InvalidOrder(message, field="type", code="unsupported_order_type")
+
+
 async def validate_order(pipeline: Pipeline, cmd: SubmitOrder) -> RiskDecision:
     """What-if: the decision the order would get now. Nothing is written, locked or reserved."""
     validate_shape(cmd)
@@ -90,6 +111,7 @@ async def validate_order(pipeline: Pipeline, cmd: SubmitOrder) -> RiskDecision:
         account = await uow.accounts.get(cmd.account_id)
         if account is None:
             raise AccountNotFound(f"account {cmd.account_id!r} does not exist")
+        check_supported(pipeline, account.broker, cmd)
         now = pipeline.clock.now()
         return (await assess(pipeline, uow, account.id, account.broker, cmd, now, record=False)).decision
 
@@ -237,6 +259,7 @@ async def _check(
         existing = await uow.orders.by_client_id(account.id, cmd.client_order_id)
         if existing is not None:
             raise DuplicateClientOrderId(cmd.client_order_id, existing.id)
+    check_supported(pipeline, account.broker, cmd)
 
     assessment = await assess(pipeline, uow, account.id, account.broker, cmd, now, record=True, counter=rate)
     decision = assessment.decision
@@ -290,6 +313,7 @@ async def _record(
         risk=audit(decision, assessment.limits),
         source=cmd.source,
         reduce_only=cmd.reduce_only,
+        stop_price=cmd.stop_price,
     )
     steps = [Applied(order, Transition(order.id, None, OrderStatus.PENDING_NEW, "submitted", now))]
     if isinstance(decision, Denied):

@@ -38,6 +38,17 @@ class OrderIntent:
     qty: Decimal
     limit_price: Decimal | None
     reduce_only: bool = False  # it may only shrink the position (a protective exit)
+    stop_price: Decimal | None = None  # a stop order's trigger
+
+    @property
+    def price(self) -> Decimal | None:
+        """The order's own price: a limit's limit, a stop's stop (None for a market order)."""
+        return self.limit_price if self.limit_price is not None else self.stop_price
+
+    @property
+    def price_field(self) -> str:
+        """The request field holding that price, for messages."""
+        return "stop_price" if self.limit_price is None and self.stop_price is not None else "limit_price"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +123,13 @@ Check = Callable[[OrderIntent, AccountSnapshot, MarketSnapshot, RiskLimits, date
 
 
 def reference_price(intent: OrderIntent, market: MarketSnapshot, limits: RiskLimits) -> Decimal | None:
-    """The price the order is valued at: its limit, or the mark with a buffer for a market buy."""
+    """The price the order is valued at: its limit; its stop (with the market buffer for a buy, which trades as a
+    market buy once triggered); the mark with the buffer for a market buy."""
     if intent.limit_price is not None:
         return intent.limit_price
+    tick = None if market.rules is None else market.rules.tick_size
+    if intent.stop_price is not None:
+        return buffered_buy_price(intent.stop_price, tick, limits) if intent.side is Side.BUY else intent.stop_price
     if market.mark is None:
         return None
     if intent.side is Side.BUY:
@@ -156,19 +171,20 @@ def check_min_qty(
 def check_price_tick(
     intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
 ) -> Violation | None:
-    """A limit price must be a whole number of ticks."""
-    rules = market.rules
-    if rules is None or intent.limit_price is None or is_multiple(intent.limit_price, rules.tick_size):
+    """A limit or stop price must be a whole number of ticks."""
+    rules, price = market.rules, intent.price
+    if rules is None or price is None or is_multiple(price, rules.tick_size):
         return None
     tick = to_str(rules.tick_size)
-    return Violation("price_tick", tick, to_str(intent.limit_price), f"limit_price must be a multiple of {tick}")
+    return Violation("price_tick", tick, to_str(price), f"{intent.price_field} must be a multiple of {tick}")
 
 
 def check_mark_fresh(
     intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
 ) -> Violation | None:
-    """A market order needs a fresh mark price to be valued and filled."""
-    if intent.type is not OrderType.MARKET or market.rules is None:
+    """A market order needs a fresh mark price to be valued and filled; a stop order one to be judged against (it
+    trades as a market order once triggered)."""
+    if intent.type is OrderType.LIMIT or market.rules is None:
         return None
     if market.mark is None:
         return Violation("mark_price", None, None, f"no mark price is known for {intent.symbol}")
@@ -274,16 +290,17 @@ def check_order_notional(
 def check_price_collar(
     intent: OrderIntent, account: AccountSnapshot, market: MarketSnapshot, limits: RiskLimits, now: datetime
 ) -> Violation | None:
-    """A limit price no further from a fresh mark than the collar (a fat finger guard)."""
+    """A limit or stop price no further from a fresh mark than the collar (a fat finger guard)."""
     collar = limits.price_collar_bps
-    if collar is None or intent.limit_price is None or market.rules is None:
+    price = intent.price
+    if collar is None or price is None or market.rules is None:
         return None
     mark = market.mark
     if mark is None or (now - mark.at).total_seconds() > limits.max_mark_age_seconds:
         return Violation("price_collar", _bps(collar), None, f"no fresh mark price of {intent.symbol} to check against")
     if mark.price <= 0:
         return Violation("price_collar", _bps(collar), None, f"the mark price of {intent.symbol} is not positive")
-    gap = _abs(_sub(intent.limit_price, mark.price))
+    gap = _abs(_sub(price, mark.price))
     if _mul(gap, BPS) <= _mul(collar, mark.price):  # exact: no rounding before comparing
         return None
     distance, bound = to_str(_rounded_distance(_div(_mul(gap, BPS), mark.price), collar)), to_str(collar)
@@ -291,7 +308,7 @@ def check_price_collar(
         "price_collar",
         f"{bound} bps",
         f"{distance} bps",
-        f"limit_price is {distance} bps from the mark {to_str(mark.price)}; the collar is {bound} bps",
+        f"{intent.price_field} is {distance} bps from the mark {to_str(mark.price)}; the collar is {bound} bps",
     )
 
 
@@ -334,7 +351,7 @@ def _valuation_price(intent: OrderIntent, market: MarketSnapshot, limits: RiskLi
     mark = market.mark
     if mark is not None and (now - mark.at).total_seconds() <= limits.max_mark_age_seconds:
         return mark.price
-    return intent.limit_price
+    return intent.price
 
 
 def _projected_value(

@@ -42,9 +42,9 @@ Status = Literal[
 SymbolQuery = Annotated[str | None, Query(pattern=r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$")]
 LimitQuery = Annotated[int, Query(ge=1, le=500)]
 CursorQuery = Annotated[str | None, Query(min_length=1, max_length=200)]
-# A qty or limit price that is not above zero has one code whatever its sign: "0" fails in the pipeline, "-0.01"
+# A qty, limit or stop price that is not above zero has one code whatever its sign: "0" fails in the pipeline, "-0.01"
 # already in the schema, and both answer the same.
-ORDER_VALUE_CODES = {"qty": "invalid_qty", "limit_price": "invalid_price"}
+ORDER_VALUE_CODES = {"qty": "invalid_qty", "limit_price": "invalid_price", "stop_price": "invalid_price"}
 
 
 def _services(request: Request) -> Services:

@@ -41,7 +41,7 @@ export function render(container) {
         h("div", { class: "scroll" },
           h("table", { id: "blotter" },
             h("caption", { class: "muted" }, "Newest first; updates live"),
-            h("thead", {}, h("tr", {}, ["Created", "Symbol", "Side", "Type", "Qty", "Limit", "Status", "Filled",
+            h("thead", {}, h("tr", {}, ["Created", "Symbol", "Side", "Type", "Qty", "Price", "Status", "Filled",
               "Avg price", "Client id", ""].map((c, i) => h("th", { scope: "col", class: i >= 4 && i <= 8 && i !== 6 ? "num" : "" }, c)))),
             tbody)),
         more),
@@ -54,6 +54,12 @@ export function render(container) {
     return true;
   }
 
+  // A limit order's limit; a stop order's trigger, marked as such; nothing for a market order.
+  function priceOf(o) {
+    if (o.limit_price != null) return o.limit_price;
+    return o.stop_price != null ? `stop ${o.stop_price}` : "";
+  }
+
   function row(o) {
     const working = WORKING.has(o.status);
     return h("tr", { "data-order-id": o.id, "data-status": o.status, class: o.id === selected ? "selected" : "" },
@@ -62,7 +68,7 @@ export function render(container) {
       h("td", { class: `side-${o.side}` }, o.side),
       h("td", {}, o.type),
       h("td", { class: "num" }, o.qty),
-      h("td", { class: "num" }, o.limit_price ?? ""),
+      h("td", { class: "num" }, priceOf(o)),
       h("td", {}, h("span", { class: `status status-${o.status}` }, o.status)),
       h("td", { class: "num" }, o.filled_qty),
       h("td", { class: "num" }, fmtNum(o.avg_fill_price, 8)),
@@ -169,7 +175,7 @@ export function render(container) {
     replace(detail,
       h("h2", { id: "order-detail-title", tabindex: "-1" }, `Order ${o.client_order_id}`),
       kv([["Id", o.id], ["Status", o.status], ["Symbol", o.symbol], ["Side", o.side], ["Type", `${o.type} ${o.time_in_force}`],
-        ["Qty", o.qty], ["Filled", `${o.filled_qty} @ ${o.avg_fill_price ?? "–"}`], ["Fees", `${o.fees} ${o.fee_asset}`],
+        ["Qty", o.qty], ["Limit price", o.limit_price], ["Stop price", o.stop_price], ["Filled", `${o.filled_qty} @ ${o.avg_fill_price ?? "–"}`], ["Fees", `${o.fees} ${o.fee_asset}`],
         ["Source", o.source], ["Created", o.created_at], ["Updated", o.updated_at],
         ["Rejected", o.reject_code ? `${o.reject_code}: ${o.reject_reason}` : null]]),
       h("h3", {}, "Risk decision"),
