@@ -485,6 +485,109 @@ async def test_limit_maker_that_would_take_is_refused(ex: ccxt.async_support.bin
         await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 66000, {"postOnly": True})
 
 
+# --------------------------------------------------------------------------- stop-loss (stop-market) orders
+
+
+async def test_a_sell_stop_rests_unworking_then_trades_at_the_price_that_reaches_it(
+    fake: FakeBinance, ex: ccxt.async_support.binance
+) -> None:
+    # ETH/USDT has 0.5 of liquidity per match: the triggered stop fills 0.5 and the rest expires, as a market order
+    order = await ex.create_order("ETH/USDT", "market", "sell", 1.2, None, {"triggerPrice": 3100})
+
+    sent = fake.calls[-1].params
+    assert (sent["type"], sent["stopPrice"], sent["quantity"]) == ("STOP_LOSS", "3100", "1.2")
+    assert "price" not in sent
+    assert "timeInForce" not in sent
+    assert (order["status"], order["type"], order["triggerPrice"], order["filled"]) == ("open", "market", 3100, 0)
+    assert (order["info"]["type"], order["info"]["stopPrice"], order["info"]["workingTime"]) == (
+        "STOP_LOSS",
+        "3100.00000000",
+        -1,
+    )
+    assert fake.balances(KEY)["ETH"] == type(fake.balances(KEY)["ETH"])(Decimal("8.8"), Decimal("1.2"))
+    [listed] = await ex.fetch_open_orders("ETH/USDT")
+    assert (listed["id"], listed["info"]["isWorking"], listed["triggerPrice"]) == (order["id"], False, 3100)
+    assert fake.set_price("ETH/USDT", Decimal("3100.01")) == []  # above a sell stop: nothing
+
+    trades = fake.set_price("ETH/USDT", Decimal("3050"))
+
+    assert [(t.price, t.qty, t.is_maker) for t in trades] == [(Decimal(3050), Decimal("0.5"), False)]
+    fetched = await ex.fetch_order(order["id"], "ETH/USDT")
+    assert (fetched["status"], fetched["filled"], fetched["average"]) == ("expired", 0.5, 3050)
+    assert (fetched["info"]["type"], fetched["info"]["isWorking"], fetched["triggerPrice"]) == ("STOP_LOSS", True, 3100)
+    [mine] = await ex.fetch_my_trades("ETH/USDT")
+    assert (mine["order"], mine["price"], mine["takerOrMaker"]) == (order["id"], 3050, "taker")
+    assert fake.balances(KEY)["ETH"] == type(fake.balances(KEY)["ETH"])(Decimal("9.5"), Decimal(0))
+    assert fake.balances(KEY)["USDT"].free == Decimal(100000) + Decimal(1525) - Decimal("1.525")
+
+
+async def test_a_buy_stop_triggered_above_its_stop_pays_the_market_price(
+    fake: FakeBinance, ex: ccxt.async_support.binance
+) -> None:
+    order = await ex.create_order("BTC/USDT", "market", "buy", 0.01, None, {"triggerPrice": 66000})
+    held = Decimal(660) * (1 + FEE)
+    assert fake.balances(KEY)["USDT"] == type(fake.balances(KEY)["USDT"])(Decimal(100000) - held, held)
+
+    trades = fake.set_price("BTC/USDT", Decimal("66500"))  # jumps past the stop: bought at 66500, not 66000
+
+    assert [(t.price, t.qty) for t in trades] == [(Decimal(66500), Decimal("0.01"))]
+    assert (await ex.fetch_order(order["id"], "BTC/USDT"))["status"] == "closed"
+    balances = fake.balances(KEY)
+    assert balances["USDT"] == type(balances["USDT"])(Decimal(100000) - Decimal(665) - Decimal("0.665"), Decimal(0))
+    assert balances["BTC"].free == Decimal("0.01")
+
+
+async def test_a_triggered_buy_stop_the_balance_cannot_pay_at_the_market_price_expires(
+    fake: FakeBinance, connect: Connect
+) -> None:
+    fake.add_account("poor", "poor-secret", {"USDT": Decimal(700)})
+    exchange = connect(api_key="poor", secret="poor-secret")
+    order = await exchange.create_order("BTC/USDT", "market", "buy", 0.01, None, {"triggerPrice": 66000})
+
+    assert fake.set_price("BTC/USDT", Decimal("70000")) == []  # 700.70 with the fee: more than the 700 it has
+
+    assert (await exchange.fetch_order(order["id"], "BTC/USDT"))["status"] == "expired"
+    assert fake.balances("poor")["USDT"] == type(fake.balances("poor")["USDT"])(Decimal(700), Decimal(0))
+
+
+async def test_a_stop_the_market_is_at_or_past_would_trigger_immediately(
+    fake: FakeBinance, ex: ccxt.async_support.binance
+) -> None:
+    for symbol, side, stop in [
+        ("BTC/USDT", "buy", 64000),  # a buy stop below the market
+        ("BTC/USDT", "buy", 65000),  # at it
+        ("ETH/USDT", "sell", 3300),  # a sell stop above it
+    ]:
+        with pytest.raises(ccxt.OrderImmediatelyFillable, match="Stop price would trigger immediately"):
+            await ex.create_order(symbol, "market", side, 0.01, None, {"triggerPrice": stop})
+    assert fake.orders(KEY) == []
+    assert all(balance.locked == 0 for balance in fake.balances(KEY).values())
+
+
+async def test_stop_loss_wants_a_stop_price_and_refuses_a_price_or_time_in_force(
+    ex: ccxt.async_support.binance,
+) -> None:
+    stop = {"symbol": "BTCUSDT", "side": "SELL", "type": "STOP_LOSS", "quantity": "0.01"}
+    for params, error in [
+        ({}, "-1102"),  # no stopPrice
+        ({"stopPrice": "60000", "price": "60000"}, "-1106"),
+        ({"stopPrice": "60000", "timeInForce": "GTC"}, "-1106"),
+        ({"type": "LIMIT", "timeInForce": "GTC", "price": "60000", "stopPrice": "60000"}, "-1106"),
+    ]:
+        with pytest.raises(ccxt.BadRequest, match=error):
+            await ex.private_post_order({**stop, **params})
+
+
+async def test_cancel_of_a_resting_stop_releases_its_funds(fake: FakeBinance, ex: ccxt.async_support.binance) -> None:
+    order = await ex.create_order("BTC/USDT", "market", "buy", 0.01, None, {"triggerPrice": 66000})
+    canceled = await ex.cancel_order(order["id"], "BTC/USDT")
+
+    assert (canceled["status"], canceled["info"]["stopPrice"]) == ("canceled", "66000.00000000")
+    assert await ex.fetch_open_orders("BTC/USDT") == []
+    assert fake.balances(KEY)["USDT"] == type(fake.balances(KEY)["USDT"])(Decimal(100000), Decimal(0))
+    assert fake.set_price("BTC/USDT", Decimal("67000")) == []
+
+
 async def test_unknown_api_key_raises_authentication_error(fake: FakeBinance, connect: Connect) -> None:
     exchange = connect(api_key="nobody")
     await exchange.load_markets()

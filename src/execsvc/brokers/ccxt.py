@@ -8,7 +8,9 @@
 - Vendor errors are translated here, in one table (``ERRORS``), into the service's broker errors; what each means is
   documented in ``docs/brokers.md``.
 - ``CcxtBroker`` implements the broker port: orders carry our ``client_order_id`` to the venue; order creation is
-  never retried; venue trades become fill reports whose trade ids make a repeat harmless.
+  never retried; venue trades become fill reports whose trade ids make a repeat harmless. A ``stop`` order goes out
+  as ccxt's unified trigger order on a market order (``{"triggerPrice": stop}``), offered only on venues whose quirks
+  say it is a stop-market there (``VenueQuirks.stop_market``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import ccxt.pro as ccxt_pro
 from ccxt.base import errors as cx
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES, SIGNIFICANT_DIGITS, TICK_SIZE
 
-from execsvc.brokers.venue_quirks import FORCED_OPTIONS, quirks_for
+from execsvc.brokers.venue_quirks import FORCED_OPTIONS, VenueQuirks, quirks_for
 from execsvc.core.errors import (
     BrokerAuthFailed,
     BrokerError,
@@ -49,6 +51,9 @@ from execsvc.marketdata.candles import OhlcvRow
 from execsvc.observability import tracing
 
 T = TypeVar("T")
+
+# The code of a stop order refused because the market is already at or past its stop (the paper broker's too).
+WOULD_TRIGGER_IMMEDIATELY = "would_trigger_immediately"
 
 
 class OrderNotFoundAtVenue(BrokerRejected):
@@ -203,6 +208,15 @@ def _measured(cls: type[Any], venue: str, observer: VenueObserver) -> type[Any]:
     return type(f"Measured_{cls.__name__}", (cls,), {"throttle": throttle})
 
 
+def order_types(quirks: VenueQuirks, has: Mapping[str, Any]) -> frozenset[str]:
+    """The order types we send a venue: market and limit on every venue; stop where its quirks say ccxt's trigger
+    order is a stop-market there and the installed ccxt still offers trigger orders for it (``createTriggerOrder``,
+    the ``has`` flag of exactly the call we make). Read from the exchange object: no request."""
+    if quirks.stop_market and has.get("createTriggerOrder"):
+        return frozenset({"market", "limit", "stop"})
+    return frozenset({"market", "limit"})
+
+
 def supported_venues() -> frozenset[str]:
     """Every exchange id ccxt has an asyncio class for."""
     return frozenset(ccxt_async.exchanges)
@@ -231,6 +245,7 @@ class VenueOrder:
     qty: Decimal | None
     filled: Decimal
     price: Decimal | None
+    trigger_price: Decimal | None = None  # a stop order's stop (ccxt shows its type as ``market``)
 
 
 class VenueClient:
@@ -366,6 +381,10 @@ class VenueClient:
                 tickers[symbol] = await self.call("fetch_ticker", self.exchange.fetch_ticker, symbol)
         return _marks_of(tickers, symbols)
 
+    def order_types(self) -> frozenset[str]:
+        """The order types the service may send this venue (see ``order_types``)."""
+        return order_types(self.quirks, self.exchange.has)
+
     def streams(self, method: str) -> bool:
         """The venue offers ``method`` (``watchTickers``, ``watchOrders``) over its WebSocket through ccxt."""
         return bool(self.exchange.has.get(method))
@@ -467,16 +486,16 @@ def _override_urls(api: object, options: VenueOptions) -> object:
 class CcxtBroker:
     """The broker port on a real venue, through one ``VenueClient``."""
 
-    capabilities = BrokerCapabilities(
-        order_types=frozenset({"market", "limit"}),
-        time_in_force=frozenset({"gtc", "ioc", "fok"}),
-        fetch_balances=True,
-        fetch_status=True,
-    )
-
     def __init__(self, name: str, client: VenueClient) -> None:
         self.name = name
         self.client = client
+        # Per venue: a stop order only where the venue takes it (the pipeline refuses other types before storing).
+        self.capabilities = BrokerCapabilities(
+            order_types=client.order_types(),
+            time_in_force=frozenset({"gtc", "ioc", "fok"}),
+            fetch_balances=True,
+            fetch_status=True,
+        )
 
     @property
     def venue(self) -> str:
@@ -490,19 +509,35 @@ class CcxtBroker:
         await self.client.ensure_markets()
         ex = self.client.exchange
         params: dict[str, Any] = {"clientOrderId": order.client_order_id}
+        kind = order.type.value
         if order.type is OrderType.LIMIT:
             params["timeInForce"] = order.time_in_force.value.upper()
+        elif order.type is OrderType.STOP:
+            # ccxt's unified stop-market: a market order with a trigger price (binance spot: STOP_LOSS + stopPrice).
+            # No timeInForce: the venue refuses one on a stop-market, which rests until triggered anyway.
+            if order.stop_price is None:
+                raise BrokerRejected(f"stop order {order.client_order_id} has no stop price")
+            kind = OrderType.MARKET.value
+            params["triggerPrice"] = to_str(order.stop_price)
         price = order.limit_price if order.type is OrderType.LIMIT else None
-        created = await self.client.call(
-            "create",
-            ex.create_order,
-            order.symbol,
-            order.type.value,
-            order.side.value,
-            to_str(order.qty),
-            None if price is None else to_str(price),
-            params,
-        )
+        try:
+            created = await self.client.call(
+                "create",
+                ex.create_order,
+                order.symbol,
+                kind,
+                order.side.value,
+                to_str(order.qty),
+                None if price is None else to_str(price),
+                params,
+            )
+        except BrokerRejected as exc:
+            # ccxt raises OrderImmediatelyFillable for a stop the market is already past (binance spot: -2010 "Stop
+            # price would trigger immediately."; its futures: -2021 "Order would immediately trigger."). For a stop
+            # it means just that, and it gets the code the paper broker gives the same refusal.
+            if order.type is OrderType.STOP and isinstance(exc.__cause__, cx.OrderImmediatelyFillable):
+                exc.code = WOULD_TRIGGER_IMMEDIATELY
+            raise
         try:
             return await self._reports(order, created)
         except BrokerError as exc:
@@ -659,4 +694,5 @@ def _venue_order(order: Mapping[str, Any]) -> VenueOrder:
         qty=_maybe(order.get("amount"), "order amount"),
         filled=_maybe(order.get("filled"), "order filled") or Decimal(0),
         price=_maybe(order.get("price"), "order price"),
+        trigger_price=_maybe(order.get("triggerPrice") or order.get("stopPrice"), "order trigger price"),
     )

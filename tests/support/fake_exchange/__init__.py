@@ -26,7 +26,11 @@ fetch_ohlcv                        GET klines ``?symbol=&interval=&limit=&startT
                                    (see :mod:`.klines`)
 create_order                       POST order (form body: ``newClientOrderId`` always, ``newOrderRespType=FULL``,
                                    ``timeInForce=GTC`` on limits; a market order *with a price* is sent as
-                                   ``quoteOrderQty=amount*price`` instead of ``quantity``)
+                                   ``quoteOrderQty=amount*price`` instead of ``quantity``; a market order with
+                                   ``params={"triggerPrice": stop}`` as ``type=STOP_LOSS`` with ``stopPrice``,
+                                   no ``price`` nor ``timeInForce``, once ``exchangeInfo`` lists ``STOP_LOSS``
+                                   among the symbol's ``orderTypes``; read back as type ``market`` with its
+                                   ``triggerPrice``)
 fetch_order / cancel_order         GET / DELETE order ``?orderId=`` or ``?origClientOrderId=`` (ccxt maps its
                                    ``clientOrderId`` param)
 fetch_open_orders                  GET openOrders (without a symbol ccxt refuses unless
@@ -46,6 +50,9 @@ answer                                                      ccxt exception
 400 -1013 Filter failure: NOTIONAL                          BadRequest (*not* InvalidOrder)
 400 -2010 Duplicate order sent.                             InvalidOrder
 400 -2010 Order would immediately match and take.           OrderImmediatelyFillable (LIMIT_MAKER)
+400 -2010 Stop price would trigger immediately.             OrderImmediatelyFillable (STOP_LOSS; by message)
+400 -1106 Parameter 'x' sent when not required.             BadRequest (a price or timeInForce on a STOP_LOSS, a
+                                                            stopPrice on any other type)
 400 -2011 Unknown order sent. (cancel)                      OrderNotFound
 400 -2013 Order does not exist. (fetch)                     OrderNotFound
 401 -2015 Invalid API-key, IP, or permissions for action.   AuthenticationError; but DDoSProtection after any

@@ -4,15 +4,17 @@
 method   path                       body / query → answer
 =======  =========================  ==============================================================================
 GET      /_fake/health              → ``{"ok": true, "base_url": ...}``
-POST     /_fake/price               ``{"symbol", "price"}`` → ``{"trades": [myTrades rows]}``
+POST     /_fake/price               ``{"symbol", "price"}`` → ``{"trades": [myTrades rows]}`` (resting limit orders
+                                    it crosses fill, stop orders it reaches trigger)
 POST     /_fake/klines              ``{"symbol", "interval", "klines": [[open ms, "open", "high", "low", "close",
                                     "volume"], ...]}`` → ``{}``
 POST     /_fake/accounts            ``{"api_key", "secret", "balances": {"USDT": "100000"}}`` → ``{}``
 POST     /_fake/faults              ``{"kind", "operation", "seconds", "status", "retry_after", "body", "count",
                                     "client_order_id"}`` → ``{"pending": n}``
 DELETE   /_fake/faults              → ``{}`` (drops every queued fault)
-POST     /_fake/orders              ``{"api_key", "symbol", "side", "type", "qty", "price", "client_order_id"}``
-                                    → ``{"order_id": n}`` (an order placed "by hand")
+POST     /_fake/orders              ``{"api_key", "symbol", "side", "type", "qty", "price", "client_order_id",
+                                    "stop_price"}`` → ``{"order_id": n}`` (an order placed "by hand"; type
+                                    ``stop_loss`` with a ``stop_price`` for a stop-market order)
 GET      /_fake/calls               ``?path=&client_order_id=`` → ``[{"method", "path", "params"}]``
 GET      /_fake/orders              ``?api_key=`` → ``[allOrders rows]``
 GET      /_fake/trades              ``?api_key=`` → ``[myTrades rows]``
@@ -104,6 +106,7 @@ def add_control_routes(app: web.Application, fake: FakeBinance) -> None:
             None if body.get("price") is None else Decimal(str(body["price"])),
             client_order_id=body.get("client_order_id"),
             time_in_force=body.get("time_in_force", "GTC"),
+            stop_price=None if body.get("stop_price") is None else Decimal(str(body["stop_price"])),
         )
         return {"order_id": order_id}
 

@@ -16,6 +16,7 @@ __all__ = [
     "invalid_type",
     "missing_parameter",
     "order_does_not_exist",
+    "stop_would_trigger",
     "timestamp_ahead",
     "timestamp_outside_window",
     "unknown_order",
@@ -118,3 +119,9 @@ def unknown_order() -> VenueError:
 def order_does_not_exist() -> VenueError:
     """Query of an order the account never had."""
     return VenueError(-2013, "Order does not exist.")
+
+
+def stop_would_trigger() -> VenueError:
+    """A stop order whose stop price the market is already at or past (a buy at or below the market, a sell at or
+    above it)."""
+    return VenueError(-2010, "Stop price would trigger immediately.")

@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 Side = Literal["BUY", "SELL"]
-OrderType = Literal["LIMIT", "MARKET", "LIMIT_MAKER"]
+OrderType = Literal["LIMIT", "MARKET", "LIMIT_MAKER", "STOP_LOSS"]
 TimeInForce = Literal["GTC", "IOC", "FOK"]
 OrderStatus = Literal["NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED"]
 OPEN_STATUSES: frozenset[str] = frozenset({"NEW", "PARTIALLY_FILLED"})
@@ -122,8 +122,12 @@ class Account:
 class Order:
     """An order as the venue keeps it.
 
-    ``reserved`` is what it still holds in the locked balance; a buy reserves ``reserve_price`` (its limit, or the
-    market price for a market order) times its quantity plus the commission, a sell reserves its quantity.
+    ``reserved`` is what it still holds in the locked balance; a buy reserves ``reserve_price`` (its limit, its stop
+    price for a stop order, or the market price for a market order or a triggered stop) times its quantity plus the
+    commission, a sell reserves its quantity.
+
+    A ``STOP_LOSS`` order carries its ``stop_price`` and is not working (``isWorking`` false, ``workingTime`` -1)
+    until the market reaches it; ``working_time`` is when it started working (its placement for other orders).
     """
 
     order_id: int
@@ -143,6 +147,18 @@ class Order:
     status: OrderStatus = "NEW"
     reserved: Decimal = Decimal(0)
     reserve_price: Decimal = Decimal(0)
+    stop_price: Decimal | None = None
+    working_time: int | None = None
+
+    @property
+    def is_stop(self) -> bool:
+        """A stop-loss (stop-market) order, triggered or not."""
+        return self.type == "STOP_LOSS"
+
+    @property
+    def is_working(self) -> bool:
+        """Whether the order works on the market (a stop order only once triggered)."""
+        return self.working_time is not None
 
     @property
     def is_open(self) -> bool:

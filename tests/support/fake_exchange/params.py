@@ -95,13 +95,23 @@ def new_order(venue: Venue, api_key: str, params: dict[str, str]) -> tuple[NewOr
     if side not in ("BUY", "SELL"):
         raise errors.invalid_side()
     order_type = required(params, "type")
-    if order_type not in ("LIMIT", "MARKET", "LIMIT_MAKER"):
+    if order_type not in ("LIMIT", "MARKET", "LIMIT_MAKER", "STOP_LOSS"):
         raise errors.invalid_type()
     qty = decimal_param(params, "quantity")
     quote_qty = decimal_param(params, "quoteOrderQty")
     price = decimal_param(params, "price")
+    stop_price = decimal_param(params, "stopPrice")
     time_in_force = params.get("timeInForce") or None
-    if order_type == "MARKET":
+    if order_type == "STOP_LOSS":
+        # Binance's spot STOP_LOSS: quantity and stopPrice (or a trailingDelta, not served here); it trades as a
+        # market order once triggered, so a price or a time in force is refused like on a MARKET order.
+        if qty is None:
+            raise errors.missing_parameter("quantity")
+        if stop_price is None:
+            message = "Param 'stopPrice' or 'trailingDelta' must be sent, but both were empty/null!"
+            raise errors.VenueError(-1102, message)
+        _reject_if_sent(params, "price", "timeInForce", "quoteOrderQty")
+    elif order_type == "MARKET":
         _reject_if_sent(params, "price", "timeInForce")
         if qty is None and quote_qty is None:
             raise errors.VenueError(
@@ -119,6 +129,8 @@ def new_order(venue: Venue, api_key: str, params: dict[str, str]) -> tuple[NewOr
             raise errors.missing_parameter("timeInForce")
         if order_type == "LIMIT_MAKER":
             _reject_if_sent(params, "timeInForce")
+    if order_type != "STOP_LOSS":
+        _reject_if_sent(params, "stopPrice")
     if time_in_force is not None and time_in_force not in ("GTC", "IOC", "FOK"):
         raise errors.invalid_time_in_force()
     resp_type = params.get("newOrderRespType") or "FULL"
@@ -132,6 +144,7 @@ def new_order(venue: Venue, api_key: str, params: dict[str, str]) -> tuple[NewOr
         qty=qty,
         price=price,
         quote_qty=quote_qty,
+        stop_price=stop_price,
         time_in_force=cast(TimeInForce | None, time_in_force),
         client_order_id=client_order_id_param(params, "newClientOrderId"),
     )

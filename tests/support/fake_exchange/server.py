@@ -115,7 +115,8 @@ class FakeBinance:
         self.venue.accounts.pop(api_key, None)
 
     def set_price(self, symbol: str, price: Decimal | str) -> list[Trade]:
-        """Move the market price; resting limit orders it crosses fill (at their limit). The new trades."""
+        """Move the market price; resting limit orders it crosses fill (at their limit), stop orders it reaches trigger
+        (and trade at it). The new trades."""
         return self.venue.set_price(symbol, Decimal(price))
 
     def add_klines(self, symbol: str, interval: str, bars: Iterable[Kline]) -> None:
@@ -141,11 +142,16 @@ class FakeBinance:
         price: Decimal | str | None = None,
         client_order_id: str | None = None,
         time_in_force: str = "GTC",
+        stop_price: Decimal | str | None = None,
     ) -> int:
-        """Place an order "by hand" on the venue (not through the API); its order id. ``web_`` client ids."""
+        """Place an order "by hand" on the venue (not through the API); its order id. ``web_`` client ids.
+
+        ``type`` ``stop_loss`` (with ``stop_price``, without ``price``) places a stop-market order."""
         order_type, order_side = type.upper(), side.upper()
-        if order_type not in ("LIMIT", "MARKET", "LIMIT_MAKER") or order_side not in ("BUY", "SELL"):
+        if order_type not in ("LIMIT", "MARKET", "LIMIT_MAKER", "STOP_LOSS") or order_side not in ("BUY", "SELL"):
             raise ValueError(f"unsupported order: {side} {type}")
+        if (order_type == "STOP_LOSS") != (stop_price is not None):
+            raise ValueError("a stop_loss order takes a stop_price, and only a stop_loss order does")
         request = NewOrder(
             api_key=api_key,
             market=self.venue.market_by_symbol(symbol),
@@ -155,6 +161,7 @@ class FakeBinance:
             price=None if price is None else Decimal(price),
             time_in_force=cast(TimeInForce, time_in_force.upper()) if order_type == "LIMIT" else None,
             client_order_id=client_order_id or f"web_{uuid.uuid4().hex[:20]}",
+            stop_price=None if stop_price is None else Decimal(stop_price),
         )
         order, _ = self.venue.place(request)
         return order.order_id

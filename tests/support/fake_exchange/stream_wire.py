@@ -20,7 +20,9 @@ def execution_report_json(event: OrderEvent, now: int, event_id: int) -> dict[st
     """The ``executionReport`` of one order change, as the spot user data stream pushes it.
 
     On a cancel ``c`` is the cancel request's client id and ``C`` the order's (``""`` otherwise); ``t``, ``l``,
-    ``L``, ``Y``, ``n`` and ``N`` describe the fill of a ``TRADE`` (``-1``, zeros and ``null`` otherwise).
+    ``L``, ``Y``, ``n`` and ``N`` describe the fill of a ``TRADE`` (``-1``, zeros and ``null`` otherwise). A
+    ``STOP_LOSS`` order shows its stop price as ``P``; its ``NEW`` (``w`` false, no ``W``) when placed, then, once
+    the market reaches the stop, its ``TRADE`` events and an ``EXPIRED`` for what could not fill.
     """
     order, trade = event.order, event.trade
     canceled = event.execution == "CANCELED"
@@ -34,7 +36,7 @@ def execution_report_json(event: OrderEvent, now: int, event_id: int) -> dict[st
         "f": order.time_in_force or "GTC",
         "q": render(order.orig_qty),
         "p": render(order.price),
-        "P": _ZERO,
+        "P": render(order.stop_price) if order.stop_price is not None else _ZERO,
         "F": _ZERO,
         "g": -1,
         "C": order.client_order_id if canceled else "",
@@ -59,8 +61,8 @@ def execution_report_json(event: OrderEvent, now: int, event_id: int) -> dict[st
         "Q": render(order.orig_quote_qty),
         "V": _STP,
     }
-    if order.type != "MARKET":
-        report["W"] = order.time
+    if order.type != "MARKET" and order.working_time is not None:
+        report["W"] = order.working_time  # working time: only once the order works (a stop: once triggered)
     return report
 
 

@@ -8,6 +8,13 @@ Fill rules (documented so tests can rely on them):
   rests (GTC), expires (IOC), or nothing fills at all when it cannot fill completely (FOK);
 * a resting limit order fills *at its limit* (maker) when :meth:`Venue.set_price` crosses it, up to ``liquidity``
   per order and call, so a big order fills in parts over several calls;
+* a stop-loss order (``STOP_LOSS``, Binance's spot stop-market) is refused (``-2010 Stop price would trigger
+  immediately.``) when the market is already at or past its stop (a buy's at or below the market, a sell's at or
+  above); otherwise it waits, not working and off the book, holding its funds (a buy its quantity times the stop
+  price plus the commission, a sell its quantity). When :meth:`Venue.set_price` reaches the stop (a buy at or above
+  it, a sell at or below it), after the resting limit orders that price crosses have filled, it triggers and trades
+  as a market order at that price (taker), up to ``liquidity``; what cannot fill expires. A triggered buy first holds
+  its funds at that price; when the free balance cannot cover the difference it expires unfilled;
 * commission is ``fee_bps`` of the notional, charged in the quote asset for both sides and truncated to the quote
   precision (8 decimals, or the tick's); a buy therefore reserves its notional plus the commission, a sell its
   quantity (real Binance takes a buy's commission in the base asset; the quote asset keeps the books simple);
@@ -62,6 +69,7 @@ class NewOrder:
     quote_qty: Decimal | None = None
     time_in_force: TimeInForce | None = None
     client_order_id: str | None = None
+    stop_price: Decimal | None = None
 
 
 @dataclass(slots=True)
@@ -241,13 +249,16 @@ class Venue:
             market = request.market
             state = self.states[market.id]
             qty = self._quantity(request, state.price)
-            reference_price = state.price if request.type == "MARKET" else request.price
+            stop = request.type == "STOP_LOSS"
+            reference_price = state.price if request.type == "MARKET" else request.stop_price if stop else request.price
             assert reference_price is not None
             self._check_filters(market, request, qty, reference_price)
             client_order_id = request.client_order_id or random_client_order_id()
             if any(order.client_order_id == client_order_id for order in self.open_orders(account.api_key, market)):
                 raise errors.duplicate_order()
-            crosses = self._crosses(request.side, reference_price, state.price)
+            if stop and self._triggers(request.side, reference_price, state.price):
+                raise errors.stop_would_trigger()
+            crosses = not stop and self._crosses(request.side, reference_price, state.price)
             if request.type == "LIMIT_MAKER" and crosses:
                 raise errors.VenueError(-2010, "Order would immediately match and take.")
             reserved = qty if request.side == "SELL" else qty * reference_price * (1 + self.fee_rate)
@@ -263,21 +274,23 @@ class Venue:
                 side=request.side,
                 type=request.type,
                 time_in_force=request.time_in_force,
-                price=request.price if request.type != "MARKET" and request.price is not None else Decimal(0),
+                price=request.price if request.type in ("LIMIT", "LIMIT_MAKER") and request.price else Decimal(0),
                 orig_qty=qty,
                 orig_quote_qty=request.quote_qty or Decimal(0),
                 time=now,
                 update_time=now,
                 reserved=reserved,
                 reserve_price=reference_price,
+                stop_price=request.stop_price if stop else None,
+                working_time=None if stop else now,
             )
             self._next_order_id += 1
             self.orders[order.order_id] = order
             funding.free -= reserved
             funding.locked += reserved
-            rests = request.type != "MARKET" and not crosses and request.time_in_force in (None, "GTC")
+            rests = request.type in ("LIMIT", "LIMIT_MAKER") and not crosses and request.time_in_force in (None, "GTC")
             self._emit(OrderEvent(order, "NEW", on_book=rests))
-            trades = self._match_on_arrival(order, state, crosses)
+            trades = [] if stop else self._match_on_arrival(order, state, crosses)
             return order, trades
 
     def cancel(
@@ -307,19 +320,24 @@ class Venue:
             return order
 
     def set_price(self, symbol: str, price: Decimal) -> list[Trade]:
-        """Move the market price; resting limit orders it crosses fill at their limit. The new trades."""
+        """Move the market price; resting limit orders it crosses fill at their limit, then the stop orders it reaches
+        trigger and trade at it. The new trades."""
         with localcontext(EXACT):
             market = self.market_by_symbol(symbol)
             state = self.states[market.id]
             state.see_price(Decimal(price))
             trades: list[Trade] = []
-            resting = [order for order in self.orders.values() if order.market.id == market.id and order.is_open]
+            open_orders = [order for order in self.orders.values() if order.market.id == market.id and order.is_open]
+            resting = [order for order in open_orders if not order.is_stop]
             # price priority, then time: the best bid and the best offer fill first
             resting.sort(key=lambda order: (order.price if order.side == "SELL" else -order.price, order.order_id))
             for order in resting:
                 if self._crosses(order.side, order.price, state.price):
                     qty = self._matchable(order)
                     trades.append(self._fill(order, qty, order.price, is_maker=True))
+            for order in open_orders:  # time priority: the oldest stop triggers first
+                if order.stop_price is not None and self._triggers(order.side, order.stop_price, state.price):
+                    trades.extend(self._trigger(order, state))
             self._emit(PriceEvent(state))
             return trades
 
@@ -346,6 +364,30 @@ class Venue:
     def _crosses(side: Side, limit: Decimal, market_price: Decimal) -> bool:
         return market_price <= limit if side == "BUY" else market_price >= limit
 
+    @staticmethod
+    def _triggers(side: Side, stop: Decimal, market_price: Decimal) -> bool:
+        """The market at ``market_price`` triggers a stop-loss: a buy at or above its stop, a sell at or below."""
+        return market_price >= stop if side == "BUY" else market_price <= stop
+
+    def _trigger(self, order: Order, state: MarketState) -> list[Trade]:
+        """A stop order the market reached: it works from now on and trades as a market order at the market price."""
+        order.working_time = self.clock()
+        if order.side == "BUY":
+            # Its funds were held at the stop price; it now buys at the market price, so it holds that instead.
+            quote = self.accounts[order.api_key].balance(order.market.quote)
+            needed = order.remaining * state.price * (1 + self.fee_rate)
+            if quote.free < needed - order.reserved:
+                order.status = "EXPIRED"
+                order.update_time = order.working_time
+                self._release(order)
+                self._emit(OrderEvent(order, "EXPIRED", on_book=False))
+                return []
+            quote.free -= needed - order.reserved
+            quote.locked += needed - order.reserved
+            order.reserved = needed
+            order.reserve_price = state.price
+        return self._match_on_arrival(order, state, crosses=True)
+
     def _matchable(self, order: Order) -> Decimal:
         liquidity = order.market.liquidity
         return order.remaining if liquidity is None else min(order.remaining, liquidity)
@@ -357,7 +399,7 @@ class Venue:
             qty = Decimal(0)
         if qty > 0:
             trades.append(self._fill(order, qty, state.price, is_maker=False))
-        if order.is_open and (order.type == "MARKET" or order.time_in_force in ("IOC", "FOK")):
+        if order.is_open and (order.type in ("MARKET", "STOP_LOSS") or order.time_in_force in ("IOC", "FOK")):
             order.status = "EXPIRED"
             self._release(order)
             self._emit(OrderEvent(order, "EXPIRED", on_book=False))
@@ -411,7 +453,7 @@ class Venue:
         state.last_trade_id = trade.trade_id
         if state.first_trade_id < 0:
             state.first_trade_id = trade.trade_id
-        rests = order.is_open and order.type != "MARKET" and order.time_in_force in (None, "GTC")
+        rests = order.is_open and order.type in ("LIMIT", "LIMIT_MAKER") and order.time_in_force in (None, "GTC")
         self._emit(OrderEvent(order, "TRADE", on_book=rests, trade=trade))
         return trade
 

@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 RespType = Literal["ACK", "RESULT", "FULL"]
-ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET"]
+ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS"]
 _STP = "EXPIRE_MAKER"
 _MAX_PRICE = Decimal(1_000_000)
 _MAX_QTY = Decimal(9_000_000)
@@ -151,18 +151,26 @@ def book_ticker_json(state: MarketState) -> dict[str, Any]:
 
 
 def _order_core(order: Order) -> dict[str, Any]:
-    return {
+    core = {
         "price": render(order.price),
         "origQty": render(order.orig_qty),
         "executedQty": render(order.executed_qty),
         "origQuoteOrderQty": render(order.orig_quote_qty),
         "cummulativeQuoteQty": render(order.cum_quote),
         "status": order.status,
-        # Binance shows GTC on market orders too
+        # Binance shows GTC on market and stop-loss orders too
         "timeInForce": order.time_in_force or "GTC",
         "type": order.type,
         "side": order.side,
     }
+    if order.stop_price is not None:  # a conditional field of order answers: only stop orders carry it
+        core["stopPrice"] = render(order.stop_price)
+    return core
+
+
+def _working_time(order: Order) -> int:
+    """``workingTime``: when the order started working; -1 for a stop order not triggered yet."""
+    return -1 if order.working_time is None else order.working_time
 
 
 def order_json(order: Order) -> dict[str, Any]:
@@ -173,12 +181,13 @@ def order_json(order: Order) -> dict[str, Any]:
         "orderListId": -1,
         "clientOrderId": order.client_order_id,
         **_order_core(order),
-        "stopPrice": render(Decimal(0)),
+        # always present in order queries, zero when the order type takes no stop price
+        "stopPrice": render(order.stop_price or Decimal(0)),
         "icebergQty": render(Decimal(0)),
         "time": order.time,
         "updateTime": order.update_time,
-        "isWorking": True,
-        "workingTime": order.time,
+        "isWorking": order.is_working,
+        "workingTime": _working_time(order),
         "selfTradePreventionMode": _STP,
     }
 
@@ -204,7 +213,7 @@ def new_order_json(order: Order, fills: list[Trade], resp_type: RespType) -> dic
     }
     if resp_type == "ACK":
         return ack
-    result = {**ack, **_order_core(order), "workingTime": order.time, "selfTradePreventionMode": _STP}
+    result = {**ack, **_order_core(order), "workingTime": _working_time(order), "selfTradePreventionMode": _STP}
     if resp_type == "FULL":
         result["fills"] = [_fill_json(trade) for trade in fills]
     return result
