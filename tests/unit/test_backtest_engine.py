@@ -21,10 +21,12 @@ import pytest
 
 from execsvc.backtest.data import generate_bars
 from execsvc.backtest.engine import Backtest, BacktestConfig, BacktestError, run_backtest
+from execsvc.core.commands import SubmitOrder
 from execsvc.core.ledger import Position
 from execsvc.core.markets import MarketRules
-from execsvc.core.values import Side, Symbol
+from execsvc.core.values import OrderType, Side, Symbol
 from execsvc.exits.service import plan_id_for
+from execsvc.pipeline.submit import submit_order
 from execsvc.signals.sizing import EquityFraction, FixedQty
 from execsvc.strategies.bars import Bar
 from execsvc.strategies.runner import signal_id
@@ -678,3 +680,37 @@ def test_every_signal_of_a_run_carries_the_reasons_its_strategy_gave() -> None:
         assert isinstance(made["reasons"], dict)
         assert made["reasons"], made  # the indicator values behind the rule, never an empty explanation
         assert all(isinstance(name, str) and value is not None for name, value in made["reasons"].items())
+
+
+# -- stop orders on the bar path ----------------------------------------------------------------------------------
+
+
+def _with_stop(side: Side, stop_price: str, bars: Sequence[Bar], balances: Mapping[str, Decimal]) -> Ran:
+    """Run ``bars`` with a stop order placed just before the first bar opens (the market at its open)."""
+    backtest = Backtest(config(balances=dict(balances)), {BTC: bars})
+    backtest.market.set_price(BTC, bars[0].open, bars[0].open_time)
+    cmd = SubmitOrder("backtest", BTC, side, OrderType.STOP, D(1), stop_price=D(stop_price))
+    placed = asyncio.run(submit_order(backtest.pipeline, cmd)).order
+    assert placed is not None
+    assert placed.status.value == "open"
+    return Ran(asyncio.run(backtest.run()).result, backtest)
+
+
+def test_a_sell_stop_rests_until_a_bars_path_reaches_it_and_fills_at_its_level() -> None:
+    # bar 0 stays above the stop; bar 1 (no position: the extreme nearer its open first) goes 100 -> 101 -> 97 -> 98
+    bars = [bar(0, "100", "101", "99", "100"), bar(1, "100", "101", "97", "98")]
+
+    result = _with_stop(Side.SELL, "98", bars, {"USDT": START, "BTC": D(1)}).result
+
+    order = only(result["orders"])
+    assert (order["type"], order["status"], order["stop_price"]) == ("stop", "filled", "98")
+    # the second leg, 101 -> 97 from 1/3 h, shows the stop as its first point, 1/9 h in; at the stop, not below it
+    assert fills(result) == [("sell", D(1), D(98), D(0), at(1 + 4 / 9))]
+
+
+def test_a_buy_stop_fills_at_a_gap_open_above_it() -> None:
+    bars = [bar(0, "100", "101", "99", "100"), bar(1, "104", "105", "103", "104")]
+
+    result = _with_stop(Side.BUY, "102", bars, {"USDT": START}).result
+
+    assert fills(result) == [("buy", D(1), D(104), D(0), at(1))]  # the open, 2 above the stop
