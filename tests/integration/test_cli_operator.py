@@ -267,6 +267,28 @@ def test_orders_list_show_and_cancel(served: Served) -> None:
 
 
 @pytest.mark.live
+def test_orders_list_and_show_print_a_stop_orders_stop_price(served: Served) -> None:
+    headers = {"Authorization": f"Bearer {served.admin}"}
+    markets = httpx.get(f"{served.base}/v1/markets", headers=headers).json()["items"]
+    mark = Decimal(next(m for m in markets if m["symbol"] == "BTC/USDT")["mark_price"])
+    stop_price = str((mark * Decimal("1.03")).quantize(Decimal("0.01")))
+    body = {"symbol": "BTC/USDT", "side": "buy", "type": "stop", "qty": "0.001", "stop_price": stop_price}
+    answer = httpx.post(f"{served.base}/v1/orders", json=body, headers=headers)
+    assert answer.status_code == 201, answer.text
+    order = answer.json()
+
+    listed = run(["orders", "list", "--status", "open", "--symbol", "BTC/USDT"], served.env())
+    assert listed.returncode == OK, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split()[4:8] == ["TYPE", "QTY", "LIMIT", "STOP"]
+    (row,) = [r.split() for r in rows if r.startswith(order["id"])]
+    assert row[4:8] == ["stop", "0.001", "-", order["stop_price"]]
+    shown = run(["orders", "show", order["id"]], served.env())
+    assert field(shown.stdout, "stop_price") == order["stop_price"]
+    assert run(["orders", "cancel", order["id"]], served.env()).returncode == OK
+
+
+@pytest.mark.live
 def test_orders_show_of_an_unknown_order_prints_code_and_detail(served: Served) -> None:
     result = run(["orders", "show", "00000000-0000-4000-8000-000000000000"], served.env())
     assert_one_line_error(result, FAILED, "order_not_found", "00000000-0000-4000-8000-000000000000")
