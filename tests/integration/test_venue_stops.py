@@ -86,6 +86,17 @@ async def test_binance_takes_stop_orders_and_a_venue_without_a_stop_market_does_
     }
 
 
+async def test_the_adapter_itself_never_sends_a_stop_to_a_venue_without_stops() -> None:
+    # The pipeline refuses it first; were it ever to reach the adapter, it is refused, not sent as a market order.
+    client = VenueClient("binanceus", VenueOptions(), None, 1.0)
+    try:
+        with pytest.raises(BrokerRejected) as refused:
+            await CcxtBroker("live@binanceus", client).submit(stop_order(Side.SELL, "0.01", "60000"))
+    finally:
+        await client.close()
+    assert refused.value.code == "unsupported_order_type"
+
+
 async def test_a_stop_is_offered_only_where_the_quirk_and_ccxt_both_allow_it() -> None:
     exchange = ccxt_async.binance()
     binance_has = dict(exchange.has)
@@ -199,14 +210,21 @@ async def test_a_sell_stop_rests_at_the_venue_then_fills_when_the_price_falls_th
 
     # The venue sync's full rounds read the open orders there: the stop is ours, the order placed by hand is not.
     by_hand = fake.place_external(KEY, "BTC/USDT", "buy", "limit", Decimal("0.001"), Decimal(50000))
+    stop_by_hand = fake.place_external(KEY, "BTC/USDT", "buy", "stop_loss", Decimal("0.001"), stop_price="70000")
 
     async def reported() -> bool:
         findings = (await get(h, "stop-1", "/v1/reconciliation"))["items"]
-        return any(f["kind"] == "external_order" and f["key"] == str(by_hand) for f in findings)
+        keys = {f["key"] for f in findings if f["kind"] == "external_order"}
+        return {str(by_hand), str(stop_by_hand)} <= keys
 
     await eventually(reported)
     findings = (await get(h, "stop-1", "/v1/reconciliation"))["items"]
     assert str(at_venue.order_id) not in {f["key"] for f in findings}
+    # A stop placed by hand says its trigger (it has no price): it does not read as a market order.
+    detail = next(f["detail"] for f in findings if f["key"] == str(stop_by_hand))
+    assert (detail["price"], detail["trigger_price"], detail["side"]) == ("", "70000", "buy")
+    limit_detail = next(f["detail"] for f in findings if f["key"] == str(by_hand))
+    assert (limit_detail["price"], limit_detail["trigger_price"]) == ("50000", "")
 
     fake.set_price("BTC/USDT", Decimal("64000.01"))  # not yet
     await asyncio.sleep(0.5)

@@ -39,7 +39,7 @@ from execsvc.pipeline.cancel import cancel_order
 from execsvc.pipeline.deps import Pipeline
 from execsvc.pipeline.payloads import ORDER_EVENTS
 from execsvc.pipeline.reports import apply_reports
-from execsvc.pipeline.submit import SubmitResult, complete_request, submit_order
+from execsvc.pipeline.submit import SubmitResult, complete_request, submit_order, validate_order
 from execsvc.risk import Approved, Denied, RiskLimits
 from execsvc.routing.router import OrderRouter
 from tests.unit.fakes import FakeBroker, FakeStore
@@ -242,6 +242,28 @@ async def test_reused_client_order_id_raises_naming_the_existing_order(h: Harnes
     assert str(first.id) in str(caught.value)
     assert list(h.store.committed.orders) == [first.id]
     assert len(h.broker.calls) == 1
+
+
+async def test_a_stop_on_a_broker_without_stops_is_refused_before_anything_is_stored_or_sent(h: Harness) -> None:
+    stop = SubmitOrder(ACCOUNT, "BTC/USDT", Side.SELL, OrderType.STOP, D("0.1"), stop_price=D(49000))
+    for attempt in (h.submit(stop), validate_order(h.pipeline, stop)):
+        with pytest.raises(InvalidOrder) as refused:
+            await attempt
+        assert (refused.value.code, refused.value.field) == ("unsupported_order_type", "type")
+        assert "takes no stop orders (it takes limit, market)" in str(refused.value)
+    assert h.store.committed.orders == {}
+    assert h.broker.calls == []
+
+
+async def test_what_if_on_an_instance_that_has_not_bound_the_accounts_broker_answers_as_a_submit_would(
+    h: Harness,
+) -> None:
+    h.pipeline.router = OrderRouter({})
+    with pytest.raises(BrokerUnavailable):
+        await validate_order(h.pipeline, market_buy("0.1"))
+    with pytest.raises(BrokerUnavailable):
+        await h.submit(market_buy("0.1"))
+    assert h.store.committed.orders == {}
 
 
 async def test_submit_for_an_unknown_account_raises(h: Harness) -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from execsvc.core import ledger
 from execsvc.core.markets import MarketRules, Quote
-from execsvc.core.orders import Order, OrderStatus, working_totals
+from execsvc.core.orders import Order, OrderStatus, with_working, without_working, working_totals
 from execsvc.core.values import OrderType, Side, Symbol, TimeInForce
 from execsvc.risk import (
     AccountSnapshot,
@@ -259,6 +259,33 @@ def test_working_market_buy_holds_quote_at_the_buffered_mark_with_fee() -> None:
     # between its risk check and its fill could spend the same balance.
     working = [open_order(Side.BUY, "2", None, filled="1")]  # 1 left, valued at 100 * 1.005, plus 10 bps fee
     assert reserved_funds(working_totals(working), D(10), market_buy_price(marks, LIMITS)) == {"USDT": D("100.6005")}
+
+
+def stop_order(side: Side, qty: str, stop_price: str, filled: str = "0") -> Order:
+    return replace(open_order(side, qty, None, filled), type=OrderType.STOP, stop_price=D(stop_price))
+
+
+def test_a_working_buy_stop_holds_quote_at_its_stop_plus_the_market_buffer_and_a_sell_stop_its_base() -> None:
+    working = [stop_order(Side.BUY, "2", "110", filled="1"), stop_order(Side.SELL, "3", "90")]
+    totals = working_totals(working)
+    buys = next(t for t in totals if t.side is Side.BUY)
+    assert (buys.priced_qty, buys.unpriced_qty, buys.stop_qty, buys.stop_value) == (0, 0, 1, 110)
+    # 1 left at 110 * (1 + 50 bps) = 110.55, plus 10 bps fee; never the mark (a buy stop is above it)
+    assert reserved_funds(totals, D(10), market_buy_price(marks, LIMITS), LIMITS.market_buffer_bps) == {
+        "USDT": D("110.66055"),
+        "BTC": D(3),
+    }
+
+
+def test_totals_follow_an_order_out_of_and_back_into_them_as_a_fresh_count_would() -> None:
+    orders = [open_order(Side.BUY, "2", "100"), stop_order(Side.BUY, "1", "120"), open_order(Side.BUY, "1", None)]
+    totals = working_totals(orders)
+    stop = orders[1]
+    filled = replace(stop, status=OrderStatus.FILLED, filled_qty=D(1))
+    assert with_working(without_working(totals, stop), filled) == working_totals([orders[0], orders[2]])
+    half = replace(orders[0], status=OrderStatus.PARTIALLY_FILLED, filled_qty=D(1))
+    assert with_working(without_working(totals, orders[0]), half) == working_totals([half, *orders[1:]])
+    assert without_working(working_totals([stop]), stop) == []
 
 
 def test_market_buy_price_is_the_mark_plus_buffer_or_none_without_a_mark() -> None:

@@ -506,6 +506,11 @@ class CcxtBroker:
 
     async def submit(self, order: Order) -> Sequence[BrokerReport]:
         """Send the order once, with our client order id; never retried. Returns what the venue answered."""
+        if order.type.value not in self.capabilities.order_types:
+            # The pipeline refuses such an order before it is stored; never send it as something else.
+            refused = BrokerRejected(f"{self.venue} takes no {order.type} orders through this adapter")
+            refused.code = "unsupported_order_type"
+            raise refused
         await self.client.ensure_markets()
         ex = self.client.exchange
         params: dict[str, Any] = {"clientOrderId": order.client_order_id}

@@ -178,9 +178,10 @@ class Order:
 class WorkingTotals:
     """What an account's working orders in one market and on one side still have to trade.
 
-    ``priced_*`` covers orders with a price (a limit's, or a stop's trigger); ``unpriced_qty`` market orders still
-    in flight, which the caller values at a market price. One row per (symbol, side) whatever the number of orders,
-    so the risk check's read does not grow with how many orders are in flight.
+    ``priced_*`` covers limit orders; ``unpriced_qty`` market orders still in flight, which the caller values at a
+    market price; ``stop_*`` stop orders at their stop price (a buy stop trades as a market buy once triggered, so
+    the caller adds the market buffer). One row per (symbol, side) whatever the number of orders, so the risk
+    check's read does not grow with how many orders are in flight.
     """
 
     symbol: str
@@ -189,6 +190,24 @@ class WorkingTotals:
     priced_value: Decimal
     unpriced_qty: Decimal
     count: int
+    stop_qty: Decimal = ZERO
+    stop_value: Decimal = ZERO
+
+    @property
+    def qty(self) -> Decimal:
+        """What the orders still have to trade, whatever their type (exact: no rounding to a context's digits)."""
+        with exact():
+            return self.priced_qty + self.unpriced_qty + self.stop_qty
+
+
+def _contribution(order: Order) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
+    """An order's part of its row: (priced qty, priced value, unpriced qty, stop qty, stop value)."""
+    remaining = order.remaining_qty
+    if order.limit_price is not None:
+        return remaining, remaining * order.limit_price, ZERO, ZERO, ZERO
+    if order.stop_price is not None:
+        return ZERO, ZERO, ZERO, remaining, remaining * order.stop_price
+    return ZERO, ZERO, remaining, ZERO, ZERO
 
 
 def working_totals(orders: Iterable[Order]) -> list[WorkingTotals]:
@@ -200,51 +219,55 @@ def working_totals(orders: Iterable[Order]) -> list[WorkingTotals]:
             if not order.status.is_working:
                 continue
             key = (order.symbol, order.side)
-            acc = sums.setdefault(key, [ZERO, ZERO, ZERO])
+            acc = sums.setdefault(key, [ZERO, ZERO, ZERO, ZERO, ZERO])
             counts[key] = counts.get(key, 0) + 1
-            price = order.price
-            if price is None:
-                acc[2] += order.remaining_qty
-            else:
-                acc[0] += order.remaining_qty
-                acc[1] += order.remaining_qty * price
-    return [WorkingTotals(sym, side, a[0], a[1], a[2], counts[(sym, side)]) for (sym, side), a in sums.items()]
+            for i, amount in enumerate(_contribution(order)):
+                acc[i] += amount
+    return [
+        WorkingTotals(symbol, side, a[0], a[1], a[2], counts[(symbol, side)], a[3], a[4])
+        for (symbol, side), a in sums.items()
+    ]
 
 
 def with_working(totals: Sequence[WorkingTotals], order: Order) -> list[WorkingTotals]:
     """``totals`` with one more order counted, as ``working_totals`` would count it (nothing if it is not working):
     what a unit of work that just added the order reads back."""
+    return _shifted(totals, order, 1)
+
+
+def without_working(totals: Sequence[WorkingTotals], order: Order) -> list[WorkingTotals]:
+    """``totals`` with an order counted before taken out again (nothing if it was not working): what a unit of work
+    reads back once the order has changed (to be counted afresh with ``with_working``)."""
+    return _shifted(totals, order, -1)
+
+
+def _shifted(totals: Sequence[WorkingTotals], order: Order, sign: int) -> list[WorkingTotals]:
     if not order.status.is_working:
         return list(totals)
-    remaining = order.remaining_qty
-    price = order.price
-    priced = price is not None
     out: list[WorkingTotals] = []
     found = False
     with exact():
-        value = remaining * price if price is not None else ZERO
+        part = [sign * amount for amount in _contribution(order)]
         for t in totals:
             if t.symbol == order.symbol and t.side is order.side:
                 found = True
                 t = WorkingTotals(
                     t.symbol,
                     t.side,
-                    normalize(t.priced_qty + remaining) if priced else t.priced_qty,
-                    normalize(t.priced_value + value) if priced else t.priced_value,
-                    t.unpriced_qty if priced else normalize(t.unpriced_qty + remaining),
-                    t.count + 1,
+                    normalize(t.priced_qty + part[0]),
+                    normalize(t.priced_value + part[1]),
+                    normalize(t.unpriced_qty + part[2]),
+                    t.count + sign,
+                    normalize(t.stop_qty + part[3]),
+                    normalize(t.stop_value + part[4]),
                 )
+                if t.count <= 0:
+                    continue
             out.append(t)
-        if not found:
+        if not found and sign > 0:
+            priced_qty, priced_value, unpriced_qty, stop_qty, stop_value = (normalize(p) for p in part)
             out.append(
-                WorkingTotals(
-                    order.symbol,
-                    order.side,
-                    normalize(remaining) if priced else ZERO,
-                    normalize(value) if priced else ZERO,
-                    ZERO if priced else normalize(remaining),
-                    1,
-                )
+                WorkingTotals(order.symbol, order.side, priced_qty, priced_value, unpriced_qty, 1, stop_qty, stop_value)
             )
     return out
 

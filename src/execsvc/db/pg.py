@@ -27,7 +27,7 @@ import asyncpg
 from execsvc.core.errors import DependencyUnavailable, Overloaded
 from execsvc.core.ledger import Position
 from execsvc.core.money import normalize
-from execsvc.core.orders import Order, OrderStatus, Transition, WorkingTotals, with_working
+from execsvc.core.orders import Order, OrderStatus, Transition, WorkingTotals, with_working, without_working
 from execsvc.core.reports import Filled
 from execsvc.core.trading import GLOBAL, AccountRisk, RiskControls, RiskEvent
 from execsvc.core.uow import AccountInfo, IdempotencyRecord
@@ -423,9 +423,11 @@ class _Repo:
 
 _WORKING_TOTALS = (
     "SELECT symbol, side, "
-    "COALESCE(SUM(qty - filled_qty) FILTER (WHERE COALESCE(limit_price, stop_price) IS NOT NULL), 0) AS priced_qty, "
-    "COALESCE(SUM((qty - filled_qty) * COALESCE(limit_price, stop_price)), 0) AS priced_value, "
-    "COALESCE(SUM(qty - filled_qty) FILTER (WHERE COALESCE(limit_price, stop_price) IS NULL), 0) AS unpriced_qty, "
+    "COALESCE(SUM(qty - filled_qty) FILTER (WHERE limit_price IS NOT NULL), 0) AS priced_qty, "
+    "COALESCE(SUM((qty - filled_qty) * limit_price), 0) AS priced_value, "
+    "COALESCE(SUM(qty - filled_qty) FILTER (WHERE limit_price IS NULL AND stop_price IS NULL), 0) AS unpriced_qty, "
+    "COALESCE(SUM(qty - filled_qty) FILTER (WHERE limit_price IS NULL AND stop_price IS NOT NULL), 0) AS stop_qty, "
+    "COALESCE(SUM((qty - filled_qty) * stop_price) FILTER (WHERE limit_price IS NULL), 0) AS stop_value, "
     f"count(*) AS n FROM orders WHERE account_id = $1 AND status IN {WORKING_IN} GROUP BY symbol, side"
 )
 
@@ -439,6 +441,8 @@ def _totals(rows: Sequence[Mapping[str, Any]]) -> list[WorkingTotals]:
             normalize(r["priced_value"]),
             normalize(r["unpriced_qty"]),
             r["n"],
+            normalize(r["stop_qty"]),
+            normalize(r["stop_value"]),
         )
         for r in rows
     ]
@@ -500,7 +504,8 @@ class PgAccounts(_Repo):
         working = (
             ""
             if finishing
-            else ", ARRAY(SELECT ROW(w.symbol, w.side, w.priced_qty, w.priced_value, w.unpriced_qty, w.n) "
+            else ", ARRAY(SELECT ROW(w.symbol, w.side, w.priced_qty, w.priced_value, w.unpriced_qty, w.n, w.stop_qty, "
+            "w.stop_value) "
             f"FROM ({_WORKING_TOTALS}) w) AS working, "
             "ARRAY(SELECT ROW(p.symbol, p.qty, p.avg_entry_price, p.realized_pnl, p.trip_pnl) "
             "FROM positions p WHERE p.account_id = a.id) AS positions"
@@ -517,7 +522,7 @@ class PgAccounts(_Repo):
         self.s.controls[account_id] = _controls(row)
         self.s.balances[account_id] = {a: normalize(v) for a, v in zip(row["assets"], row["totals"], strict=True)}
         if not finishing:
-            names = ("symbol", "side", "priced_qty", "priced_value", "unpriced_qty", "n")
+            names = ("symbol", "side", "priced_qty", "priced_value", "unpriced_qty", "n", "stop_qty", "stop_value")
             self.s.working_totals[account_id] = _totals([dict(zip(names, r, strict=True)) for r in row["working"]])
             self.s.quantities[account_id] = {symbol: normalize(qty) for symbol, qty, *_ in row["positions"] if qty != 0}
             # The whole positions too: an order answered in the same transaction (the paper venue) fills against them.
@@ -552,10 +557,17 @@ class PgOrders(_Repo):
             self.s.working_totals[order.account_id] = with_working(totals, order)
 
     async def update(self, order: Order) -> None:
-        if order.id in self.s.new_orders:
+        before = self.s.new_orders.get(order.id)  # as this unit of work added it (and counted it in the totals)
+        if before is not None:
             self.s.new_orders[order.id] = order
         else:
             self.s.changed_orders[order.id] = order
+        totals = self.s.working_totals.get(order.account_id)
+        if totals is not None and before is not None:
+            # The totals read for the batch's risk checks follow the orders it added: one the venue answered at once
+            # (filled, or refused) no longer holds funds for the next order. (Other orders are settled under the
+            # lock by units of work that read no totals.)
+            self.s.working_totals[order.account_id] = with_working(without_working(totals, before), order)
 
     async def get(self, order_id: UUID, account_id: str | None = None) -> Order | None:
         pending = self.s.new_orders.get(order_id) or self.s.changed_orders.get(order_id)

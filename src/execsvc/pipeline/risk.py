@@ -66,12 +66,8 @@ def exposure(
             if quote is None:
                 continue
             qty = positions.get(symbol, ZERO)
-            buys = sum(
-                (w.priced_qty + w.unpriced_qty for w in working if w.symbol == symbol and w.side is Side.BUY), ZERO
-            )
-            sells = sum(
-                (w.priced_qty + w.unpriced_qty for w in working if w.symbol == symbol and w.side is Side.SELL), ZERO
-            )
+            buys = sum((w.qty for w in working if w.symbol == symbol and w.side is Side.BUY), ZERO)
+            sells = sum((w.qty for w in working if w.symbol == symbol and w.side is Side.SELL), ZERO)
             values[symbol] = max(abs(qty), abs(qty + buys), abs(qty - sells)) * quote.price
     return values
 
@@ -140,7 +136,9 @@ async def assess(
     market_data = pipeline.market_for(broker)
     market = MarketSnapshot(market_data.rules(cmd.symbol), market_data.mark(cmd.symbol))
     working = await uow.orders.working_totals(account_id)
-    reserved = reserved_funds(working, pipeline.fee_bps, market_buy_price(market_data, limits))
+    reserved = reserved_funds(
+        working, pipeline.fee_bps, market_buy_price(market_data, limits), limits.market_buffer_bps
+    )
     positions = await uow.positions.quantities(account_id)
     balances = await uow.balances.get(account_id)
     value = account_equity(pipeline, broker, balances)

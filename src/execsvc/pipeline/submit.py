@@ -113,7 +113,11 @@ async def validate_order(pipeline: Pipeline, cmd: SubmitOrder) -> RiskDecision:
             raise AccountNotFound(f"account {cmd.account_id!r} does not exist")
         check_supported(pipeline, account.broker, cmd)
         now = pipeline.clock.now()
-        return (await assess(pipeline, uow, account.id, account.broker, cmd, now, record=False)).decision
+        decision = (await assess(pipeline, uow, account.id, account.broker, cmd, now, record=False)).decision
+    if not isinstance(decision, Denied) and pipeline.router.broker_named(account.broker) is None:
+        # As a submission would be answered: this instance cannot yet say what the account's venue takes.
+        raise BrokerUnavailable(f"broker {account.broker!r} is not ready on this instance yet; retry shortly")
+    return decision
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,8 @@ class VenueOrderView(Protocol):
     def filled(self) -> Decimal: ...
     @property
     def price(self) -> Decimal | None: ...
+    @property
+    def trigger_price(self) -> Decimal | None: ...
 
 
 class LiveBroker(Protocol):
@@ -323,6 +325,8 @@ class VenueSession:
                     "qty": "" if venue_order.qty is None else to_str(venue_order.qty),
                     "filled_qty": to_str(venue_order.filled),
                     "price": "" if venue_order.price is None else to_str(venue_order.price),
+                    # a stop's trigger (a stop-market order has no price): without it, it would read as a market order
+                    "trigger_price": "" if venue_order.trigger_price is None else to_str(venue_order.trigger_price),
                 }
                 await self._report(
                     Finding(account_id, self.broker.venue, EXTERNAL_ORDER, venue_order.venue_order_id, detail, now)

@@ -328,7 +328,7 @@ def _projected(intent: OrderIntent, account: AccountSnapshot) -> tuple[Decimal, 
     same_side = ZERO
     for w in account.working:
         if w.symbol == symbol and w.side is side:
-            same_side = _add(same_side, _add(w.priced_qty, w.unpriced_qty))
+            same_side = _add(same_side, w.qty)
     return current, _add(current, _mul(side.sign, _add(intent.qty, same_side)))
 
 
@@ -641,27 +641,32 @@ def audit(decision: RiskDecision, limits: RiskLimits) -> RiskAudit:
 
 
 def reserved_funds(
-    working: Iterable[WorkingTotals], fee_bps: Decimal, market_price: Callable[[str], Decimal | None]
+    working: Iterable[WorkingTotals],
+    fee_bps: Decimal,
+    market_price: Callable[[str], Decimal | None],
+    buffer_bps: Decimal = ZERO,
 ) -> dict[str, Decimal]:
     """What working orders hold: quote (with fees) for buys, base for sells.
 
     A buy is valued at its limit price; a market buy still in flight (submitted, not yet filled) at
-    ``market_price(symbol)``, the price a new market buy would be checked at. Without that, orders racing each other
-    between their risk check and their fill could jointly spend the same balance.
+    ``market_price(symbol)``, the price a new market buy would be checked at; a buy stop at its stop plus the market
+    buffer ``buffer_bps`` (it trades as a market buy once triggered, as its own check assumed). Without that, orders
+    racing each other between their risk check and their fill could jointly spend the same balance.
     """
     reserved: dict[str, Decimal] = {}
     with exact():
         for totals in working:
             symbol = Symbol.parse(totals.symbol)
             if totals.side is Side.SELL:
-                held = totals.priced_qty + totals.unpriced_qty
-                reserved[symbol.base] = reserved.get(symbol.base, ZERO) + held
+                reserved[symbol.base] = reserved.get(symbol.base, ZERO) + totals.qty
                 continue
             value = totals.priced_value
             if totals.unpriced_qty:
                 price = market_price(totals.symbol)
                 if price is not None:
                     value += totals.unpriced_qty * price
+            if totals.stop_value:
+                value += totals.stop_value * (ONE + buffer_bps / BPS)
             if value:
                 amount = quantize(value * (ONE + fee_bps / BPS))
                 reserved[symbol.quote] = reserved.get(symbol.quote, ZERO) + amount

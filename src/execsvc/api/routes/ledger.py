@@ -78,9 +78,9 @@ async def get_account(request: Request, who: Annotated[Principal, Depends(can_re
     valuation = services.valuation_asset
     broker, balances, working, positions, fees = await services.reads.account_ledger(who.account_id)
     market_data = services.pipeline.market_for(broker)
-    reserved = reserved_funds(
-        working_totals(working), services.pipeline.fee_bps, market_buy_price(market_data, services.pipeline.limits)
-    )
+    limits = services.pipeline.limits
+    buy_price = market_buy_price(market_data, limits)
+    reserved = reserved_funds(working_totals(working), services.pipeline.fee_bps, buy_price, limits.market_buffer_bps)
     with exact():
         equity = ZERO
         for asset, total in balances.items():
