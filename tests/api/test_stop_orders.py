@@ -7,9 +7,6 @@ from decimal import Decimal
 
 import pytest
 
-from execsvc.core.commands import SubmitOrder
-from execsvc.core.values import OrderType, Side
-from execsvc.pipeline.submit import _Admitted, admit_batch
 from tests.conftest import Harness, start_harness
 
 # The harness marks BTC/USDT at 65000 (tick 0.01); 10 bps fees, 5 bps slippage; 100,000 USDT to spend.
@@ -83,23 +80,6 @@ async def test_a_buy_stop_reserves_its_value_at_the_stop_and_is_checked_at_the_s
     usdt = next(b for b in account["balances"] if b["asset"] == "USDT")
     assert Decimal(usdt["total"]) == Decimal(100000) - Decimal("33016.5") - Decimal("33.0165")
     assert usdt["reserved"] == "0"
-
-
-async def test_an_order_the_venue_answered_at_once_no_longer_holds_funds_for_the_next_order_of_its_batch(
-    harness: Harness,
-) -> None:
-    await harness.auth()  # the account
-    # One admission batch: a buy stop the paper venue refuses at once (the market, 65000, is above its stop), then
-    # a limit buy that needs 90,090 of the 100,000: it must not be checked as if the refused stop still held funds.
-    stop = SubmitOrder("acct-a", "BTC/USDT", Side.BUY, OrderType.STOP, Decimal(1), stop_price=Decimal(64000))
-    limit = SubmitOrder("acct-a", "BTC/USDT", Side.BUY, OrderType.LIMIT, Decimal("1.5"), limit_price=Decimal(60000))
-    refused, rested = await admit_batch(harness.container.pipeline, "acct-a", [stop, limit])
-    assert isinstance(refused, _Admitted)
-    assert isinstance(rested, _Admitted)
-    assert refused.result.order is not None
-    assert rested.result.order is not None
-    assert refused.result.order.reject_code == "would_trigger_immediately"
-    assert rested.result.order.status.value == "open", rested.result.decision
 
 
 @pytest.mark.parametrize(("side", "stop_price"), [("sell", "65000"), ("sell", "66000"), ("buy", "64000")])

@@ -744,6 +744,14 @@ class PgPositions(_Repo):
     async def save(self, account_id: str, symbol: str, position: Position, at: datetime) -> None:
         self.s.positions[(account_id, symbol)] = position
         self.s.saved_positions[(account_id, symbol)] = (position, at)
+        quantities = self.s.quantities.get(account_id)
+        if quantities is not None:
+            # What the next risk check of the batch reads: the position after this fill, as the working totals no
+            # longer count the filled part (read from the table, it would be this too).
+            if position.qty:
+                quantities[symbol] = position.qty
+            else:
+                quantities.pop(symbol, None)
 
 
 class PgBalances(_Repo):
