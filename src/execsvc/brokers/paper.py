@@ -59,6 +59,7 @@ class _Resting:
     qty: Decimal
     filled_qty: Decimal
     quote_asset: str
+    tick_size: Decimal  # the market's, when the order came: a triggered stop's fill price is rounded to it
     stop: bool = False  # a stop order: it trades as a market order once the mark reaches its stop price
 
     def crossed(self, price: Decimal) -> bool:
@@ -182,7 +183,15 @@ class PaperBroker:
             if stop_triggered(order.side, order.stop_price, quote.price):
                 return [Rejected("would_trigger_immediately", past_stop(order.side, order.stop_price, quote.price))]
             self._resting[order.id] = _Resting(
-                order.id, order.symbol, order.side, order.stop_price, order.qty, ZERO, rules.quote, stop=True
+                order.id,
+                order.symbol,
+                order.side,
+                order.stop_price,
+                order.qty,
+                ZERO,
+                rules.quote,
+                rules.tick_size,
+                stop=True,
             )
             return [accepted]
         reports: list[BrokerReport] = [accepted]
@@ -199,7 +208,14 @@ class PaperBroker:
             else:
                 assert order.limit_price is not None
                 self._resting[order.id] = _Resting(
-                    order.id, order.symbol, order.side, order.limit_price, order.qty, fillable, rules.quote
+                    order.id,
+                    order.symbol,
+                    order.side,
+                    order.limit_price,
+                    order.qty,
+                    fillable,
+                    rules.quote,
+                    rules.tick_size,
                 )
         return reports
 
@@ -249,6 +265,7 @@ class PaperBroker:
                 order.qty,
                 order.filled_qty,
                 rules.quote,
+                rules.tick_size,
                 stop=order.type is OrderType.STOP,
             )
 
@@ -295,9 +312,7 @@ class PaperBroker:
             reports: list[BrokerReport] = []
             if resting.stop:
                 del self._resting[resting.order_id]
-                rules = self._market_data.rules(symbol)
-                tick = quote.price if rules is None else rules.tick_size
-                price = slipped_price(resting.side, quote.price, self._slippage_bps, tick)
+                price = slipped_price(resting.side, quote.price, self._slippage_bps, resting.tick_size)
                 reports.append(self._fill(resting.order_id, resting.quote_asset, qty, price, remaining - qty))
                 if qty < remaining:
                     reports.append(Canceled(f"stop triggered: {to_str(remaining - qty)} left unfilled was canceled"))

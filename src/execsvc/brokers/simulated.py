@@ -72,6 +72,7 @@ class BarMarket:
 class _Resting:
     order: Order
     quote_asset: str
+    tick_size: Decimal  # a triggered stop's fill price is rounded to it
 
 
 class SimulatedBroker:
@@ -122,7 +123,7 @@ class SimulatedBroker:
             assert stop is not None  # the pipeline refuses a stop order without one
             if stop_triggered(order.side, stop, quote.price):
                 return [Rejected("would_trigger_immediately", past_stop(order.side, stop, quote.price))]
-            self._resting[order.id] = _Resting(order, rules.quote)
+            self._resting[order.id] = _Resting(order, rules.quote, rules.tick_size)
             return accepted
         price = slipped_price(order.side, quote.price, self._slippage_bps, rules.tick_size)
         limit = order.limit_price
@@ -130,7 +131,7 @@ class SimulatedBroker:
             crosses = quote.price <= limit if order.side is Side.BUY else quote.price >= limit
             if not crosses:
                 if order.time_in_force is TimeInForce.GTC:
-                    self._resting[order.id] = _Resting(order, rules.quote)
+                    self._resting[order.id] = _Resting(order, rules.quote, rules.tick_size)
                     return accepted
                 return [*accepted, Canceled(f"{order.time_in_force}: the limit did not cross the price")]
             price = min(price, limit) if order.side is Side.BUY else max(price, limit)
@@ -184,9 +185,9 @@ class SimulatedBroker:
             if order.type is OrderType.STOP:
                 if not stop_triggered(order.side, level, price):
                     continue
-                rules = self._market.rules(symbol)
-                tick = price if rules is None else rules.tick_size
-                fill_price = slipped_price(order.side, price if opening else level, self._slippage_bps, tick)
+                fill_price = slipped_price(
+                    order.side, price if opening else level, self._slippage_bps, resting.tick_size
+                )
             elif price <= level if order.side is Side.BUY else price >= level:
                 fill_price = price if opening else level
             else:

@@ -95,9 +95,9 @@ def validate_shape(cmd: SubmitOrder) -> None:
         raise InvalidOrder(f"source {cmd.source!r} is not rest, strategy:<id> or signal:<uuid>", code="invalid_source")
 
 
-def check_supported(pipeline: Pipeline, broker_name: str, cmd: SubmitOrder) -> None:
-    """The account's broker takes the order's type (a venue without stop orders refuses a stop before it is stored)."""
-    broker = pipeline.router.broker_named(broker_name)
+def check_supported(broker: Broker | None, broker_name: str, cmd: SubmitOrder) -> None:
+    """The account's broker takes the order's type (a venue without stop orders refuses a stop before it is stored);
+    one not bound on this instance yet is answered by the caller."""
     if broker is not None and cmd.type.value not in broker.capabilities.order_types:
         kinds = ", ".join(sorted(broker.capabilities.order_types))
         message = f"the account's broker {broker_name} takes no {cmd.type} orders (it takes {kinds})"
@@ -111,10 +111,11 @@ async def validate_order(pipeline: Pipeline, cmd: SubmitOrder) -> RiskDecision:
         account = await uow.accounts.get(cmd.account_id)
         if account is None:
             raise AccountNotFound(f"account {cmd.account_id!r} does not exist")
-        check_supported(pipeline, account.broker, cmd)
+        broker = pipeline.router.broker_named(account.broker)
+        check_supported(broker, account.broker, cmd)
         now = pipeline.clock.now()
         decision = (await assess(pipeline, uow, account.id, account.broker, cmd, now, record=False)).decision
-    if not isinstance(decision, Denied) and pipeline.router.broker_named(account.broker) is None:
+    if not isinstance(decision, Denied) and broker is None:
         # As a submission would be answered: this instance cannot yet say what the account's venue takes.
         raise BrokerUnavailable(f"broker {account.broker!r} is not ready on this instance yet; retry shortly")
     return decision
@@ -196,7 +197,7 @@ async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[Submit
                 )
                 try:
                     with tracing.span("order.check", parent=trace_parent) as checking:
-                        checked = await _check(pipeline, uow, account, cmd, rate)
+                        checked = await _check(pipeline, uow, account, broker, cmd, rate)
                         if checking is not None:
                             tracing.set_attributes(checking, _check_attributes(checked))
                 except ExecsvcError as exc:
@@ -240,7 +241,7 @@ async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[Submit
 
 
 async def _check(
-    pipeline: Pipeline, uow: UnitOfWork, account: AccountInfo, cmd: SubmitOrder, rate: BatchRate
+    pipeline: Pipeline, uow: UnitOfWork, account: AccountInfo, broker: Broker | None, cmd: SubmitOrder, rate: BatchRate
 ) -> _Admitted | tuple[Assessment, Claim | None, datetime]:
     """One order's checks and risk decision under the account lock: a final answer (a replay), or what to record.
     Raises, having written nothing, when the order is refused before it is stored."""
@@ -263,7 +264,7 @@ async def _check(
         existing = await uow.orders.by_client_id(account.id, cmd.client_order_id)
         if existing is not None:
             raise DuplicateClientOrderId(cmd.client_order_id, existing.id)
-    check_supported(pipeline, account.broker, cmd)
+    check_supported(broker, account.broker, cmd)
 
     assessment = await assess(pipeline, uow, account.id, account.broker, cmd, now, record=True, counter=rate)
     decision = assessment.decision
@@ -273,7 +274,7 @@ async def _check(
             # An order that does not fit the market is bad input: answered, never stored, its id not used up.
             pipeline.observer.risk_denied(broken)
             raise BreaksMarketRules(tuple((v.rule, v.limit, v.value, v.message) for v in broken))
-    if not isinstance(decision, Denied) and pipeline.router.broker_named(account.broker) is None:
+    if not isinstance(decision, Denied) and broker is None:
         # The account was bound to a venue on another instance a moment ago and this one has not caught up:
         # refused before anything is stored, so a retry (here, or once this instance binds it) is clean.
         raise BrokerUnavailable(f"broker {account.broker!r} is not ready on this instance yet; retry shortly")

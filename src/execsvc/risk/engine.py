@@ -133,7 +133,7 @@ def reference_price(intent: OrderIntent, market: MarketSnapshot, limits: RiskLim
     if market.mark is None:
         return None
     if intent.side is Side.BUY:
-        return buffered_buy_price(market.mark.price, None if market.rules is None else market.rules.tick_size, limits)
+        return buffered_buy_price(market.mark.price, tick, limits)
     return market.mark.price
 
 
