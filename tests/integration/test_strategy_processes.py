@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -29,7 +30,13 @@ pytestmark = pytest.mark.live
 
 CLI = [sys.executable, "-m", "execsvc.cli"]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-BARS = random_walk_bars(700, seed=11)
+# The processes' own simulated market records live one-minute candles of BTC/USDT in the same table, and a runner
+# never goes back to a bar older than the last it processed: dated far ahead, the test's bars are newer than any live
+# one, so once the runner has processed the first of them no live bar is ever processed.
+AHEAD = datetime(2100, 1, 1, tzinfo=UTC) - random_walk_bars(1, seed=11)[0].open_time
+BARS = [
+    replace(b, open_time=b.open_time + AHEAD, close_time=b.close_time + AHEAD) for b in random_walk_bars(700, seed=11)
+]
 PARAMS = {"fast_period": 5, "slow_period": 13}
 LEASE_SECONDS = 3.0
 
@@ -90,13 +97,10 @@ def wait_for_bar(url: str, index: int, seconds: float) -> None:
     pytest.fail(f"the instance did not reach bar {index} within {seconds} s: instance {instance}, lease {lease}")
 
 
-def clear_of_a_minute_boundary(seconds: float = 40.0) -> None:
-    """Wait, if need be, until the next minute boundary is at least ``seconds`` away.
-
-    The processes' own simulated market records live one-minute candles of BTC/USDT into the same table, the first
-    one closing at the next minute boundary. That bar is newer than every bar the test adds (they are from January):
-    a runner that processed it would never go back to them. Keeping the whole test within one minute keeps it out.
-    """
+def clear_of_a_minute_boundary(seconds: float = 10.0) -> None:
+    """Wait, if need be, until the next minute boundary is at least ``seconds`` away: a live candle closing before
+    the runner's first round (within a few seconds of the processes' start) would be older than the test's bars
+    and processed before them."""
     into = time.time() % 60
     if 60 - into < seconds:
         time.sleep(60 - into + 0.5)
