@@ -518,16 +518,25 @@ def build(
     )
     metrics.read_counters(
         "pipeline_batches",
-        "Batches the order path ran under one account lock and one commit, by stage (admit: new orders; settle: "
-        "brokers' answers).",
+        "Batches the order path ran under one commit, by stage (admit: new orders of any accounts, each under its "
+        "lock; admit_own: new orders of an account whose lock was held elsewhere when they came, in its own lane; "
+        "settle: brokers' answers, per account).",
         "stage",
-        lambda: {"admit": pipeline.admissions.batches, "settle": pipeline.settlements.batches},
+        lambda: {
+            "admit": pipeline.admissions.batches,
+            "admit_own": pipeline.busy_admissions.batches,
+            "settle": pipeline.settlements.batches,
+        },
     )
     metrics.read_counters(
         "pipeline_batched_items",
         "Orders those batches held, by stage: divided by pipeline_batches_total, the mean batch size.",
         "stage",
-        lambda: {"admit": pipeline.admissions.items, "settle": pipeline.settlements.items},
+        lambda: {
+            "admit": pipeline.admissions.items,
+            "admit_own": pipeline.busy_admissions.items,
+            "settle": pipeline.settlements.items,
+        },
     )
     if pg_pool is not None:
         metrics.read_counters(

@@ -28,25 +28,40 @@ log = structlog.get_logger(__name__)
 
 WINDOW_MS = 60_000
 
-# Prune what left the minute, count the last second and minute, then (when asked) record this submission;
-# atomic, and one round trip. KEYS[1] the account's sorted set; ARGV: now in ms, a unique member, record (0/1).
+# Prune what left the minute and count the last second and minute, of each key; then (when asked) record one
+# submission; atomic, and one round trip. KEYS the accounts' sorted sets; ARGV: now in ms, a unique member, the
+# 1-based index of the key to record it in (0: none). Returns second, minute for each key in turn.
 _HIT = """
 local now = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
-local second = redis.call('ZCOUNT', KEYS[1], now - 1000 + 1, '+inf')
-local minute = redis.call('ZCARD', KEYS[1])
-if ARGV[3] == '1' then
-  redis.call('ZADD', KEYS[1], now, ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], 60000)
+local record = tonumber(ARGV[3])
+local out = {}
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - 60000)
+  out[#out + 1] = redis.call('ZCOUNT', key, now - 1000 + 1, '+inf')
+  out[#out + 1] = redis.call('ZCARD', key)
+  if i == record then
+    redis.call('ZADD', key, now, ARGV[2])
+    redis.call('PEXPIRE', key, 60000)
+  end
 end
-return {second, minute}
+return out
 """
 
 
-# Record several submissions (a batch's) in one call. KEYS[1] the account's sorted set; ARGV score, member, ...
+# Record several submissions (a batch's) of several accounts in one call. KEYS the accounts' sorted sets; ARGV, for
+# each key in turn: how many submissions, then score, member of each.
 _RECORD = """
-redis.call('ZADD', KEYS[1], unpack(ARGV))
-redis.call('PEXPIRE', KEYS[1], 60000)
+local at = 1
+for _, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[at])
+  local args = {}
+  for j = 1, 2 * n do
+    args[j] = ARGV[at + j]
+  end
+  redis.call('ZADD', key, unpack(args))
+  redis.call('PEXPIRE', key, 60000)
+  at = at + 2 * n + 1
+end
 return 0
 """
 
@@ -64,34 +79,46 @@ class RedisRateCounter:
         self._script = redis.register_script(_HIT)
         self._record = redis.register_script(_RECORD)
 
-    async def _run(self, account_id: str, now: datetime, record: bool) -> tuple[int, int]:
+    def _key(self, account_id: str) -> str:
+        return f"{self._prefix}rate:{account_id}"
+
+    async def counts(
+        self, account_ids: Sequence[str], now: datetime, record: str | None = None
+    ) -> dict[str, tuple[int, int]]:
+        """The counts of each account, in one round trip; ``record``: one submission of that account counted after
+        them (it must be one of ``account_ids``)."""
         member = f"{_ms(now)}:{uuid.uuid4().hex}"  # unique across instances: a collision would lose a hit
+        index = 0 if record is None else account_ids.index(record) + 1
         try:
-            second, minute = await self._script(
-                keys=[f"{self._prefix}rate:{account_id}"], args=[_ms(now), member, "1" if record else "0"]
-            )
+            flat = await self._script(keys=[self._key(a) for a in account_ids], args=[_ms(now), member, index])
         except (RedisError, OSError) as exc:
             raise DependencyUnavailable("the order-rate store (Redis) is unreachable") from exc
-        return int(second), int(minute)
+        return {a: (int(flat[2 * i]), int(flat[2 * i + 1])) for i, a in enumerate(account_ids)}
 
     async def hit(self, account_id: str, now: datetime) -> tuple[int, int]:
         """Record a submission; the counts before it."""
-        return await self._run(account_id, now, True)
+        return (await self.counts([account_id], now, account_id))[account_id]
 
     async def count(self, account_id: str, now: datetime) -> tuple[int, int]:
         """The counts, recording nothing."""
-        return await self._run(account_id, now, False)
+        return (await self.counts([account_id], now))[account_id]
 
-    async def record(self, account_id: str, times: Sequence[datetime]) -> None:
-        """Record several submissions in one round trip (one script call: a MULTI pipeline costs several times the
-        CPU in the client)."""
-        if not times:
-            return
+    async def record(self, times: Mapping[str, Sequence[datetime]]) -> None:
+        """Record several submissions of several accounts in one round trip (one script call: a MULTI pipeline
+        costs several times the CPU in the client)."""
+        keys: list[str] = []
         args: list[int | str] = []
-        for at in times:
-            args += [_ms(at), f"{_ms(at)}:{uuid.uuid4().hex}"]  # unique across instances: a collision loses a hit
+        for account_id, at_times in times.items():
+            if not at_times:
+                continue
+            keys.append(self._key(account_id))
+            args.append(len(at_times))
+            for at in at_times:  # unique across instances: a collision would lose a hit
+                args += [_ms(at), f"{_ms(at)}:{uuid.uuid4().hex}"]
+        if not keys:
+            return
         try:
-            await self._record(keys=[f"{self._prefix}rate:{account_id}"], args=args)
+            await self._record(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             raise DependencyUnavailable("the order-rate store (Redis) is unreachable") from exc
 
@@ -113,70 +140,90 @@ class LocalRateCounter:
             second += 1
         return second, len(times)
 
+    async def counts(
+        self, account_ids: Sequence[str], now: datetime, record: str | None = None
+    ) -> dict[str, tuple[int, int]]:
+        """The counts of each account; ``record``: one submission of that account counted after them."""
+        now_ms = _ms(now)
+        counts = {a: self._counts(a, now_ms) for a in account_ids}
+        if record is not None:
+            self._times[record].append(now_ms)
+        return counts
+
     async def hit(self, account_id: str, now: datetime) -> tuple[int, int]:
         """Record a submission; the counts before it."""
-        now_ms = _ms(now)
-        counts = self._counts(account_id, now_ms)
-        self._times[account_id].append(now_ms)
-        return counts
+        return (await self.counts([account_id], now, account_id))[account_id]
 
     async def count(self, account_id: str, now: datetime) -> tuple[int, int]:
         """The counts, recording nothing."""
         return self._counts(account_id, _ms(now))
 
-    async def record(self, account_id: str, times: Sequence[datetime]) -> None:
-        """Record several submissions."""
-        self._times.setdefault(account_id, deque()).extend(_ms(at) for at in times)
+    async def record(self, times: Mapping[str, Sequence[datetime]]) -> None:
+        """Record several submissions of several accounts."""
+        for account_id, at_times in times.items():
+            self._times.setdefault(account_id, deque()).extend(_ms(at) for at in at_times)
 
 
 class BatchRate:
-    """One account's counts through a batch admitted under its lock: read once (with the batch's first submission
-    recorded in the same round trip), each later order counting the ones before it in the batch, and the rest of the
-    batch's submissions recorded in one write before it commits. Under the lock no other submission of the account
-    is counted meanwhile, on any instance, so the counts are those of one order after another (a window edge passed
-    during the batch may count an old submission a few milliseconds longer)."""
+    """The counts of the accounts of one admission batch, each locked for the batch: read once for all of them
+    (the batch's first submission recorded in the same round trip), each later order counting the ones of its account
+    before it in the batch, and the rest of the batch's submissions recorded in one write before it commits. Under
+    an account's lock no other submission of it is counted meanwhile, on any instance, so the counts are those of one
+    order after another (a window edge passed during the batch may count an old submission a few milliseconds
+    longer)."""
 
-    def __init__(self, counter: RateCounter) -> None:
+    def __init__(self, counter: RateCounter, account_ids: Sequence[str]) -> None:
         self._counter = counter
-        self._base: tuple[int, int] | None = None
-        self._account_id: str | None = None
-        self._counted = 0  # submissions of this batch counted so far
-        self._unrecorded: list[datetime] = []
+        self._account_ids = list(account_ids)
+        self._base: dict[str, tuple[int, int]] | None = None
+        self._counted: dict[str, int] = {}  # submissions of this batch counted so far, per account
+        self._unrecorded: dict[str, list[datetime]] = {}
 
     def _check(self, account_id: str) -> None:
-        if account_id != self._account_id:
-            raise ValueError("a batch is one account's")
+        if account_id not in self._account_ids:
+            raise ValueError(f"account {account_id!r} is not one of this batch's")
 
     async def count(self, account_id: str, now: datetime) -> tuple[int, int]:
-        """The counts before the next submission."""
-        if self._base is None:
-            self._account_id = account_id
-            self._base = await self._counter.count(account_id, now)
+        """The counts before the account's next submission."""
         self._check(account_id)
-        return self._base[0] + self._counted, self._base[1] + self._counted
+        if self._base is None:
+            self._base = await self._counter.counts(self._account_ids, now)
+        second, minute = self._base[account_id]
+        counted = self._counted.get(account_id, 0)
+        return second + counted, minute + counted
 
     async def hit(self, account_id: str, now: datetime) -> tuple[int, int]:
         """Count a submission; the counts before it."""
+        self._check(account_id)
         if self._base is None:
-            self._account_id = account_id
-            self._base = await self._counter.hit(account_id, now)  # counted and recorded in one round trip
-            self._counted = 1
-            return self._base
+            self._base = await self._counter.counts(self._account_ids, now, account_id)  # recorded in the same call
+            self._counted[account_id] = 1
+            return self._base[account_id]
         counts = await self.count(account_id, now)
-        self._counted += 1
-        self._unrecorded.append(now)
+        self._counted[account_id] = self._counted.get(account_id, 0) + 1
+        self._unrecorded.setdefault(account_id, []).append(now)
         return counts
 
-    async def record(self, account_id: str, times: Sequence[datetime]) -> None:
+    async def counts(
+        self, account_ids: Sequence[str], now: datetime, record: str | None = None
+    ) -> dict[str, tuple[int, int]]:
+        """The counts of several accounts of the batch (``record``: one submission of that account counted)."""
+        counts = {a: await self.count(a, now) for a in account_ids}
+        if record is not None:
+            await self.hit(record, now)
+        return counts
+
+    async def record(self, times: Mapping[str, Sequence[datetime]]) -> None:
         """Count submissions made elsewhere in the batch."""
-        for at in times:
-            await self.hit(account_id, at)
+        for account_id, at_times in times.items():
+            for at in at_times:
+                await self.hit(account_id, at)
 
     async def flush(self) -> None:
         """Record the batch's submissions in the shared counter."""
-        if self._unrecorded and self._account_id is not None:
-            await self._counter.record(self._account_id, self._unrecorded)
-            self._unrecorded = []
+        if self._unrecorded:
+            unrecorded, self._unrecorded = self._unrecorded, {}
+            await self._counter.record(unrecorded)
 
 
 # -- per-token request limits (REST) ----------------------------------------------------------------------------

@@ -68,6 +68,77 @@ async def test_database_outage_answers_503_with_retry_after_and_recovers(pg_only
         await proxy.close()
 
 
+async def test_orders_of_other_accounts_do_not_wait_behind_an_account_locked_elsewhere(pg_only_url: str) -> None:
+    import asyncpg
+
+    from execsvc.db.pg import account_lock_key
+    from execsvc.pipeline.submit import _lane
+
+    h, container = await start_harness(pg_only_url)
+    other_instance = await asyncpg.connect("postgresql://" + pg_only_url.split("://", 1)[1])
+    try:
+        stuck, free = await h.auth("stuck"), await h.auth("free")
+        body = {"symbol": "BTC/USDT", "side": "buy", "type": "market", "qty": "0.01"}
+        tx = other_instance.transaction()
+        await tx.start()
+        await other_instance.execute("SELECT pg_advisory_xact_lock($1)", account_lock_key("stuck"))
+        # The accounts share a lane, and their orders come together: the stuck account's order waits in its own
+        # lane; the shared lane goes on with everyone else's.
+        assert _lane("stuck") == _lane("free")
+        waiting = asyncio.create_task(h.client.post("/v1/orders", json=body, headers=stuck))
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(h.client.post("/v1/orders", json=body, headers=free) for _ in range(5))), 5
+        )
+        assert [r.status_code for r in answers] == [201] * 5
+        assert not waiting.done()
+        assert container.pipeline.detours == {"stuck": 1}
+        await tx.commit()
+        r = await asyncio.wait_for(waiting, 5)
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "filled"
+        assert container.pipeline.detours == {}
+    finally:
+        await other_instance.close()
+        await h.client.aclose()
+        await container.stop()
+
+
+async def test_lock_free_takes_the_free_accounts_tells_a_missing_one_and_leaves_a_busy_one(pg_only_url: str) -> None:
+    import asyncpg
+
+    from execsvc.db.pg import account_lock_key
+
+    h, container = await start_harness(pg_only_url)
+    other_instance = await asyncpg.connect("postgresql://" + pg_only_url.split("://", 1)[1])
+    try:
+        await h.auth("busy")
+        await h.auth("free")
+        async with other_instance.transaction():
+            await other_instance.execute("SELECT pg_advisory_xact_lock($1)", account_lock_key("busy"))
+            async with container.pipeline.uow() as uow:
+                got = await uow.accounts.lock_free(["free", "busy", "ghost", "free"])
+                assert sorted(got) == ["free", "ghost"]  # busy: left out, for its own lock
+                assert got["ghost"] is None  # no such account
+                assert got["free"] is not None
+                assert got["free"].broker == "paper"
+                # The busy one's in-process gate was given back at once: this process's own lane can take it.
+                gates = container.pg_pool._account_locks if container.pg_pool else None
+                assert gates is not None
+                assert gates.try_acquire("busy")
+                gates.release("busy")
+                # The free one is really held: another session cannot take it.
+                probe = "SELECT pg_try_advisory_lock($1)"
+                assert await other_instance.fetchval(probe, account_lock_key("free")) is False
+            async with container.pipeline.uow() as uow:
+                assert await uow.accounts.lock_free(["busy"]) == {}
+        async with container.pipeline.uow() as uow:  # every lock of the first units of work went with them
+            assert sorted(await uow.accounts.lock_free(["busy", "free"])) == ["busy", "free"]
+    finally:
+        await other_instance.close()
+        await h.client.aclose()
+        await container.stop()
+
+
 async def test_an_account_locked_elsewhere_too_long_answers_503_overloaded(pg_only_url: str) -> None:
     import asyncpg
 

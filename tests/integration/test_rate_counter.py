@@ -83,19 +83,47 @@ async def test_two_service_instances_share_the_order_rate_through_redis(
 
 async def batch_counts_as_one_by_one(counter: LocalRateCounter | RedisRateCounter) -> None:
     await counter.hit("a", T0)
-    batch = BatchRate(counter)
-    # Three submissions of one batch count the ones before them, as if made one after another...
+    await counter.hit("b", T0)
+    await counter.hit("b", T0)
+    batch = BatchRate(counter, ["a", "b", "c"])
+    # Submissions of one batch, of several accounts, count the ones of their account before them, as if made one
+    # after another...
     assert await batch.hit("a", T0 + timedelta(milliseconds=100)) == (1, 1)
+    assert await batch.hit("b", T0 + timedelta(milliseconds=100)) == (2, 2)
     assert await batch.hit("a", T0 + timedelta(milliseconds=101)) == (2, 2)
     assert await batch.count("a", T0 + timedelta(milliseconds=102)) == (3, 3)
     assert await batch.hit("a", T0 + timedelta(milliseconds=102)) == (3, 3)
+    assert await batch.count("c", T0 + timedelta(milliseconds=102)) == (0, 0)
     # ... the first recorded as it is counted, the others in one write when the batch is done.
     assert await counter.count("a", T0 + timedelta(milliseconds=200)) == (2, 2)
+    assert await counter.count("b", T0 + timedelta(milliseconds=200)) == (2, 2)
     await batch.flush()
     assert await counter.count("a", T0 + timedelta(milliseconds=200)) == (4, 4)
+    assert await counter.count("b", T0 + timedelta(milliseconds=200)) == (3, 3)
+    assert await counter.count("c", T0 + timedelta(milliseconds=200)) == (0, 0)
     assert await counter.count("a", T0 + timedelta(milliseconds=1050)) == (3, 4)  # the first left the second
-    with pytest.raises(ValueError, match="one account"):
-        await batch.hit("b", T0)
+    with pytest.raises(ValueError, match="not one of this batch"):
+        await batch.hit("d", T0)
+
+
+async def several_accounts_at_once(counter: LocalRateCounter | RedisRateCounter) -> None:
+    await counter.record({"a": [T0, T0 + timedelta(milliseconds=1)], "b": [T0], "c": []})
+    counts = await counter.counts(["a", "b", "c"], T0 + timedelta(milliseconds=500), record="b")
+    assert counts == {"a": (2, 2), "b": (1, 1), "c": (0, 0)}
+    assert await counter.count("b", T0 + timedelta(milliseconds=500)) == (2, 2)  # recorded after its count
+    assert await counter.counts(["c", "a"], T0 + timedelta(milliseconds=1200)) == {"c": (0, 0), "a": (0, 2)}
+
+
+async def test_several_accounts_count_and_record_at_once_in_the_local_counter() -> None:
+    await several_accounts_at_once(LocalRateCounter())
+
+
+async def test_several_accounts_count_and_record_at_once_in_redis(redis_srv: RedisServer, redis_prefix: str) -> None:
+    client = Redis.from_url(redis_srv.url)
+    try:
+        await several_accounts_at_once(RedisRateCounter(client, redis_prefix))
+    finally:
+        await client.aclose()
 
 
 async def test_a_batch_counts_in_the_local_counter_as_one_by_one() -> None:

@@ -102,6 +102,7 @@ class FakeStore:
     def __init__(self) -> None:
         self.committed = State()
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.claims: defaultdict[asyncio.Lock, int] = defaultdict(int)  # units of work holding or awaiting each lock
         self.commits: list[CommitLog] = []
         self.fail_commits = False
         self.opened = 0
@@ -167,11 +168,21 @@ class FakeUnitOfWork:
         change(self._staged)
         self._journal.append(change)
 
+    def busy(self, account_id: str) -> bool:
+        """Another unit of work holds or awaits the account's lock."""
+        lock = self._store.locks[account_id]
+        return lock not in self._held and self._store.claims[lock] > 0
+
     async def acquire(self, account_id: str) -> None:
         lock = self._store.locks[account_id]
         if lock in self._held:
             return
-        await lock.acquire()
+        self._store.claims[lock] += 1
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._store.claims[lock] -= 1
+            raise
         self._held.append(lock)
         if not self._journal:
             self._staged = self._store.committed.copy()
@@ -188,6 +199,7 @@ class FakeUnitOfWork:
         self._journal.clear()
         for lock in reversed(self._held):
             lock.release()
+            self._store.claims[lock] -= 1
         self._held.clear()
 
     async def commit(self) -> None:
@@ -228,6 +240,17 @@ class FakeAccounts(_Repo):
             return None
         await self.uow.acquire(account_id)
         return self.state.accounts.get(account_id)
+
+    async def lock_free(self, account_ids: Sequence[str]) -> dict[str, AccountInfo | None]:
+        await _io()
+        locked: dict[str, AccountInfo | None] = {}
+        for account_id in sorted(set(account_ids)):
+            if account_id not in self.state.accounts:
+                locked[account_id] = None
+            elif not self.uow.busy(account_id):
+                await self.uow.acquire(account_id)
+                locked[account_id] = self.state.accounts.get(account_id)
+        return locked
 
     async def rebind(self, account_id: str, broker: str) -> None:
         await _io()

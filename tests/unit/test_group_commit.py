@@ -1,11 +1,13 @@
-"""Group commit: orders of one account that queue up together are admitted as one batch, under one lock hold and
-one commit, and every decision is the one the orders would have got one after another."""
+"""Group commit: orders that queue up together in a shared lane are admitted as one batch, under one transaction and
+one commit with each account under its lock, and every decision is the one the orders would have got one after
+another; an account locked elsewhere waits in a lane of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import random
+from collections import Counter
 from decimal import Decimal
 
 import pytest
@@ -17,8 +19,9 @@ from execsvc.core.orders import OrderStatus
 from execsvc.core.values import OrderType, Side
 from execsvc.pipeline.batching import Batcher
 from execsvc.pipeline.paper_session import PaperMatcher
-from execsvc.pipeline.submit import SubmitResult
+from execsvc.pipeline.submit import SubmitResult, _Busy, _lane, admit_batch
 from execsvc.risk import Approved, Denied, RiskLimits
+from tests.unit.fakes import FakeUnitOfWork
 from tests.unit.test_pipeline import (
     ACCOUNT,
     DESK_OFF,
@@ -150,15 +153,206 @@ async def test_a_failed_commit_fails_every_order_of_the_batch_and_stores_none() 
     assert h.broker.calls == []
 
 
-async def test_an_order_for_another_account_is_its_own_batch() -> None:
+OTHER = "acct-4"  # in the same shared lane as ACCOUNT
+
+
+def buy_for(account: str, qty: str, price: str) -> SubmitOrder:
+    return SubmitOrder(account, "BTC/USDT", Side.BUY, OrderType.LIMIT, D(qty), D(price))
+
+
+async def test_orders_of_several_accounts_are_one_batch_and_each_account_is_judged_on_its_own() -> None:
+    assert _lane(OTHER) == _lane(ACCOUNT)  # the accounts of one shared lane
+    h = build({"USDT": D(50_000)})
+    h.store.add_account(OTHER, broker="fake", balances={"USDT": D(30_000)})
+    commits = len(h.store.commits)
+    # 0.5 BTC at 50000 is 25,025 with its fee: the first account can afford one, the second one also, and a third
+    # account's limit does not lend anything to the others.
+    results = await together(
+        h,
+        buy_for(ACCOUNT, "0.5", "50000"),
+        buy_for(OTHER, "0.5", "50000"),
+        buy_for(ACCOUNT, "0.5", "50000"),
+        buy_for(OTHER, "0.5", "50000"),
+        buy_for(ACCOUNT, "0.1", "50000"),
+    )
+
+    assert decisions(results) == ["Approved", "Approved", "Denied", "Denied", "Approved"]
+    assert (h.pipeline.admissions.batches, h.pipeline.admissions.items) == (1, 5)
+    # One commit admitted both accounts' orders; the broker's answers were then applied per account.
+    assert h.pipeline.settlements.batches == 2
+    assert len(h.store.commits) - commits == 1 + 2
+    stored = [(o.account_id, o.status is OrderStatus.REJECTED) for o in h.store.committed.orders.values()]
+    assert sorted(stored) == [(ACCOUNT, False), (ACCOUNT, False), (ACCOUNT, True), (OTHER, False), (OTHER, True)]
+    assert await h.pipeline.rate.count(ACCOUNT, h.clock.now()) == (3, 3)  # each account's submissions, in its own
+    assert await h.pipeline.rate.count(OTHER, h.clock.now()) == (2, 2)
+
+
+async def test_the_accounts_are_spread_over_two_shared_lanes_each_always_in_the_same_one() -> None:
+    lanes = Counter(_lane(f"acct-{i}") for i in range(1000))
+    assert sorted(lanes) == ["lane-0", "lane-1"]
+    assert min(lanes.values()) > 400
+    # A CRC of the id, not Python's salted hash(): the same lane in every process and every run.
+    assert [_lane(a) for a in ("acct", "acct-2", "acct-3", "acct-4")] == ["lane-0", "lane-1", "lane-1", "lane-0"]
     h = build()
     h.store.add_account("acct-2", broker="fake", balances={"USDT": D(100_000)})
-    other = SubmitOrder("acct-2", "BTC/USDT", Side.BUY, OrderType.LIMIT, D("0.1"), D("40000"))
-    results = await together(h, limit_buy("0.1", "40000"), other, limit_buy("0.1", "40000"))
+    results = await together(h, limit_buy("0.1", "40000"), buy_for("acct-2", "0.1", "40000"))
+    assert decisions(results) == ["Approved", "Approved"]
+    assert h.pipeline.admissions.batches == 2  # one in each lane
 
-    assert decisions(results) == ["Approved", "Approved", "Approved"]
-    assert h.pipeline.admissions.batches == 2
-    assert {o.account_id for o in h.store.committed.orders.values()} == {ACCOUNT, "acct-2"}
+
+async def hold_elsewhere(h: Harness, account: str) -> FakeUnitOfWork:
+    """Another unit of work (a settlement, another instance) takes the account's lock and keeps it."""
+    elsewhere = h.store()
+    await elsewhere.__aenter__()
+    assert await elsewhere.accounts.lock(account) is not None
+    return elsewhere
+
+
+async def test_an_account_locked_elsewhere_waits_in_its_own_lane_and_the_others_do_not_wait_for_it() -> None:
+    h = build()
+    h.store.add_account(OTHER, broker="fake", balances={"USDT": D(100_000)})
+    elsewhere = await hold_elsewhere(h, OTHER)
+
+    waiting = asyncio.create_task(h.submit(buy_for(OTHER, "0.1", "40000")))
+    mine = [asyncio.create_task(h.submit(limit_buy("0.1", str(p)))) for p in (40000, 41000)]
+    answered = await asyncio.wait_for(asyncio.gather(*mine), 5)  # the same lane, the same first batch
+
+    assert decisions(list(answered)) == ["Approved", "Approved"]
+    assert h.pipeline.admissions.batches == 1
+    assert not waiting.done()  # in its own lane, waiting for its lock
+    assert h.pipeline.detours == {OTHER: 1}
+    await elsewhere.__aexit__(None, None, None)
+    other = await asyncio.wait_for(waiting, 5)
+    assert isinstance(other.decision, Approved)
+    assert other.order is not None
+    assert other.order.account_id == OTHER
+    assert h.pipeline.busy_admissions.items == 1
+    assert h.pipeline.detours == {}
+
+
+async def test_an_accounts_later_orders_follow_its_orders_in_its_own_lane_rather_than_overtake_them() -> None:
+    h = build()
+    h.store.add_account(OTHER, broker="fake", balances={"USDT": D(100_000)})
+    elsewhere = await hold_elsewhere(h, OTHER)
+    [first] = await admit_batch(h.pipeline, "lane-0", [buy_for(OTHER, "0.1", "40000")], wait=False)
+    assert isinstance(first, _Busy)
+    assert first.future is not None
+    assert h.pipeline.detours == {OTHER: 1}  # queued in its own lane before the lane's next batch can begin
+    await elsewhere.__aexit__(None, None, None)
+
+    # The lock is free now, but the first order has not been through its own lane yet: the next one must not be
+    # decided before it, so it follows it there; the other account's order goes on.
+    second, mine = await admit_batch(
+        h.pipeline, "lane-0", [buy_for(OTHER, "0.1", "40000"), limit_buy("0.1", "40000")], wait=False
+    )
+    assert isinstance(second, _Busy)
+    assert second.future is not None
+    assert not isinstance(mine, _Busy | BaseException)
+    assert h.pipeline.detours == {OTHER: 2}
+    one, two = await asyncio.wait_for(asyncio.gather(first.future, second.future), 5)
+    assert one.result.order is not None
+    assert two.result.order is not None
+    assert one.result.order.created_at <= two.result.order.created_at
+    assert [o.id for o in h.store.committed.orders.values() if o.account_id == OTHER] == [
+        one.result.order.id,
+        two.result.order.id,
+    ]
+    await asyncio.sleep(0)
+    assert h.pipeline.detours == {}
+
+
+async def detoured(h: Harness, qty: str) -> asyncio.Task[SubmitResult]:
+    """A submission of OTHER (locked elsewhere), once its shared batch has queued it in the account's own lane."""
+    caller = asyncio.create_task(h.submit(buy_for(OTHER, qty, "40000")))
+    for _ in range(50):
+        await asyncio.sleep(0)
+        if h.pipeline.detours:
+            return caller
+    raise AssertionError("the order was not detoured")
+
+
+async def test_a_detoured_order_whose_caller_is_gone_stands_and_its_account_shares_the_lanes_again() -> None:
+    h = build()
+    h.store.add_account(OTHER, broker="fake", balances={"USDT": D(100_000)})
+    elsewhere = await hold_elsewhere(h, OTHER)
+    caller = await detoured(h, "0.1")
+    await asyncio.sleep(0)  # the caller awaits its answer from the own lane, whose batch has begun (at the lock)
+    caller.cancel()  # shutdown, or an internal caller stopping
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await asyncio.sleep(0)
+    assert h.pipeline.detours == {}  # no longer counted: the own lane's running batch holds the account's place
+    await elsewhere.__aexit__(None, None, None)
+
+    later = await asyncio.wait_for(h.submit(buy_for(OTHER, "0.2", "40000")), 5)
+    assert later.order is not None
+    # What a batch that had begun did stands, as for a request cut off in flight; it came first.
+    assert [o.qty for o in h.store.committed.orders.values() if o.account_id == OTHER] == [D("0.1"), D("0.2")]
+
+
+async def test_a_detoured_order_cut_off_before_its_caller_heard_stands_and_the_count_comes_back() -> None:
+    h = build()
+    h.store.add_account(OTHER, broker="fake", balances={"USDT": D(100_000)})
+    elsewhere = await hold_elsewhere(h, OTHER)
+    caller = await detoured(h, "0.1")
+    caller.cancel()  # before it resumed: it never hears where its order went, as a request cut off in flight
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert h.pipeline.detours == {OTHER: 1}  # still queued in its own lane
+    await elsewhere.__aexit__(None, None, None)
+    for _ in range(50):
+        await asyncio.sleep(0)
+        if not h.pipeline.detours:
+            break
+    assert h.pipeline.detours == {}
+    assert [o.qty for o in h.store.committed.orders.values() if o.account_id == OTHER] == [D("0.1")]
+
+
+async def test_a_shared_lane_takes_an_accounts_burst_fairly_with_the_others() -> None:
+    seen: list[list[tuple[str, int]]] = []
+    gate = asyncio.Event()
+
+    async def run(key: str, items: list[tuple[str, int]]) -> list[int | BaseException]:
+        seen.append(list(items))
+        await gate.wait()
+        return [n for _, n in items]
+
+    batcher: Batcher[tuple[str, int], int] = Batcher(max_batch=4, group=lambda item: item[0])
+    first = asyncio.create_task(batcher.submit("lane", ("a", 0), run))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the first batch is running, held at the gate
+    assert seen == [[("a", 0)]]
+    burst = [asyncio.create_task(batcher.submit("lane", ("a", n), run)) for n in range(1, 10)]
+    others = [asyncio.create_task(batcher.submit("lane", item, run)) for item in (("b", 100), ("b", 101), ("c", 200))]
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(first, *burst, *others)
+
+    # b and c came after nine orders of a, and still go in the next batch; each account's own stay in arrival
+    # order; a group cut off by a full batch goes first in the next one, and so on in turn.
+    assert seen == [
+        [("a", 0)],
+        [("a", 1), ("b", 100), ("c", 200), ("a", 2)],
+        [("b", 101), ("a", 3), ("a", 4), ("a", 5)],
+        [("a", 6), ("a", 7), ("a", 8), ("a", 9)],
+    ]
+
+
+async def test_a_shared_lane_turns_through_more_busy_accounts_than_a_batch_holds() -> None:
+    seen: list[list[str]] = []
+
+    async def run(key: str, items: list[str]) -> list[str | BaseException]:
+        seen.append(list(items))
+        await asyncio.sleep(0)
+        return list(items)
+
+    batcher: Batcher[str, str] = Batcher(max_batch=2, group=lambda item: item[0])
+    items = [f"{g}{n}" for n in range(3) for g in "abc"]  # a0 b0 c0 a1 b1 c1 a2 b2 c2
+    await asyncio.gather(*(batcher.submit("lane", item, run) for item in items))
+
+    # Queued all before the first batch began: each batch goes on where the last one's turn stopped, so c, cut
+    # off by a full batch, goes first in the next one instead of waiting until a and b are empty.
+    assert seen == [["a0", "b0"], ["c0", "a1"], ["b1", "c1"], ["a2", "b2"], ["c2"]]
 
 
 async def test_the_batcher_caps_a_batch_and_answers_in_arrival_order() -> None:

@@ -63,6 +63,7 @@ class MemoryStore:
         self.transitions = 0  # audit rows written
         self.outbox = 0  # events written
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.claims: defaultdict[str, int] = defaultdict(int)  # units of work holding or awaiting each lock
 
     def __call__(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self)
@@ -84,6 +85,7 @@ class MemoryUnitOfWork:
         self.store = store
         self._undo: list[Undo] = []
         self._held: list[asyncio.Lock] = []
+        self._held_ids: list[str] = []
         self.accounts = _Accounts(self)
         self.orders = _Orders(self)
         self.events = _Events(self)
@@ -102,8 +104,14 @@ class MemoryUnitOfWork:
         lock = self.store.locks[account_id]
         if lock in self._held:
             return
-        await lock.acquire()
+        self.store.claims[account_id] += 1
+        try:
+            await lock.acquire()
+        except BaseException:
+            self.store.claims[account_id] -= 1
+            raise
         self._held.append(lock)
+        self._held_ids.append(account_id)
 
     async def __aenter__(self) -> Self:
         return self
@@ -115,7 +123,10 @@ class MemoryUnitOfWork:
             self._undo.pop()()
         for lock in reversed(self._held):
             lock.release()
+        for account_id in self._held_ids:
+            self.store.claims[account_id] -= 1
         self._held.clear()
+        self._held_ids.clear()
 
     async def commit(self) -> None:
         self._undo.clear()
@@ -156,6 +167,15 @@ class _Accounts(_Repo):
             return None
         await self.uow.acquire(account_id)
         return self.store.accounts.get(account_id)
+
+    async def lock_free(self, account_ids: Sequence[str]) -> dict[str, AccountInfo | None]:
+        locked: dict[str, AccountInfo | None] = {}
+        for account_id in sorted(set(account_ids)):
+            if account_id not in self.store.accounts:
+                locked[account_id] = None
+            elif not self.store.claims[account_id]:  # nobody holds or awaits it: taken without waiting
+                locked[account_id] = await self.lock(account_id)
+        return locked
 
     async def rebind(self, account_id: str, broker: str) -> None:
         self._set(self.store.accounts, account_id, replace(self.store.accounts[account_id], broker=broker))

@@ -80,6 +80,13 @@ class RateCounter(Protocol):
         """The same counts, recording nothing (for what-if checks)."""
         ...
 
-    async def record(self, account_id: str, times: Sequence[datetime]) -> None:
-        """Record several submissions at once (a batch's, counted under the account's lock)."""
+    async def counts(
+        self, account_ids: Sequence[str], now: datetime, record: str | None = None
+    ) -> dict[str, tuple[int, int]]:
+        """The counts of several accounts at once (an admission batch's); ``record``: one submission of that account
+        recorded after them."""
+        ...
+
+    async def record(self, times: Mapping[str, Sequence[datetime]]) -> None:
+        """Record several submissions of several accounts at once (a batch's, counted under their locks)."""
         ...

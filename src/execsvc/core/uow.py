@@ -60,6 +60,12 @@ class AccountRepository(Protocol):
         """
         ...
 
+    async def lock_free(self, account_ids: Sequence[str]) -> dict[str, AccountInfo | None]:
+        """Lock, and read as ``lock`` does, those of the accounts nobody holds now, without waiting for any: work
+        for several accounts at once must not wait behind one of them. Returns each account locked (None: it does
+        not exist); an account left out was busy, and is for its own ``lock``."""
+        ...
+
     async def rebind(self, account_id: str, broker: str) -> None:
         """Route the account's orders to another broker adapter (hold the account's lock: see ``lock``)."""
         ...

@@ -163,6 +163,14 @@ class AccountLocks:
                     del self._gates[account_id]
             raise
 
+    def try_acquire(self, account_id: str) -> bool:
+        """Take the account's lock if nobody holds or awaits it; never waits."""
+        if account_id in self._gates:  # a gate lives only while someone holds or awaits it
+            return False
+        gate = self._gates[account_id] = _Gate()
+        gate.held = True
+        return True
+
     def release(self, account_id: str) -> None:
         gate = self._gates[account_id]
         for queue in (gate.finishing, gate.new):
@@ -188,7 +196,7 @@ class _Session:
         self.conn: asyncpg.Connection | None = None
         self.begun = False
         self.locked = False
-        self.held_account: str | None = None
+        self.held_accounts: list[str] = []  # in-process account locks, released with the connection
         self.balances: dict[str, dict[str, Decimal]] = {}
         self.positions: dict[tuple[str, str], Position] = {}
         self.working_totals: dict[str, list[WorkingTotals]] = {}
@@ -221,9 +229,9 @@ class _Session:
         return conn
 
     async def lock_account(self, account_id: str, finishing: bool) -> None:
-        if self.held_account is None:
+        if account_id not in self.held_accounts:
             await self.account_locks.acquire(account_id, finishing)
-            self.held_account = account_id
+            self.held_accounts.append(account_id)
         key = account_lock_key(account_id)
         conn = await self.connection()
         if self.begun:
@@ -233,6 +241,34 @@ class _Session:
             await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({key:d})")
             self.begun = True
         self.locked = True
+
+    async def try_lock_accounts(self, account_ids: Sequence[str]) -> dict[str, int]:
+        """Lock those of the accounts nobody holds, here or in another process, without waiting; their lock keys.
+
+        One round trip for all (and the BEGIN): ``pg_try_advisory_xact_lock`` never waits, so the order they are
+        tried in cannot deadlock; the keys of those taken are left in a transaction-local setting for the read that
+        follows (a statement after the locks, so it sees every commit made under them)."""
+        if self.held_accounts:
+            raise RuntimeError("try_lock_accounts takes a unit of work's first locks")
+        taken = [a for a in sorted(set(account_ids)) if self.account_locks.try_acquire(a)]
+        self.held_accounts = taken
+        if not taken:
+            return {}
+        keys = {a: account_lock_key(a) for a in taken}
+        tries = ", ".join(f"CASE WHEN pg_try_advisory_xact_lock({k:d}) THEN '{k:d}' END" for k in keys.values())
+        conn = await self.connection()
+        begin = "" if self.begun else "BEGIN; "
+        # A simple-protocol script: the keys are integers we computed, not user text.
+        await conn.execute(f"{begin}SELECT set_config('{_LOCKED_SETTING}', array_to_string(ARRAY[{tries}], ','), true)")
+        self.begun = True
+        self.locked = True
+        return keys
+
+    def give_back(self, account_ids: Sequence[str]) -> None:
+        """Let go of in-process locks of accounts whose database lock was not had (busy in another process)."""
+        for account_id in account_ids:
+            self.held_accounts.remove(account_id)
+            self.account_locks.release(account_id)
 
     async def release(self, committed: bool) -> None:
         """Roll back what was not committed, return the connection, let the next request for the account in."""
@@ -247,9 +283,9 @@ class _Session:
                 finally:
                     await self.pool.release(conn)
         finally:
-            if self.held_account is not None:
-                self.account_locks.release(self.held_account)
-                self.held_account = None
+            held, self.held_accounts = self.held_accounts, []
+            for account_id in reversed(held):
+                self.account_locks.release(account_id)
 
     async def flush(self) -> None:
         """Write everything buffered in one statement (data-modifying CTEs).
@@ -336,18 +372,20 @@ class _Session:
                 "INSERT INTO outbox (topic, account_id, payload, created_at) "
                 f"SELECT * FROM {rows(_OUTBOX_TYPES, self.outbox)}"
             )
-        for scope, risk in self.saved_risk.items():
-            row = risk_values(scope, risk)
-            names = ", ".join(row)
-            values_sql = ", ".join(arg(v) for v in row.values())
-            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in row if c != "scope")
+        if self.saved_risk:
+            states = [risk_values(scope, risk) for scope, risk in self.saved_risk.items()]
+            names = list(states[0])
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in names if c != "scope")
             parts.append(
-                f"INSERT INTO risk_states ({names}) VALUES ({values_sql}) ON CONFLICT (scope) DO UPDATE SET {updates}"
+                f"INSERT INTO risk_states ({', '.join(names)}) "
+                f"SELECT * FROM {rows(_RISK_STATE_TYPES, [tuple(r.values()) for r in states])} "
+                f"ON CONFLICT (scope) DO UPDATE SET {updates}"
             )
-        for event in self.risk_events:
-            row = risk_event_values(event)
+        if self.risk_events:
+            events = [risk_event_values(event) for event in self.risk_events]
             parts.append(
-                f"INSERT INTO risk_events ({', '.join(row)}) VALUES ({', '.join(arg(v) for v in row.values())})"
+                f"INSERT INTO risk_events ({', '.join(events[0])}) "
+                f"SELECT * FROM {rows(_RISK_EVENT_TYPES, [tuple(r.values()) for r in events])}"
             )
         if not parts:
             return
@@ -382,6 +420,9 @@ _FILL_TYPES = (
 _UPDATE_TYPES = ("uuid", "text", "numeric", "numeric", "numeric", "text", "text", "text", "timestamptz")
 _POSITION_TYPES = ("text", "text", "numeric", "numeric", "numeric", "numeric", "timestamptz")
 _BALANCE_TYPES = ("text", "text", "numeric", "timestamptz")
+# risk_values() and risk_event_values(), column by column
+_RISK_STATE_TYPES = ("text", "text", "text", "text", "timestamptz", "text", "numeric", "text", "int4", "timestamptz")
+_RISK_EVENT_TYPES = ("text", "text", "text", "text", "text", "text", "timestamptz")
 _EVENT_TYPES = ("uuid", "text", "text", "text", "text", "timestamptz")
 _OUTBOX_TYPES = ("text", "text", "text", "timestamptz")
 _OUTBOX_COLUMNS = "id, topic, account_id, payload, created_at"  # what the stream tail reads
@@ -487,6 +528,33 @@ def _controls(row: Mapping[str, Any]) -> RiskControls:
     )
 
 
+_LOCKED_SETTING = "execsvc.locked_accounts"
+_WORKING_OF_A = _WORKING_TOTALS.replace("account_id = $1", "account_id = a.id")
+assert _WORKING_OF_A != _WORKING_TOTALS
+# An account as read under its lock: its balances and risk controls; for new work (not finishing) also the totals of
+# its working orders and its positions, which the risk check reads.
+_ACCOUNT_BASE = (
+    "a.id, a.broker, a.valuation_asset, "
+    "ARRAY(SELECT b.asset FROM balances b WHERE b.account_id = a.id ORDER BY b.asset) AS assets, "
+    "ARRAY(SELECT b.total FROM balances b WHERE b.account_id = a.id ORDER BY b.asset) AS totals, "
+    f"{_RISK_COLUMNS}"
+)
+_ACCOUNT_WORKING = (
+    ", ARRAY(SELECT ROW(w.symbol, w.side, w.priced_qty, w.priced_value, w.unpriced_qty, w.n, w.stop_qty, w.stop_value) "
+    f"FROM ({_WORKING_OF_A}) w) AS working, "
+    "ARRAY(SELECT ROW(p.symbol, p.qty, p.avg_entry_price, p.realized_pnl, p.trip_pnl) "
+    "FROM positions p WHERE p.account_id = a.id) AS positions"
+)
+_READ_LOCKED = f"SELECT {_ACCOUNT_BASE} FROM accounts a {_RISK_JOINS} WHERE a.id = $1"
+_READ_LOCKED_NEW = f"SELECT {_ACCOUNT_BASE}{_ACCOUNT_WORKING} FROM accounts a {_RISK_JOINS} WHERE a.id = $1"
+# Several accounts, each read only if its lock was had (``try_lock_accounts``): one row per account asked for.
+_MINE = f"r.k = ANY(string_to_array(current_setting('{_LOCKED_SETTING}', true), ',')::bigint[])"
+_READ_LOCKED_MANY = (
+    f"SELECT r.id AS asked, {_MINE} AS locked, {_ACCOUNT_BASE}{_ACCOUNT_WORKING} "
+    f"FROM unnest($1::text[], $2::bigint[]) AS r(id, k) LEFT JOIN accounts a ON a.id = r.id AND {_MINE} {_RISK_JOINS}"
+)
+
+
 class PgAccounts(_Repo):
     async def get(self, account_id: str) -> AccountInfo | None:
         conn = await self.s.begin()
@@ -501,24 +569,29 @@ class PgAccounts(_Repo):
         """
         await self.s.lock_account(account_id, finishing)
         conn = await self.s.begin()
-        working = (
-            ""
-            if finishing
-            else ", ARRAY(SELECT ROW(w.symbol, w.side, w.priced_qty, w.priced_value, w.unpriced_qty, w.n, w.stop_qty, "
-            "w.stop_value) "
-            f"FROM ({_WORKING_TOTALS}) w) AS working, "
-            "ARRAY(SELECT ROW(p.symbol, p.qty, p.avg_entry_price, p.realized_pnl, p.trip_pnl) "
-            "FROM positions p WHERE p.account_id = a.id) AS positions"
-        )
-        row = await conn.fetchrow(
-            "SELECT a.id, a.broker, a.valuation_asset, "
-            "ARRAY(SELECT b.asset FROM balances b WHERE b.account_id = a.id ORDER BY b.asset) AS assets, "
-            f"ARRAY(SELECT b.total FROM balances b WHERE b.account_id = a.id ORDER BY b.asset) AS totals{working}, "
-            f"{_RISK_COLUMNS} FROM accounts a {_RISK_JOINS} WHERE a.id = $1",
-            account_id,
-        )
-        if row is None:
-            return None
+        row = await conn.fetchrow(_READ_LOCKED if finishing else _READ_LOCKED_NEW, account_id)
+        return None if row is None else self._remember(row, finishing)
+
+    async def lock_free(self, account_ids: Sequence[str]) -> dict[str, AccountInfo | None]:
+        """Two round trips for any number of accounts: the locks tried (with the BEGIN), then one read of those had."""
+        keys = await self.s.try_lock_accounts(account_ids)
+        if not keys:
+            return {}
+        conn = await self.s.begin()
+        rows = await conn.fetch(_READ_LOCKED_MANY, list(keys), list(keys.values()))
+        locked: dict[str, AccountInfo | None] = {}
+        busy: list[str] = []
+        for row in rows:
+            if not row["locked"]:
+                busy.append(row["asked"])
+            else:
+                locked[row["asked"]] = None if row["id"] is None else self._remember(row, False)
+        self.s.give_back(busy)
+        return locked
+
+    def _remember(self, row: Mapping[str, Any], finishing: bool) -> AccountInfo:
+        """Keep what the unit of work read of a locked account (its later reads under the lock come from here)."""
+        account_id = row["id"]
         self.s.controls[account_id] = _controls(row)
         self.s.balances[account_id] = {a: normalize(v) for a, v in zip(row["assets"], row["totals"], strict=True)}
         if not finishing:
@@ -529,7 +602,7 @@ class PgAccounts(_Repo):
             for symbol, qty, avg, pnl, trip in row["positions"]:
                 position = Position(normalize(qty), normalize(avg), normalize(pnl), normalize(trip))
                 self.s.positions.setdefault((account_id, symbol), position)
-        return AccountInfo(row["id"], row["broker"], row["valuation_asset"])
+        return AccountInfo(account_id, row["broker"], row["valuation_asset"])
 
     async def rebind(self, account_id: str, broker: str) -> None:
         # Off the hot path (an account's settings change): sent at once, like the limit overrides.

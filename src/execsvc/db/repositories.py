@@ -184,6 +184,10 @@ class SqlAccounts(_Repo):
         row = (await self.conn.execute(stmt, {"account_id": account_id})).first()
         return None if row is None else AccountInfo(row.id, row.broker, row.valuation_asset)
 
+    async def lock_free(self, account_ids: Sequence[str]) -> dict[str, AccountInfo | None]:
+        # On SQLite the unit of work is the one writer, holding the whole database: no account is busy for it.
+        return {account_id: await self.lock(account_id) for account_id in sorted(set(account_ids))}
+
     async def rebind(self, account_id: str, broker: str) -> None:
         await self.conn.execute(update(t.accounts).where(t.accounts.c.id == account_id).values(broker=broker))
 

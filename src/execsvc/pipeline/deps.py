@@ -78,6 +78,12 @@ class NullObserver:
         """Ignore."""
 
 
+def _account_of(cmd: Any) -> str:
+    """The group of a queued submission in a shared admission lane: its account (taken fairly, one of each in turn)."""
+    account_id: str = cmd.account_id
+    return account_id
+
+
 @dataclass(slots=True)
 class Pipeline:
     """The dependencies of every handler."""
@@ -99,9 +105,15 @@ class Pipeline:
     # Each venue's markets and marks, by market key (``core.venues.market_key``; ``market_data`` is the simulated
     # market's).
     venue_markets: dict[str, MarketData] = field(default_factory=dict)
-    # Group commit (``pipeline.batching``): new orders of one account are admitted in batches, and brokers' answers
-    # applied in batches, each batch under one lock hold and one commit.
-    admissions: Batcher[Any, Any] = field(default_factory=Batcher)
+    # Group commit (``pipeline.batching``): new orders of every account are admitted in batches in one shared lane
+    # (each batch one transaction and one commit, each of its accounts under its lock), an order whose account's
+    # lock is held elsewhere in its account's own lane (``busy_admissions``); brokers' answers are applied in batches
+    # per account.
+    admissions: Batcher[Any, Any] = field(default_factory=lambda: Batcher(group=_account_of))
+    busy_admissions: Batcher[Any, Any] = field(default_factory=Batcher)
+    # Orders of each account answered busy by a shared batch and not yet through their own lane: while there are
+    # any, the account's later orders follow them there (in arrival order) instead of overtaking them.
+    detours: dict[str, int] = field(default_factory=dict)
     settlements: Batcher[Any, Any] = field(default_factory=Batcher)
     # Ids of new orders and fills (time-ordered UUIDs); a backtest draws them from its own clock, so that a run
     # repeated gives the same ids.

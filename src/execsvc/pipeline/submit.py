@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,7 +44,7 @@ from execsvc.pipeline.risk import Assessment, assess, settle_day
 from execsvc.pipeline.venue_events import venue_refused_credentials
 from execsvc.ratelimit import BatchRate
 from execsvc.risk import Denied, RiskDecision, audit
-from execsvc.routing.breaker import Claim
+from execsvc.routing.breaker import CircuitBreaker, Claim
 
 log = structlog.get_logger(__name__)
 
@@ -134,11 +136,12 @@ class _Admitted:
 async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
     """Run one order through the pipeline. Returns once the broker's first answer is recorded.
 
-    The order is admitted together with whatever else its account has queued (``pipeline.admissions``: one lock
-    hold and one commit for the batch, the risk engine deciding each order in arrival order, each seeing the ones
-    before it), sent to its broker on its own, and its broker's answer applied together with the answers of its
-    account's other orders (``pipeline.settlements``). A venue in this process that answers at once (the paper
-    venue) is asked inside the admitting transaction instead, and its answer committed with the order.
+    The order is admitted together with whatever else its lane has queued, of any accounts (``pipeline.admissions``:
+    one transaction and one commit for the batch, each account under its lock, the risk engine deciding each order
+    in arrival order, each seeing the ones of its account before it), sent to its broker on its own, and its
+    broker's answer applied together with the answers of its account's other orders (``pipeline.settlements``). A
+    venue in this process that answers at once (the paper venue) is asked inside the admitting transaction instead,
+    and its answer committed with the order.
     """
     if tracing.ENABLED:
         attributes = {"execsvc.account_id": cmd.account_id, "execsvc.client_order_id": cmd.client_order_id or ""}
@@ -150,10 +153,37 @@ async def submit_order(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
     return await _submit(pipeline, cmd)
 
 
+class _Busy:
+    """The answer of a shared batch to an order whose account was locked elsewhere when the batch began: the order
+    is queued in its account's own lane (``future``, its answer there)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[_Admitted] | None = None) -> None:
+        self.future = future
+
+
+_BUSY = _Busy()  # while the batch runs; queued in the own lane once it has committed
+# ``Pipeline.admissions``: every account's new orders queue in one of two shared lanes (an account always in the
+# same one). One lane's batch runs while the other's waits for the database: measured at eight accounts, two lanes
+# kept the process ~0.9 of a core busy against ~0.8 with one (bench/RESULTS.md).
+_LANES = ("lane-0", "lane-1")
+
+
+def _lane(account_id: str) -> str:
+    return _LANES[zlib.crc32(account_id.encode()) % len(_LANES)]
+
+
 async def _submit(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
     started = time.perf_counter()
     validate_shape(cmd)
-    admitted: _Admitted = await pipeline.admissions.submit(cmd.account_id, cmd, partial(admit_batch, pipeline))
+    admitted = await pipeline.admissions.submit(_lane(cmd.account_id), cmd, partial(admit_batch, pipeline, wait=False))
+    if isinstance(admitted, _Busy):
+        # Its account's lock was held (a settlement, another instance): the shared lane never waits for one
+        # account, so its batch queued the order in its account's own lane, which waits for the lock.
+        assert admitted.future is not None
+        admitted = await admitted.future  # cancelled with this task: then left out of the own lane's batch
+    assert isinstance(admitted, _Admitted)
     if admitted.answered:
         pipeline.observer.broker_acknowledged(time.perf_counter() - started)
     if admitted.claim is None:
@@ -164,33 +194,48 @@ async def _submit(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
     return SubmitResult(order, admitted.result.decision)
 
 
-async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[SubmitOrder]) -> list[_Admitted | Exception]:
-    """Admit one account's queued orders under one lock hold and one commit.
+async def admit_batch(
+    pipeline: Pipeline, lane: str, cmds: Sequence[SubmitOrder], *, wait: bool
+) -> list[_Admitted | _Busy | Exception]:
+    """Admit the queued orders of one or several accounts under one transaction and one commit, each account under
+    its lock.
 
-    Each order is checked and decided in turn, as if it had come alone after the ones before it: its refusal (a
-    reused key, a duplicate client order id, a market rule, an open circuit) is its own answer and writes nothing,
-    and its neighbours go on. A failure while writing fails the whole batch, which is then rolled back whole.
+    The shared lane (not ``wait``) takes the locks that are free at once and answers the orders of an account whose
+    lock is held elsewhere with ``_BUSY`` (they go to that account's own lane, which waits for it: ``wait``). Each
+    order is checked and decided in turn, as if it had come alone after the ones of its account before it: its
+    refusal (a reused key, a duplicate client order id, a market rule, an open circuit) is its own answer and writes
+    nothing, and its neighbours go on. A failure while writing fails the whole batch, which is then rolled back whole.
     """
-    answers: list[_Admitted | Exception] = []
-    claims: list[Claim] = []
+    answers: list[_Admitted | _Busy | Exception] = []
+    claims: list[tuple[CircuitBreaker, Claim]] = []
     parent, links = tracing.batch_parent(cmds)  # the batch's shared spans: in its first order's trace
+    account_ids = sorted({cmd.account_id for cmd in cmds})
     async with pipeline.uow() as uow:
         with tracing.span("account.lock", parent=parent, links=links):
-            account = await uow.accounts.lock(account_id)
-        if account is None:
-            raise AccountNotFound(f"account {account_id!r} does not exist")
-        breaker = pipeline.breakers(account.broker)
-        rate = BatchRate(pipeline.rate)
-        broker = pipeline.router.broker_named(account.broker)
-        inline = broker is not None and broker.capabilities.answers_in_process
-        sent: list[Order] = []  # answered in process: taken off the venue again if the batch fails
+            if wait:
+                locked = {account_id: await uow.accounts.lock(account_id) for account_id in account_ids}
+            else:  # an account with orders in its own lane is busy too: its new orders queue behind those
+                locked = await uow.accounts.lock_free([a for a in account_ids if a not in pipeline.detours])
+        rate = BatchRate(pipeline.rate, [account_id for account_id, info in locked.items() if info is not None])
+        brokers: dict[str, Broker | None] = {}
+        sent: list[tuple[Broker, Order]] = []  # answered in process: taken off the venue again if the batch fails
         try:
             for cmd in cmds:
+                if cmd.account_id not in locked:
+                    answers.append(_BUSY)
+                    continue
+                account = locked[cmd.account_id]
+                if account is None:
+                    answers.append(AccountNotFound(f"account {cmd.account_id!r} does not exist"))
+                    continue
+                if account.id not in brokers:
+                    brokers[account.id] = pipeline.router.broker_named(account.broker)
+                broker = brokers[account.id]
                 trace_parent = tracing.parent_of(cmd)
                 # This batch runs in a task of its own: its log lines say which order they are about. (Bound in the
                 # task's own context, which ends with the batch.)
                 structlog.contextvars.bind_contextvars(
-                    account_id=account_id,
+                    account_id=account.id,
                     client_order_id=cmd.client_order_id,
                     order_id=None,
                     **tracing.log_ids_of(trace_parent),
@@ -207,16 +252,17 @@ async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[Submit
                     answers.append(checked)
                     continue
                 assessment, claim, now = checked
+                breaker = pipeline.breakers(account.broker)
                 if claim is not None:
-                    claims.append(claim)
+                    claims.append((breaker, claim))
                 # A failure while writing is not this order's alone: the unit of work is spoiled; the batch fails.
                 with tracing.within(trace_parent):  # its outbox rows keep the order's trace context
                     order = await _record(pipeline, uow, account.id, cmd, assessment, now)
                 structlog.contextvars.bind_contextvars(order_id=str(order.id), client_order_id=order.client_order_id)
-                if claim is not None and broker is not None and inline:
+                if claim is not None and broker is not None and broker.capabilities.answers_in_process:
                     # The venue is in this process and answers at once: its answer goes in this same transaction.
-                    claims.remove(claim)
-                    sent.append(order)
+                    claims.remove((breaker, claim))
+                    sent.append((broker, order))
                     reports = await _ask_broker(pipeline, account, broker, order, claim, trace_parent)
                     with tracing.span("reports.apply", parent=trace_parent):
                         order = await apply_in(pipeline, uow, order, reports, broker.name)
@@ -227,17 +273,41 @@ async def admit_batch(pipeline: Pipeline, account_id: str, cmds: Sequence[Submit
                 await rate.flush()
                 await uow.commit()
         except BaseException:
-            for claim in claims:
+            for breaker, claim in claims:
                 breaker.abandon(claim)  # never sent: if it was the probe, another order may be
-            if broker is not None:
-                for order in sent:  # answered, then not stored: off the venue's book, so it never trades
-                    with contextlib.suppress(Exception):
-                        await broker.cancel(order)
+            for broker, order in sent:  # answered, then not stored: off the venue's book, so it never trades
+                with contextlib.suppress(Exception):
+                    await broker.cancel(order)
             raise
-    for answer in answers:
+    for i, (cmd, answer) in enumerate(zip(cmds, answers, strict=True)):
         if isinstance(answer, _Admitted) and isinstance(answer.result.decision, Denied):
             pipeline.observer.risk_denied(answer.result.decision.violations)
+        elif isinstance(answer, _Busy):
+            answers[i] = _Busy(_detour(pipeline, cmd))
     return answers
+
+
+def _detour(pipeline: Pipeline, cmd: SubmitOrder) -> asyncio.Future[_Admitted]:
+    """Queue an order a shared batch found busy in its account's own lane, now (before the lane's next batch can
+    begin), and count it in ``pipeline.detours`` until it is answered there or left out: while any is, the account's
+    later orders are busy for the shared lanes and queue behind it, so none is decided before it."""
+    account_id = cmd.account_id
+    future: asyncio.Future[_Admitted] = pipeline.busy_admissions.enqueue(
+        account_id, cmd, partial(admit_batch, pipeline, wait=True)
+    )
+    pipeline.detours[account_id] = pipeline.detours.get(account_id, 0) + 1
+
+    def done(answered: asyncio.Future[_Admitted]) -> None:
+        left = pipeline.detours[account_id] - 1
+        if left:
+            pipeline.detours[account_id] = left
+        else:
+            del pipeline.detours[account_id]
+        if not answered.cancelled():
+            answered.exception()  # retrieved: its caller may have gone (the answer then stands unread)
+
+    future.add_done_callback(done)
+    return future
 
 
 async def _check(
