@@ -512,7 +512,12 @@ def main() -> int:
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
     parser.add_argument("--client-procs", type=int, default=1)
     parser.add_argument(
-        "--accounts", type=int, default=1, help="spread the full-path load round robin over this many accounts"
+        "--accounts",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="spread the full-path load round robin over this many accounts; several counts (e.g. 1 8) measure the "
+        "maximum throughput and its ratio for each in the same run (the fixed-rate phases use the first count)",
     )
     parser.add_argument(
         "--workers",
@@ -546,7 +551,9 @@ def main() -> int:
     }
     procs: list[Proc] = []
     try:
-        with provision(args.accounts, args.throwaway_postgres) as stack:
+        if any(n < 1 for n in args.accounts):
+            parser.error("--accounts: counts of at least 1")
+        with provision(max(args.accounts), args.throwaway_postgres) as stack:
             results["machine"] = machine_facts(stack.pg_version, stack.pg_settings, stack.pg.source, stack.redis.source)
             print(
                 f"PostgreSQL {stack.pg_version} ({stack.pg.source}; {stack.pg_settings}), "
@@ -614,14 +621,16 @@ def run_phases(
     results["code"] = code_state(env)
     print(f"code: {results['code']}", flush=True)
 
-    full = Target(
-        f"http://127.0.0.1:{svc_port}/v1/orders",
-        body=ORDER_BODY.encode(),
-        headers=(("Authorization", f"Bearer {token}"),),
-        rotate_headers=tuple((("Authorization", f"Bearer {t}"),) for t in stack.tokens)
-        if len(stack.tokens) > 1
-        else (),
-    )
+    def full_target(accounts: int) -> Target:
+        tokens = stack.tokens[:accounts]
+        return Target(
+            f"http://127.0.0.1:{svc_port}/v1/orders",
+            body=ORDER_BODY.encode(),
+            headers=(("Authorization", f"Bearer {token}"),),
+            rotate_headers=tuple((("Authorization", f"Bearer {t}"),) for t in tokens) if len(tokens) > 1 else (),
+        )
+
+    full = full_target(args.accounts[0])
     ref = Target(f"http://127.0.0.1:{ref_port}/orders", body=ORDER_BODY.encode())
     db = DbStats(stack.pg.admin_dsn, stack.database)
 
@@ -642,6 +651,11 @@ def run_phases(
     for _ in range(args.rounds):
         measure("full_max", closed(full, args.duration), service, db, results, metrics_url, redis_url)
         measure("reference_max", closed(ref, args.duration), reference, db, results)
+    for accounts in args.accounts[1:]:  # the same rounds over more (or fewer) accounts, in this run
+        spread = full_target(accounts)
+        for _ in range(args.rounds):
+            measure(f"full_max_{accounts}", closed(spread, args.duration), service, db, results, metrics_url, redis_url)
+            measure(f"reference_max_{accounts}", closed(ref, args.duration), reference, db, results)
     # Sustainable rates first: an overloaded open-loop phase leaves a backlog behind it.
     for rate in args.extra_rates:
         extra = LoadSpec("open", full, args.duration, max(args.concurrency, 128), rate, args.client, args.client_procs)
@@ -671,6 +685,23 @@ def run_phases(
         if r["throughput_rps"]
     ]
     ratio = statistics.median(ratios) if ratios else 0.0
+
+    def spread_ratio(accounts: int) -> dict[str, Any]:
+        fulls = results["phases"][f"full_max_{accounts}"]
+        refs = results["phases"][f"reference_max_{accounts}"]
+        pairs = zip(fulls, refs, strict=True)
+        per_round = [f["throughput_rps"] / r["throughput_rps"] for f, r in pairs if r["throughput_rps"]]
+        median = statistics.median(per_round) if per_round else 0.0
+        return {
+            "full_max_rps": statistics.median(f["throughput_rps"] for f in fulls),
+            "reference_max_rps": statistics.median(r["throughput_rps"] for r in refs),
+            "ratio": round(median, 3),
+            "ratio_per_round": [round(x, 3) for x in per_round],
+            "ratio_met": median >= TARGET_RATIO,
+            "server_cpu_ms_per_order": median_round(fulls)["server_cpu_ms_per_request"],
+        }
+
+    by_accounts = {args.accounts[0]: None, **{n: spread_ratio(n) for n in args.accounts[1:]}}
     results["orders_by_status"] = asyncio.run(order_statuses(dsn))
     results["summary"] = {
         "full_max_rps": statistics.median(r["throughput_rps"] for r in full_rounds),
@@ -696,14 +727,32 @@ def run_phases(
             "reference": ref_fixed["server_cpu_ms_per_request"],
         },
         "db_per_order": {"full": full_max.get("db"), "reference": ref_max.get("db")},
+        "accounts": args.accounts[0],
+    }
+    results["summary"]["by_accounts"] = {
+        str(n): {
+            k: results["summary"][k]
+            for k in ("full_max_rps", "reference_max_rps", "ratio", "ratio_per_round", "ratio_met")
+        }
+        | {"server_cpu_ms_per_order": results["summary"]["server_cpu_ms_per_order"]["full"]}
+        if spread is None
+        else spread
+        for n, spread in by_accounts.items()
     }
 
     rows = []
-    for n, (f, r) in enumerate(zip(full_rounds, ref_rounds, strict=True), 1):
-        tag = f", round {n}" if len(full_rounds) > 1 else ""
-        rows.append((f"full order path, max (closed loop, {args.concurrency} conns{tag})", f))
-        rows.append((f"reference endpoint, max (closed loop, {args.concurrency} conns{tag})", r))
-    rows.append((f"full order path at {args.rate:g}/s (open loop)", fixed))
+    for accounts in args.accounts:
+        fulls, refs = (
+            (full_rounds, ref_rounds)
+            if accounts == args.accounts[0]
+            else (results["phases"][f"full_max_{accounts}"], results["phases"][f"reference_max_{accounts}"])
+        )
+        who = f"{accounts} account{'s' if accounts > 1 else ''}, "
+        for n, (f, r) in enumerate(zip(fulls, refs, strict=True), 1):
+            tag = f", round {n}" if len(fulls) > 1 else ""
+            rows.append((f"full order path, max ({who}closed loop, {args.concurrency} conns{tag})", f))
+            rows.append((f"reference endpoint, max (closed loop, {args.concurrency} conns{tag})", r))
+    rows.append((f"full order path at {args.rate:g}/s ({args.accounts[0]} account(s), open loop)", fixed))
     rows.append((f"reference endpoint at {args.rate:g}/s (open loop)", ref_fixed))
     for rate in args.extra_rates:
         rows.append((f"full order path at {rate:g}/s (open loop)", results["phases"][f"full_fixed_rate_{rate:g}"][0]))
@@ -760,9 +809,14 @@ def summary_markdown(results: dict[str, Any]) -> str:
         "",
         f"- max throughput: full path {s['full_max_rps']:.1f} orders/s, reference {s['reference_max_rps']:.1f}/s "
         f"(medians over rounds)",
-        f"- ratio full/reference: **{s['ratio']:.3f}** (median of per-round ratios {s['ratio_per_round']}; "
-        f"target >= {s['ratio_target']}: {yes[s['ratio_met']]})",
-        f"- p99 at {s['fixed_rate_rps']:g}/s: **{xl['p99']:.2f} ms** (target < {s['p99_target_ms']:g} ms: "
+        *(
+            f"- ratio full/reference, {n} account(s): **{a['ratio']:.3f}** ({a['full_max_rps']:.1f} / "
+            f"{a['reference_max_rps']:.1f} orders/s; median of per-round ratios {a['ratio_per_round']}; "
+            f"target >= {s['ratio_target']}: {yes[a['ratio_met']]})"
+            for n, a in s["by_accounts"].items()
+        ),
+        f"- p99 at {s['fixed_rate_rps']:g}/s, {s['accounts']} account(s): **{xl['p99']:.2f} ms** "
+        f"(target < {s['p99_target_ms']:g} ms: "
         f"{yes[s['p99_met']]}); errors: {s['fixed_rate_errors'] or 'none'}",
         f"- PostgreSQL per order, full path: {full_db.get('xact_commit_per_order')} commits, "
         f"{full_db.get('xact_rollback_per_order')} rollbacks, {full_db.get('tup_inserted_per_order')} rows inserted, "
