@@ -182,7 +182,8 @@ async def _submit(pipeline: Pipeline, cmd: SubmitOrder) -> SubmitResult:
         # Its account's lock was held (a settlement, another instance): the shared lane never waits for one
         # account, so its batch queued the order in its account's own lane, which waits for the lock.
         assert admitted.future is not None
-        admitted = await admitted.future  # cancelled with this task: then left out of the own lane's batch
+        # Cancelled with this task: left out of the own lane, unless its batch there has begun (that stands).
+        admitted = await admitted.future
     assert isinstance(admitted, _Admitted)
     if admitted.answered:
         pipeline.observer.broker_acknowledged(time.perf_counter() - started)
