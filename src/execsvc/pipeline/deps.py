@@ -105,10 +105,10 @@ class Pipeline:
     # Each venue's markets and marks, by market key (``core.venues.market_key``; ``market_data`` is the simulated
     # market's).
     venue_markets: dict[str, MarketData] = field(default_factory=dict)
-    # Group commit (``pipeline.batching``): new orders of every account are admitted in batches in one shared lane
-    # (each batch one transaction and one commit, each of its accounts under its lock), an order whose account's
-    # lock is held elsewhere in its account's own lane (``busy_admissions``); brokers' answers are applied in batches
-    # per account.
+    # Group commit (``pipeline.batching``): new orders of every account are admitted in batches in two shared lanes
+    # (keyed by ``submit._lane``; each batch one transaction and one commit, each of its accounts under its lock), an
+    # order whose account's lock is held elsewhere in its account's own lane (``busy_admissions``); brokers' answers
+    # are applied in batches per account.
     admissions: Batcher[Any, Any] = field(default_factory=lambda: Batcher(group=_account_of))
     busy_admissions: Batcher[Any, Any] = field(default_factory=Batcher)
     # Orders of each account answered busy by a shared batch and not yet through their own lane: while there are
